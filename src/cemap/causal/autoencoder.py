@@ -1,0 +1,225 @@
+"""The latent autoencoder of PAPER.md section 3, its loss, training and fidelity report.
+
+An encoder E maps the activation A of the cut layer to k concept channels Z; a decoder D maps
+them back. The classifier stays frozen; only E and D learn, with the *intended* notebook loss
+``w_tv * TV + w_rec * L1 + w_kl * KL`` (the notebooks add TV twice through a typo).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..cache import cache_path, load_weights, save_atomic
+from ..data.base import ImageDataset
+from ..models.classifier import Classifier
+from ..progress import progress_enabled
+from .split import Split, split_classifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AEConfig:
+    code: int = 16
+    hidden: int = 32
+    w_tv: float = 5.0
+    w_rec: float = 2.0
+    w_kl: float = 3.0
+    epochs: int = 8
+    lr: float = 2e-3
+    batch_size: int = 64
+    seed: int = 0
+
+
+class LatentAutoencoder(nn.Module):
+    """conv3x3 C->hidden->k (the code Z) and back; 2-D activations are treated as C x 1 x 1 maps."""
+
+    def __init__(self, channels: int, code: int = 16, hidden: int = 32) -> None:
+        super().__init__()
+        self.enc1 = nn.Conv2d(channels, hidden, 3, padding=1)
+        self.enc2 = nn.Conv2d(hidden, code, 3, padding=1)
+        self.dec1 = nn.Conv2d(code, hidden, 3, padding=1)
+        self.dec2 = nn.Conv2d(hidden, channels, 3, padding=1)
+        self.register_buffer("code_mean", torch.zeros(code))
+
+    @property
+    def code_channels(self) -> int:
+        return self.enc2.out_channels
+
+    def encode(self, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Z, first encoder feature map)."""
+        h = F.relu(self.enc1(_as_map(act)))
+        return F.relu(self.enc2(h)), h
+
+    def decode(self, z: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A_hat shaped like ``like``, first decoder feature map)."""
+        h = F.relu(self.dec1(z))
+        return self.dec2(h).reshape(like.shape), h
+
+    def forward(self, act: torch.Tensor) -> torch.Tensor:
+        z, _ = self.encode(act)
+        return self.decode(z, act)[0]
+
+
+def _as_map(act: torch.Tensor) -> torch.Tensor:
+    return act if act.dim() == 4 else act.reshape(act.shape[0], -1, 1, 1)
+
+
+def tv_match(h_enc: torch.Tensor, h_dec: torch.Tensor) -> torch.Tensor:
+    """The notebooks' ``tvloss``: L1 distance of vertical finite differences, divided by height."""
+    d_enc = h_enc[:, :, 1:, :] - h_enc[:, :, :-1, :]
+    d_dec = h_dec[:, :, 1:, :] - h_dec[:, :, :-1, :]
+    return (d_enc - d_dec).abs().sum() / (h_enc.shape[0] * max(h_enc.shape[2], 1) * h_enc[0, 0].numel())
+
+
+def prediction_kl(classifier: Classifier, teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+    """Per-sample KL(teacher || student): softmax over classes, or summed Bernoulli KLs per finding."""
+    if classifier.head == "softmax":
+        return F.kl_div(F.log_softmax(student_logits, -1), F.log_softmax(teacher_logits, -1), log_target=True, reduction="none").sum(-1)
+    p = torch.sigmoid(teacher_logits)
+    logp, log1mp = F.logsigmoid(teacher_logits), F.logsigmoid(-teacher_logits)
+    logq, log1mq = F.logsigmoid(student_logits), F.logsigmoid(-student_logits)
+    return (p * (logp - logq) + (1 - p) * (log1mp - log1mq)).sum(-1)
+
+
+def autoencoder_loss(ae: LatentAutoencoder, split: Split, classifier: Classifier, act, extras, teacher_logits, cfg: AEConfig) -> torch.Tensor:
+    z, h_enc = ae.encode(act)
+    recon, h_dec = ae.decode(z, act)
+    rec = (recon - act).abs().mean()
+    tv = tv_match(h_enc, h_dec) if h_enc.shape[2] > 1 else recon.new_zeros(())
+    kl = prediction_kl(classifier, teacher_logits, split.finish(recon, extras)).mean()
+    return cfg.w_tv * tv + cfg.w_rec * rec + cfg.w_kl * kl
+
+
+def model_fingerprint(classifier: Classifier) -> str:
+    """Hash of the weights, so a cached autoencoder is never reused for a different model."""
+    h = hashlib.sha256(classifier.name.encode())
+    for name, t in classifier.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).to(torch.float32).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Fidelity:
+    agreement: float
+    mean_kl: float
+    n: int
+
+    @property
+    def ok(self) -> bool:
+        return self.agreement >= 0.98 and self.mean_kl <= 0.05
+
+    def as_dict(self) -> dict:
+        return {"agreement": self.agreement, "mean_kl": self.mean_kl, "n": self.n, "ok": self.ok}
+
+
+@dataclass
+class FittedAutoencoder:
+    """An autoencoder together with the split it was trained at."""
+
+    autoencoder: LatentAutoencoder
+    split: Split
+    config: AEConfig
+
+    @property
+    def layer(self) -> str:
+        return self.split.layer
+
+
+def _batches(images: torch.Tensor, size: int) -> Iterable[torch.Tensor]:
+    for i in range(0, len(images), size):
+        yield images[i : i + size]
+
+
+def _channels(split: Split, sample: torch.Tensor) -> int:
+    with torch.inference_mode():
+        act, _ = split.activation(sample[:1])
+    return act.shape[1]
+
+
+def fit_autoencoder(
+    classifier: Classifier,
+    images: torch.Tensor,
+    layer: str | None = None,
+    config: AEConfig | None = None,
+    data_key: str | None = None,
+    use_cache: bool = True,
+) -> FittedAutoencoder:
+    """Train (or load from cache) the autoencoder at ``layer`` on ``images`` (N x C x H x W in [0, 1])."""
+    cfg = config or AEConfig()
+    images = classifier.check_images(images)
+    split = split_classifier(classifier, layer)
+    ae = LatentAutoencoder(_channels(split, images), cfg.code, cfg.hidden)
+    key = {"model": model_fingerprint(classifier), "layer": split.layer, "data": data_key or _data_fingerprint(images), **asdict(cfg)}
+    path = cache_path("autoencoders", classifier.name or "model", key)
+    if use_cache and path.exists():
+        ae.load_state_dict(load_weights(path)["state_dict"])
+        return FittedAutoencoder(ae.eval(), split, cfg)
+    torch.manual_seed(cfg.seed)
+    _train(ae, split, classifier, images, cfg)
+    ae.code_mean.copy_(_code_mean(ae, split, images, cfg.batch_size))
+    if use_cache:
+        save_atomic({"state_dict": ae.state_dict(), "key": key}, path)
+    return FittedAutoencoder(ae.eval(), split, cfg)
+
+
+def _data_fingerprint(images: torch.Tensor) -> str:
+    return hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def _train(ae: LatentAutoencoder, split: Split, classifier: Classifier, images: torch.Tensor, cfg: AEConfig) -> None:
+    opt = torch.optim.Adam(ae.parameters(), lr=cfg.lr)
+    steps = cfg.epochs * ((len(images) + cfg.batch_size - 1) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    ae.train()
+    bar = tqdm(total=steps, desc=f"autoencoder @ {split.layer}", disable=not progress_enabled(), leave=False)
+    for _ in range(cfg.epochs):
+        order = torch.randperm(len(images), generator=gen)
+        for idx in _batches(order, cfg.batch_size):
+            with torch.no_grad():
+                act, extras = split.activation(images[idx])
+                teacher = split.finish(act, extras)
+            loss = autoencoder_loss(ae, split, classifier, act, extras, teacher, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    bar.close()
+    ae.eval()
+
+
+@torch.inference_mode()
+def _code_mean(ae: LatentAutoencoder, split: Split, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    total = torch.zeros(ae.code_channels)
+    for x in _batches(images, batch_size):
+        act, _ = split.activation(x)
+        total += ae.encode(act)[0].mean(dim=(2, 3)).sum(0)
+    return total / len(images)
+
+
+@torch.inference_mode()
+def fidelity(fitted: FittedAutoencoder, classifier: Classifier, images: torch.Tensor, batch_size: int = 128) -> Fidelity:
+    """Decision agreement between f_AE and f (top-1, or per finding) and mean KL, on held-out images."""
+    images = classifier.check_images(images)
+    agree, kl, count = 0.0, 0.0, 0
+    for x in _batches(images, batch_size):
+        act, extras = fitted.split.activation(x)
+        teacher = fitted.split.finish(act, extras)
+        student = fitted.split.finish(fitted.autoencoder(act), extras)
+        same = classifier.decisions(classifier.probabilities(teacher)) == classifier.decisions(classifier.probabilities(student))
+        agree += same.float().mean(-1).sum().item() if same.dim() > 1 else same.float().sum().item()
+        kl += prediction_kl(classifier, teacher, student).sum().item()
+        count += len(x)
+    return Fidelity(agreement=agree / count, mean_kl=kl / count, n=count)

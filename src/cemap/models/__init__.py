@@ -1,0 +1,7 @@
+"""Classifiers by name. Importing this package registers the built-in models."""
+
+from .classifier import Classifier, Normalize
+from .registry import default_model_for, get_model, list_models, register_model
+from . import mnist_cnn  # noqa: F401  (registers mnist-cnn)
+
+__all__ = ["Classifier", "Normalize", "default_model_for", "get_model", "list_models", "register_model"]

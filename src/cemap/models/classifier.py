@@ -1,0 +1,106 @@
+"""The Classifier: a model together with everything needed to interpret its output.
+
+It takes images in [0, 1] and owns its preprocessing, so every other part of cemap (masks,
+attacks, metrics) speaks one pixel space. ``model`` must return logits; ``head`` says how
+they become probabilities (softmax over classes, or one sigmoid per finding).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..errors import CemapError, unknown_name
+
+HEADS = ("softmax", "sigmoid")
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, as a module so it travels with the model's device and dtype."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class Classifier(nn.Module):
+    def __init__(
+        self,
+        model: nn.Module,
+        class_names: Sequence[str],
+        head: str = "softmax",
+        input_shape: tuple[int, int, int] = (3, 224, 224),
+        preprocess: nn.Module | None = None,
+        layers: Sequence[str] | None = None,
+        default_layer: str | None = None,
+        name: str = "",
+    ) -> None:
+        super().__init__()
+        if head not in HEADS:
+            raise CemapError(f"unknown head {head!r}", f"use one of {', '.join(HEADS)}")
+        self.model = model.eval()
+        self.preprocess = preprocess if preprocess is not None else nn.Identity()
+        self.class_names = list(class_names)
+        self.head = head
+        self.input_shape = tuple(input_shape)
+        self.name = name
+        all_layers = [n for n, _ in model.named_modules() if n]
+        self.layers = list(layers) if layers is not None else all_layers
+        self.default_layer = default_layer or (self.layers[len(self.layers) // 2] if self.layers else None)
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def multilabel(self) -> bool:
+        return self.head == "sigmoid"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits for images in [0, 1]."""
+        return self.model(self.preprocess(images))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, dim=-1) if self.head == "softmax" else torch.sigmoid(logits)
+
+    def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
+        return self.probabilities(self(images))
+
+    def decisions(self, probs: torch.Tensor) -> torch.Tensor:
+        """Top-1 class (softmax) or per-finding yes/no at 0.5 (sigmoid)."""
+        return probs.argmax(-1) if self.head == "softmax" else (probs > 0.5)
+
+    def resolve_layer(self, layer: str | None) -> str:
+        """The layer to intervene on: ``layer`` if valid, else the default; unknown names list the valid ones."""
+        layer = layer or self.default_layer
+        if layer is None or layer not in dict(self.model.named_modules()) or layer == "":
+            raise unknown_name("layer", str(layer), self.layers)
+        return layer
+
+    def check_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Validate a batch (or a single image) against this classifier; returns a B x C x H x W batch."""
+        if not isinstance(images, torch.Tensor):
+            raise CemapError(f"expected a torch.Tensor of images, got {type(images).__name__}")
+        if images.dim() == 3:
+            images = images.unsqueeze(0)
+        if images.dim() != 4 or tuple(images.shape[1:]) != self.input_shape:
+            raise CemapError(
+                f"image shape {tuple(images.shape)} does not fit model {self.name or 'classifier'}",
+                f"expected B x {' x '.join(map(str, self.input_shape))} (C x H x W) in [0, 1]",
+            )
+        if not torch.isfinite(images).all():
+            raise CemapError("image contains NaN or infinite values", "clean or drop the image before explaining it")
+        if images.min() < -1e-4 or images.max() > 1 + 1e-4:
+            raise CemapError(
+                f"pixel values span [{images.min():.3g}, {images.max():.3g}], outside [0, 1]",
+                "pass raw images scaled to [0, 1]; normalisation belongs to the Classifier",
+            )
+        return images.float()

@@ -1,0 +1,40 @@
+"""Models by name: ``list_models()`` says what exists, ``get_model`` builds a ready Classifier."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import unknown_name
+from .classifier import Classifier
+
+_MODELS: dict[str, Callable[..., Classifier]] = {}
+_DEFAULT_DATASET: dict[str, str] = {}
+
+
+def register_model(name: str, dataset: str | None = None) -> Callable[[Callable[..., Classifier]], Callable[..., Classifier]]:
+    """Register a factory ``(**kwargs) -> Classifier``; ``dataset`` names the built-in data it is trained on."""
+
+    def wrap(factory: Callable[..., Classifier]) -> Callable[..., Classifier]:
+        _MODELS[name] = factory
+        if dataset:
+            _DEFAULT_DATASET[dataset] = name
+        return factory
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def get_model(name: str, **kwargs) -> Classifier:
+    if name not in _MODELS:
+        raise unknown_name("model", name, list(_MODELS))
+    return _MODELS[name](**kwargs)
+
+
+def default_model_for(dataset: str) -> str:
+    """The built-in model that goes with a built-in dataset (mnist5k -> mnist-cnn, ...)."""
+    if dataset not in _DEFAULT_DATASET:
+        raise unknown_name("built-in dataset", dataset, list(_DEFAULT_DATASET))
+    return _DEFAULT_DATASET[dataset]

@@ -1,0 +1,83 @@
+"""CPU training of the built-in classifiers, cached by configuration.
+
+A model is trained once per configuration and stored under the cache root; a changed
+configuration (epochs, seed, data options, ...) gives a new key and retrains.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..cache import cache_path, load_weights, save_atomic
+from ..data.base import ImageDataset
+from ..progress import progress_enabled
+
+log = logging.getLogger(__name__)
+
+
+def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to ``max_shift`` pixels (zero padding): cheap augmentation."""
+    if max_shift <= 0:
+        return images
+    b, _, h, w = images.shape
+    padded = F.pad(images, [max_shift] * 4)
+    dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator)
+    dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator)
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+
+
+def fit_classifier(
+    net: nn.Module,
+    train: ImageDataset,
+    *,
+    multilabel: bool,
+    epochs: int,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    max_shift: int = 0,
+    preprocess: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
+    desc: str = "training",
+) -> nn.Module:
+    """Train ``net`` (returning logits) with Adam and cross-entropy or BCE; deterministic for a seed."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * ((len(train) + batch_size - 1) // batch_size))
+    loader = train.loader(batch_size=batch_size, shuffle=True, seed=seed)
+    net.train()
+    bar = tqdm(total=epochs * len(loader), desc=desc, disable=not progress_enabled(), leave=False)
+    for _ in range(epochs):
+        for batch in loader:
+            x = preprocess(random_shift(batch.images, max_shift, gen))
+            logits = net(x)
+            if multilabel:
+                loss = F.binary_cross_entropy_with_logits(logits, batch.labels.float())
+            else:
+                loss = F.cross_entropy(logits, batch.labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    return net.eval()
+
+
+def cached_weights(name: str, config: dict[str, Any], net: nn.Module, train_fn: Callable[[nn.Module], nn.Module]) -> nn.Module:
+    """Load ``net``'s weights from the cache for ``config``, training and storing them on a miss."""
+    path = cache_path("models", name, config)
+    if path.exists():
+        net.load_state_dict(load_weights(path)["state_dict"])
+        return net.eval()
+    log.info("training %s (first use; cached at %s)", name, path)
+    net = train_fn(net)
+    save_atomic({"state_dict": net.state_dict(), "config": config}, path)
+    return net.eval()
