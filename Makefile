@@ -1,0 +1,33 @@
+# The two commands: `make demo` and `make test`. Both create the environment when it is missing.
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTHON ?= python3
+
+.PHONY: demo test test-slow browser bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+# Headless Chromium (Debian package) for the report's browser test; the test skips, saying why, without it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium could not be installed: the browser test will be skipped"
+
+demo: $(STAMP)
+	$(BIN)/cemap demo --out out/demo
+
+test: $(STAMP) browser
+	$(BIN)/pytest -q
+
+test-slow: $(STAMP) browser
+	$(BIN)/pytest -q -m slow
+
+bench: $(STAMP)
+	$(BIN)/cemap bench --out out/bench.json
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,154 @@
+"""What every attack shares: [0, 1] clipping, batching, the loss for softmax and sigmoid heads,
+targeted or untargeted goals, success and perturbation norms.
+
+An attack is configured once and called on a batch (torchattacks style); a variant only says
+how one chunk is perturbed (``perturb``), using ``objective`` (per-sample loss to ascend) or
+``margin`` (C&W's logit margin) from this base.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..causal.batching import autocast, chunks
+from ..errors import CemapError
+from ..models.classifier import Classifier
+
+
+@dataclass
+class AttackResult:
+    """``adversarial`` B x C x H x W in [0, 1]; ``success``, ``linf``, ``l2`` per sample.
+
+    ``labels`` is the class (softmax) or finding (sigmoid) that was attacked, ``target`` the goal
+    of a targeted attack (None when untargeted).
+    """
+
+    adversarial: torch.Tensor
+    success: torch.Tensor
+    linf: torch.Tensor
+    l2: torch.Tensor
+    labels: torch.Tensor
+    target: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.adversarial.shape[0]
+
+    @property
+    def success_rate(self) -> float:
+        return float(self.success.float().mean()) if len(self) else float("nan")
+
+
+def perturbation_norms(clean: torch.Tensor, adversarial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Linf, L2) of ``adversarial - clean`` per sample."""
+    delta = (adversarial - clean).flatten(1)
+    return delta.abs().amax(1), delta.norm(dim=1)
+
+
+class Attack:
+    """Base class. Softmax heads: cross-entropy on the class. Sigmoid heads: binary cross-entropy
+    on the attacked finding (untargeted: flip its decision; targeted: make finding ``target`` positive).
+    """
+
+    name = "attack"
+
+    def __init__(self, classifier: Classifier, batch_size: int = 128, precision: str = "fp32") -> None:
+        autocast(precision)  # validates the name
+        self.classifier = classifier
+        self.batch_size = batch_size
+        self.precision = precision
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in self.budget().items())
+        return f"{type(self).__name__}({params})"
+
+    def budget(self) -> dict:
+        """The settings that define the threat model (for reports)."""
+        return {}
+
+    # -- the goal -----------------------------------------------------------------------------
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        with autocast(self.precision):
+            return self.classifier(images).float()
+
+    def _decisions(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Sigmoid heads: the current yes/no of the attacked finding, as the BCE label to move away from."""
+        return (logits.gather(1, labels[:, None]).squeeze(1) > 0).float()
+
+    def objective(self, logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, original: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-sample loss that the attack ascends. ``original`` holds the clean decision (sigmoid heads)."""
+        if self.classifier.head == "softmax":
+            if target is None:
+                return F.cross_entropy(logits, labels, reduction="none")
+            return -F.cross_entropy(logits, target, reduction="none")
+        if target is None:
+            z = logits.gather(1, labels[:, None]).squeeze(1)
+            return F.binary_cross_entropy_with_logits(z, original, reduction="none")
+        z = logits.gather(1, target[:, None]).squeeze(1)
+        return -F.binary_cross_entropy_with_logits(z, torch.ones_like(z), reduction="none")
+
+    def margin(self, logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, original: torch.Tensor | None = None) -> torch.Tensor:
+        """How far each sample is from success in logit units (<= 0 means the goal is met)."""
+        if self.classifier.head == "softmax":
+            goal = labels if target is None else target
+            z_goal = logits.gather(1, goal[:, None]).squeeze(1)
+            others = logits.masked_fill(F.one_hot(goal, logits.shape[1]).bool(), float("-inf")).amax(1)
+            return z_goal - others if target is None else others - z_goal
+        if target is None:
+            z = logits.gather(1, labels[:, None]).squeeze(1)
+            return (2 * original - 1) * z
+        return -logits.gather(1, target[:, None]).squeeze(1)
+
+    def succeeded(self, logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, original: torch.Tensor | None = None) -> torch.Tensor:
+        return self.margin(logits, labels, target, original) < 0
+
+    def gradient(self, images: torch.Tensor, labels, target, original) -> torch.Tensor:
+        """d(sum of per-sample objectives)/d images: sums keep each sample independent of the batch."""
+        with torch.enable_grad():
+            x = images.detach().requires_grad_(True)
+            loss = self.objective(self.logits(x), labels, target, original).sum()
+            return torch.autograd.grad(loss, x)[0]
+
+    # -- the mechanics ------------------------------------------------------------------------
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, original: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _resolve(self, images: torch.Tensor, labels, target) -> tuple[torch.Tensor, torch.Tensor | None]:
+        clf = self.classifier
+        b, k = images.shape[0], clf.num_classes
+
+        def as_index(value, what: str) -> torch.Tensor:
+            t = torch.as_tensor(value, dtype=torch.long).reshape(-1)
+            t = t.expand(b).clone() if t.numel() == 1 else t
+            if t.numel() != b:
+                raise CemapError(f"got {t.numel()} {what} for {b} images", f"pass one {what[:-1]} per image, a single int, or None")
+            if (t < 0).any() or (t >= k).any():
+                raise CemapError(f"{what} {t.tolist()[:8]} out of range", f"classes are 0..{k - 1}")
+            return t
+
+        if labels is None:
+            with torch.inference_mode():
+                labels = torch.cat([self.logits(images[s]).argmax(1) for s in chunks(b, self.batch_size)])
+        elif clf.multilabel and torch.is_tensor(labels) and labels.dim() == 2:
+            raise CemapError("sigmoid heads are attacked one finding at a time", "pass labels=None (most probable finding) or one finding index per image")
+        return as_index(labels, "labels"), None if target is None else as_index(target, "targets")
+
+    def __call__(self, images: torch.Tensor, labels: int | torch.Tensor | None = None, target: int | torch.Tensor | None = None) -> AttackResult:
+        """Attack ``images`` (B x C x H x W in [0, 1]). ``labels``: the true class (softmax) or the finding
+        to attack (sigmoid); None attacks the model's own prediction. ``target``: a targeted goal."""
+        images = self.classifier.check_images(images).detach()
+        labels, target = self._resolve(images, labels, target)
+        adv, success = [], []
+        for s in chunks(images.shape[0], self.batch_size):
+            x, y, t = images[s], labels[s], None if target is None else target[s]
+            with torch.inference_mode():
+                original = self._decisions(self.logits(x), y) if self.classifier.multilabel else None
+            a = self.perturb(x, y, t, original).detach().clamp(0, 1)
+            with torch.inference_mode():
+                success.append(self.succeeded(self.logits(a), y, t, original))
+            adv.append(a)
+        adversarial = torch.cat(adv)
+        linf, l2 = perturbation_norms(images, adversarial)
+        return AttackResult(adversarial, torch.cat(success), linf, l2, labels, target)
