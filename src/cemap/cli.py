@@ -47,7 +47,7 @@ def _load_commands() -> None:
 def main(argv: list[str] | None = None) -> None:
     _load_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="cemap", standalone_mode=False)
     except CemapError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -56,17 +56,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    except typer.Abort:
+        sys.exit(1)
+    except typer.TyperException as exc:  # usage errors (bad flag, unknown command, bad value) in non-standalone mode
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        if not message:  # `cemap` alone: the help was printed, nothing went wrong
+            sys.exit(0)
+        typer.echo(f"error: {message}{hint}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

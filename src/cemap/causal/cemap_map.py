@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..models.classifier import Classifier
-from .batching import autocast, chunks, default_chunk
+from .batching import as_model_input, autocast, balanced_chunks, default_chunk, prefers_channels_last, tune_allocator
 from .effects import class_effect, resolve_targets
 from .masks import fill_images, grid_masks
 
@@ -41,6 +41,7 @@ class CEMap:
         precision: str = "fp32",
         blur_sigma: float | None = None,
     ) -> None:
+        autocast(precision)  # validates the name before any work
         _, h, w = classifier.input_shape
         self.classifier = classifier
         self.cell = cell or default_cell(min(h, w))
@@ -50,6 +51,8 @@ class CEMap:
         self.blur_sigma = blur_sigma
         self.chunk_size = chunk_size or default_chunk(classifier.input_shape)
         self.precision = precision
+        self.channels_last = prefers_channels_last(classifier.input_shape)
+        tune_allocator()
 
     @property
     def forward_passes_per_image(self) -> int:
@@ -57,22 +60,40 @@ class CEMap:
 
     @torch.inference_mode()
     def effects_for_masks(self, images: torch.Tensor, masks: torch.Tensor, target: int | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B x M class CEs of masking each of ``masks`` in each image, the B targets used)."""
+        """(B x M class CEs of masking each of ``masks`` in each image, the B targets used).
+
+        The unmasked image rides along as one more (empty) mask, so every forward pass runs at
+        the chunk size; each chunk is built with a single ``where``.
+        """
         images = self.classifier.check_images(images)
-        b, m = images.shape[0], masks.shape[0]
-        fills = fill_images(images, self.fill, self.blur_sigma)
-        with autocast(self.precision):
-            p = self.classifier.predict_proba(images).float()
-            targets = resolve_targets(p, target)
-            out = []
-            for s in chunks(b * m, self.chunk_size):
-                idx = torch.arange(s.start, s.stop)
-                img, cell = idx // m, idx % m
-                batch = torch.where(masks[cell, None], fills[img], images[img])
-                out.append(self.classifier.predict_proba(batch).float())
-        p_do = torch.cat(out).reshape(b, m, -1)
+        probs = self.masked_probabilities(images, masks)
+        p, p_do = probs[:, 0], probs[:, 1:]
+        targets = resolve_targets(p, target)
         return class_effect(p, p_do, targets), targets
+
+    @torch.inference_mode()
+    def masked_probabilities(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """B x (1 + M) x K probabilities: the image itself, then the image with each mask filled."""
+        b, m = images.shape[0], masks.shape[0] + 1
+        masks = torch.cat([masks.new_zeros(1, *masks.shape[1:]), masks])
+        owner = torch.arange(b).repeat_interleave(m)
+        which = torch.arange(m).repeat(b)
+        return self.pair_probabilities(images, owner, masks, which).reshape(b, m, -1)
+
+    @torch.inference_mode()
+    def pair_probabilities(self, images: torch.Tensor, owner: torch.Tensor, masks: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """N x K probabilities of ``images[owner[n]]`` with ``masks[which[n]]`` filled, in balanced chunks."""
+        device = images.device
+        owner, which, masks = owner.to(device), which.to(device), masks.to(device)
+        fills = fill_images(images, self.fill, self.blur_sigma)
+        out = []
+        with autocast(self.precision, device):
+            for s in balanced_chunks(owner.shape[0], self.chunk_size):
+                img, cell = owner[s], which[s]
+                batch = torch.where(masks[cell, None], fills[img], images[img])
+                out.append(self.classifier.predict_proba(as_model_input(batch, self.channels_last)).float())
+        return torch.cat(out) if out else images.new_zeros(0, self.classifier.num_classes)
 
     def attribute(self, images: torch.Tensor, target: int | torch.Tensor | None = None) -> torch.Tensor:
         effects, _ = self.effects_for_masks(images, self.masks, target)
-        return paint(effects, self.masks)
+        return paint(effects, self.masks.to(effects.device))

@@ -19,7 +19,7 @@ def setup(seed: int, threads: int, quiet: bool) -> None:
     torch.manual_seed(seed)
     if threads > 0:
         torch.set_num_threads(threads)
-    set_progress(not quiet)
+    set_progress(False if quiet else None)  # None: bars when stderr is a terminal and CEMAP_QUIET is unset
 
 
 def out_dir(path: Path) -> Path:

@@ -40,6 +40,7 @@ class Classifier(nn.Module):
         layers: Sequence[str] | None = None,
         default_layer: str | None = None,
         name: str = "",
+        cam_layer: str | None = None,
     ) -> None:
         super().__init__()
         if head not in HEADS:
@@ -53,6 +54,8 @@ class Classifier(nn.Module):
         all_layers = [n for n, _ in model.named_modules() if n]
         self.layers = list(layers) if layers is not None else all_layers
         self.default_layer = default_layer or (self.layers[len(self.layers) // 2] if self.layers else None)
+        # The layer class-activation maps read; None: the last layer with a spatial output (cemap.explain.default_cam_layer).
+        self.cam_layer = cam_layer
         for p in self.parameters():
             p.requires_grad_(False)
 

@@ -1,0 +1,61 @@
+"""Carlini & Wagner 2017, L2 variant: the smallest L2 change that wins by a logit margin ``kappa``."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import CemapError
+from .base import Attack
+
+
+class CarliniWagnerL2(Attack):
+    """Adam on w (x' = (tanh w + 1) / 2 stays in [0, 1]) minimising ||x' - x||^2 + c * max(margin, -kappa),
+    with a per-sample binary search over c. Returns the smallest successful x' found (or the clean image);
+    ``max_l2`` caps the budget: candidates farther than it do not count.
+    """
+
+    name = "cw"
+
+    def __init__(self, classifier, kappa: float = 0.0, c: float = 1.0, steps: int = 100, search_steps: int = 4,
+                 lr: float = 0.01, max_l2: float | None = None, **kw) -> None:
+        super().__init__(classifier, **kw)
+        if kappa < 0 or c <= 0 or steps < 1 or search_steps < 1 or lr <= 0:
+            raise CemapError("C&W needs kappa >= 0, c > 0, steps >= 1, search_steps >= 1 and lr > 0")
+        if max_l2 is not None and max_l2 <= 0:
+            raise CemapError(f"max_l2 must be positive, got {max_l2}")
+        self.kappa, self.c, self.steps, self.search_steps, self.lr, self.max_l2 = float(kappa), float(c), int(steps), int(search_steps), float(lr), max_l2
+
+    def budget(self) -> dict:
+        return {"norm": "l2", "kappa": self.kappa, "max_l2": self.max_l2, "c0": self.c, "steps": self.steps, "search_steps": self.search_steps}
+
+    def perturb(self, images, labels, target, original):
+        b = images.shape[0]
+        w0 = torch.atanh((images * 2 - 1).clamp(-1 + 1e-4, 1 - 1e-4))
+        c = torch.full((b,), self.c)
+        lower, upper = torch.zeros(b), torch.full((b,), 1e10)
+        best_l2, best = torch.full((b,), float("inf")), images.clone()
+        limit = float("inf") if self.max_l2 is None else self.max_l2
+        for _ in range(self.search_steps):
+            w = w0.clone().requires_grad_(True)
+            opt = torch.optim.Adam([w], lr=self.lr)
+            won = torch.zeros(b, dtype=torch.bool)
+            for _ in range(self.steps):
+                with torch.enable_grad():
+                    adv = (torch.tanh(w) + 1) / 2
+                    l2sq = (adv - images).flatten(1).pow(2).sum(1)
+                    margin = self.margin(self.logits(adv), labels, target, original)
+                    loss = (l2sq + c * margin.clamp(min=-self.kappa)).sum()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                opt.step()
+                with torch.no_grad():
+                    ok = (margin <= -self.kappa) & (margin < 0)
+                    l2 = l2sq.sqrt()
+                    better = ok & (l2 < best_l2) & (l2 <= limit)
+                    best_l2 = torch.where(better, l2, best_l2)
+                    best[better] = adv.detach()[better]
+                    won |= ok
+            upper = torch.where(won, torch.minimum(upper, c), upper)
+            lower = torch.where(won, lower, torch.maximum(lower, c))
+            c = torch.where(upper < 1e9, (lower + upper) / 2, c * 10)
+        return best

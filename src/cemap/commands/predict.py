@@ -1,0 +1,39 @@
+"""``cemap predict``: plain predictions for image files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from ..cli import app
+from .common import QUIET, SEED, THREADS, setup
+
+
+@app.command()
+def predict(
+    inputs: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) or folders of them."),
+    model: str = typer.Option(..., "--model", "-m", help="Model name (see cemap models), e.g. cxr-cnn, densenet121, chexnet."),
+    weights: Path = typer.Option(None, "--weights", "-w", help="State-dict file for the model (loaded weights-only)."),
+    top: int = typer.Option(3, "--top", help="How many classes (or findings) to show per image."),
+    out: Path = typer.Option(None, "--out", "-o", help="Also write the predictions to this JSON file."),
+    seed: int = SEED,
+    threads: int = THREADS,
+    quiet: bool = QUIET,
+) -> None:
+    """Print the most probable classes (or findings) for each image.
+
+    Example: cemap predict scans/ --model cxr-cnn --top 3 --out predictions.json
+    """
+    setup(seed, threads, quiet)
+    from ..explain_files import list_image_files, load_classifier, predict_files
+
+    files = list_image_files(inputs)
+    rows = predict_files(load_classifier(model, weights), files, top=top)
+    for row in rows:
+        typer.echo(row["file"] + ": " + ", ".join(f"{c['class']} {c['probability']:.3f}" for c in row["top"]))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"model": model, "predictions": rows}, indent=2))
+        typer.echo(f"predictions written to {out.resolve()}")

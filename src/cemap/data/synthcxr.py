@@ -1,0 +1,182 @@
+"""synthcxr: synthetic chest radiographs whose lesion boxes are known exactly.
+
+Anatomy comes from the real lung-field masks torchxrayvision ships; each finding's box is a
+real ChestX-ray14 radiologist box of that finding (size, aspect and, where it fits, position;
+scaled from 1024 px), kept inside the lung field. Train and test use disjoint lung masks.
+Generated arrays are cached under the cemap cache root, keyed by the configuration.
+
+``shortcut=True`` adds a bright corner tag to most images with ``shortcut_finding`` (and a few
+without), so a model can learn to cheat; ``shortcut_box`` / ``has_shortcut`` say where and when.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from ..cache import cache_root, config_key
+from ..errors import CemapError
+from .base import ImageDataset, Sample
+from .registry import register_dataset
+from .synthcxr_anatomy import lung_masks, nih_boxes
+from .synthcxr_boxes import integral, place_box
+from .synthcxr_render import anatomy, draw_lesion, draw_marker, finish, warp_masks
+
+FINDINGS = ["Nodule", "Mass", "Infiltrate", "Effusion"]
+PREVALENCE = 0.3
+MASK_SPLIT_SEED = 20190203  # fixed forever: which real lung masks are train and which are test
+TEST_MASK_FRACTION = 0.2
+GENERATOR_VERSION = 1  # bump when the drawing changes, so caches regenerate
+CHUNK = 256
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class SynthCXRConfig:
+    size: int = 128
+    seed: int = 0
+    n_train: int = 2000
+    n_test: int = 600
+    shortcut: bool = False
+    shortcut_finding: str = "Nodule"
+    shortcut_given_finding: float = 0.9  # P(tag | finding present)
+    shortcut_given_absent: float = 0.05  # P(tag | finding absent)
+
+    def check(self) -> None:
+        if not 32 <= self.size <= 224:
+            raise CemapError(f"synthcxr size {self.size} out of range", "use a size between 32 and 224 pixels")
+        if self.shortcut_finding not in FINDINGS:
+            raise CemapError(f"unknown shortcut finding {self.shortcut_finding!r}", f"use one of {', '.join(FINDINGS)}")
+        if min(self.n_train, self.n_test) < 1:
+            raise CemapError("synthcxr split sizes must be positive")
+
+
+def marker_box(size: int) -> np.ndarray:
+    """The shortcut tag's fixed xyxy box: top-left corner, outside the lung field."""
+    side, margin = max(4, size // 14), max(1, size // 40)
+    return np.array([margin, margin, margin + side, margin + side], dtype=np.float32)
+
+
+def mask_pools(n_masks: int) -> dict[str, np.ndarray]:
+    order = np.random.default_rng(MASK_SPLIT_SEED).permutation(n_masks)
+    n_test = int(round(TEST_MASK_FRACTION * n_masks))
+    return {"train": np.sort(order[n_test:]), "test": np.sort(order[:n_test])}
+
+
+def generate(cfg: SynthCXRConfig, split: str) -> dict[str, np.ndarray]:
+    """Draw one split: uint8 images, multi-hot labels, boxes, lung masks and shortcut flags."""
+    source, _ = lung_masks()
+    boxes_by_finding = nih_boxes()
+    n = cfg.n_train if split == "train" else cfg.n_test
+    rng = np.random.default_rng([cfg.seed, SPLITS.index(split), GENERATOR_VERSION])
+    pool = mask_pools(len(source))[split]
+    masks = warp_masks(source, rng.choice(pool, size=n), cfg.size, rng)
+    labels = (rng.random((n, len(FINDINGS))) < PREVALENCE).astype(np.float32)
+    s = cfg.shortcut_finding
+    tag_p = np.where(labels[:, FINDINGS.index(s)] > 0, cfg.shortcut_given_finding, cfg.shortcut_given_absent)
+    has_tag = (rng.random(n) < tag_p) & cfg.shortcut
+    images = np.empty((n, cfg.size, cfg.size), dtype=np.uint8)
+    box_rows: list[list[float]] = []
+    for start in range(0, n, CHUNK):
+        stop = min(start + CHUNK, n)
+        img, lung = anatomy(masks[start:stop], rng)
+        for i in range(start, stop):
+            placed: list[np.ndarray] = []
+            table = integral(masks[i])
+            lung_x = np.nonzero(masks[i].any(0))[0]
+            centre_x = (lung_x.min() + lung_x.max() + 1) / 2
+            for f in np.flatnonzero(labels[i]):
+                box = place_box(boxes_by_finding[FINDINGS[f]], masks[i], table, placed, rng)
+                if box is None:  # no NIH box of this finding fits this lung field: the finding is absent
+                    labels[i, f] = 0
+                    continue
+                placed.append(box)
+                draw_lesion(img[i - start], lung[i - start], FINDINGS[f], box, centre_x, rng)
+                box_rows.append([i, f, *box])
+            if has_tag[i]:
+                draw_marker(img[i - start], marker_box(cfg.size))
+        images[start:stop] = finish(img, rng)
+    rows = np.array(box_rows, dtype=np.float64).reshape(-1, 6)
+    return {
+        "images": images,
+        "labels": labels,
+        "box_image": rows[:, 0].astype(np.int64),
+        "box_label": rows[:, 1].astype(np.int64),
+        "boxes": rows[:, 2:].astype(np.float32),
+        "lung_bits": np.packbits(masks, axis=-1),
+        "has_shortcut": has_tag,
+    }
+
+
+def load_or_generate(cfg: SynthCXRConfig, split: str, use_cache: bool = True) -> dict[str, np.ndarray]:
+    key = {**asdict(cfg), "split": split, "version": GENERATOR_VERSION}
+    if not cfg.shortcut:  # the shortcut's own settings do not change a clean dataset
+        key = {k: v for k, v in key.items() if not k.startswith("shortcut_")}
+    path = cache_root() / "synthcxr" / f"{split}-{config_key(key)}.npz"
+    if use_cache and path.exists():
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files if k != "config"}
+    arrays = generate(cfg, split)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, config=np.array(json.dumps(key)), **arrays)
+        tmp.replace(path)
+    return arrays
+
+
+@register_dataset("synthcxr")
+class SynthCXR(ImageDataset):
+    """Grayscale (1 x size x size) multi-label chest radiographs with exact boxes for every finding."""
+
+    name = "synthcxr"
+    class_names = FINDINGS
+    multilabel = True
+
+    def __init__(self, split: str = "test", use_cache: bool = True, **config) -> None:
+        if split not in SPLITS:
+            raise CemapError(f"unknown split {split!r}", "use 'train' or 'test'")
+        try:
+            self.config = SynthCXRConfig(**config)
+        except TypeError as exc:
+            raise CemapError(f"bad synthcxr option: {exc}", f"options: {', '.join(SynthCXRConfig.__dataclass_fields__)}") from exc
+        self.config.check()
+        self.split = split
+        arrays = load_or_generate(self.config, split, use_cache)
+        self.images = torch.from_numpy(arrays["images"]).unsqueeze(1)
+        self.labels = torch.from_numpy(arrays["labels"])
+        self._lung_bits = arrays["lung_bits"]
+        self.has_shortcut = torch.from_numpy(arrays["has_shortcut"])
+        order = np.argsort(arrays["box_image"], kind="stable")
+        bounds = np.searchsorted(arrays["box_image"][order], np.arange(len(self.images) + 1))
+        boxes, box_labels = torch.from_numpy(arrays["boxes"][order]), torch.from_numpy(arrays["box_label"][order])
+        self._boxes = [boxes[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        self._box_labels = [box_labels[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    @property
+    def size(self) -> int:
+        return self.config.size
+
+    @property
+    def shortcut_box(self) -> torch.Tensor | None:
+        """xyxy box of the shortcut tag (same place in every tagged image), or None without shortcut."""
+        return torch.from_numpy(marker_box(self.size)) if self.config.shortcut else None
+
+    def lung_mask(self, index: int) -> torch.Tensor:
+        """H x W bool lung field of image ``index`` (lesions are drawn only inside it)."""
+        return torch.from_numpy(np.unpackbits(self._lung_bits[index], axis=-1)[:, : self.size].astype(bool))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Sample:
+        return Sample(
+            image=self.images[index].float() / 255.0,
+            labels=self.labels[index],
+            id=f"synthcxr-{self.split}-{index:05d}",
+            boxes=self._boxes[index],
+            box_labels=self._box_labels[index],
+        )

@@ -1,0 +1,280 @@
+"""CE-based detection of adversarial inputs: the CE signature of an image and the ``CEDetector`` on it.
+
+Signature = latent CE profile (ECE of do(Z_j = v) for each concept channel, PAPER.md section 2)
+plus summary statistics of the CE map (peak, mass concentration, entropy, ...). The detector is
+standardisation + L2-regularised logistic regression: a well-understood linear model whose few
+parameters are saved as a plain ``.npz`` (no pickle) and whose score is also a torch function,
+so an adaptive attacker can differentiate through it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .attacks.gradient import PGD
+from .causal.autoencoder import FittedAutoencoder
+from .causal.batching import chunks
+from .causal.cemap_map import CEMap, paint
+from .causal.effects import class_effect
+from .causal.latent import LatentCE
+from .causal.masks import fill_images
+from .errors import CemapError
+from .models.classifier import Classifier
+
+MAP_STATS = ("peak", "trough", "mean", "positive_mass", "negative_mass", "concentration", "entropy")
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SignatureConfig:
+    """Which parts make up the signature. ``cell``/``stride``/``fill`` configure the CE map (None = CEMap default);
+    ``top_fraction`` is the pixel share used by 'concentration'; ``value`` the latent intervention value."""
+
+    latent: bool = True
+    map_stats: tuple[str, ...] = MAP_STATS
+    cell: int | None = None
+    stride: int | None = None
+    fill: str | float = "zero"
+    top_fraction: float = 0.1
+    value: str | float = "zero"
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.map_stats if s not in MAP_STATS]
+        if unknown:
+            raise CemapError(f"unknown CE-map statistic(s) {unknown}", f"choose from {', '.join(MAP_STATS)}")
+        if not self.latent and not self.map_stats:
+            raise CemapError("an empty signature", "enable the latent profile or name at least one CE-map statistic")
+        if not 0 < self.top_fraction <= 1:
+            raise CemapError(f"top_fraction must be in (0, 1], got {self.top_fraction}")
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "map_stats": list(self.map_stats)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SignatureConfig":
+        return cls(**{**d, "map_stats": tuple(d.get("map_stats", ()))})
+
+
+def map_statistics(maps: torch.Tensor, stats: Sequence[str], top_fraction: float = 0.1) -> torch.Tensor:
+    """B x len(stats) summaries of B x H x W CE maps (differentiable).
+
+    concentration = share of the positive mass in the top ``top_fraction`` pixels;
+    entropy = entropy of the normalised positive map divided by log(H W) (1 = spread evenly).
+    """
+    flat = maps.flatten(1).float()
+    pos, neg = flat.clamp(min=0), (-flat).clamp(min=0)
+    mass = pos.sum(1)
+    top = max(1, math.ceil(top_fraction * flat.shape[1]))
+    q = pos / mass.clamp_min(1e-12)[:, None]
+    values = {
+        "peak": lambda: flat.amax(1),
+        "trough": lambda: flat.amin(1),
+        "mean": lambda: flat.mean(1),
+        "positive_mass": lambda: pos.mean(1),
+        "negative_mass": lambda: neg.mean(1),
+        "concentration": lambda: pos.topk(top, dim=1).values.sum(1) / mass.clamp_min(1e-12),
+        "entropy": lambda: -(q * torch.log(q.clamp_min(1e-12))).sum(1) / math.log(flat.shape[1]),
+    }
+    return torch.stack([values[s]() for s in stats], dim=1)
+
+
+class CESignature:
+    """``signature(images)`` -> B x D CE signature; ``differentiable=True`` keeps the graph for adaptive attacks."""
+
+    def __init__(self, classifier: Classifier, fitted: FittedAutoencoder | None, config: SignatureConfig | None = None,
+                 batch_size: int = 64, precision: str = "fp32") -> None:
+        self.config = config or SignatureConfig()
+        if self.config.latent and fitted is None:
+            raise CemapError("the latent CE profile needs a fitted autoencoder", "pass fit_autoencoder(...) or SignatureConfig(latent=False)")
+        self.classifier = classifier
+        self.fitted = fitted
+        self.batch_size = batch_size
+        self.latent = LatentCE(classifier, fitted, value=self.config.value, precision=precision) if self.config.latent else None
+        self.cemap = CEMap(classifier, cell=self.config.cell, stride=self.config.stride, fill=self.config.fill, precision=precision)
+
+    @property
+    def feature_names(self) -> list[str]:
+        latent = [f"latent_Z{j}" for j in range(self.latent.k)] if self.latent else []
+        return latent + [f"map_{s}" for s in self.config.map_stats]
+
+    @property
+    def dim(self) -> int:
+        return len(self.feature_names)
+
+    def _differentiable_map(self, images: torch.Tensor) -> torch.Tensor:
+        """The CE map of ``images`` (same numbers as CEMap.attribute, predicted-class target) with gradients kept."""
+        masks = self.cemap.masks
+        b, m = images.shape[0], masks.shape[0]
+        fills = fill_images(images, self.cemap.fill, self.cemap.blur_sigma)
+        p = self.classifier.predict_proba(images).float()
+        targets = p.argmax(-1).detach()
+        idx = torch.arange(b * m)
+        img, cell = idx // m, idx % m
+        out = [self.classifier.predict_proba(torch.where(masks[cell[s], None], fills[img[s]], images[img[s]])).float()
+               for s in chunks(b * m, self.cemap.chunk_size)]
+        return paint(class_effect(p, torch.cat(out).reshape(b, m, -1), targets), masks)
+
+    def _chunk(self, images: torch.Tensor, differentiable: bool) -> torch.Tensor:
+        parts = []
+        if self.latent is not None:
+            parts.append(self.latent.attribute(images, differentiable=differentiable))
+        if self.config.map_stats:
+            maps = self._differentiable_map(images) if differentiable else self.cemap.attribute(images)
+            parts.append(map_statistics(maps, self.config.map_stats, self.config.top_fraction))
+        return torch.cat(parts, dim=1)
+
+    def __call__(self, images: torch.Tensor, differentiable: bool = False) -> torch.Tensor:
+        images = self.classifier.check_images(images)
+        if differentiable:
+            return self._chunk(images, True)
+        return torch.cat([self._chunk(images[s], False) for s in chunks(images.shape[0], self.batch_size)]) if len(images) else torch.zeros(0, self.dim)
+
+
+def _as_2d(x, n_features: int | None, what: str = "signatures") -> np.ndarray:
+    arr = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float64)
+    if arr.ndim != 2 or (n_features is not None and arr.shape[1] != n_features):
+        raise CemapError(f"{what} of shape {arr.shape} do not fit this detector",
+                         f"expected N x {n_features if n_features is not None else 'D'}; compute them with the same SignatureConfig")
+    if not np.isfinite(arr).all():
+        raise CemapError(f"{what} contain NaN or infinite values")
+    return arr.astype(np.float64)
+
+
+@dataclass
+class CEDetector:
+    """Standardisation + logistic regression on CE signatures (1 = adversarial).
+
+    ``score_samples`` returns the logit (higher = more adversarial); ``predict`` thresholds it at the
+    score that flags ``fpr`` of the clean fitting signatures. ``save`` writes a plain .npz.
+    """
+
+    C: float = 1.0
+    fpr: float = 0.05
+    feature_names: list[str] = field(default_factory=list)
+    signature_config: dict = field(default_factory=dict)
+    mean_: np.ndarray | None = None
+    scale_: np.ndarray | None = None
+    coef_: np.ndarray | None = None
+    intercept_: float = 0.0
+    threshold_: float = 0.0
+
+    @property
+    def n_features(self) -> int | None:
+        return None if self.coef_ is None else len(self.coef_)
+
+    def _check_fitted(self) -> None:
+        if self.coef_ is None:
+            raise CemapError("this CEDetector is not fitted yet", "call fit(signatures, is_adversarial) or CEDetector.load(path)")
+
+    def fit(self, signatures, is_adversarial) -> "CEDetector":
+        from sklearn.linear_model import LogisticRegression
+
+        x = _as_2d(signatures, len(self.feature_names) or None)
+        y = np.asarray(is_adversarial.cpu() if torch.is_tensor(is_adversarial) else is_adversarial).astype(int).reshape(-1)
+        if len(y) != len(x) or set(np.unique(y)) != {0, 1}:
+            raise CemapError("fit needs one 0/1 label per signature and both classes present", "label clean signatures 0 and adversarial ones 1")
+        self.mean_ = x.mean(0)
+        self.scale_ = np.where(x.std(0) > 1e-12, x.std(0), 1.0)
+        model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000).fit((x - self.mean_) / self.scale_, y)
+        self.coef_, self.intercept_ = model.coef_[0].astype(np.float64), float(model.intercept_[0])
+        self.threshold_ = float(np.quantile(self.score_samples(x[y == 0]), 1 - self.fpr))
+        if not self.feature_names:
+            self.feature_names = [f"f{j}" for j in range(x.shape[1])]
+        return self
+
+    def score_samples(self, signatures) -> np.ndarray:
+        """Logit of 'adversarial' per signature (N x D -> N)."""
+        self._check_fitted()
+        x = _as_2d(signatures, self.n_features)
+        return ((x - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
+
+    def score_torch(self, signatures: torch.Tensor) -> torch.Tensor:
+        """The same logit as a differentiable torch function (for adaptive attacks)."""
+        self._check_fitted()
+        if signatures.dim() != 2 or signatures.shape[1] != self.n_features:
+            raise CemapError(f"signatures of shape {tuple(signatures.shape)} do not fit this detector", f"expected N x {self.n_features}")
+        t = lambda a: torch.as_tensor(a, dtype=signatures.dtype, device=signatures.device)  # noqa: E731
+        return ((signatures - t(self.mean_)) / t(self.scale_)) @ t(self.coef_) + self.intercept_
+
+    def predict(self, signatures) -> np.ndarray:
+        """1 where the signature is flagged adversarial."""
+        return (self.score_samples(signatures) > self.threshold_).astype(int)
+
+    def save(self, path: str | Path) -> Path:
+        """Plain arrays in an .npz (loads with allow_pickle=False: no code runs)."""
+        self._check_fitted()
+        path = Path(path)
+        meta = {"format": FORMAT_VERSION, "C": self.C, "fpr": self.fpr, "intercept": self.intercept_, "threshold": self.threshold_,
+                "feature_names": self.feature_names, "signature_config": self.signature_config}
+        with open(path, "wb") as fh:
+            np.savez(fh, mean=self.mean_, scale=self.scale_, coef=self.coef_, meta=np.array(json.dumps(meta)))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CEDetector":
+        path = Path(path)
+        if not path.exists():
+            raise CemapError(f"no detector file at {path}", "pass the path CEDetector.save wrote")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                mean, scale, coef = (np.asarray(data[k], dtype=np.float64) for k in ("mean", "scale", "coef"))
+        except (ValueError, KeyError, OSError) as exc:
+            raise CemapError(f"{path} is not a saved CEDetector ({exc})", "detectors are .npz files written by CEDetector.save") from exc
+        if meta.get("format") != FORMAT_VERSION or not (mean.shape == scale.shape == coef.shape == (len(meta["feature_names"]),)):
+            raise CemapError(f"{path} has an unsupported or inconsistent detector format", "re-save it with this cemap version")
+        return cls(C=meta["C"], fpr=meta["fpr"], feature_names=list(meta["feature_names"]), signature_config=meta["signature_config"],
+                   mean_=mean, scale_=scale, coef_=coef, intercept_=meta["intercept"], threshold_=meta["threshold"])
+
+
+def select_detector(signatures, is_adversarial, groups, Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0), val_fraction: float = 0.25,
+                    seed: int = 0, **detector_kw) -> tuple[CEDetector, dict[float, float]]:
+    """Pick C by validation AUROC on a held-out ``val_fraction`` of the groups (images), then refit on everything.
+
+    ``groups`` ties a clean image to its adversarial copy so both land on the same side of the split.
+    """
+    from .evaluate.detection import auroc
+
+    x = _as_2d(signatures, None)
+    y = np.asarray(is_adversarial).astype(int)
+    groups = np.asarray(groups)
+    ids = np.unique(groups)
+    val_ids = np.random.default_rng(seed).permutation(ids)[: max(1, int(round(val_fraction * len(ids))))]
+    val = np.isin(groups, val_ids)
+    scores = {}
+    for c in Cs:
+        if len(np.unique(y[~val])) < 2 or len(np.unique(y[val])) < 2:
+            break
+        scores[float(c)] = auroc(y[val], CEDetector(C=c, **detector_kw).fit(x[~val], y[~val]).score_samples(x[val]))
+    best = max(scores, key=scores.get) if scores else 1.0
+    return CEDetector(C=best, **detector_kw).fit(x, y), scores
+
+
+class AdaptivePGD(PGD):
+    """PGD against classifier *and* detector: ascend  loss(classifier) - weight * detector logit(CE signature).
+
+    The signature (latent CE profile and CE-map statistics) is differentiated end to end.
+    """
+
+    name = "adaptive-pgd"
+
+    def __init__(self, classifier: Classifier, signature: CESignature, detector: CEDetector, weight: float = 1.0, **kw) -> None:
+        super().__init__(classifier, **kw)
+        self.signature, self.detector, self.weight = signature, detector, float(weight)
+
+    def budget(self) -> dict:
+        return {**super().budget(), "detector_weight": self.weight}
+
+    def gradient(self, images, labels, target, original):
+        with torch.enable_grad():
+            x = images.detach().requires_grad_(True)
+            loss = self.objective(self.logits(x), labels, target, original)
+            loss = loss - self.weight * self.detector.score_torch(self.signature(x, differentiable=True).double()).float()
+            return torch.autograd.grad(loss.sum(), x)[0]

@@ -1,0 +1,17 @@
+"""Explanation methods behind one signature: ``get_explainer(name, classifier).explain(images, target) -> B x H x W``.
+
+Methods: ce (causal-effect map), cam, gradcam, gradcam++, scorecam (pytorch-grad-cam),
+occlusion, integrated-gradients (Captum), and the floors random and centre. Higher = more
+important for the target, everywhere.
+"""
+
+# Imported in the order list_explainers() reports; each module registers its methods.
+from . import causal_effect  # noqa: F401, I001
+from . import cams  # noqa: F401
+from . import attribution  # noqa: F401
+from . import floors  # noqa: F401
+from .base import Explainer
+from .gradients import CloneOutput, default_cam_layer, gradient_safe_copy
+from .registry import get_explainer, list_explainers, register_explainer
+
+__all__ = ["CloneOutput", "Explainer", "default_cam_layer", "get_explainer", "gradient_safe_copy", "list_explainers", "register_explainer"]

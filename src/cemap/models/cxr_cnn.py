@@ -1,0 +1,78 @@
+"""cxr-cnn: a small CNN for synthcxr with a global-average-pooled linear head, so CAM applies.
+
+``features`` is a Sequential of four conv-BN-ReLU blocks (the last ReLU, ``features.11``, is the
+CAM layer: 128 channels at 1/8 resolution), then global average pooling and ``classifier``
+(Linear 128 -> findings), one sigmoid per finding. Trained on first use and cached.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..data.registry import get_dataset
+from ..data.synthcxr import FINDINGS
+from .classifier import Classifier
+from .registry import register_model
+from .training import cached_weights, fit_classifier
+
+TRAIN_CONFIG = {"arch": "cxr-cnn-16-32-64-128-gap", "epochs": 14, "lr": 3e-3, "batch_size": 32, "max_shift": 3, "seed": 0}
+CAM_LAYER = "features.14"
+DEFAULT_LAYER = "features.10"  # 64 channels at 1/4 resolution: the autoencoder keeps per-finding decisions there
+
+
+def _block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+    return layers + ([nn.MaxPool2d(2)] if pool else [])
+
+
+class CxrCNN(nn.Module):
+    def __init__(self, classes: int, channels: int = 1) -> None:
+        super().__init__()
+        self.features = nn.Sequential(*_block(channels, 16, True), *_block(16, 32, True), *_block(32, 64, True), *_block(64, 128, False))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Linear(128, classes)
+
+    def forward(self, x):
+        return self.classifier(self.flatten(self.pool(self.features(x))))
+
+
+def layer_names(net: CxrCNN) -> list[str]:
+    return [f"features.{i}" for i in range(len(net.features))] + ["pool"]
+
+
+@register_model("cxr-cnn", dataset="synthcxr")
+def cxr_cnn(weights: str | None = None, train_config: dict | None = None, size: int = 128) -> Classifier:
+    """Trained on synthcxr's train split at ``size`` px on first use (a few minutes on 2 cores); ``weights`` loads a state dict."""
+    config = {**TRAIN_CONFIG, **(train_config or {}), "size": size}
+    net = CxrCNN(len(FINDINGS))
+    if weights is not None:
+        from .loading import load_state_dict_file
+
+        net.load_state_dict(load_state_dict_file(weights))
+    else:
+        net = cached_weights(
+            "cxr-cnn",
+            config,
+            net,
+            lambda n: fit_classifier(
+                n,
+                get_dataset("synthcxr", split="train", size=size),
+                multilabel=True,
+                epochs=config["epochs"],
+                lr=config["lr"],
+                batch_size=config["batch_size"],
+                seed=config["seed"],
+                max_shift=config["max_shift"],
+                desc="training cxr-cnn",
+            ),
+        )
+    return Classifier(
+        net,
+        class_names=FINDINGS,
+        head="sigmoid",
+        input_shape=(1, size, size),
+        layers=layer_names(net),
+        default_layer=DEFAULT_LAYER,
+        name="cxr-cnn",
+    )

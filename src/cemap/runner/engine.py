@@ -1,0 +1,273 @@
+"""The dataset-scale loop: plan shards, skip committed ones, compute batch by batch, commit shard by shard.
+
+Only one shard's results are ever held in memory. Every batch is fixed by image positions and
+seeded from (seed, first position), so neither an interruption nor the number of ranks can
+change a single number. Rank 0 prepares the folder and the autoencoder; after the last
+barrier it checks every shard is committed and writes the merged errors file and manifest.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+
+from ..causal.autoencoder import model_fingerprint
+from ..data import get_dataset
+from ..data.base import ImageDataset, Sample, collate
+from ..errors import CemapError
+from ..models import Classifier, default_model_for, get_model
+from ..progress import progress_enabled
+from .autoencoder import ensure_autoencoder, load_autoencoder
+from .distributed import Ranks, process_group
+from .layout import RunLayout, ShardPlan, atomic_open, plan_shards, read_json, shards_for_rank, write_json
+from .pipeline import ImagePipeline
+from .shards import ShardBuffer, identity_columns, identity_fields, read_errors
+
+FORMAT = "cemap-run/1"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's results; a resumed run must match it exactly."""
+
+    dataset: str
+    model: str | None = None
+    split: str = "test"
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    layer: str | None = None
+    methods: tuple[str, ...] = ()
+    attacks: tuple[str, ...] = ()
+    cell: int | None = None
+    stride: int | None = None
+    fill: str | float = "zero"
+    value: str | float = "zero"
+    batch_size: int = 16
+    shard_size: int = 256
+    limit: int | None = None
+    seed: int = 0
+    ae_dataset: str | None = None
+    ae_split: str = "train"
+    ae_images: int = 4000
+
+    def check(self) -> None:
+        if self.batch_size < 1 or self.shard_size < 1:
+            raise CemapError(f"batch size {self.batch_size} and shard size {self.shard_size} must be positive")
+        if self.limit is not None and self.limit < 1:
+            raise CemapError(f"--limit {self.limit} must be positive", "leave it out to run the whole split")
+        if self.ae_images < 1:
+            raise CemapError(f"--ae-images {self.ae_images} must be positive")
+
+    @property
+    def model_name(self) -> str:
+        return self.model or default_model_for(self.dataset)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(model=self.model_name, methods=list(self.methods), attacks=list(self.attacks))
+        return d
+
+
+def batch_seed(seed: int, first_index: int) -> int:
+    """A seed for the batch that starts at ``first_index``: the same in every run, on every rank."""
+    return int(np.random.SeedSequence([seed, first_index]).generate_state(1)[0])
+
+
+def item_id(dataset: ImageDataset, index: int) -> str:
+    """The id of an item that could not be read: datasets may offer ``item_id(index)``, else its position."""
+    lookup = getattr(dataset, "item_id", None)
+    return str(lookup(index)) if callable(lookup) else f"#{index}"
+
+
+class SafeItems(torch.utils.data.Dataset):
+    """Wraps a dataset so a corrupt item becomes a recorded failure instead of a crash.
+
+    The per-item failure contract: a dataset's ``__getitem__`` raises CemapError (or OSError)
+    for an item it cannot read. Yields (index, Sample or None, reason or None).
+    """
+
+    def __init__(self, dataset: ImageDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[int, Sample | None, str | None]:
+        try:
+            return index, self.dataset[index], None
+        except (CemapError, OSError) as exc:
+            return index, None, f"{type(exc).__name__}: {exc}"
+
+
+def _list_items(items: list) -> list:
+    return items
+
+
+def _batches(plan: ShardPlan, size: int) -> list[list[int]]:
+    return [list(range(s, min(s + size, plan.stop))) for s in range(plan.start, plan.stop, size)]
+
+
+def _prepare_folder(layout: RunLayout, identity: dict, resume: bool) -> None:
+    """Create or check the run folder; on resume discard half-written files."""
+    layout.shard_dir.mkdir(parents=True, exist_ok=True)
+    if layout.config.exists():
+        if not resume:
+            raise CemapError(f"{layout.root} already holds a run", "pass --resume to continue it, or choose another --out")
+        stored = read_json(layout.config)
+        if stored != identity:
+            changed = sorted(k for k in {**stored["config"], **identity["config"]} if stored["config"].get(k) != identity["config"].get(k))
+            what = ", ".join(changed) or "the model weights"
+            raise CemapError(f"--resume with different settings than the run in {layout.root} ({what})", "resume with the original options")
+        layout.discard_partial()
+        layout.manifest.unlink(missing_ok=True)
+    else:
+        write_json(layout.config, identity)
+
+
+class Runner:
+    """One rank's share of a run."""
+
+    def __init__(self, config: RunConfig, layout: RunLayout, ranks: Ranks, device: torch.device, workers: int) -> None:
+        self.config, self.layout, self.ranks, self.device, self.workers = config, layout, ranks, device, workers
+        self.dataset = get_dataset(config.dataset, split=config.split, **config.dataset_options)
+        n = len(self.dataset)
+        self.n_images = n if config.limit is None else min(config.limit, n)
+        self.plans = plan_shards(self.n_images, config.shard_size)
+        self.classifier: Classifier = ranks.main_first(lambda: get_model(config.model_name)).to(device)
+        self.multilabel = self.classifier.multilabel
+
+    def setup(self, resume: bool) -> None:
+        fingerprints = self.ranks.gather(model_fingerprint(self.classifier))
+        if len(set(fingerprints)) > 1:
+            raise CemapError(
+                f"ranks built different weights for model {self.config.model_name}",
+                "share one CEMAP_CACHE between nodes, or pass the same weights file to every rank",
+            )
+        identity = {"format": FORMAT, "config": self.config.as_dict(), "model_fingerprint": fingerprints[0]}
+        self.ranks.share_from_main(lambda: _prepare_folder(self.layout, identity, resume))
+        self.autoencoder_info = self.ranks.share_from_main(lambda: ensure_autoencoder(self.layout, self.classifier, self.config, self.dataset, self.n_images))
+        fitted = load_autoencoder(self.layout, self.classifier)
+        c = self.config
+        self.pipeline = ImagePipeline(
+            self.classifier, fitted, cell=c.cell, stride=c.stride, fill=c.fill, value=c.value, methods=c.methods, attacks=c.attacks
+        )
+        self.schema = pa.schema(identity_fields(self.multilabel) + self.pipeline.fields())
+
+    def pending(self) -> list[ShardPlan]:
+        mine = shards_for_rank(self.plans, self.ranks.rank, self.ranks.world_size)
+        return [p for p in mine if not self.layout.is_committed(p.index)]
+
+    def _loaded(self, plans: list[ShardPlan]) -> Iterator[tuple[ShardPlan, list]]:
+        """(shard, items of one batch) in order; a DataLoader reads ahead when ``workers`` > 0."""
+        batches = [(plan, idx) for plan in plans for idx in _batches(plan, self.config.batch_size)]
+        loader = torch.utils.data.DataLoader(
+            SafeItems(self.dataset), batch_sampler=[idx for _, idx in batches], collate_fn=_list_items, num_workers=self.workers
+        )
+        for (plan, _), items in zip(batches, loader):
+            yield plan, items
+
+    def _process(self, buffer: ShardBuffer, items: list) -> None:
+        good: list[tuple[int, Sample]] = []
+        for index, sample, reason in items:
+            if sample is not None:
+                try:
+                    self.classifier.check_images(sample.image)
+                except CemapError as exc:
+                    reason = f"CemapError: {exc}"
+            if reason is not None:
+                buffer.add_error(index, item_id(self.dataset, index), reason)
+            else:
+                good.append((index, sample))
+        if not good:
+            return
+        indices = [i for i, _ in good]
+        batch = collate([s for _, s in good])
+        columns, maps = self.pipeline(batch.images.float().to(self.device), batch_seed(self.config.seed, items[0][0]))
+        buffer.add({**identity_columns(batch, indices, self.multilabel), **columns}, maps)
+
+    def run(self) -> tuple[int, float]:
+        """Compute and commit this rank's pending shards; returns (images processed, seconds)."""
+        plans = self.pending()
+        start = time.perf_counter()
+        total = sum(p.stop - p.start for p in plans)
+        bar = tqdm(total=total, desc=f"cemap run [rank {self.ranks.rank}]", unit="img", disable=not (progress_enabled() and self.ranks.is_main))
+        map_shape = tuple(self.classifier.input_shape[1:])
+        for plan, group in itertools.groupby(self._loaded(plans), key=lambda t: t[0]):
+            buffer = ShardBuffer(self.schema, self.pipeline.map_names, map_shape)
+            for _, items in group:
+                self._process(buffer, items)
+                bar.update(len(items))
+            buffer.commit(self.layout, plan.index)
+        bar.close()
+        return total, time.perf_counter() - start
+
+    def finish(self, work: list[tuple[int, float]]) -> dict:
+        """Rank 0 after the barrier: verify every shard, merge errors, write the manifest; returns the summary."""
+        missing = [p.index for p in self.plans if not self.layout.is_committed(p.index)]
+        if missing:
+            raise CemapError(f"{len(missing)} shards are missing (first: {missing[0]})", "a rank stopped early; continue with --resume")
+        shards, n_rows, n_errors = [], 0, 0
+        with atomic_open(self.layout.errors, "w") as merged:
+            for p in self.plans:
+                errors = read_errors(self.layout, p.index)
+                merged.writelines(json.dumps(e, sort_keys=True) + "\n" for e in errors)
+                rows = pq.read_metadata(self.layout.table(p.index)).num_rows
+                shards.append({"index": p.index, "start": p.start, "stop": p.stop, "rows": rows, "errors": len(errors)})
+                n_rows, n_errors = n_rows + rows, n_errors + len(errors)
+        processed = sum(n for n, _ in work)
+        seconds = max(s for _, s in work)
+        clf = self.classifier
+        cemap = self.pipeline.cemap
+        manifest = {
+            "format": FORMAT,
+            "complete": True,
+            "config": self.config.as_dict(),
+            "model_fingerprint": model_fingerprint(clf),
+            "class_names": clf.class_names,
+            "multilabel": self.multilabel,
+            "input_shape": list(clf.input_shape),
+            "map_names": self.pipeline.map_names,
+            "map_shape": list(clf.input_shape[1:]),
+            "columns": self.schema.names,
+            "cemap": {"cell": cemap.cell, "stride": cemap.stride, "fill": cemap.fill, "forward_passes_per_image": cemap.forward_passes_per_image},
+            "autoencoder": self.autoencoder_info,
+            "n_images": self.n_images,
+            "n_rows": n_rows,
+            "n_errors": n_errors,
+            "shards": shards,
+            "last_session": {
+                "world_size": self.ranks.world_size,
+                "images_processed": processed,
+                "seconds": seconds,
+                "images_per_s": processed / seconds if seconds > 0 else None,
+            },
+        }
+        write_json(self.layout.manifest, manifest)
+        return {"out": str(self.layout.root), "n_images": self.n_images, "n_rows": n_rows, "n_errors": n_errors, "n_shards": len(shards), **manifest["last_session"]}
+
+
+def run_dataset(config: RunConfig, out: Path | str, *, resume: bool = False, workers: int = 0, device: str = "cpu") -> dict:
+    """Run ``config`` into folder ``out`` (joining torchrun's process group when launched by it); returns the summary.
+
+    Every rank returns the same summary: counts over the whole run, and the throughput of this session.
+    """
+    config.check()
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CemapError("--device cuda but no CUDA device is visible", "use --device cpu")
+    layout = RunLayout(Path(out))
+    with process_group(dev) as ranks:
+        runner = Runner(config, layout, ranks, dev, workers)
+        runner.setup(resume)
+        work = ranks.gather(runner.run())
+        ranks.barrier()
+        return ranks.share_from_main(lambda: runner.finish(work))

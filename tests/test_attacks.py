@@ -1,0 +1,100 @@
+"""Attacks: agreement with torchattacks, budgets, [0, 1], success flags, sigmoid heads, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import cemap
+from cemap.attacks import BIM, FGSM, PGD, AttackResult, CarliniWagnerL2, get_attack
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_test):
+    batch = mnist_test.batch(range(32))
+    return batch.images, batch.labels
+
+
+def test_fgsm_and_pgd_match_torchattacks(mnist_clf, digits):
+    torchattacks = pytest.importorskip("torchattacks")
+    x, y = digits
+    mnist_clf.eval()  # torchattacks restores train mode on a module it finds training
+    ours = FGSM(mnist_clf, eps=0.2)(x, y).adversarial
+    ref = torchattacks.FGSM(mnist_clf, eps=0.2)(x, y)
+    assert torch.equal(ours, ref)
+    ours = PGD(mnist_clf, eps=0.2, alpha=0.03, steps=7, random_start=False)(x, y).adversarial
+    ref = torchattacks.PGD(mnist_clf, eps=0.2, alpha=0.03, steps=7, random_start=False)(x, y)
+    assert torch.equal(ours, ref)
+    assert not mnist_clf.training
+
+
+@pytest.mark.parametrize(
+    "make, norm, budget",
+    [
+        (lambda c: FGSM(c, eps=0.05), "linf", 0.05),
+        (lambda c: BIM(c, eps=0.05, steps=4), "linf", 0.05),
+        (lambda c: PGD(c, eps=0.05, steps=4, random_start=True), "linf", 0.05),
+        (lambda c: PGD(c, eps=0.5, steps=4, norm="l2", random_start=True), "l2", 0.5),
+        (lambda c: CarliniWagnerL2(c, steps=10, search_steps=2, lr=0.1, max_l2=0.4), "l2", 0.4),
+    ],
+)
+def test_attacks_stay_in_budget_and_in_unit_range(tiny_clf, make, norm, budget):
+    x = torch.rand(6, 3, 16, 16)
+    res = make(tiny_clf)(x)
+    assert isinstance(res, AttackResult) and res.adversarial.shape == x.shape
+    assert res.adversarial.min() >= 0 and res.adversarial.max() <= 1
+    delta = (res.adversarial - x).flatten(1)
+    norms = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+    assert (norms <= budget * (1 + 1e-5) + 1e-6).all()
+    assert torch.allclose(res.linf, delta.abs().amax(1)) and torch.allclose(res.l2, delta.norm(dim=1))
+    with torch.inference_mode():
+        pred = tiny_clf(res.adversarial).argmax(1)
+    assert torch.equal(res.success, pred != res.labels)
+
+
+def test_pgd_fools_mnist_and_targeted_reaches_target(mnist_clf, digits):
+    x, y = digits
+    res = PGD(mnist_clf, eps=0.3, steps=10)(x, y)
+    assert res.success_rate > 0.9
+    tgt = PGD(mnist_clf, eps=0.3, steps=10, random_start=False)(x, target=3)
+    with torch.inference_mode():
+        pred = mnist_clf(tgt.adversarial).argmax(1)
+    assert torch.equal(tgt.success, pred == 3) and tgt.success.float().mean() > 0.5
+    cw = CarliniWagnerL2(mnist_clf, steps=20, search_steps=2, lr=0.1)(x[:8], y[:8])
+    assert cw.success.float().mean() >= 0.5
+    assert torch.equal(cw.adversarial[~cw.success], x[:8][~cw.success])  # failures return the clean image
+
+
+def test_sigmoid_head_attacks_one_finding():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5))
+    clf = cemap.Classifier(net, class_names=list("abcde"), head="sigmoid", input_shape=(3, 8, 8), layers=["1"], default_layer="1")
+    x = torch.rand(8, 3, 8, 8)
+    res = PGD(clf, eps=0.3, steps=10, random_start=False)(x, labels=2)
+    with torch.inference_mode():
+        before, after = clf(x)[:, 2] > 0, clf(res.adversarial)[:, 2] > 0
+    assert torch.equal(res.success, before != after) and res.success.all()
+    made_positive = FGSM(clf, eps=0.3)(x, target=4)
+    with torch.inference_mode():
+        assert torch.equal(made_positive.success, clf(made_positive.adversarial)[:, 4] > 0)
+    with pytest.raises(cemap.CemapError):
+        PGD(clf, eps=0.1)(x, labels=torch.zeros(8, 5))
+
+
+def test_bf16_precision_runs_and_errors_are_clear(tiny_clf):
+    x = torch.rand(4, 3, 16, 16)
+    assert PGD(tiny_clf, eps=0.05, steps=2, precision="bf16")(x).linf.max() <= 0.05 + 1e-6
+    with pytest.raises(cemap.CemapError):
+        PGD(tiny_clf, precision="fp8")
+    with pytest.raises(cemap.CemapError, match="image shape"):
+        FGSM(tiny_clf, eps=0.1)(torch.rand(4, 1, 16, 16))
+    with pytest.raises(cemap.CemapError, match="outside"):
+        FGSM(tiny_clf, eps=0.1)(x * 3)
+    with pytest.raises(cemap.CemapError, match="unknown attack"):
+        get_attack("deepfool", tiny_clf)
+    with pytest.raises(cemap.CemapError):
+        FGSM(tiny_clf, eps=0.1)(x, labels=torch.tensor([0, 1]))
+    with pytest.raises(cemap.CemapError):
+        PGD(tiny_clf, eps=-1)
+    assert isinstance(get_attack("pgd", tiny_clf, eps=0.1, norm="l2"), PGD)

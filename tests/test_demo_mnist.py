@@ -1,0 +1,29 @@
+"""The MNIST demo stage meets the issue's quality bars and writes its outputs."""
+
+import json
+import subprocess
+import sys
+
+from cemap.demo import run_demo
+
+
+def test_mnist_demo_quality_and_outputs(tmp_path, mnist_clf, mnist_ae):
+    metrics = run_demo("mnist5k", out=tmp_path, n_images=4)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["classifier"]["accuracy"] >= 0.97
+    fid = saved["autoencoder"]["fidelity"]
+    assert fid["agreement"] >= 0.99 and fid["mean_kl"] <= 0.02 and fid["n"] == 1000
+    assert saved["split_method"] == "fx"
+    assert len(saved["latent_profiles"]) == 4 and len(saved["latent_profiles"][0]) == 16
+    for name in metrics["figures"].values():
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_cli_unknown_dataset_is_one_line_exit_2(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "cemap", "demo", "--dataset", "nope", "--out", str(tmp_path), "--quiet"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown dataset 'nope'" in lines[0] and "mnist5k" in lines[0]
