@@ -104,9 +104,11 @@ def test_floors(tiny_clf):
     assert torch.equal(first, get_explainer("random", tiny_clf, seed=5).explain(x))
 
 
-def test_default_cam_layer_is_the_last_conv(tiny_clf, densenet):
-    assert default_cam_layer(tiny_clf) == "conv2"
-    assert default_cam_layer(densenet) == "features.norm5"
+def test_default_cam_layer_is_the_last_spatial_layer(tiny_clf, densenet):
+    assert default_cam_layer(tiny_clf) == "act2"  # the pooled 1 x 1 output after it is not a map
+    assert default_cam_layer(densenet) == "features.norm5"  # the classifier's own cam_layer wins
+    bare = cemap.Classifier(densenet.model, class_names=list("abc"), head="sigmoid", input_shape=(3, 64, 64))
+    assert default_cam_layer(bare) == "features"  # norm5's output, before DenseNet's functional ReLU
     with pytest.raises(cemap.CemapError):
         gradient_safe_copy(tiny_clf, "nope")
 

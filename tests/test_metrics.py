@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -194,3 +196,48 @@ def test_marker_share():
     assert marker_share(torch.ones(1, H, W), marker).item() == pytest.approx(AREA_SHARE)
     with pytest.raises(cemap.CemapError):
         marker_share(torch.ones(1, H, W), marker[:, :4])
+
+
+def test_evaluation_study_on_mnist_writes_one_row_per_method(tmp_path):
+    from cemap.evaluation_study import EvalConfig, format_table, run_evaluation
+
+    cfg = EvalConfig(n_images=6, n_robust=3, steps=4, n_figure=3)
+    doc = run_evaluation("mnist5k", methods=["gradcam", "random", "centre"], out=tmp_path, config=cfg)
+    saved = json.loads((tmp_path / "evaluation.json").read_text())
+    assert [r["method"] for r in saved["rows"]] == ["gradcam", "random", "centre"]
+    assert saved["n_images"] == 6 and all(r["n_pairs"] == 6 and r["n_robust"] == 3 for r in saved["rows"])
+    assert "pointing_game" not in saved["rows"][0]  # mnist has no boxes: no localisation columns
+    assert (tmp_path / "overlays.png").stat().st_size > 0
+    centre = saved["rows"][2]
+    assert centre["noise_spearman"] == pytest.approx(1.0) and centre["randomisation_spearman"] == pytest.approx(1.0)
+    assert "gradcam" in format_table(doc["rows"])
+
+
+def test_evaluation_pairs_one_per_finding_with_boxes():
+    from cemap.data.base import ImageDataset, Sample
+    from cemap.evaluation_study import evaluation_pairs
+
+    class Boxed(ImageDataset):
+        class_names = ["a", "b"]
+        multilabel = True
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            boxes = [torch.zeros(0, 4), torch.tensor([[0.0, 0, 4, 4], [4, 4, 8, 8], [1, 1, 2, 2]]), torch.tensor([[2.0, 2, 6, 6]])][i]
+            labels = [torch.zeros(0, dtype=torch.long), torch.tensor([0, 1, 0]), torch.tensor([1])][i]
+            return Sample(image=torch.zeros(1, 8, 8), labels=torch.zeros(2), id=f"s{i}", boxes=boxes, box_labels=labels)
+
+    pairs = evaluation_pairs(Boxed())
+    assert pairs.ids == ["s1/a", "s1/b", "s2/b"] and pairs.targets.tolist() == [0, 1, 1]
+    assert [len(b) for b in pairs.boxes] == [2, 1, 1]
+
+
+def test_evaluate_cli_rejects_an_unknown_method(tmp_path, capsys):
+    from cemap.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--dataset", "mnist5k", "--methods", "gradcam,lime", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "lime" in capsys.readouterr().err

@@ -151,3 +151,19 @@ def test_existing_run_needs_resume_and_the_same_settings(digits, reference):
     changed = RunConfig(dataset="imagefolder", model="mnist-cnn", dataset_options=options, shard_size=SHARD, batch_size=2)
     with pytest.raises(CemapError, match="different settings.*batch_size"):
         run_dataset(changed, reference.folder, resume=True)
+
+
+def test_baseline_maps_and_attacks_are_stored_per_image(tmp_path, digits):
+    config = RunConfig(
+        dataset="imagefolder", model="mnist-cnn", dataset_options={"root": str(digits), "channels": 1, "size": 28},
+        methods=("gradcam",), attacks=("fgsm",), limit=5, shard_size=5, batch_size=5,
+    )
+    summary = run_dataset(config, tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    assert summary["n_rows"] == 5 and run.map_names == ["cemap", "gradcam", "cemap@fgsm"]
+    assert run.manifest["attacks"]["fgsm"]["eps"] == pytest.approx(8 / 255)
+    for r in run.results(maps=run.map_names):
+        assert all(m.shape == (28, 28) and np.isfinite(m).all() for m in r.maps.values())
+        assert r.row["fgsm.linf"] <= 8 / 255 + 1e-6 and r.row["fgsm.latent_ce"].shape == (16,)
+        assert isinstance(r.row["fgsm.success"], bool) and r.row["fgsm.probs"].shape == (10,)
+    assert not np.array_equal(run.column("fgsm.probs"), run.column("probs"))

@@ -129,7 +129,7 @@ class Attack:
             return t
 
         if labels is None:
-            with torch.inference_mode():
+            with torch.no_grad():
                 labels = torch.cat([self.logits(images[s]).argmax(1) for s in chunks(b, self.batch_size)])
         elif clf.multilabel and torch.is_tensor(labels) and labels.dim() == 2:
             raise CemapError("sigmoid heads are attacked one finding at a time", "pass labels=None (most probable finding) or one finding index per image")
@@ -143,10 +143,10 @@ class Attack:
         adv, success = [], []
         for s in chunks(images.shape[0], self.batch_size):
             x, y, t = images[s], labels[s], None if target is None else target[s]
-            with torch.inference_mode():
+            with torch.no_grad():
                 original = self._decisions(self.logits(x), y) if self.classifier.multilabel else None
             a = self.perturb(x, y, t, original).detach().clamp(0, 1)
-            with torch.inference_mode():
+            with torch.no_grad():
                 success.append(self.succeeded(self.logits(a), y, t, original))
             adv.append(a)
         adversarial = torch.cat(adv)

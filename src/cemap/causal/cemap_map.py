@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..models.classifier import Classifier
-from .batching import as_model_input, autocast, balanced_chunks, default_chunk, prefers_channels_last, tune_allocator
+from .batching import as_model_input, autocast, balanced_chunks, default_chunk, prefers_channels_last
 from .effects import class_effect, resolve_targets
 from .masks import fill_images, grid_masks
 
@@ -52,7 +52,6 @@ class CEMap:
         self.chunk_size = chunk_size or default_chunk(classifier.input_shape)
         self.precision = precision
         self.channels_last = prefers_channels_last(classifier.input_shape)
-        tune_allocator()
 
     @property
     def forward_passes_per_image(self) -> int:

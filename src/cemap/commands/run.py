@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -78,8 +79,6 @@ def run(
         ae_dataset=ae_dataset, ae_split=ae_split, ae_images=ae_images,
     )
     summary = run_dataset(config, out, resume=resume, workers=workers, device=device)
-    import os
-
     if int(os.environ.get("RANK", 0)) != 0:
         return
     rate = summary["images_per_s"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from scipy.special import expit
 
 
 def warp_masks(source: np.ndarray, index: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -37,7 +38,7 @@ def _extent(masks: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def _soft(x: np.ndarray, width: float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x / width))
+    return expit(x / width)
 
 
 def anatomy(masks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ def auroc(y_true, scores) -> float:
 def roc_points(y_true, scores) -> tuple[np.ndarray, np.ndarray]:
     """(false-positive rates, true-positive rates) of the ROC curve."""
     y, s = _check(y_true, scores)
-    fpr, tpr, _ = roc_curve(y, s)
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
     return fpr, tpr
 
 

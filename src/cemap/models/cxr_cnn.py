@@ -1,8 +1,8 @@
 """cxr-cnn: a small CNN for synthcxr with a global-average-pooled linear head, so CAM applies.
 
 ``features`` is a Sequential of four conv-BN-ReLU blocks (the last ReLU, ``features.11``, is the
-CAM layer: 128 channels at 1/8 resolution), then global average pooling and ``classifier``
-(Linear 128 -> findings), one sigmoid per finding. Trained on first use and cached.
+CAM layer: 64 channels at 1/8 resolution), then global average pooling and ``classifier``
+(Linear 64 -> findings), one sigmoid per finding. Trained on first use and cached.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from .classifier import Classifier
 from .registry import register_model
 from .training import cached_weights, fit_classifier
 
-TRAIN_CONFIG = {"arch": "cxr-cnn-16-32-64-128-gap", "epochs": 14, "lr": 3e-3, "batch_size": 32, "max_shift": 3, "seed": 0}
+TRAIN_CONFIG = {"arch": "cxr-cnn-8-16-32-64-gap", "epochs": 12, "lr": 3e-3, "batch_size": 32, "max_shift": 3, "seed": 0}
 CAM_LAYER = "features.14"
-DEFAULT_LAYER = "features.10"  # 64 channels at 1/4 resolution: the autoencoder keeps per-finding decisions there
+DEFAULT_LAYER = "features.10"  # 32 channels at 1/4 resolution: the autoencoder keeps per-finding decisions there
 
 
 def _block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
@@ -28,10 +28,10 @@ def _block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
 class CxrCNN(nn.Module):
     def __init__(self, classes: int, channels: int = 1) -> None:
         super().__init__()
-        self.features = nn.Sequential(*_block(channels, 16, True), *_block(16, 32, True), *_block(32, 64, True), *_block(64, 128, False))
+        self.features = nn.Sequential(*_block(channels, 8, True), *_block(8, 16, True), *_block(16, 32, True), *_block(32, 64, False))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
-        self.classifier = nn.Linear(128, classes)
+        self.classifier = nn.Linear(64, classes)
 
     def forward(self, x):
         return self.classifier(self.flatten(self.pool(self.features(x))))

@@ -36,6 +36,7 @@ figcaption{font-size:.82rem;color:#4a5263;font-family:ui-monospace,monospace}
 .missing{color:#8a5a00;background:#fff7e0;border-left:4px solid #e0a800;padding:6px 10px}
 .ok{color:#0b6b2b;font-weight:600}.warn{color:#a11;font-weight:600}
 .problems{background:#fdecec;border-color:#e8b4b4}
+details summary{cursor:pointer;color:#33598a;margin:8px 0}
 ul.files{columns:2;font-family:ui-monospace,monospace;font-size:.8rem}
 """
 
@@ -187,18 +188,38 @@ def profiles_section(run: RunFolder) -> str:
     return section("Latent CE profiles: clean, masked box, adversarial", body, "profiles")
 
 
+def main_table(result: dict[str, Any], key: str, first: str) -> str:
+    """The headline table of a result (a list of row dicts under ``key``), or nothing when absent."""
+    rows = result.get(key)
+    if not (isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows)):
+        return ""
+    return table([flatten(r) for r in rows], first=first)
+
+
+def details(result: dict[str, Any], skip: Iterable[str], label: str) -> str:
+    body = result_tables(result, skip=skip)
+    return f"<details><summary>{esc(label)}</summary>{body}</details>" if body else ""
+
+
 def evaluation_section(run: RunFolder) -> str:
     result = run.get("evaluation")
     if result is None:
         return section("Evaluation: CE versus the baselines", missing("Not computed: no evaluation.json in this folder (run cemap evaluate or the full cemap demo)."), "evaluation")
     text = how("One row per explanation method. Pointing game and T(IoBB): higher = points at the true box more often; energy: share of positive map mass inside the box; deletion AUC: lower = more faithful, insertion AUC: higher = more faithful; robustness: rank correlation under noise or a small attack (higher = more stable); sanity: rank correlation with a weight-randomised model (lower = the map depends on what the model learned).")
-    return section("Evaluation: CE versus the baselines", text + result_tables(result), "evaluation")
+    head = main_table(result, "rows", "method")
+    return section("Evaluation: CE versus the baselines", text + head + details(result, ("rows",) if head else (), "All recorded evaluation values"), "evaluation")
 
 
 def detection_section(run: RunFolder) -> str:
     result = run.get("detection")
     text = how("AUROC and TPR at 5% FPR for telling adversarial from clean held-out images, per attack and budget, for the CE detector and the baselines (maximum softmax probability, feature squeezing, LID). The histograms show the CE signature of clean versus adversarial images: the less they overlap, the easier the detection.")
-    body = text + (result_tables(result) if result is not None else missing("Not computed: no detection.json in this folder (run cemap detect or the full cemap demo)."))
+    if result is None:
+        body = text + missing("Not computed: no detection.json in this folder (run cemap detect or the full cemap demo).")
+    else:
+        head = main_table(result, "table", "row")
+        protocol = result.get("protocol")
+        body = text + head + (key_values(flatten(protocol)) if isinstance(protocol, dict) else "")
+        body += details(result, ("table", "protocol") if head else (), "All recorded detection values")
     body += "<h3>CE signatures, clean versus adversarial</h3>" + figures_html(run.figures_in("signatures"), "Not computed: no signature histograms in this folder.")
     body += "<h3>ROC curves</h3>" + figures_html(run.figures_in("roc"), "Not computed: no ROC curves in this folder.")
     return section("Adversarial detection", body, "detection")

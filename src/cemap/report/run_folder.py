@@ -67,6 +67,8 @@ class RunFolder:
                 block = result.get(key)
                 if isinstance(block, dict):
                     rows += [(f"{kind}.json", str(stage), float(s)) for stage, s in block.items() if isinstance(s, (int, float))]
+            if isinstance(result.get("seconds"), (int, float)):
+                rows.append((f"{kind}.json", "total", float(result["seconds"])))
         return rows
 
 

@@ -108,10 +108,6 @@ class SafeItems(torch.utils.data.Dataset):
             return index, None, f"{type(exc).__name__}: {exc}"
 
 
-def _list_items(items: list) -> list:
-    return items
-
-
 def _batches(plan: ShardPlan, size: int) -> list[list[int]]:
     return [list(range(s, min(s + size, plan.stop))) for s in range(plan.start, plan.stop, size)]
 
@@ -170,7 +166,7 @@ class Runner:
         """(shard, items of one batch) in order; a DataLoader reads ahead when ``workers`` > 0."""
         batches = [(plan, idx) for plan in plans for idx in _batches(plan, self.config.batch_size)]
         loader = torch.utils.data.DataLoader(
-            SafeItems(self.dataset), batch_sampler=[idx for _, idx in batches], collate_fn=_list_items, num_workers=self.workers
+            SafeItems(self.dataset), batch_sampler=[idx for _, idx in batches], collate_fn=list, num_workers=self.workers
         )
         for (plan, _), items in zip(batches, loader):
             yield plan, items
@@ -238,6 +234,7 @@ class Runner:
             "map_names": self.pipeline.map_names,
             "map_shape": list(clf.input_shape[1:]),
             "columns": self.schema.names,
+            "attacks": self.pipeline.attack_budgets(),
             "cemap": {"cell": cemap.cell, "stride": cemap.stride, "fill": cemap.fill, "forward_passes_per_image": cemap.forward_passes_per_image},
             "autoencoder": self.autoencoder_info,
             "n_images": self.n_images,

@@ -72,6 +72,10 @@ class ImagePipeline:
     def map_names(self) -> list[str]:
         return [CE_MAP, *self.explainers, *(adversarial_map_name(a) for a in self.attacks)]
 
+    def attack_budgets(self) -> dict[str, dict]:
+        """Each attack's configuration (norm, eps, steps, ...), for the manifest."""
+        return {name: attack.budget() for name, attack in self.attacks.items()}
+
     def fields(self) -> list[pa.Field]:
         """The Parquet columns this pipeline adds to each image's row."""
         vec = pa.list_(pa.float32())

@@ -1,0 +1,489 @@
+"""``cemap bench``: cemap's hot paths against the tools people would otherwise use, as ratios from one run.
+
+Every figure is the median of ``repeats`` timed runs after ``warmup`` untimed ones, on the
+same inputs. The anchors (Captum ``Occlusion``, torchattacks ``PGD`` and the one-forward-per-
+intervention latent loop) run by default in a fresh process with the allocator they ship with,
+because importing cemap raises glibc's mmap threshold for its process (see ``causal.batching``);
+``anchors_in_process=True`` runs them beside cemap instead, which isolates the algorithmic gain.
+Timings on a shared machine are noisy: quote figures from a quiet one.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import platform
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .causal.adaptive import AdaptiveCEMap
+from .causal.autoencoder import AEConfig, FittedAutoencoder, LatentAutoencoder
+from .causal.batching import allocator_tuned
+from .causal.cemap_map import CEMap
+from .causal.effects import expected_effect, resolve_targets
+from .causal.latent import LatentCE
+from .causal.split import split_classifier
+from .errors import CemapError
+from .models.classifier import Classifier
+
+DEFAULT_MODEL = "chexnet"  # DenseNet-121, 14 sigmoid findings, 224 x 224; random weights unless --weights
+LATENT_LAYERS = ("features.denseblock2",)  # the issue's reference cut for DenseNet-121
+LATENT_K = 16
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model: str = DEFAULT_MODEL
+    weights: str | None = "random"
+    images: int = 2
+    pgd_batch: int = 8
+    repeats: int = 5
+    warmup: int = 1
+    threads: int = 0
+    seed: int = 0
+    cell: int | None = None  # default: about a 7 x 7 grid
+    adaptive_levels: int = 1
+    adaptive_refine: float = 0.25
+    pgd_steps: int = 10
+    quality_images: int = 32
+    anchors_in_process: bool = False
+
+    @classmethod
+    def quick(cls, **kw) -> "BenchConfig":
+        """About a minute or two on 2 cores: one image, three repeats, a small PGD batch."""
+        return cls(**{"images": 1, "pgd_batch": 2, "repeats": 3, "quality_images": 8, **kw})
+
+
+# -- timing ---------------------------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], object], repeats: int, warmup: int) -> dict:
+    """Median wall and CPU seconds of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    return {"median_s": statistics.median(wall), "cpu_median_s": statistics.median(cpu), "runs_s": wall}
+
+
+def _per_image(t: dict, n: int) -> float:
+    return t["median_s"] / n
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of an n x n x n torch.mm in ``dtype`` (the machine's practical peak for dense layers)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=g).to(dtype), torch.randn(n, n, generator=g).to(dtype)
+    t = timed(lambda: torch.mm(a, b), repeats, 1)
+    return 2 * n**3 / t["median_s"] / 1e9
+
+
+def forward_flops(classifier: Classifier, image: torch.Tensor) -> int:
+    """FLOPs of one forward pass on one image (convolutions and matmuls, as FlopCounterMode counts them)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        classifier(image[None])
+    return int(counter.get_total_flops())
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+
+
+def bench_classifier(config: BenchConfig) -> Classifier:
+    """The model under test, built with seeded random weights where it has none of its own."""
+    from .models.registry import get_model
+
+    torch.manual_seed(config.seed)
+    kwargs = {"weights": config.weights} if config.weights is not None and config.model == DEFAULT_MODEL else {}
+    return get_model(config.model, **kwargs).eval()
+
+
+def bench_images(classifier: Classifier, n: int, seed: int) -> torch.Tensor:
+    """Test images of the model's built-in dataset when it has one, else seeded uniform noise in [0, 1]."""
+    from .data.registry import get_dataset, list_datasets
+    from .models.registry import default_model_for
+
+    for dataset in list_datasets():
+        try:
+            if default_model_for(dataset) == classifier.name:
+                return get_dataset(dataset, split="test").batch(range(n)).images.float()
+        except CemapError:
+            continue
+    return torch.rand(n, *classifier.input_shape, generator=torch.Generator().manual_seed(seed))
+
+
+def latent_layer(classifier: Classifier) -> str:
+    return next((layer for layer in LATENT_LAYERS if layer in classifier.layers), None) or classifier.resolve_layer(None)
+
+
+def bench_autoencoder(classifier: Classifier, layer: str, image: torch.Tensor, seed: int) -> FittedAutoencoder:
+    """A seeded untrained autoencoder at ``layer``: speed does not depend on what it learned."""
+    split = split_classifier(classifier, layer)
+    with torch.inference_mode():
+        act = split.activation(image[None])[0]
+    channels = act.shape[1] if act.dim() == 4 else act[0].numel()
+    torch.manual_seed(seed)
+    return FittedAutoencoder(LatentAutoencoder(channels, code=LATENT_K).eval(), split, AEConfig(code=LATENT_K))
+
+
+# -- anchors (run where the config says, with the allocator they ship with) -----------------------
+
+
+class _FindingLogit(nn.Module):
+    """Two logits [0, z_t] per image so torchattacks' cross-entropy equals cemap's per-finding BCE (sigmoid heads)."""
+
+    def __init__(self, classifier: Classifier, findings: torch.Tensor, precision: str) -> None:
+        super().__init__()
+        self.classifier, self.findings, self.precision = classifier, findings, precision
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = _logits(self.classifier, x, self.precision)
+        z = logits.gather(1, self.findings[:, None])
+        return torch.cat([torch.zeros_like(z), z], dim=1)
+
+
+class _Logits(nn.Module):
+    def __init__(self, classifier: Classifier, precision: str) -> None:
+        super().__init__()
+        self.classifier, self.precision = classifier, precision
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _logits(self.classifier, x, self.precision)
+
+
+def _logits(classifier: Classifier, x: torch.Tensor, precision: str) -> torch.Tensor:
+    if precision == "bf16":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return classifier(x).float()
+    return classifier(x)
+
+
+def _torchattacks_pgd(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, original: torch.Tensor | None,
+                      eps: float, alpha: float, steps: int, precision: str) -> torch.Tensor:
+    import torchattacks
+
+    if classifier.multilabel:
+        model, target = _FindingLogit(classifier, labels, precision), original.long()
+    else:
+        model, target = _Logits(classifier, precision), labels
+    attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=False)
+    return attack(images, target)
+
+
+def _reference_latent(classifier: Classifier, ae: LatentAutoencoder, layer: str, images: torch.Tensor) -> torch.Tensor:
+    """The pattern cemap replaces: one full forward per do(Z_j = 0), the autoencoder spliced in by a hook."""
+    module = classifier.model.get_submodule(layer)
+    state: dict = {}
+
+    def splice(_m, _inp, out):
+        z, _ = ae.encode(out)
+        if state["j"] is not None:
+            z = z.clone()
+            z[:, state["j"]] = 0
+        return ae.decode(z, out)[0]
+
+    handle = module.register_forward_hook(splice)
+    try:
+        with torch.inference_mode():
+            rows = []
+            for x in images:
+                state["j"] = None
+                p = classifier.predict_proba(x[None])
+                p_do = []
+                for j in range(ae.code_channels):
+                    state["j"] = j
+                    p_do.append(classifier.predict_proba(x[None]))
+                rows.append(expected_effect(p, torch.stack(p_do, 1), classifier.head))
+    finally:
+        handle.remove()
+    return torch.cat(rows)
+
+
+def _captum_occlusion(classifier: Classifier, images: torch.Tensor, targets: torch.Tensor, cell: int, ppe: int) -> torch.Tensor:
+    from captum.attr import Occlusion
+
+    occ = Occlusion(lambda x: classifier.predict_proba(x))
+    c = images.shape[1]
+    with torch.inference_mode():
+        return torch.cat([
+            occ.attribute(x[None], sliding_window_shapes=(c, cell, cell), strides=(c, cell, cell), baselines=0.0, target=int(t),
+                          perturbations_per_eval=ppe)[:, 0]
+            for x, t in zip(images, targets)
+        ])
+
+
+def run_anchors(task: dict) -> dict:
+    """Time every anchor on the task's inputs; returns timings and outputs (for the identity checks)."""
+    if task["threads"]:
+        torch.set_num_threads(task["threads"])
+    clf, x, reps, warm = task["classifier"], task["images"], task["repeats"], task["warmup"]
+    out: dict = {"allocator_tuned": allocator_tuned(), "threads": torch.get_num_threads()}
+    for ppe in (1, task["cells"]):
+        fn = lambda ppe=ppe: _captum_occlusion(clf, x, task["targets"], task["cell"], ppe)  # noqa: E731
+        out[f"captum_ppe{ppe}"] = timed(fn, reps, warm)
+        out[f"captum_ppe{ppe}_map"] = fn()
+    fn = lambda: _reference_latent(clf, task["ae"], task["layer"], x)  # noqa: E731
+    out["latent_reference"] = timed(fn, reps, warm)
+    out["latent_reference_ece"] = fn()
+    px, labels, original = task["pgd_images"], task["pgd_labels"], task["pgd_original"]
+    for precision in ("fp32", "bf16"):
+        fn = lambda p=precision: _torchattacks_pgd(clf, px, labels, original, task["eps"], task["alpha"], task["steps"], p)  # noqa: E731
+        out[f"torchattacks_{precision}"] = timed(fn, reps, warm)
+        out[f"torchattacks_{precision}_adv"] = fn()
+    return out
+
+
+def _anchors(task: dict, in_process: bool) -> dict:
+    """Run the anchors here, or in a fresh interpreter whose import of cemap leaves glibc's allocator as shipped."""
+    if in_process:
+        return run_anchors(task)
+    saved = os.environ.get("CEMAP_NO_MALLOPT")
+    os.environ["CEMAP_NO_MALLOPT"] = "1"
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(run_anchors, task).result()
+    finally:
+        if saved is None:
+            os.environ.pop("CEMAP_NO_MALLOPT")
+        else:
+            os.environ["CEMAP_NO_MALLOPT"] = saved
+
+
+# -- cemap side -----------------------------------------------------------------------------------
+
+
+def _pgd_success(classifier: Classifier, clean: torch.Tensor, adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Did the attack flip the prediction (softmax) or the attacked finding's decision (sigmoid)?"""
+    with torch.inference_mode():
+        za, zc = classifier(adv).float(), classifier(clean).float()
+    if classifier.multilabel:
+        return (za.gather(1, labels[:, None]) > 0).squeeze(1) != (zc.gather(1, labels[:, None]) > 0).squeeze(1)
+    return za.argmax(1) != labels
+
+
+def _cell_values(maps: torch.Tensor, rows: list[int], cols: list[int]) -> torch.Tensor:
+    """B x cells: each map sampled at the centre of each grid cell."""
+    ys = torch.tensor([(a + b) // 2 for a, b in zip(rows[:-1], rows[1:])])
+    xs = torch.tensor([(a + b) // 2 for a, b in zip(cols[:-1], cols[1:])])
+    return maps[:, ys][:, :, xs].flatten(1)
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> list[float]:
+    """Spearman's rho per row (B x cells each); 1.0 where both rows are constant."""
+    from scipy.stats import spearmanr
+
+    out = []
+    for u, v in zip(a.tolist(), b.tolist()):
+        rho = spearmanr(u, v)[0]
+        out.append(1.0 if math.isnan(rho) and len(set(u)) == 1 and len(set(v)) == 1 else float(rho))
+    return out
+
+
+def _ratio(anchor: float, ours: float) -> float:
+    return anchor / ours if ours > 0 else float("inf")
+
+
+def _map_section(clf, x, targets, cfg, anchors) -> dict:
+    n = x.shape[0]
+    dense = {p: CEMap(clf, cell=cfg.cell, precision=p) for p in ("fp32", "bf16")}
+    cell = dense["fp32"].cell
+    adaptive = {p: AdaptiveCEMap(clf, cell=cell, levels=cfg.adaptive_levels, refine=cfg.adaptive_refine, precision=p) for p in ("fp32", "bf16")}
+    t, maps = {}, {}
+    for p in ("fp32", "bf16"):
+        t[f"dense_{p}"] = timed(lambda p=p: dense[p].attribute(x, targets), cfg.repeats, cfg.warmup)
+        maps[f"dense_{p}"] = dense[p].attribute(x, targets)
+        t[f"adaptive_{p}"] = timed(lambda p=p: adaptive[p].attribute(x, targets), cfg.repeats, cfg.warmup)
+        maps[f"adaptive_{p}"] = adaptive[p].attribute(x, targets)
+    best = min(_per_image(anchors["captum_ppe1"], n), _per_image(anchors[f"captum_ppe{dense['fp32'].masks.shape[0]}"], n))
+    rows, cols = adaptive["fp32"].rows, adaptive["fp32"].cols
+    section = {
+        "grid": list(adaptive["fp32"].grid), "cell": cell, "images": n,
+        "forward_passes_per_image": {"dense": dense["fp32"].forward_passes_per_image, "adaptive": adaptive["fp32"].forward_passes_per_image},
+        "s_per_image": {
+            **{k: _per_image(v, n) for k, v in t.items()},
+            "captum_ppe1": _per_image(anchors["captum_ppe1"], n),
+            f"captum_ppe{dense['fp32'].masks.shape[0]}": _per_image(anchors[f"captum_ppe{dense['fp32'].masks.shape[0]}"], n),
+        },
+        "cpu_s_per_image": {k: v["cpu_median_s"] / n for k, v in t.items()},
+        "speedup_vs_best_captum": {k: _ratio(best, _per_image(v, n)) for k, v in t.items()},
+        "bf16_max_abs_diff_vs_fp32": float((maps["dense_bf16"] - maps["dense_fp32"]).abs().max()),
+        "captum_max_abs_diff_vs_dense_fp32": float((anchors["captum_ppe1_map"] - maps["dense_fp32"]).abs().max()),
+        "adaptive_rank_correlation": {
+            p: statistics.mean(rank_correlation(_cell_values(maps[f"dense_{p}"], rows, cols), _cell_values(maps[f"adaptive_{p}"], rows, cols)))
+            for p in ("fp32", "bf16")
+        },
+    }
+    return section, maps["dense_fp32"]
+
+
+def _latent_section(clf, x, fitted, cfg, anchors) -> dict:
+    n = x.shape[0]
+    t, ece = {}, {}
+    for p in ("fp32", "bf16"):
+        latent = LatentCE(clf, fitted, value="zero", precision=p)
+        t[p] = timed(lambda latent=latent: latent.attribute(x), cfg.repeats, cfg.warmup)
+        ece[p] = latent.attribute(x)
+    ref = _per_image(anchors["latent_reference"], n)
+    return {
+        "layer": fitted.layer, "interventions": LATENT_K, "images": n,
+        "s_per_image": {"cemap_fp32": _per_image(t["fp32"], n), "cemap_bf16": _per_image(t["bf16"], n), "reference_fp32": ref},
+        "speedup_vs_reference": {"cemap_fp32": _ratio(ref, _per_image(t["fp32"], n)), "cemap_bf16": _ratio(ref, _per_image(t["bf16"], n))},
+        "max_abs_diff_vs_reference": {p: float((ece[p] - anchors["latent_reference_ece"]).abs().max()) for p in ece},
+    }
+
+
+def _pgd_section(clf, px, labels, cfg, anchors, eps: float, alpha: float) -> dict:
+    try:
+        from .attacks import PGD
+    except ImportError as exc:  # the attacks package is optional for a partial install
+        return {"skipped": f"cemap.attacks.PGD unavailable ({exc})"}
+    n = px.shape[0]
+    t, adv, rate = {}, {}, {}
+    for p in ("fp32", "bf16"):
+        attack = PGD(clf, eps=eps, alpha=alpha, steps=cfg.pgd_steps, random_start=False, precision=p)
+        t[p] = timed(lambda attack=attack: attack(px, labels), cfg.repeats, cfg.warmup)
+        result = attack(px, labels)
+        adv[p], rate[p] = result.adversarial, result.success_rate
+    ta = {p: anchors[f"torchattacks_{p}_adv"] for p in ("fp32", "bf16")}
+    ta_rate = {p: float(_pgd_success(clf, px, ta[p], labels).float().mean()) for p in ta}
+    ta_time = {p: _per_image(anchors[f"torchattacks_{p}"], n) for p in ta}
+    return {
+        "batch": n, "eps": eps, "alpha": alpha, "steps": cfg.pgd_steps, "random_start": False,
+        "s_per_image": {"cemap_fp32": _per_image(t["fp32"], n), "cemap_bf16": _per_image(t["bf16"], n),
+                        "torchattacks_fp32": ta_time["fp32"], "torchattacks_bf16": ta_time["bf16"]},
+        "speedup_vs_torchattacks_fp32": {p: _ratio(ta_time["fp32"], _per_image(t[p], n)) for p in t},
+        "speedup_vs_torchattacks_same_precision": {p: _ratio(ta_time[p], _per_image(t[p], n)) for p in t},
+        "success_rate": {"cemap_fp32": rate["fp32"], "cemap_bf16": rate["bf16"], "torchattacks_fp32": ta_rate["fp32"], "torchattacks_bf16": ta_rate["bf16"]},
+        "fp32_identical_to_torchattacks": bool(torch.equal(adv["fp32"], ta["fp32"])),
+        "fp32_max_abs_diff_vs_torchattacks": float((adv["fp32"] - ta["fp32"]).abs().max()),
+    }
+
+
+def _efficiency_section(clf, x, ce_map: dict, cfg) -> dict:
+    flops = forward_flops(clf, x[0])
+    passes = ce_map["forward_passes_per_image"]["dense"]
+    out = {"forward_gflop_per_image": flops / 1e9, "dense_map_gflop_per_image": flops * passes / 1e9}
+    for p, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        peak = matmul_peak(dtype, repeats=cfg.repeats)
+        achieved = flops * passes / ce_map["s_per_image"][f"dense_{p}"] / 1e9
+        out[p] = {"matmul_peak_gflops": peak, "achieved_gflops": achieved, "fraction_of_peak": achieved / peak}
+    return out
+
+
+def adaptive_quality(n_images: int, cfg: BenchConfig) -> dict:
+    """Dense vs adaptive CE maps of the trained cxr-cnn on synthcxr: pointing game and rank correlation."""
+    from .data.registry import get_dataset
+    from .evaluate.localisation import pointing_game_hits
+    from .models.registry import get_model
+
+    clf = get_model("cxr-cnn")
+    data = get_dataset("synthcxr", split="test", size=clf.input_shape[-1])
+    picked = [i for i in range(len(data)) if data[i].boxes.numel()][:n_images]
+    batch = data.batch(picked)
+    targets = torch.stack([bl.reshape(-1)[0] for bl in batch.box_labels]).long()
+    boxes = [bx[bl == t] for bx, bl, t in zip(batch.boxes, batch.box_labels, targets)]
+    dense = CEMap(clf, cell=cfg.cell)
+    adaptive = AdaptiveCEMap(clf, cell=dense.cell, levels=cfg.adaptive_levels, refine=cfg.adaptive_refine)
+    d, a = dense.attribute(batch.images, targets), adaptive.attribute(batch.images, targets)
+    rho = rank_correlation(_cell_values(d, adaptive.rows, adaptive.cols), _cell_values(a, adaptive.rows, adaptive.cols))
+    return {
+        "model": "cxr-cnn", "dataset": "synthcxr", "images": len(picked), "grid": list(adaptive.grid),
+        "forward_passes_per_image": {"dense": dense.forward_passes_per_image, "adaptive": adaptive.forward_passes_per_image},
+        "pointing_game": {"dense": float(pointing_game_hits(d, boxes).float().mean()), "adaptive": float(pointing_game_hits(a, boxes).float().mean())},
+        "rank_correlation": {"mean": statistics.mean(rho), "min": min(rho)},
+    }
+
+
+def run_bench(cfg: BenchConfig, quality: bool = True) -> dict:
+    """Every section of the benchmark; returns the JSON-ready dict."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    clf = bench_classifier(cfg)
+    x = bench_images(clf, max(cfg.images, cfg.pgd_batch), cfg.seed)
+    px, x = x[: cfg.pgd_batch], x[: cfg.images]
+    with torch.inference_mode():
+        p = clf.predict_proba(x).float()
+        plabels_logits = clf(px).float()
+    targets = resolve_targets(p, None)
+    pgd_labels = plabels_logits.argmax(1)
+    pgd_original = (plabels_logits.gather(1, pgd_labels[:, None]).squeeze(1) > 0).float() if clf.multilabel else None
+    layer = latent_layer(clf)
+    fitted = bench_autoencoder(clf, layer, x[0], cfg.seed)
+    probe = CEMap(clf, cell=cfg.cell)
+    eps, alpha = 8 / 255, 2 / 255
+    task = {
+        "classifier": clf, "images": x, "targets": targets, "cell": probe.cell, "cells": probe.masks.shape[0],
+        "ae": fitted.autoencoder, "layer": layer, "pgd_images": px, "pgd_labels": pgd_labels, "pgd_original": pgd_original,
+        "eps": eps, "alpha": alpha, "steps": cfg.pgd_steps, "repeats": cfg.repeats, "warmup": cfg.warmup, "threads": torch.get_num_threads(),
+    }
+    anchors = _anchors(task, cfg.anchors_in_process)
+    ce_map, _ = _map_section(clf, x, targets, cfg, anchors)
+    result = {
+        "config": asdict(cfg),
+        "environment": {
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "cemap_allocator_tuned": allocator_tuned(),
+            "anchors_allocator_tuned": anchors["allocator_tuned"], "anchors_in_process": cfg.anchors_in_process,
+        },
+        "model": {"name": clf.name, "input_shape": list(clf.input_shape), "classes": clf.num_classes, "head": clf.head,
+                  "weights": cfg.weights if cfg.model == DEFAULT_MODEL else "built-in"},
+        "ce_map": ce_map,
+        "latent_sweep": _latent_section(clf, x, fitted, cfg, anchors),
+        "pgd": _pgd_section(clf, px, pgd_labels, cfg, anchors, eps, alpha),
+    }
+    result["efficiency"] = _efficiency_section(clf, x, ce_map, cfg)
+    if quality:
+        result["adaptive_quality"] = adaptive_quality(cfg.quality_images, cfg)
+    return result
+
+
+def format_table(result: dict) -> str:
+    """The readable summary printed by ``cemap bench``."""
+    m, c, lat, pgd, eff = result["model"], result["ce_map"], result["latent_sweep"], result["pgd"], result["efficiency"]
+    env = result["environment"]
+    lines = [
+        f"model {m['name']} {'x'.join(map(str, m['input_shape']))} ({m['classes']} {m['head']}), torch {env['torch']}, {env['threads']} threads, "
+        f"anchors {'in process' if env['anchors_in_process'] else 'in a fresh process'}",
+        f"ce_map ({c['grid'][0]}x{c['grid'][1]} cells of {c['cell']} px)          s/image   vs best Captum",
+    ]
+    for k, v in c["speedup_vs_best_captum"].items():
+        lines.append(f"  cemap {k:<28}{c['s_per_image'][k]:>8.3f}   {v:5.2f}x")
+    for k in c["s_per_image"]:
+        if k.startswith("captum"):
+            lines.append(f"  {k:<34}{c['s_per_image'][k]:>8.3f}")
+    lines.append(f"  passes/image dense {c['forward_passes_per_image']['dense']}, adaptive {c['forward_passes_per_image']['adaptive']:.1f}; "
+                 f"adaptive rank corr {c['adaptive_rank_correlation']['fp32']:.3f}; bf16 max |diff| {c['bf16_max_abs_diff_vs_fp32']:.2e}")
+    lines.append(f"latent_sweep ({lat['interventions']} at {lat['layer']})   s/image   vs reference")
+    for k in ("cemap_fp32", "cemap_bf16"):
+        lines.append(f"  {k:<34}{lat['s_per_image'][k]:>8.3f}   {lat['speedup_vs_reference'][k]:5.2f}x")
+    lines.append(f"  {'reference_fp32':<34}{lat['s_per_image']['reference_fp32']:>8.3f}")
+    if "skipped" in pgd:
+        lines.append(f"pgd: {pgd['skipped']}")
+    else:
+        lines.append(f"pgd (eps {pgd['eps']:.4f}, {pgd['steps']} steps, batch {pgd['batch']})  s/image   vs torchattacks fp32   success")
+        for k in ("cemap_fp32", "cemap_bf16", "torchattacks_fp32", "torchattacks_bf16"):
+            ratio = pgd["speedup_vs_torchattacks_fp32"].get(k.split("_")[1]) if k.startswith("cemap") else None
+            lines.append(f"  {k:<34}{pgd['s_per_image'][k]:>8.3f}   {'' if ratio is None else f'{ratio:5.2f}x':<21}{pgd['success_rate'][k]:.2f}")
+        lines.append(f"  fp32 identical to torchattacks: {pgd['fp32_identical_to_torchattacks']} (max |diff| {pgd['fp32_max_abs_diff_vs_torchattacks']:.2e})")
+    lines.append("efficiency of the dense CE map")
+    for p in ("fp32", "bf16"):
+        e = eff[p]
+        lines.append(f"  {p}: {e['achieved_gflops']:.1f} GFLOP/s of {e['matmul_peak_gflops']:.1f} matmul peak = {100 * e['fraction_of_peak']:.0f}%")
+    if "adaptive_quality" in result:
+        q = result["adaptive_quality"]
+        lines.append(f"adaptive vs dense on {q['dataset']} ({q['model']}, {q['images']} images): pointing game "
+                     f"{q['pointing_game']['adaptive']:.3f} vs {q['pointing_game']['dense']:.3f}, rank corr mean {q['rank_correlation']['mean']:.3f}, "
+                     f"passes {q['forward_passes_per_image']['adaptive']:.1f} vs {q['forward_passes_per_image']['dense']}")
+    return "\n".join(lines)

@@ -1,0 +1,278 @@
+"""The comparison study: every explanation method on the same (image, finding) pairs, every metric, one table.
+
+Pairs: for a dataset with boxes, each test image with at least one box contributes one pair
+per finding it shows (target = that finding, boxes = that finding's boxes); without boxes
+(mnist5k) each image is one pair with its true class and the localisation columns are absent.
+Localisation and faithfulness use every pair; the map-stability metrics (noise, FGSM, weight
+randomisation) need two to three more maps per pair and use the first ``n_robust`` pairs.
+
+CE's settings are the user's (``method_options['ce']``) or chosen by :func:`tune_ce` on the
+*train* split - never on the test pairs that are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .data import get_dataset
+from .data.base import ImageDataset
+from .errors import CemapError, unknown_name
+from .evaluate.faithfulness import deletion_auc, insertion_auc
+from .evaluate.localisation import IOBB_THRESHOLDS, box_masks, energy_pointing, iobb_accuracy, pointing_game_hits
+from .evaluate.robustness import fgsm_stability, noise_stability
+from .evaluate.sanity import randomisation_correlation
+from .evaluate.shortcut import marker_share
+from .explain import get_explainer, list_explainers
+from .models import default_model_for, get_model
+from .models.classifier import Classifier
+from .report.figures import overlay_grid
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalConfig:
+    """Everything that fixes the numbers of a study (written into evaluation.json)."""
+
+    n_images: int | None = None  # test images (with boxes, where the data has them); None = all
+    n_robust: int = 64  # pairs for the noise / FGSM / randomisation metrics
+    steps: int = 16  # deletion / insertion curve: steps + 1 points
+    noise_sigma: float = 0.02  # Gaussian noise, in [0, 1] pixel units
+    fgsm_eps: float = 2 / 255
+    tolerance_224: float = 15.0  # pointing-game tolerance at 224 px (Zhang et al.), scaled to the image size
+    iobb_level: float = 0.5  # T(IoBB): threshold the map at this fraction of its maximum; the peak's region is the detection
+    n_figure: int = 6
+    seed: int = 0
+    method_options: dict[str, dict] = field(default_factory=dict)
+
+
+@dataclass
+class Pairs:
+    """(image, target) pairs to explain, with the target's boxes."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    boxes: list[torch.Tensor]
+    ids: list[str]
+    image_index: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    @property
+    def has_boxes(self) -> bool:
+        return any(b.numel() for b in self.boxes)
+
+    def take(self, n: int) -> "Pairs":
+        return Pairs(self.images[:n], self.targets[:n], self.boxes[:n], self.ids[:n], self.image_index[:n])
+
+
+def evaluation_pairs(dataset: ImageDataset, n_images: int | None = None, seed: int = 0) -> Pairs:
+    """One pair per (image, finding with a box); for box-less data one pair per image and its label.
+
+    With ``n_images`` a seeded random subset of the eligible images is used (all its pairs kept).
+    """
+    samples = [dataset[i] for i in range(len(dataset))]
+    with_boxes = [i for i, s in enumerate(samples) if s.boxes.numel()]
+    eligible = with_boxes or list(range(len(samples)))
+    if n_images is not None and n_images < len(eligible):
+        order = torch.randperm(len(eligible), generator=torch.Generator().manual_seed(seed))[:n_images]
+        eligible = sorted(eligible[int(k)] for k in order)
+    images, targets, boxes, ids, index = [], [], [], [], []
+    for i in eligible:
+        s = samples[i]
+        if with_boxes:
+            for f in torch.unique(s.box_labels).tolist():
+                images.append(s.image), targets.append(f), boxes.append(s.boxes[s.box_labels == f]), ids.append(f"{s.id}/{dataset.class_names[f]}"), index.append(i)
+        else:
+            images.append(s.image), targets.append(int(s.labels)), boxes.append(torch.zeros(0, 4)), ids.append(s.id), index.append(i)
+    if not images:
+        raise CemapError(f"dataset {dataset.name or ''} has no images to evaluate")
+    return Pairs(torch.stack(images), torch.tensor(targets), boxes, ids, torch.tensor(index))
+
+
+def _mean(values: torch.Tensor) -> float:
+    v = values.float()
+    return float(torch.nanmean(v)) if v.numel() else float("nan")
+
+
+def _fgsm_available() -> bool:
+    try:
+        from .attacks import FGSM  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def localisation_row(maps: torch.Tensor, pairs: Pairs, cfg: EvalConfig) -> dict[str, float]:
+    tolerance = cfg.tolerance_224 * maps.shape[-1] / 224
+    row = {
+        "pointing_game": _mean(pointing_game_hits(maps, pairs.boxes)),
+        "pointing_game_tol": _mean(pointing_game_hits(maps, pairs.boxes, tolerance=tolerance)),
+        "energy_pointing": _mean(energy_pointing(maps, pairs.boxes)),
+    }
+    for t, hits in iobb_accuracy(maps, pairs.boxes, IOBB_THRESHOLDS, level=cfg.iobb_level).items():
+        row[f"iobb@{t:g}"] = _mean(hits)
+    return row
+
+
+def evaluate_method(
+    name: str, classifier: Classifier, pairs: Pairs, cfg: EvalConfig, marker_masks: torch.Tensor | None = None
+) -> tuple[dict, torch.Tensor]:
+    """(one table row for method ``name``, its maps)."""
+    options = cfg.method_options.get(name, {})
+    t0 = time.perf_counter()
+    explainer = get_explainer(name, classifier, **options)
+    maps = explainer.explain(pairs.images, pairs.targets)
+    t_maps = time.perf_counter() - t0
+    row: dict = {"method": name, "options": options, "n_images": int(torch.unique(pairs.image_index).numel()), "n_pairs": len(pairs)}
+    if pairs.has_boxes:
+        row.update(localisation_row(maps, pairs, cfg))
+    row["deletion_auc"] = _mean(deletion_auc(classifier, pairs.images, maps, pairs.targets, steps=cfg.steps))
+    row["insertion_auc"] = _mean(insertion_auc(classifier, pairs.images, maps, pairs.targets, steps=cfg.steps))
+    sub = pairs.take(cfg.n_robust)
+    row["n_robust"] = len(sub)
+    row["noise_spearman"] = _mean(noise_stability(explainer, sub.images, sub.targets, maps[: len(sub)], sigma=cfg.noise_sigma, seed=cfg.seed))
+    row["fgsm_spearman"] = _mean(fgsm_stability(explainer, sub.images, sub.targets, maps[: len(sub)], eps=cfg.fgsm_eps)) if _fgsm_available() else None
+    row["randomisation_spearman"] = _mean(
+        randomisation_correlation(lambda c: get_explainer(name, c, **options), classifier, sub.images, sub.targets, maps[: len(sub)], seed=cfg.seed)
+    )
+    if marker_masks is not None:
+        row["marker_share"] = _mean(marker_share(maps, marker_masks))
+    row["seconds_maps"] = t_maps
+    row["ms_per_map"] = 1000 * t_maps / len(pairs)
+    row["seconds_total"] = time.perf_counter() - t0
+    return row, maps
+
+
+CE_FILLS = ("zero", "mean", "blur")
+CE_CELLS = (16, 12)  # each with a half-cell stride
+
+
+def tune_ce(classifier: Classifier, train: ImageDataset, n_images: int = 60, seed: int = 0, cfg: EvalConfig | None = None) -> tuple[dict, list[dict]]:
+    """Pick CE's fill, then its cell size, on train images by pointing game + T(IoBB = 0.25); returns (best options, all scores).
+
+    A coordinate search keeps it to five CE runs: the fills (zero / mean / blur) at the default
+    cell (about a 7 x 7 grid), then 16 and 12 px cells with a half-cell stride at the best fill.
+    """
+    cfg = cfg or EvalConfig()
+    pairs = evaluation_pairs(train, n_images, seed)
+    if not pairs.has_boxes:
+        raise CemapError("CE tuning needs a train split with boxes", "pass CE settings explicitly instead")
+    scores: list[dict] = []
+
+    def score(options: dict) -> dict:
+        maps = get_explainer("ce", classifier, **options).explain(pairs.images, pairs.targets)
+        loc = localisation_row(maps, pairs, cfg)
+        scores.append({"options": options, "pointing_game": loc["pointing_game"], "iobb@0.25": loc["iobb@0.25"], "n_pairs": len(pairs)})
+        return scores[-1]
+
+    def value(s: dict) -> float:
+        return s["pointing_game"] + s["iobb@0.25"]
+
+    best = max((score({"fill": fill}) for fill in CE_FILLS), key=value)
+    fill = best["options"]["fill"]
+    for cell in CE_CELLS:
+        if cell < min(classifier.input_shape[1:]):
+            best = max(best, score({"cell": cell, "stride": cell // 2, "fill": fill}), key=value)
+    return best["options"], scores
+
+
+def _marker_masks(dataset: ImageDataset, pairs: Pairs) -> torch.Tensor | None:
+    box = getattr(dataset, "shortcut_box", None)
+    if box is None:
+        return None
+    tagged = dataset.has_shortcut[pairs.image_index]
+    h, w = pairs.images.shape[-2:]
+    masks = box_masks((h, w), [box] * len(pairs))
+    return masks & tagged[:, None, None]
+
+
+def run_evaluation(
+    dataset: str,
+    model: str | None = None,
+    methods: Sequence[str] | None = None,
+    out: Path | None = None,
+    config: EvalConfig | None = None,
+    tune: bool = False,
+    dataset_options: dict | None = None,
+) -> dict:
+    """Run the study; with ``out`` write ``evaluation.json`` and ``overlays.png`` there. Returns the JSON document."""
+    cfg = config or EvalConfig()
+    methods = list(methods or list_explainers())
+    unknown = [m for m in methods if m not in list_explainers()]
+    if unknown:
+        raise unknown_name("explanation method", unknown[0], list_explainers())
+    t0 = time.perf_counter()
+    opts = dataset_options or {}
+    test = get_dataset(dataset, split="test", **opts)
+    model_name = model or default_model_for(dataset)
+    clf = get_model(model_name)
+    tuning = None
+    if tune and "ce" in methods and "ce" not in cfg.method_options:
+        best, scores = tune_ce(clf, get_dataset(dataset, split="train", **opts), seed=cfg.seed, cfg=cfg)
+        cfg.method_options["ce"] = best
+        tuning = {"split": "train", "chosen": best, "candidates": scores}
+    pairs = evaluation_pairs(test, cfg.n_images, cfg.seed)
+    markers = _marker_masks(test, pairs)
+    shown = torch.linspace(0, len(pairs) - 1, min(cfg.n_figure, len(pairs))).round().long().unique()
+    rows, figure_maps = [], {}
+    for name in methods:
+        log.info("evaluating %s on %d pairs", name, len(pairs))
+        row, maps = evaluate_method(name, clf, pairs, cfg, markers)
+        rows.append(row)
+        figure_maps[name] = maps[shown]
+    doc = {
+        "dataset": dataset,
+        "dataset_options": opts,
+        "model": model_name,
+        "n_images": int(torch.unique(pairs.image_index).numel()),
+        "n_pairs": len(pairs),
+        "config": asdict(cfg),
+        "ce_tuning": tuning,
+        "rows": rows,
+        "seconds": time.perf_counter() - t0,
+    }
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        boxes = [pairs.boxes[i] for i in shown] if pairs.has_boxes else None
+        overlay_grid(pairs.images[shown], figure_maps, out / "overlays.png", titles=[pairs.ids[i] for i in shown], boxes=boxes)
+        doc["figures"] = {"overlays": "overlays.png"}
+        (out / "evaluation.json").write_text(json.dumps(doc, indent=2, default=_json_default))
+    return doc
+
+
+def _json_default(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+METRIC_COLUMNS = [
+    ("pointing_game", "PG"), ("pointing_game_tol", "PG-tol"), ("energy_pointing", "energy"),
+    *[(f"iobb@{t:g}", f"IoBB>{t:g}") for t in IOBB_THRESHOLDS],
+    ("deletion_auc", "del"), ("insertion_auc", "ins"), ("noise_spearman", "noise-rho"), ("fgsm_spearman", "fgsm-rho"),
+    ("randomisation_spearman", "rand-rho"), ("marker_share", "marker"), ("ms_per_map", "ms/map"),
+]
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain-text table of the rows (columns present in any row)."""
+    cols = [(k, label) for k, label in METRIC_COLUMNS if any(r.get(k) is not None for r in rows)]
+    head = f"{'method':<22}" + "".join(f"{label:>10}" for _, label in cols)
+    lines = [head]
+    for r in rows:
+        cells = []
+        for k, _ in cols:
+            v = r.get(k)
+            cells.append(f"{v:>10.3f}" if isinstance(v, float) and not math.isnan(v) else f"{'-':>10}")
+        lines.append(f"{r['method']:<22}" + "".join(cells))
+    return "\n".join(lines)

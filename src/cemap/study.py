@@ -1,0 +1,154 @@
+"""The full study behind ``cemap demo``: the paper's experiments and cemap's measurements, one run folder, one report.
+
+Stages, each timed:
+1. demo - train or load the built-in model and its latent autoencoder, CE maps and clean latent
+   CE profiles (``cemap.demo.run_demo``: metrics.json, ce_maps.png, latent_profiles.png);
+2. conditions - the latent CE profiles of the same test images clean, with their true finding
+   box masked (``LatentCE.attribute_masked``) and under a PGD attack: the paper's experiments;
+3. evaluation - CE maps against every baseline on ground truth (evaluation.json, overlays.png);
+4. detection - attacks, CE-signature detector and its baselines (detection.json, ROC, histograms);
+5. report - study.json and a self-contained report.html.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .attacks import PGD
+from .causal import LatentCE, fit_autoencoder
+from .data import get_dataset
+from .data.base import stack_images
+from .demo import run_demo
+from .detection_study import DEFAULT_LINF, LINF_BUDGETS, run_detection_study
+from .evaluate.localisation import box_masks
+from .errors import CemapError
+from .evaluation_study import EvalConfig, run_evaluation
+from .explain import get_explainer, list_explainers
+from .models import default_model_for, get_model
+from .report.figures import profile_bars
+from .report.html import write_report
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """How much of each stage to run; ``quick`` is a small subset of the same study."""
+
+    figure_images: int = 8
+    profile_images: int = 64
+    pgd_steps: int = 20
+    eval_images: int = 200
+    eval_robust: int = 32
+    eval_steps: int = 16
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> "StudyPlan":
+        if quick:
+            return cls(figure_images=4, profile_images=16, pgd_steps=5, eval_images=12, eval_robust=6, eval_steps=8)
+        return cls()
+
+
+def _profile_images(dataset: str, n: int, seed: int):
+    """``n`` seeded test images - those with boxes where the dataset has any - with their boxes."""
+    test = get_dataset(dataset, split="test")
+    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed)).tolist()
+    boxed = [i for i in order if test[i].boxes.numel()]
+    return test.batch((boxed or order)[:n])
+
+
+def _summary(profiles: torch.Tensor, clean: torch.Tensor, paired: torch.Tensor | None) -> dict:
+    """Per condition: size, mean total ECE, its strongest channel and the mean L1 shift from the same images' clean profiles."""
+    mean = profiles.mean(0)
+    row = {"n": len(profiles), "mean_total_ece": float(profiles.sum(1).mean()), "top_channel": f"Z{int(mean.argmax())}"}
+    if paired is not None and len(paired):
+        row["l1_shift_from_clean"] = float((profiles - clean[paired]).abs().sum(1).mean())
+    return row
+
+
+def condition_profiles(dataset: str, out: Path, plan: StudyPlan, seed: int = 0) -> dict:
+    """Latent CE profiles clean / true box masked / adversarial (PGD, successful only); writes latent_profiles_conditions.png."""
+    clf = get_model(default_model_for(dataset))
+    fitted = fit_autoencoder(clf, stack_images(get_dataset(dataset, split="train")), data_key=f"{dataset}-train")
+    latent = LatentCE(clf, fitted)
+    batch = _profile_images(dataset, plan.profile_images, seed)
+    clean = latent.attribute(batch.images)
+    everyone = torch.arange(len(clean))
+    conditions = {"clean": clean}
+    summary = {"clean": _summary(clean, clean, everyone)}
+    has_boxes = [b.numel() > 0 for b in batch.boxes]
+    if all(has_boxes):
+        masks = box_masks(tuple(batch.images.shape[-2:]), batch.boxes)
+        conditions["true box masked"] = latent.attribute_masked(batch.images, masks)
+        summary["true box masked"] = _summary(conditions["true box masked"], clean, everyone)
+    else:
+        summary["true box masked"] = {"n": 0, "note": f"not computed: {dataset} has no ground-truth boxes"}
+    eps = LINF_BUDGETS.get(dataset, DEFAULT_LINF)[1]
+    attack = PGD(clf, eps=eps, steps=plan.pgd_steps)
+    result = attack(batch.images, None if clf.multilabel else batch.labels)
+    ok = result.success
+    name = f"adversarial (PGD-Linf eps {eps:.3g})"
+    if ok.any():
+        conditions[name] = latent.attribute(result.adversarial[ok])
+        summary[name] = {**_summary(conditions[name], clean, everyone[ok]), "attack_success_rate": float(ok.float().mean())}
+    else:
+        summary[name] = {"n": 0, "attack_success_rate": 0.0, "note": "no attack succeeded"}
+    figure = profile_bars(conditions, out / "latent_profiles_conditions.png")
+    return {"layer": fitted.layer, "images": batch.ids, "conditions": summary, "figure": figure.name}
+
+
+def applicable_methods(dataset: str) -> tuple[list[str], dict[str, str]]:
+    """The explanation methods that work on the dataset's built-in model, and why each other one does not (e.g. CAM needs global pooling)."""
+    clf = get_model(default_model_for(dataset))
+    image = get_dataset(dataset, split="test")[0].image[None]
+    usable, skipped = [], {}
+    for name in list_explainers():
+        try:
+            get_explainer(name, clf).explain(image)
+            usable.append(name)
+        except CemapError as exc:
+            skipped[name] = str(exc)
+    return usable, skipped
+
+
+def run_study(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: bool = False, seed: int = 0) -> dict:
+    """Run every stage into ``out`` and return study.json's content; report.html is written last."""
+    plan = StudyPlan.for_mode(quick)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def stage(name: str, fn):
+        t = time.perf_counter()
+        value = fn()
+        timings[name] = time.perf_counter() - t
+        return value
+
+    metrics = stage("demo", lambda: run_demo(dataset=dataset, out=out, n_images=plan.figure_images, seed=seed))
+    profiles = stage("conditions", lambda: condition_profiles(dataset, out, plan, seed))
+    cfg = EvalConfig(n_images=plan.eval_images, n_robust=plan.eval_robust, steps=plan.eval_steps, seed=seed)
+    methods, skipped = applicable_methods(dataset)
+    evaluation = stage("evaluation", lambda: run_evaluation(dataset, methods=methods, out=out, config=cfg))
+    detection = stage("detection", lambda: run_detection_study(dataset=dataset, out=out, quick=quick, seed=seed))
+    study = {
+        "dataset": dataset,
+        "model": metrics["model"],
+        "layer": metrics["layer"],
+        "quick": quick,
+        "seed": seed,
+        "settings": {"plan": asdict(plan)},
+        "latent_profiles": profiles["conditions"],
+        "profile_images": profiles["images"],
+        "evaluation": {"n_images": evaluation["n_images"], "n_pairs": evaluation["n_pairs"], "methods": methods, "methods_not_applicable": skipped},
+        "detection": {"layer": detection["layer"]},
+        "figures": {"latent_profiles_conditions": profiles["figure"]},
+        "timings_s": timings,
+    }
+    timings["total"] = time.perf_counter() - t0
+    (out / "study.json").write_text(json.dumps(study, indent=2))
+    study["report"] = str(write_report(out))
+    return study

@@ -1,0 +1,62 @@
+"""`cemap bench --quick` writes the JSON it promises, with sane values (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+
+from cemap.bench import rank_correlation, timed
+from cemap.causal.batching import balanced_chunks
+from cemap.cli import main
+
+
+def test_bench_quick_writes_every_section(tmp_path, capsys, mnist_clf):
+    out = tmp_path / "bench.json"
+    try:
+        main(["bench", "--quick", "--model", "mnist-cnn", "--repeats", "1", "--no-quality", "--threads", "1", "--out", str(out)])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    result = json.loads(out.read_text())
+    assert {"config", "environment", "model", "ce_map", "latent_sweep", "pgd", "efficiency"} <= set(result)
+    assert result["model"]["name"] == "mnist-cnn" and result["model"]["input_shape"] == [1, 28, 28]
+    assert result["environment"]["threads"] == 1 and result["environment"]["torch"] == torch.__version__
+
+    ce = result["ce_map"]
+    assert set(ce["s_per_image"]) == {"dense_fp32", "dense_bf16", "adaptive_fp32", "adaptive_bf16", "captum_ppe1", "captum_ppe49"}
+    assert all(v > 0 and math.isfinite(v) for v in ce["s_per_image"].values())
+    assert all(v > 0 and math.isfinite(v) for v in ce["speedup_vs_best_captum"].values())
+    assert ce["forward_passes_per_image"]["dense"] == 50 > ce["forward_passes_per_image"]["adaptive"]
+    assert ce["captum_max_abs_diff_vs_dense_fp32"] < 1e-5  # the same occlusion, computed two ways
+    assert ce["bf16_max_abs_diff_vs_fp32"] < 0.1
+    assert -1 <= ce["adaptive_rank_correlation"]["fp32"] <= 1
+
+    lat = result["latent_sweep"]
+    assert lat["interventions"] == 16 and lat["max_abs_diff_vs_reference"]["fp32"] < 1e-5
+    assert all(v > 0 for v in lat["speedup_vs_reference"].values())
+
+    pgd = result["pgd"]
+    assert pgd["fp32_identical_to_torchattacks"] is True
+    assert all(0 <= v <= 1 for v in pgd["success_rate"].values())
+
+    for precision in ("fp32", "bf16"):
+        eff = result["efficiency"][precision]
+        assert eff["matmul_peak_gflops"] > 0 and eff["achieved_gflops"] > 0
+        assert math.isclose(eff["fraction_of_peak"], eff["achieved_gflops"] / eff["matmul_peak_gflops"])
+    assert result["efficiency"]["forward_gflop_per_image"] > 0
+    table = capsys.readouterr().out
+    assert "ce_map" in table and "latent_sweep" in table and "efficiency" in table
+
+
+def test_timed_takes_the_median_of_its_repeats():
+    calls = []
+    t = timed(lambda: calls.append(1), repeats=5, warmup=2)
+    assert len(calls) == 7 and len(t["runs_s"]) == 5 and t["median_s"] == sorted(t["runs_s"])[2]
+
+
+def test_rank_correlation_and_balanced_chunks():
+    a = torch.tensor([[1.0, 2, 3, 4], [1, 2, 3, 4]])
+    assert rank_correlation(a, torch.tensor([[10.0, 20, 30, 40], [4, 3, 2, 1]])) == [1.0, -1.0]
+    sizes = [s.stop - s.start for s in balanced_chunks(50, 8)]
+    assert sum(sizes) == 50 and max(sizes) <= 8 and max(sizes) - min(sizes) <= 1

@@ -1,0 +1,148 @@
+"""The command line: help with an example everywhere, one-line errors with exit code 2, and the everyday verbs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cemap.cli import app, main
+
+
+def run_cli(args, capsys):
+    """(exit code, stdout, stderr) of ``cemap args`` run in this process."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def one_line_error(code, err, *words):
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    for w in words:
+        assert w in lines[0]
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory, mnist_test):
+    folder = tmp_path_factory.mktemp("digits")
+    for i in (0, 150, 300):
+        s = mnist_test[i]
+        Image.fromarray((s.image[0].numpy() * 255).astype(np.uint8)).save(folder / f"digit{s.labels.item()}.png")
+    return folder
+
+
+def test_version(capsys):
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and out.startswith("cemap ")
+
+
+def test_every_command_has_help_with_an_example(capsys):
+    main_help = run_cli(["--help"], capsys)
+    assert main_help[0] == 0
+    names = [c.name or c.callback.__name__ for c in app.registered_commands]
+    assert {"demo", "report", "explain", "predict"} <= set(names)
+    for name in names:
+        code, out, _ = run_cli([name, "--help"], capsys)
+        assert code == 0 and "Example: cemap" in out, name
+
+
+def test_long_running_commands_share_the_common_options(capsys):
+    for name in ("demo", "explain", "predict"):
+        out = run_cli([name, "--help"], capsys)[1]
+        for flag in ("--seed", "--threads", "--quiet", "--out"):
+            assert flag in out, (name, flag)
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["demo", "--dataset", "nope"], ["unknown built-in dataset 'nope'", "mnist5k, synthcxr"]),
+        (["report", "--bogus"], ["No such option: --bogus", "cemap report --help"]),
+        (["nocommand"], ["No such command"]),
+        (["predict", "x.png", "--model", "mnist-cnn", "--top", "many"], ["--top"]),
+        (["predict", "missing.png", "--model", "mnist-cnn"], ["no such file or folder"]),
+        (["explain", "missing.png", "--model", "not-a-model"], ["no such file"]),
+    ],
+)
+def test_mistakes_are_one_line_with_exit_code_2(args, words, capsys):
+    code, _, err = run_cli(args, capsys)
+    one_line_error(code, err, *words)
+
+
+def test_unknown_model_lists_valid_ones(digits, capsys):
+    code, _, err = run_cli(["predict", str(digits), "--model", "not-a-model"], capsys)
+    one_line_error(code, err, "unknown model 'not-a-model'", "mnist-cnn")
+
+
+def test_corrupt_image_is_one_line_error(tmp_path, mnist_clf, capsys):
+    (tmp_path / "scan.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    code, _, err = run_cli(["explain", str(tmp_path / "scan.png"), "--model", "mnist-cnn", "--out", str(tmp_path / "o")], capsys)
+    one_line_error(code, err, "cannot read image", "scan.png")
+
+
+def test_nan_image_is_one_line_error(tmp_path, mnist_clf, capsys):
+    pixels = np.full((28, 28), 0.5, dtype=np.float32)
+    pixels[3, 4] = np.nan
+    Image.fromarray(pixels, mode="F").save(tmp_path / "nan.tif")
+    code, _, err = run_cli(["explain", str(tmp_path / "nan.tif"), "--model", "mnist-cnn", "--out", str(tmp_path / "o")], capsys)
+    one_line_error(code, err, "NaN", "nan.tif")
+
+
+def test_weights_file_problems_are_clear(tmp_path):
+    from cemap.errors import CemapError
+    from cemap.explain_files import load_classifier
+
+    with pytest.raises(CemapError, match="weights file not found"):
+        load_classifier("mnist-cnn", tmp_path / "missing.pt")
+    with pytest.raises(CemapError, match="does not take a weights file"):
+        load_classifier("xrv-densenet121-res224-all", tmp_path / "w.pt")
+
+
+def test_predict_prints_and_writes(digits, tmp_path, mnist_clf, capsys):
+    out = tmp_path / "pred.json"
+    code, stdout, _ = run_cli(["predict", str(digits), "--model", "mnist-cnn", "--top", "2", "--quiet", "--out", str(out)], capsys)
+    assert code == 0
+    rows = json.loads(out.read_text())["predictions"]
+    assert len(rows) == 3 and all(len(r["top"]) == 2 for r in rows)
+    for r in rows:  # files are named after their true digit; the trained CNN gets them right
+        assert r["top"][0]["class"] == r["file"].rsplit("digit", 1)[1][0]
+    assert "digit0.png: 0" in stdout
+
+
+def test_explain_writes_overlays_json_and_report(digits, tmp_path, mnist_clf, capsys):
+    out = tmp_path / "explained"
+    args = ["explain", str(digits), "--model", "mnist-cnn", "--fit-on", str(digits), "--methods", "ce,gradcam,random", "--out", str(out), "--quiet", "--threads", "1", "--seed", "3"]
+    code, stdout, _ = run_cli(args, capsys)
+    assert code == 0 and torch.get_num_threads() == 1
+    summary = json.loads((out / "explain.json").read_text())
+    assert summary["n_images"] == 3 and summary["methods"] == ["ce", "gradcam", "random"]
+    assert set(summary["autoencoder"]["fidelity"]) >= {"agreement", "mean_kl", "ok"}
+    for row in summary["images"]:
+        per_image = json.loads((out / row["json"]).read_text())
+        assert set(per_image["maps"]) == {"ce", "gradcam", "random"} and len(per_image["latent_profile"]) == 16
+        assert (out / row["overlay"]).stat().st_size > 1000
+    html = (out / "report.html").read_text()
+    assert html.count("<img ") == 4 and "digit0.png" in html and "report:" in stdout
+
+
+def test_explain_without_fit_on_skips_the_latent_profile(digits, tmp_path, mnist_clf, capsys):
+    code, _, _ = run_cli(["explain", str(digits / "digit0.png"), "--model", "mnist-cnn", "--methods", "ce", "--target", "3", "--out", str(tmp_path), "--quiet"], capsys)
+    assert code == 0
+    summary = json.loads((tmp_path / "explain.json").read_text())
+    assert "autoencoder" not in summary and summary["images"][0]["target"] == "3"
+    assert "Not computed: no autoencoder" in (tmp_path / "report.html").read_text()
+
+
+def test_console_entry_point_runs(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "cemap", "report", str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "run folder not found" in proc.stderr

@@ -1,0 +1,154 @@
+"""CE signature, CEDetector (fit / score / save / load), detection metrics, baselines, adaptive PGD."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+import cemap
+from cemap.causal import AEConfig, CEMap, fit_autoencoder
+from cemap.detect import AdaptivePGD, CEDetector, CESignature, SignatureConfig, map_statistics, select_detector
+from cemap.evaluate.detection import auroc, detection_metrics, tpr_at_fpr
+from cemap.evaluate.detection_baselines import feature_squeezing_score, lid, max_softmax_score, median_smooth, reduce_bit_depth
+
+
+@pytest.fixture
+def tiny_signature(tiny_clf):
+    images = torch.rand(32, 3, 16, 16)
+    fitted = fit_autoencoder(tiny_clf, images, config=AEConfig(code=4, hidden=8, epochs=1, batch_size=16), use_cache=False)
+    return CESignature(tiny_clf, fitted, SignatureConfig(cell=4))
+
+
+def _blobs(n=80, d=6, shift=1.5, seed=0):
+    rng = np.random.default_rng(seed)
+    clean, adv = rng.normal(size=(n, d)), rng.normal(size=(n, d)) + shift
+    return np.r_[clean, adv], np.r_[np.zeros(n), np.ones(n)]
+
+
+def test_map_statistics_by_hand():
+    m = torch.zeros(1, 10, 10)
+    m[0, 0, :] = 1.0  # all positive mass in 10 of 100 pixels
+    m[0, 5, 5] = -2.0
+    s = dict(zip(("peak", "trough", "mean", "positive_mass", "negative_mass", "concentration", "entropy"),
+                 map_statistics(m, ("peak", "trough", "mean", "positive_mass", "negative_mass", "concentration", "entropy"))[0].tolist()))
+    assert s["peak"] == 1 and s["trough"] == -2 and s["mean"] == pytest.approx(0.08)
+    assert s["positive_mass"] == pytest.approx(0.1) and s["negative_mass"] == pytest.approx(0.02)
+    assert s["concentration"] == pytest.approx(1.0)
+    assert s["entropy"] == pytest.approx(np.log(10) / np.log(100))
+    with pytest.raises(cemap.CemapError):
+        SignatureConfig(map_stats=("peak", "kurtosis"))
+
+
+def test_signature_batched_differentiable_and_consistent(tiny_clf, tiny_signature):
+    x = torch.rand(5, 3, 16, 16)
+    sig = tiny_signature(x)
+    assert sig.shape == (5, tiny_signature.dim) == (5, 4 + len(SignatureConfig().map_stats))
+    xg = x.clone().requires_grad_(True)
+    diff = tiny_signature(xg, differentiable=True)
+    assert torch.allclose(diff, sig, atol=1e-5)
+    diff.sum().backward()
+    assert xg.grad is not None and xg.grad.abs().sum() > 0
+    assert torch.allclose(tiny_signature._differentiable_map(x).detach(), CEMap(tiny_clf, cell=4).attribute(x), atol=1e-6)
+    with pytest.raises(cemap.CemapError, match="image shape"):
+        tiny_signature(torch.rand(2, 1, 16, 16))
+
+
+def test_detector_separates_saves_and_loads_identically(tmp_path):
+    x, y = _blobs()
+    det = CEDetector(C=1.0, feature_names=[f"f{j}" for j in range(6)], signature_config={"cell": 4}).fit(x, y)
+    scores = det.score_samples(x)
+    assert auroc(y, scores) > 0.9
+    assert np.mean(det.predict(x[y == 0])) <= 0.1  # threshold at 5% FPR of the clean fitting signatures
+    assert np.allclose(det.score_torch(torch.from_numpy(x)).numpy(), scores)
+    path = det.save(tmp_path / "det.npz")
+    with np.load(path, allow_pickle=False) as data:  # plain arrays only: loading runs no code
+        assert set(data.files) == {"mean", "scale", "coef", "meta"}
+    loaded = CEDetector.load(path)
+    assert np.array_equal(loaded.score_samples(x), scores) and np.array_equal(loaded.predict(x), det.predict(x))
+    assert loaded.feature_names == det.feature_names and loaded.signature_config == {"cell": 4}
+
+
+def test_detector_errors_are_clear(tmp_path):
+    x, y = _blobs()
+    with pytest.raises(cemap.CemapError, match="not fitted"):
+        CEDetector().score_samples(x)
+    det = CEDetector().fit(x, y)
+    with pytest.raises(cemap.CemapError, match="do not fit"):
+        det.score_samples(x[:, :5])
+    with pytest.raises(cemap.CemapError, match="do not fit"):
+        det.score_torch(torch.zeros(3, 7))
+    with pytest.raises(cemap.CemapError):
+        det.fit(x, np.zeros(len(x)))
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, junk=np.array([object()], dtype=object))
+    with pytest.raises(cemap.CemapError):
+        CEDetector.load(bad)
+    with pytest.raises(cemap.CemapError):
+        CEDetector.load(tmp_path / "missing.npz")
+
+
+def test_select_detector_keeps_images_together():
+    x, y = _blobs(n=40)
+    groups = np.r_[np.arange(40), np.arange(40)]
+    det, scores = select_detector(x, y, groups, Cs=(0.1, 1.0))
+    assert set(scores) == {0.1, 1.0} and det.C == max(scores, key=scores.get)
+
+
+def test_detection_metrics():
+    y = np.r_[np.zeros(100), np.ones(100)]
+    s = np.r_[np.arange(100), np.arange(100) + 50.0]
+    assert auroc(y, s) == pytest.approx(roc_auc_score(y, s))
+    assert tpr_at_fpr(y, s, 0.05) == pytest.approx(0.55)  # score >= 95 flags 5 clean (95..99) and 55 adversarial (95..149)
+    m = detection_metrics(np.arange(10.0), np.arange(10.0) + 100)
+    assert m["auroc"] == 1.0 and m["tpr_at_5fpr"] == 1.0 and m["n_clean"] == 10
+    with pytest.raises(cemap.CemapError):
+        auroc(np.zeros(5), np.arange(5))
+
+
+def test_baselines(tiny_clf):
+    scipy_ndimage = pytest.importorskip("scipy.ndimage")
+    x = torch.rand(3, 3, 9, 9)
+    for size in (2, 3):
+        ref = np.stack([[scipy_ndimage.median_filter(c.numpy(), size=size) for c in img] for img in x])
+        assert np.array_equal(median_smooth(x, size).numpy(), ref)
+    assert set(reduce_bit_depth(x, 1).unique().tolist()) <= {0.0, 1.0}
+    flat = torch.zeros(2, 3, 16, 16)
+    assert torch.all(feature_squeezing_score(tiny_clf, flat) == 0)
+    msp = max_softmax_score(tiny_clf, torch.rand(4, 3, 16, 16))
+    assert ((msp >= 0) & (msp <= 0.75)).all()
+    gen = torch.Generator().manual_seed(0)
+    plane = torch.randn(500, 2, generator=gen) @ torch.randn(2, 10, generator=gen)
+    space = torch.randn(500, 10, generator=gen)
+    lid_plane, lid_space = lid(plane[100:], plane[:100]), lid(space[100:], space[:100])
+    assert 1.0 < lid_plane.median() < 3.5 < lid_space.median()
+
+
+def test_adaptive_pgd_uses_the_detector(tiny_clf, tiny_signature):
+    x = torch.rand(4, 3, 16, 16)
+    sig = tiny_signature(x).numpy()
+    det = CEDetector().fit(np.r_[sig, sig + np.random.default_rng(0).normal(size=sig.shape)], np.r_[np.zeros(4), np.ones(4)])
+    labels = tiny_clf(x).argmax(1)
+    plain = AdaptivePGD(tiny_clf, tiny_signature, det, weight=0.0, eps=0.05, steps=2, random_start=False)
+    adaptive = AdaptivePGD(tiny_clf, tiny_signature, det, weight=100.0, eps=0.05, steps=2, random_start=False)
+    assert not torch.equal(plain.gradient(x, labels, None, None), adaptive.gradient(x, labels, None, None))
+    res = adaptive(x)
+    assert res.linf.max() <= 0.05 + 1e-6 and res.adversarial.min() >= 0 and res.adversarial.max() <= 1
+
+
+@pytest.mark.slow
+def test_detect_command_quick(tmp_path):
+    import json
+
+    from cemap.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["detect", "--dataset", "mnist5k", "--out", str(tmp_path), "--quick", "--quiet"])
+    assert exit_info.value.code in (0, None)
+    report = json.loads((tmp_path / "detection.json").read_text())
+    assert report["protocol"]["only_successful_adversarials"] is True
+    assert {"FGSM eps=0.3", "PGD-Linf eps=0.3", "C&W-L2 kappa=5"} <= set(report["attacks"])
+    assert report["attacks"]["PGD-Linf eps=0.3"]["detection"]["ce"]["auroc"] > 0.7
+    assert report["adaptive"] and (tmp_path / "roc_curves.png").exists() and (tmp_path / "ce_detector.npz").exists()
+    assert CEDetector.load(tmp_path / "ce_detector.npz").n_features == len(report["signature"]["features"])

@@ -1,0 +1,127 @@
+"""synthcxr: exact boxes inside the lung field, NIH-shaped box sizes, determinism, shortcut; cxr-cnn quality (slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from scipy.stats import ks_2samp
+
+import cemap
+from cemap.data.synthcxr import FINDINGS, SynthCXR, SynthCXRConfig, generate, mask_pools
+from cemap.data.synthcxr_anatomy import NIH_BOX_SCALE, lung_masks, nih_boxes
+from cemap.data.synthcxr_boxes import MIN_LUNG_COVER
+from cemap.errors import CemapError
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    return cemap.get_dataset("synthcxr", split="test")
+
+
+def test_samples_are_grayscale_multilabel_with_a_box_per_finding(test_split):
+    assert len(test_split) == 600 and test_split.class_names == FINDINGS and test_split.multilabel
+    s = test_split[0]
+    assert s.image.shape == (1, 128, 128) and s.image.dtype == torch.float32 and 0 <= s.image.min() and s.image.max() <= 1
+    for i in range(len(test_split)):
+        labels, box_labels = test_split.labels[i], test_split[i].box_labels
+        assert sorted(box_labels.tolist()) == torch.nonzero(labels).flatten().tolist()
+    positives = int(test_split.labels.sum())
+    assert positives >= 200 and (test_split.labels.sum(0) >= 50).all() and (test_split.labels.sum(1) > 1).any()
+
+
+def test_boxes_inside_image_and_lung_field(test_split):
+    size = test_split.size
+    for i in range(len(test_split)):
+        boxes = test_split[i].boxes
+        if len(boxes) == 0:
+            continue
+        lung = test_split.lung_mask(i)
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2:] <= size).all() and (boxes[:, 2:] > boxes[:, :2]).all()
+        for x0, y0, x1, y1 in boxes.tolist():
+            assert lung[int((y0 + y1) / 2), int((x0 + x1) / 2)], "box centre outside the lung field"
+            footprint = lung[int(np.floor(y0)) : int(np.ceil(y1)), int(np.floor(x0)) : int(np.ceil(x1))]
+            assert footprint.float().mean() >= MIN_LUNG_COVER
+
+
+def test_lesions_change_pixels_only_inside_their_boxes_and_lungs(monkeypatch):
+    import cemap.data.synthcxr as synth
+
+    cfg = SynthCXRConfig(size=64, n_test=24)
+    with_lesions = generate(cfg, "test")
+    real_draw = synth.draw_lesion
+    # Same random stream, lesions drawn on a scratch copy: the only difference is the lesions themselves.
+    monkeypatch.setattr(synth, "draw_lesion", lambda img, *args: real_draw(img.copy(), *args))
+    without = generate(cfg, "test")
+    assert np.array_equal(with_lesions["boxes"], without["boxes"])
+    allowed = np.zeros(with_lesions["images"].shape, dtype=bool)
+    for i, (x0, y0, x1, y1) in zip(with_lesions["box_image"], with_lesions["boxes"]):
+        allowed[i, int(np.floor(y0)) : int(np.ceil(y1)), int(np.floor(x0)) : int(np.ceil(x1))] = True
+    lung = np.unpackbits(with_lesions["lung_bits"], axis=-1)[..., :64].astype(bool)
+    soft_lung = ndimage.binary_dilation(lung, iterations=2, structure=np.ones((1, 3, 3)))  # the lung edge is feathered
+    changed = with_lesions["images"] != without["images"]
+    assert changed.sum() > 50 and not (changed & ~(allowed & soft_lung)).any()
+
+
+def test_box_sizes_match_the_nih_boxes_they_are_drawn_from(test_split):
+    scale = test_split.size / NIH_BOX_SCALE
+    boxes = torch.cat([test_split[i].boxes for i in range(len(test_split))]).numpy()
+    labels = torch.cat([test_split[i].box_labels for i in range(len(test_split))]).numpy()
+    nih = nih_boxes()
+    for f, name in enumerate(FINDINGS):
+        ours = boxes[labels == f]
+        ref = nih[name] * scale
+        assert len(ours) >= 50
+        for axis, (lo, hi) in enumerate([(0, 2), (1, 3)]):
+            p = ks_2samp(ours[:, hi] - ours[:, lo], ref[:, 2 + axis]).pvalue
+            assert p > 0.01, f"{name} box {'width' if axis == 0 else 'height'} distribution differs from NIH (KS p={p:.3g})"
+
+
+def test_same_seed_same_images_other_seed_other_images():
+    cfg = SynthCXRConfig(size=64, n_test=16, seed=3)
+    a, b = generate(cfg, "test"), generate(cfg, "test")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    c = generate(SynthCXRConfig(size=64, n_test=16, seed=4), "test")
+    assert not np.array_equal(a["images"], c["images"])
+
+
+def test_train_and_test_anatomy_are_disjoint():
+    pools = mask_pools(len(lung_masks()[0]))
+    assert not set(pools["train"]) & set(pools["test"])
+    assert len(pools["train"]) + len(pools["test"]) == len(lung_masks()[0]) >= 400
+
+
+def test_shortcut_marker_correlates_with_its_finding():
+    ds = SynthCXR(split="test", size=64, n_test=200, shortcut=True, shortcut_finding="Mass", use_cache=False)
+    mass = ds.labels[:, FINDINGS.index("Mass")] > 0
+    tagged = ds.has_shortcut
+    assert tagged[mass].float().mean() > 0.75 and tagged[~mass].float().mean() < 0.15
+    x0, y0, x1, y1 = ds.shortcut_box.int().tolist()
+    corner = torch.stack([ds[i].image[0, y0:y1, x0:x1].max() for i in range(len(ds))])
+    assert (corner[tagged] > 0.85).all() and (corner[~tagged] < 0.8).all()
+    assert not ds.lung_mask(0)[y0:y1, x0:x1].any()
+    clean = SynthCXR(split="test", size=64, n_test=200, use_cache=False)
+    assert clean.shortcut_box is None and not clean.has_shortcut.any()
+
+
+def test_bad_options():
+    with pytest.raises(CemapError, match="size"):
+        SynthCXR(size=512)
+    with pytest.raises(CemapError, match="bad synthcxr option"):
+        SynthCXR(colour=True)
+    with pytest.raises(CemapError, match="split"):
+        SynthCXR(split="val")
+
+
+@pytest.mark.slow
+def test_cxr_cnn_acceptance(test_split):
+    """cxr-cnn: macro AUROC >= 0.95 on the test split; the demo's autoencoder keeps >= 98% of per-finding decisions."""
+    from cemap.data.base import stack_images
+    from cemap.demo import classifier_quality
+
+    clf = cemap.get_model("cxr-cnn")
+    batch = test_split.batch(range(len(test_split)))
+    assert classifier_quality(clf, batch.images, batch.labels)["macro_auroc"] >= 0.95
+    fitted = cemap.fit_autoencoder(clf, stack_images(cemap.get_dataset("synthcxr", split="train")), data_key="synthcxr-train")
+    assert cemap.fidelity(fitted, clf, batch.images).agreement >= 0.98
