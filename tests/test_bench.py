@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import torch
 
@@ -21,7 +22,10 @@ def test_bench_quick_writes_every_section(tmp_path, capsys, mnist_clf):
     result = json.loads(out.read_text())
     assert {"config", "environment", "model", "ce_map", "latent_sweep", "pgd", "efficiency"} <= set(result)
     assert result["model"]["name"] == "mnist-cnn" and result["model"]["input_shape"] == [1, 28, 28]
-    assert result["environment"]["threads"] == 1 and result["environment"]["torch"] == torch.__version__
+    env = result["environment"]
+    assert env["threads"] == 1 and env["torch"] == torch.__version__
+    if sys.platform == "linux":  # cemap tunes glibc for itself; the anchors ran in a fresh, untuned process
+        assert env["cemap_allocator_tuned"] is True and env["anchors_allocator_tuned"] is False
 
     ce = result["ce_map"]
     assert set(ce["s_per_image"]) == {"dense_fp32", "dense_bf16", "adaptive_fp32", "adaptive_bf16", "captum_ppe1", "captum_ppe49"}

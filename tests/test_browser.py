@@ -121,7 +121,7 @@ def console_errors(events: list[dict]) -> list[str]:
     return errors
 
 
-def open_in_chromium(page: Path, screenshot: Path) -> dict:
+def open_in_chromium(page: Path, screenshot: Path, height: int = 2000) -> dict:
     """Load ``page``; return its images, console errors, title and script count, and write a screenshot."""
     with tempfile.TemporaryDirectory() as profile:
         tools = DevTools(CHROMIUM, profile)
@@ -130,7 +130,7 @@ def open_in_chromium(page: Path, screenshot: Path) -> dict:
             tools.session = tools.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
             for domain in ("Page", "Runtime", "Log"):
                 tools.send(f"{domain}.enable")
-            tools.send("Emulation.setDeviceMetricsOverride", width=1280, height=2000, deviceScaleFactor=1, mobile=False)
+            tools.send("Emulation.setDeviceMetricsOverride", width=1280, height=height, deviceScaleFactor=1, mobile=False)
             tools.send("Page.navigate", url=page.resolve().as_uri())
             tools.wait_for("Page.loadEventFired", timeout=60)
             evaluate = lambda js: tools.send("Runtime.evaluate", expression=js, returnByValue=True)["result"]["value"]  # noqa: E731

@@ -122,8 +122,12 @@ def test_predict_prints_and_writes(digits, tmp_path, mnist_clf, capsys):
 def test_explain_writes_overlays_json_and_report(digits, tmp_path, mnist_clf, capsys):
     out = tmp_path / "explained"
     args = ["explain", str(digits), "--model", "mnist-cnn", "--fit-on", str(digits), "--methods", "ce,gradcam,random", "--out", str(out), "--quiet", "--threads", "1", "--seed", "3"]
-    code, stdout, _ = run_cli(args, capsys)
-    assert code == 0 and torch.get_num_threads() == 1
+    threads = torch.get_num_threads()
+    try:
+        code, stdout, _ = run_cli(args, capsys)
+        assert code == 0 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     summary = json.loads((out / "explain.json").read_text())
     assert summary["n_images"] == 3 and summary["methods"] == ["ce", "gradcam", "random"]
     assert set(summary["autoencoder"]["fidelity"]) >= {"agreement", "mean_kl", "ok"}
@@ -146,3 +150,17 @@ def test_explain_without_fit_on_skips_the_latent_profile(digits, tmp_path, mnist
 def test_console_entry_point_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "cemap", "report", str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "run folder not found" in proc.stderr
+
+
+@pytest.mark.slow
+def test_demo_quick_runs_the_whole_study(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, stdout, _ = run_cli(["demo", "--dataset", "mnist5k", "--quick", "--out", str(out), "--quiet"], capsys)
+    assert code == 0 and "report:" in stdout
+    study = json.loads((out / "study.json").read_text())
+    assert set(study["timings_s"]) >= {"demo", "conditions", "evaluation", "detection", "total"}
+    assert {"clean", "true box masked"} <= set(study["latent_profiles"])
+    for name in ("metrics.json", "evaluation.json", "detection.json", "latent_profiles_conditions.png", "report.html"):
+        assert (out / name).is_file(), name
+    html = (out / "report.html").read_text()
+    assert "no evaluation.json" not in html and "no detection.json" not in html and html.count("<img ") >= 6

@@ -57,7 +57,9 @@ def test_signature_batched_differentiable_and_consistent(tiny_clf, tiny_signatur
 
 def test_detector_separates_saves_and_loads_identically(tmp_path):
     x, y = _blobs()
-    det = CEDetector(C=1.0, feature_names=[f"f{j}" for j in range(6)], signature_config={"cell": 4}).fit(x, y)
+    x = np.exp(x) * 1e-3  # positive effects spanning orders of magnitude
+    det = CEDetector(C=1.0, log_scale=1e-3, log_features=[True] * 5 + [False], feature_names=[f"f{j}" for j in range(6)],
+                     signature_config={"cell": 4}).fit(x, y)
     scores = det.score_samples(x)
     assert auroc(y, scores) > 0.9
     assert np.mean(det.predict(x[y == 0])) <= 0.1  # threshold at 5% FPR of the clean fitting signatures
@@ -68,6 +70,7 @@ def test_detector_separates_saves_and_loads_identically(tmp_path):
     loaded = CEDetector.load(path)
     assert np.array_equal(loaded.score_samples(x), scores) and np.array_equal(loaded.predict(x), det.predict(x))
     assert loaded.feature_names == det.feature_names and loaded.signature_config == {"cell": 4}
+    assert loaded.log_scale == 1e-3 and loaded.log_features == det.log_features
 
 
 def test_detector_errors_are_clear(tmp_path):
@@ -92,8 +95,8 @@ def test_detector_errors_are_clear(tmp_path):
 def test_select_detector_keeps_images_together():
     x, y = _blobs(n=40)
     groups = np.r_[np.arange(40), np.arange(40)]
-    det, scores = select_detector(x, y, groups, Cs=(0.1, 1.0))
-    assert set(scores) == {0.1, 1.0} and det.C == max(scores, key=scores.get)
+    det, scores = select_detector(x, y, groups, Cs=(0.1, 1.0), log_scales=(None, 1e-2))
+    assert len(scores) == 4 and max(scores, key=scores.get) == f"C={det.C:g} log_scale={det.log_scale}"
 
 
 def test_detection_metrics():

@@ -32,8 +32,10 @@ def png(path, size=(40, 30), color=(200, 30, 30)):
 @pytest.fixture
 def full_run(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps(METRICS))
-    (tmp_path / "evaluation.json").write_text(json.dumps({"n_images": 200, "methods": {"ce": {"pointing_game": 0.81}, "gradcam": {"pointing_game": 0.74}}}))
-    (tmp_path / "detection.json").write_text(json.dumps({"rows": [{"attack": "fgsm", "detector": "ce", "auroc": 0.97}]}))
+    rows = [{"method": "ce", "options": {"cell": 12}, "pointing_game": 0.81}, {"method": "gradcam", "options": {}, "pointing_game": 0.74}]
+    (tmp_path / "evaluation.json").write_text(json.dumps({"n_images": 200, "config": {"steps": 16}, "rows": rows, "seconds": 12.5}))
+    detection = {"protocol": {"eval_part": "60 test images"}, "table": [{"row": "FGSM eps=0.3", "ce_auroc": 0.97}], "attacks": {"fgsm": {"success_rate_eval": 0.9}}}
+    (tmp_path / "detection.json").write_text(json.dumps(detection))
     for name in ("ce_maps.png", "latent_profiles.png", "signature_hist.png", "roc_fgsm.png", "extra.png"):
         png(tmp_path / name)
     return tmp_path
@@ -44,8 +46,11 @@ def test_full_run_inlines_every_figure_and_table(full_run):
     images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', html)
     assert len(images) == 5 and len(re.findall(r"<img ", html)) == 5
     assert base64.b64decode(images[0])[:4] == b"\x89PNG"
-    for text in ("cxr-cnn", "features.3", "0.991", "High fidelity", "pointing_game", "0.74", "gradcam", "fgsm", "0.97", "9.25"):
+    for text in ("cxr-cnn", "features.3", "0.991", "High fidelity", "pointing_game", "0.74", "gradcam", "FGSM eps=0.3", "0.97", "9.25", "12.5", "60 test images"):
         assert text in html
+    evaluation = html[html.index('id="evaluation"') : html.index('id="detection"')]
+    assert evaluation.index("<th>method</th>") < evaluation.index("options.cell") < evaluation.index("<details>") < evaluation.index("config.steps")
+    assert "success_rate_eval" in html[html.index('id="detection"') :]
     assert "Not computed" not in html
 
 
@@ -110,3 +115,11 @@ def test_report_command_writes_the_file(full_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["report", str(tmp_path / "missing")])
     assert exc.value.code == 2
+
+
+def test_dataset_run_manifest_is_rendered(tmp_path):
+    manifest = {"format": "cemap-run/1", "complete": True, "n_rows": 100, "config": {"dataset": "nih", "model": "chexnet"},
+                "autoencoder": {"layer": "features.transition2", "fidelity": {"agreement": 0.9, "mean_kl": 0.2, "n": 100, "ok": False}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    html = render_html(read_run_folder(tmp_path))
+    assert "chexnet" in html and "Low fidelity" in html and "Dataset-scale run" in html and "n_rows" in html

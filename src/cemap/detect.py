@@ -29,6 +29,7 @@ from .errors import CemapError
 from .models.classifier import Classifier
 
 MAP_STATS = ("peak", "trough", "mean", "positive_mass", "negative_mass", "concentration", "entropy")
+SHARE_STATS = ("concentration", "entropy")  # shares in [0, 1]; every other feature is a probability change
 FORMAT_VERSION = 1
 
 
@@ -108,6 +109,11 @@ class CESignature:
     def dim(self) -> int:
         return len(self.feature_names)
 
+    @property
+    def effect_features(self) -> list[bool]:
+        """Which features are probability changes (latent CEs, map peak/mean/mass) rather than shares."""
+        return [not any(n == f"map_{s}" for s in SHARE_STATS) for n in self.feature_names]
+
     def _differentiable_map(self, images: torch.Tensor) -> torch.Tensor:
         """The CE map of ``images`` (same numbers as CEMap.attribute, predicted-class target) with gradients kept."""
         masks = self.cemap.masks
@@ -147,17 +153,29 @@ def _as_2d(x, n_features: int | None, what: str = "signatures") -> np.ndarray:
     return arr.astype(np.float64)
 
 
+def signed_log(x, scale: float, mask):
+    """sign(x) log(1 + |x| / scale) on the masked columns (numpy or torch): effects span orders of magnitude
+    (a confident clean image moves by 1e-5, an adversarial one by 1e-1), which a linear model sees best on a log scale."""
+    lib = torch if torch.is_tensor(x) else np
+    out = lib.sign(x) * lib.log1p(lib.abs(x) / scale)
+    return lib.where(mask, out, x)
+
+
 @dataclass
 class CEDetector:
-    """Standardisation + logistic regression on CE signatures (1 = adversarial).
+    """[signed log of effect features] + standardisation + logistic regression on CE signatures (1 = adversarial).
 
-    ``score_samples`` returns the logit (higher = more adversarial); ``predict`` thresholds it at the
-    score that flags ``fpr`` of the clean fitting signatures. ``save`` writes a plain .npz.
+    ``log_scale`` (None = raw features) and ``C`` are hyper-parameters (see ``select_detector``);
+    ``log_features`` marks the columns that are effects (default: all). ``score_samples`` returns the
+    logit (higher = more adversarial); ``predict`` thresholds it at the score that flags ``fpr`` of the
+    clean fitting signatures. ``save`` writes a plain .npz.
     """
 
     C: float = 1.0
+    log_scale: float | None = None
     fpr: float = 0.05
     feature_names: list[str] = field(default_factory=list)
+    log_features: list[bool] | None = None
     signature_config: dict = field(default_factory=dict)
     mean_: np.ndarray | None = None
     scale_: np.ndarray | None = None
@@ -177,6 +195,11 @@ class CEDetector:
         from sklearn.linear_model import LogisticRegression
 
         x = _as_2d(signatures, len(self.feature_names) or None)
+        if self.log_features is None:
+            self.log_features = [True] * x.shape[1]
+        if len(self.log_features) != x.shape[1]:
+            raise CemapError(f"log_features has {len(self.log_features)} entries for {x.shape[1]} features")
+        x = self._transform(x)
         y = np.asarray(is_adversarial.cpu() if torch.is_tensor(is_adversarial) else is_adversarial).astype(int).reshape(-1)
         if len(y) != len(x) or set(np.unique(y)) != {0, 1}:
             raise CemapError("fit needs one 0/1 label per signature and both classes present", "label clean signatures 0 and adversarial ones 1")
@@ -184,16 +207,24 @@ class CEDetector:
         self.scale_ = np.where(x.std(0) > 1e-12, x.std(0), 1.0)
         model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000).fit((x - self.mean_) / self.scale_, y)
         self.coef_, self.intercept_ = model.coef_[0].astype(np.float64), float(model.intercept_[0])
-        self.threshold_ = float(np.quantile(self.score_samples(x[y == 0]), 1 - self.fpr))
+        self.threshold_ = float(np.quantile(self._linear(x[y == 0]), 1 - self.fpr))
         if not self.feature_names:
             self.feature_names = [f"f{j}" for j in range(x.shape[1])]
         return self
 
+    def _transform(self, x):
+        if self.log_scale is None:
+            return x
+        mask = np.asarray(self.log_features, dtype=bool)
+        return signed_log(x, self.log_scale, mask if not torch.is_tensor(x) else torch.as_tensor(mask, device=x.device))
+
+    def _linear(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
+
     def score_samples(self, signatures) -> np.ndarray:
         """Logit of 'adversarial' per signature (N x D -> N)."""
         self._check_fitted()
-        x = _as_2d(signatures, self.n_features)
-        return ((x - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
+        return self._linear(self._transform(_as_2d(signatures, self.n_features)))
 
     def score_torch(self, signatures: torch.Tensor) -> torch.Tensor:
         """The same logit as a differentiable torch function (for adaptive attacks)."""
@@ -201,6 +232,7 @@ class CEDetector:
         if signatures.dim() != 2 or signatures.shape[1] != self.n_features:
             raise CemapError(f"signatures of shape {tuple(signatures.shape)} do not fit this detector", f"expected N x {self.n_features}")
         t = lambda a: torch.as_tensor(a, dtype=signatures.dtype, device=signatures.device)  # noqa: E731
+        signatures = self._transform(signatures)
         return ((signatures - t(self.mean_)) / t(self.scale_)) @ t(self.coef_) + self.intercept_
 
     def predict(self, signatures) -> np.ndarray:
@@ -211,7 +243,7 @@ class CEDetector:
         """Plain arrays in an .npz (loads with allow_pickle=False: no code runs)."""
         self._check_fitted()
         path = Path(path)
-        meta = {"format": FORMAT_VERSION, "C": self.C, "fpr": self.fpr, "intercept": self.intercept_, "threshold": self.threshold_,
+        meta = {"format": FORMAT_VERSION, "C": self.C, "log_scale": self.log_scale, "log_features": self.log_features, "fpr": self.fpr, "intercept": self.intercept_, "threshold": self.threshold_,
                 "feature_names": self.feature_names, "signature_config": self.signature_config}
         with open(path, "wb") as fh:
             np.savez(fh, mean=self.mean_, scale=self.scale_, coef=self.coef_, meta=np.array(json.dumps(meta)))
@@ -230,13 +262,14 @@ class CEDetector:
             raise CemapError(f"{path} is not a saved CEDetector ({exc})", "detectors are .npz files written by CEDetector.save") from exc
         if meta.get("format") != FORMAT_VERSION or not (mean.shape == scale.shape == coef.shape == (len(meta["feature_names"]),)):
             raise CemapError(f"{path} has an unsupported or inconsistent detector format", "re-save it with this cemap version")
-        return cls(C=meta["C"], fpr=meta["fpr"], feature_names=list(meta["feature_names"]), signature_config=meta["signature_config"],
+        return cls(C=meta["C"], log_scale=meta["log_scale"], log_features=list(meta["log_features"]), fpr=meta["fpr"], feature_names=list(meta["feature_names"]), signature_config=meta["signature_config"],
                    mean_=mean, scale_=scale, coef_=coef, intercept_=meta["intercept"], threshold_=meta["threshold"])
 
 
-def select_detector(signatures, is_adversarial, groups, Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0), val_fraction: float = 0.25,
-                    seed: int = 0, **detector_kw) -> tuple[CEDetector, dict[float, float]]:
-    """Pick C by validation AUROC on a held-out ``val_fraction`` of the groups (images), then refit on everything.
+def select_detector(signatures, is_adversarial, groups, Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
+                    log_scales: Sequence[float | None] = (None,), val_fraction: float = 0.25, seed: int = 0,
+                    **detector_kw) -> tuple[CEDetector, dict[str, float]]:
+    """Pick (C, log_scale) by validation AUROC on a held-out ``val_fraction`` of the groups (images), then refit on everything.
 
     ``groups`` ties a clean image to its adversarial copy so both land on the same side of the split.
     """
@@ -248,13 +281,14 @@ def select_detector(signatures, is_adversarial, groups, Cs: Sequence[float] = (0
     ids = np.unique(groups)
     val_ids = np.random.default_rng(seed).permutation(ids)[: max(1, int(round(val_fraction * len(ids))))]
     val = np.isin(groups, val_ids)
-    scores = {}
-    for c in Cs:
-        if len(np.unique(y[~val])) < 2 or len(np.unique(y[val])) < 2:
-            break
-        scores[float(c)] = auroc(y[val], CEDetector(C=c, **detector_kw).fit(x[~val], y[~val]).score_samples(x[val]))
-    best = max(scores, key=scores.get) if scores else 1.0
-    return CEDetector(C=best, **detector_kw).fit(x, y), scores
+    scores: dict[tuple, float] = {}
+    if len(np.unique(y[~val])) == 2 and len(np.unique(y[val])) == 2:
+        for c in Cs:
+            for s in log_scales:
+                det = CEDetector(C=c, log_scale=s, **detector_kw).fit(x[~val], y[~val])
+                scores[(float(c), s)] = auroc(y[val], det.score_samples(x[val]))
+    best_c, best_s = max(scores, key=scores.get) if scores else (1.0, log_scales[0])
+    return CEDetector(C=best_c, log_scale=best_s, **detector_kw).fit(x, y), {f"C={c:g} log_scale={s}": v for (c, s), v in scores.items()}
 
 
 class AdaptivePGD(PGD):

@@ -46,13 +46,13 @@ DEFAULT_SQUEEZERS = {"bits": (5,), "median_sizes": (2,)}
 
 @dataclass
 class StudyConfig:
-    n_fit: int = 300
-    n_eval: int = 300
-    n_adaptive: int = 100
+    n_fit: int = 150
+    n_eval: int = 150
+    n_adaptive: int = 48
     pgd_steps: int = 20
-    cw_steps: int = 30
-    cw_search_steps: int = 3
-    adaptive_steps: int = 20
+    cw_steps: int = 25
+    cw_search_steps: int = 2
+    adaptive_steps: int = 10
     adaptive_weights: tuple[float, ...] = (1.0, 10.0)
     lid_k: int = 20
     lid_reference: int = 200
@@ -119,12 +119,19 @@ def _pick(classifier, dataset, n: int, seed: int) -> tuple[torch.Tensor, torch.T
     return batch.images[correct][:n], batch.labels[correct][:n]
 
 
-def _fit_pair(clean: np.ndarray, adv: np.ndarray, ok: np.ndarray, seed: int) -> tuple[CEDetector, dict]:
-    """A detector on the successful adversarials of the fitting part and their own clean images."""
+LOG_SCALES = (None, 1e-4, 1e-3, 1e-2)  # candidate units of the signed-log transform of effects, chosen on validation
+
+
+def _fit_pair(clean: np.ndarray, adv: np.ndarray, ok: np.ndarray, seed: int, log_features: list[bool] | None = None) -> tuple[CEDetector, dict]:
+    """A detector on the successful adversarials of the fitting part and their own clean images.
+
+    With ``log_features`` (the CE signature) the signed-log unit is chosen on validation too; without (LID) the
+    model stays linear in the raw feature."""
     idx = np.flatnonzero(ok)
     x = np.concatenate([clean[idx], adv])
     y = np.r_[np.zeros(len(idx)), np.ones(len(adv))]
-    return select_detector(x, y, groups=np.r_[idx, idx], seed=seed)
+    scales = LOG_SCALES if log_features is not None else (None,)
+    return select_detector(x, y, groups=np.r_[idx, idx], log_scales=scales, seed=seed, log_features=log_features)
 
 
 def _evaluate(method: str, detector: CEDetector | None, clean: np.ndarray, adv: np.ndarray) -> tuple[dict | None, np.ndarray, np.ndarray]:
@@ -187,10 +194,10 @@ def run_detection_study(dataset: str = "mnist5k", model: str | None = None, out:
                 if fit_ok.sum() < 4:
                     entry["detection"][method] = None
                     continue
-                detector, val = _fit_pair(clean_fit, adv_fit, fit_ok, seed)
+                detector, val = _fit_pair(clean_fit, adv_fit, fit_ok, seed, signature.effect_features if method == "ce" else None)
                 detectors[name][method] = detector
-                entry[f"{method}_validation_auroc_by_C"] = val
-                entry[f"{method}_C"] = detector.C
+                entry[f"{method}_validation_auroc"] = val
+                entry[f"{method}_chosen"] = {"C": detector.C, "log_scale": detector.log_scale}
             metrics, *_ = _evaluate(method, detector, parts["eval"].features[method][ev_ok], adv_features[name]["eval"][method])
             entry["detection"][method] = metrics
         results[name] = entry
@@ -205,7 +212,7 @@ def run_detection_study(dataset: str = "mnist5k", model: str | None = None, out:
     timings["adaptive"] = time.perf_counter() - t
 
     figures = _figures(out, signature, parts, adv_features, success, detectors, [fgsm_high, pgd_high, cw_high])
-    signal = _signal(signature.feature_names, parts, adv_features, success, detectors, pgd_high)
+    signal = _signal(signature, parts, adv_features, success, detectors, pgd_high)
     if pgd_high in detectors and "ce" in detectors[pgd_high]:
         detectors[pgd_high]["ce"].signature_config = {**cfg.signature.as_dict(), "model": model, "layer": fitted.layer, "dataset": dataset}
         detectors[pgd_high]["ce"].save(out / "ce_detector.npz")
@@ -290,8 +297,9 @@ def _adaptive(clf, signature, fitted_detectors: dict, pgd: PGD, parts, extract, 
     return rows
 
 
-def _signal(feature_names, parts, adv_features, success, detectors, name: str) -> dict:
+def _signal(signature: CESignature, parts, adv_features, success, detectors, name: str) -> dict:
     """Which signature features carry the signal: univariate AUROC on the evaluation part and the detector's standardised weights."""
+    feature_names, effect = signature.feature_names, signature.effect_features
     ok = success[name]["eval"]
     clean, adv = parts["eval"].features["ce"][ok], adv_features[name]["eval"]["ce"]
     if len(clean) < 2 or len(adv) < 2:
@@ -304,12 +312,13 @@ def _signal(feature_names, parts, adv_features, success, detectors, name: str) -
     parts_auroc = {}
     for label, cols in (("latent_only", latent), ("map_only", maps)):
         if cols:
-            d, _ = _fit_pair(parts["fit"].features["ce"][:, cols], adv_features[name]["fit"]["ce"][:, cols], success[name]["fit"], 0)
+            d, _ = _fit_pair(parts["fit"].features["ce"][:, cols], adv_features[name]["fit"]["ce"][:, cols], success[name]["fit"], 0,
+                             [effect[j] for j in cols])
             parts_auroc[label] = auroc(y, d.score_samples(np.r_[clean[:, cols], adv[:, cols]]))
     return {
         "attack": name,
         "univariate_auroc": uni,
-        "detector_weights": dict(zip(feature_names, det.coef_.tolist())) if det is not None else None,
+        "detector_weights_standardised": dict(zip(feature_names, det.coef_.tolist())) if det is not None else None,
         "ablation_auroc": parts_auroc,
     }
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from .attacks import PGD
 from .causal import LatentCE, fit_autoencoder
@@ -30,6 +31,7 @@ from .errors import CemapError
 from .evaluation_study import EvalConfig, run_evaluation
 from .explain import get_explainer, list_explainers
 from .models import default_model_for, get_model
+from .progress import progress_enabled
 from .report.figures import profile_bars
 from .report.html import write_report
 
@@ -122,10 +124,14 @@ def run_study(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: bo
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
+    bar = tqdm(total=4, desc="study", disable=not progress_enabled(), leave=False)
+
     def stage(name: str, fn):
+        bar.set_postfix_str(name)
         t = time.perf_counter()
         value = fn()
         timings[name] = time.perf_counter() - t
+        bar.update()
         return value
 
     metrics = stage("demo", lambda: run_demo(dataset=dataset, out=out, n_images=plan.figure_images, seed=seed))
@@ -148,6 +154,7 @@ def run_study(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: bo
         "figures": {"latent_profiles_conditions": profiles["figure"]},
         "timings_s": timings,
     }
+    bar.close()
     timings["total"] = time.perf_counter() - t0
     (out / "study.json").write_text(json.dumps(study, indent=2))
     study["report"] = str(write_report(out))

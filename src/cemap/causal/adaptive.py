@@ -133,7 +133,7 @@ class AdaptiveCEMap:
                 r0, r1, c0, c1 = self._block_cells(lv, by, bx)
                 fine[i, r0:r1, c0:c1] = e * float(scale[i, lv]) * self._share(r0, r1, c0, c1)
         self.forward_passes, self.images_seen = passes, b
-        return self._paint(fine)
+        return self._paint(fine).to(images.device)
 
     def _share(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
         """Each finest cell's fraction of the block's area."""

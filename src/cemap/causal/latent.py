@@ -13,7 +13,7 @@ import torch
 from ..errors import CemapError
 from ..models.classifier import Classifier
 from .autoencoder import FittedAutoencoder
-from .batching import autocast, chunks, default_chunk
+from .batching import as_model_input, autocast, chunks, default_chunk, prefers_channels_last
 from .effects import class_effect, expected_effect, resolve_targets
 from .masks import apply_masks, fill_images
 
@@ -39,6 +39,7 @@ class LatentCE:
         self.value = value
         self.chunk_size = chunk_size or default_chunk(classifier.input_shape)
         self.precision = precision
+        self.channels_last = prefers_channels_last(classifier.input_shape)
 
     @property
     def k(self) -> int:
@@ -53,7 +54,7 @@ class LatentCE:
     def intervened_probs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(p: B x K from f_AE without intervention, p_do: B x k x K, one row per do(Z_j = v))."""
         split, ae, clf = self.fitted.split, self.fitted.autoencoder, self.classifier
-        act, extras = split.activation(images)
+        act, extras = split.activation(as_model_input(images, self.channels_last))
         z, _ = ae.encode(act)
         p = clf.probabilities(split.finish(ae.decode(z, act)[0], extras).float())
         b, k = z.shape[:2]
@@ -64,7 +65,7 @@ class LatentCE:
         out = []
         for s in chunks(b * k, self.chunk_size):
             n = s.stop - s.start
-            recon = ae.decode(z_do[s], act_like[:n])[0]
+            recon = ae.decode(as_model_input(z_do[s], self.channels_last), act_like[:n])[0]
             rows = owner[s]
             extra = tuple(e[rows] if torch.is_tensor(e) and e.dim() > 0 and e.shape[0] == b else e for e in extras)
             out.append(clf.probabilities(split.finish(recon, extra).float()))

@@ -30,8 +30,8 @@ h2{font-size:1.15rem;margin:4px 0 10px}h3{font-size:1rem;margin:14px 0 6px}
 p.how{color:#4a5263;font-size:.92rem;margin:4px 0 10px}
 table{border-collapse:collapse;font-size:.86rem;margin:6px 0 12px;display:block;overflow-x:auto}
 th,td{border:1px solid #e0e3e8;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f0f2f5}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-figure{margin:10px 0 16px}figure img{max-width:100%;height:auto;border:1px solid #e0e3e8}
+td.num{text-align:right;font-variant-numeric:tabular-nums}td:first-child{white-space:nowrap}
+.gallery{display:flex;flex-wrap:wrap;gap:4px 18px;align-items:flex-start}figure{margin:10px 0 16px}figure img{max-width:100%;height:auto;border:1px solid #e0e3e8}
 figcaption{font-size:.82rem;color:#4a5263;font-family:ui-monospace,monospace}
 .missing{color:#8a5a00;background:#fff7e0;border-left:4px solid #e0a800;padding:6px 10px}
 .ok{color:#0b6b2b;font-weight:600}.warn{color:#a11;font-weight:600}
@@ -114,7 +114,7 @@ def figure_html(fig: Figure) -> str:
 
 def figures_html(figs: Iterable[Figure], none: str) -> str:
     figs = list(figs)
-    return "".join(figure_html(f) for f in figs) if figs else missing(none)
+    return f"<div class=\"gallery\">{''.join(figure_html(f) for f in figs)}</div>" if figs else missing(none)
 
 
 def result_tables(result: dict[str, Any], skip: Iterable[str] = ()) -> str:
@@ -136,15 +136,16 @@ def result_tables(result: dict[str, Any], skip: Iterable[str] = ()) -> str:
 
 
 def _first(run: RunFolder, key: str) -> Any:
-    for kind in ("study", "metrics", "explain", "evaluation", "detection"):
-        result = run.get(kind)
-        if result and key in result:
+    """``key`` from the first result that records it (a ``cemap run`` manifest keeps its settings under ``config``)."""
+    manifest = run.get("manifest") or {}
+    for result in (run.get("study"), run.get("metrics"), run.get("explain"), run.get("evaluation"), run.get("detection"), manifest, manifest.get("config")):
+        if isinstance(result, dict) and key in result:
             return result[key]
     return None
 
 
 def settings_section(run: RunFolder) -> str:
-    keys = ("dataset", "model", "weights", "layer", "split_method", "seed", "quick", "n_images", "targets")
+    keys = ("dataset", "model", "weights", "layer", "split_method", "methods", "seed", "quick", "n_images")
     found = {k: v for k in keys if (v := _first(run, k)) is not None}
     ce = _first(run, "ce_map")
     if isinstance(ce, dict):
@@ -232,6 +233,14 @@ def explained_section(run: RunFolder) -> str:
     return section("Explained images", result_tables(result, skip=("dataset", "model", "weights", "layer", "autoencoder", "ce_map", "settings")), "explained")
 
 
+def dataset_run_section(run: RunFolder) -> str:
+    manifest = run.get("manifest")
+    if manifest is None:
+        return ""
+    text = how("A dataset-scale run (cemap run): per-image rows in shards/*.parquet and maps in shards/*.npz; unreadable images are listed in errors.jsonl.")
+    return section("Dataset-scale run", text + result_tables(manifest, skip=("class_names", "columns", "autoencoder")), "dataset-run")
+
+
 def timings_section(run: RunFolder) -> str:
     rows = [{"file": f, "stage": s, "seconds": v} for f, s, v in run.timings]
     return section("Timings", table(rows) if rows else missing("Not recorded: no timings in this folder."), "timings")
@@ -272,7 +281,7 @@ def render_html(run: RunFolder) -> str:
     body = "".join(
         [
             problems_section(run), settings_section(run), fidelity_section(run), maps_section(run), profiles_section(run),
-            evaluation_section(run), detection_section(run), explained_section(run), timings_section(run),
+            evaluation_section(run), detection_section(run), explained_section(run), dataset_run_section(run), timings_section(run),
             other_section(run), recorded_section(run), files_section(run),
         ]
     )

@@ -1,7 +1,8 @@
 """Reading a run folder: the JSON results and figures that cemap's studies leave behind.
 
 A run folder may hold any subset of ``metrics.json`` (demo), ``study.json`` (the full study),
-``evaluation.json``, ``detection.json``, ``explain.json`` and PNG/JPEG figures. Whatever is
+``evaluation.json``, ``detection.json``, ``explain.json``, ``manifest.json`` (``cemap run``)
+and PNG/JPEG figures. Whatever is
 missing is simply absent here, and whatever cannot be read is recorded as a problem, so that
 the report can say "not computed" or "unreadable" instead of failing.
 """
@@ -16,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import CemapError
 
-RESULT_FILES = ("metrics", "study", "evaluation", "detection", "explain")
+RESULT_FILES = ("metrics", "study", "evaluation", "detection", "explain", "manifest")
 IMAGE_SUFFIXES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
 MAX_FIGURES = 200
 MAX_DEPTH = 3
