@@ -119,6 +119,28 @@ def test_predict_prints_and_writes(digits, tmp_path, mnist_clf, capsys):
     assert "digit0.png: 0" in stdout
 
 
+def write_dicom(path, pixels: np.ndarray) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid()
+    ds = Dataset()
+    ds.file_meta, ds.SOPClassUID, ds.SOPInstanceUID = meta, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_predict_reads_dicom_like_png(tmp_path, mnist_test, mnist_clf, capsys):
+    digit = mnist_test[300]
+    write_dicom(tmp_path / "digit.dcm", (digit.image[0].numpy() * 4000).round())
+    code, stdout, _ = run_cli(["predict", str(tmp_path / "digit.dcm"), "--model", "mnist-cnn", "--top", "1"], capsys)
+    assert code == 0 and stdout.startswith(f"{tmp_path / 'digit.dcm'}: {digit.labels.item()} ")
+
+
 def test_explain_writes_overlays_json_and_report(digits, tmp_path, mnist_clf, capsys):
     out = tmp_path / "explained"
     args = ["explain", str(digits), "--model", "mnist-cnn", "--fit-on", str(digits), "--methods", "ce,gradcam,random", "--out", str(out), "--quiet", "--threads", "1", "--seed", "3"]

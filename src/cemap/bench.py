@@ -178,7 +178,8 @@ def _torchattacks_pgd(classifier: Classifier, images: torch.Tensor, labels: torc
         model, target = _FindingLogit(classifier, labels, precision), original.long()
     else:
         model, target = _Logits(classifier, precision), labels
-    attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=False)
+    # torchattacks keeps the model in the mode it finds it in: a fresh wrapper is in training mode (batch-stat BatchNorm).
+    attack = torchattacks.PGD(model.eval(), eps=eps, alpha=alpha, steps=steps, random_start=False)
     return attack(images, target)
 
 
@@ -273,10 +274,10 @@ def _pgd_success(classifier: Classifier, clean: torch.Tensor, adv: torch.Tensor,
     return za.argmax(1) != labels
 
 
-def _cell_values(maps: torch.Tensor, rows: list[int], cols: list[int]) -> torch.Tensor:
-    """B x cells: each map sampled at the centre of each grid cell."""
-    ys = torch.tensor([(a + b) // 2 for a, b in zip(rows[:-1], rows[1:])])
-    xs = torch.tensor([(a + b) // 2 for a, b in zip(cols[:-1], cols[1:])])
+def _cell_values(maps: torch.Tensor, grid: AdaptiveCEMap) -> torch.Tensor:
+    """B x cells: each map sampled at the centre of each cell of ``grid``."""
+    ys = torch.tensor(grid.ys) + grid.cell // 2
+    xs = torch.tensor(grid.xs) + grid.cell // 2
     return maps[:, ys][:, :, xs].flatten(1)
 
 
@@ -307,7 +308,6 @@ def _map_section(clf, x, targets, cfg, anchors) -> dict:
         t[f"adaptive_{p}"] = timed(lambda p=p: adaptive[p].attribute(x, targets), cfg.repeats, cfg.warmup)
         maps[f"adaptive_{p}"] = adaptive[p].attribute(x, targets)
     best = min(_per_image(anchors["captum_ppe1"], n), _per_image(anchors[f"captum_ppe{dense['fp32'].masks.shape[0]}"], n))
-    rows, cols = adaptive["fp32"].rows, adaptive["fp32"].cols
     section = {
         "grid": list(adaptive["fp32"].grid), "cell": cell, "images": n,
         "forward_passes_per_image": {"dense": dense["fp32"].forward_passes_per_image, "adaptive": adaptive["fp32"].forward_passes_per_image},
@@ -321,7 +321,7 @@ def _map_section(clf, x, targets, cfg, anchors) -> dict:
         "bf16_max_abs_diff_vs_fp32": float((maps["dense_bf16"] - maps["dense_fp32"]).abs().max()),
         "captum_max_abs_diff_vs_dense_fp32": float((anchors["captum_ppe1_map"] - maps["dense_fp32"]).abs().max()),
         "adaptive_rank_correlation": {
-            p: statistics.mean(rank_correlation(_cell_values(maps[f"dense_{p}"], rows, cols), _cell_values(maps[f"adaptive_{p}"], rows, cols)))
+            p: statistics.mean(rank_correlation(_cell_values(maps[f"dense_{p}"], adaptive[p]), _cell_values(maps[f"adaptive_{p}"], adaptive[p])))
             for p in ("fp32", "bf16")
         },
     }
@@ -397,7 +397,7 @@ def adaptive_quality(n_images: int, cfg: BenchConfig) -> dict:
     dense = CEMap(clf, cell=cfg.cell)
     adaptive = AdaptiveCEMap(clf, cell=dense.cell, levels=cfg.adaptive_levels, refine=cfg.adaptive_refine)
     d, a = dense.attribute(batch.images, targets), adaptive.attribute(batch.images, targets)
-    rho = rank_correlation(_cell_values(d, adaptive.rows, adaptive.cols), _cell_values(a, adaptive.rows, adaptive.cols))
+    rho = rank_correlation(_cell_values(d, adaptive), _cell_values(a, adaptive))
     return {
         "model": "cxr-cnn", "dataset": "synthcxr", "images": len(picked), "grid": list(adaptive.grid),
         "forward_passes_per_image": {"dense": dense.forward_passes_per_image, "adaptive": adaptive.forward_passes_per_image},

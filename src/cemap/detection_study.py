@@ -46,13 +46,13 @@ DEFAULT_SQUEEZERS = {"bits": (5,), "median_sizes": (2,)}
 
 @dataclass
 class StudyConfig:
-    n_fit: int = 150
+    n_fit: int = 300
     n_eval: int = 150
     n_adaptive: int = 48
     pgd_steps: int = 20
     cw_steps: int = 25
     cw_search_steps: int = 2
-    adaptive_steps: int = 10
+    adaptive_steps: int = 20
     adaptive_weights: tuple[float, ...] = (1.0, 10.0)
     lid_k: int = 20
     lid_reference: int = 200
@@ -61,8 +61,8 @@ class StudyConfig:
 
     @classmethod
     def quick(cls, seed: int = 0) -> "StudyConfig":
-        return cls(n_fit=60, n_eval=60, n_adaptive=24, pgd_steps=10, cw_steps=15, cw_search_steps=2, adaptive_steps=5,
-                   adaptive_weights=(10.0,), seed=seed)
+        return cls(n_fit=60, n_eval=60, n_adaptive=16, pgd_steps=10, cw_steps=15, cw_search_steps=2, adaptive_steps=5,
+                   adaptive_weights=(1.0,), seed=seed)
 
 
 def study_attacks(classifier, dataset: str, cfg: StudyConfig) -> dict[str, Attack]:
@@ -242,10 +242,22 @@ def run_detection_study(dataset: str = "mnist5k", model: str | None = None, out:
         "adaptive": adaptive,
         "signal": signal,
         "figures": figures,
+        "features_file": "features.npz",
         "timings_s": timings,
     }
     (out / "detection.json").write_text(json.dumps(report, indent=2, default=_jsonable))
+    _save_features(out / "features.npz", parts, adv_features, success)
     return report
+
+
+def _save_features(path: Path, parts, adv_features, success) -> None:
+    """Every detector input of the study (plain arrays), so the tables can be re-analysed without re-attacking."""
+    arrays = {f"{p}/clean/{m}": v for p, part in parts.items() for m, v in part.features.items()}
+    for name, by_part in adv_features.items():
+        for p, feats in by_part.items():
+            arrays[f"{p}/success/{name}"] = success[name][p]
+            arrays |= {f"{p}/adversarial/{name}/{m}": v for m, v in feats.items()}
+    np.savez_compressed(path, **arrays)
 
 
 def _jsonable(value):
@@ -279,7 +291,7 @@ def _adaptive(clf, signature, fitted_detectors: dict, pgd: PGD, parts, extract, 
     detector = fitted_detectors["ce"]
     rows = []
     for weight in cfg.adaptive_weights:
-        attack = AdaptivePGD(clf, signature, detector, weight=weight, eps=pgd.eps, steps=cfg.adaptive_steps, random_start=True, seed=cfg.seed, batch_size=16)
+        attack = AdaptivePGD(clf, signature, detector, weight=weight, eps=pgd.eps, steps=cfg.adaptive_steps, random_start=True, seed=cfg.seed, batch_size=8)
         res = attack(images, labels)
         ok = res.success.numpy()
         feats = extract(res.adversarial[res.success])

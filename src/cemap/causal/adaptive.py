@@ -4,7 +4,7 @@ The finest level is the dense map's grid of ``cell``-pixel cells. Level ``levels
 2^levels x 2^levels of them into blocks; every block is masked once, the ``refine`` fraction of
 blocks with the largest |effect| is split into its (up to) four children, and so on down to
 single cells. A cell that was never evaluated on its own inherits its smallest evaluated
-block's effect shared by area (masking a block is about masking its cells one by one, summed),
+block's effect shared equally (masking a block is about masking its cells one by one, summed),
 so the result is a full-resolution map on the dense grid from far fewer forward passes;
 ``forward_passes`` says how many the last call used.
 """
@@ -15,8 +15,13 @@ import torch
 
 from ..errors import CemapError
 from ..models.classifier import Classifier
-from .cemap_map import CEMap, default_cell
+from .batching import autocast, balanced_chunks
+from .cemap_map import CEMap, default_cell, paint
 from .effects import class_effect, resolve_targets
+from .masks import fill_images, grid_positions
+
+
+DETAILS = ("gradient", "flat")
 
 
 def _ratio(parents: torch.Tensor, sums: torch.Tensor) -> float:
@@ -25,11 +30,6 @@ def _ratio(parents: torch.Tensor, sums: torch.Tensor) -> float:
     if denom <= 1e-12:
         return 1.0
     return min(max(float((parents * sums).sum()) / denom, 0.0), 16.0)
-
-
-def _bounds(size: int, cell: int) -> list[int]:
-    """Partition edges of one axis: 0, cell, 2 cell, ..., size (the last cell may be smaller)."""
-    return list(range(0, size, cell)) + [size]
 
 
 class AdaptiveCEMap:
@@ -42,6 +42,7 @@ class AdaptiveCEMap:
         levels: int = 1,
         refine: float = 0.25,
         fill: str | float = "zero",
+        detail: str = "gradient",
         chunk_size: int | None = None,
         precision: str = "fp32",
         blur_sigma: float | None = None,
@@ -52,17 +53,20 @@ class AdaptiveCEMap:
             raise CemapError(f"levels must be at least 0, got {levels}", "0 is the dense map; 1-3 coarsen by 2x per level")
         if not 0 < refine <= 1:
             raise CemapError(f"refine fraction {refine} must be in (0, 1]", "e.g. 0.25 refines the quarter of blocks with the largest effect")
+        if detail not in DETAILS:
+            raise CemapError(f"unknown detail {detail!r}", f"use one of {', '.join(DETAILS)}")
+        self.detail = detail
         self.engine = CEMap(classifier, cell=cell, stride=cell, fill=fill, chunk_size=chunk_size, precision=precision, blur_sigma=blur_sigma)
         self.classifier = classifier
         self.cell, self.levels, self.refine = cell, levels, refine
-        self.rows, self.cols = _bounds(h, cell), _bounds(w, cell)
+        self.ys, self.xs = grid_positions(h, cell, cell), grid_positions(w, cell, cell)
         self.forward_passes = 0
         self.images_seen = 0
 
     @property
     def grid(self) -> tuple[int, int]:
-        """(rows, columns) of finest cells."""
-        return len(self.rows) - 1, len(self.cols) - 1
+        """(rows, columns) of finest cells: the dense map's grid (the last cell is pinned to the edge)."""
+        return len(self.ys), len(self.xs)
 
     @property
     def dense_passes_per_image(self) -> int:
@@ -83,7 +87,7 @@ class AdaptiveCEMap:
     def _mask(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
         _, h, w = self.classifier.input_shape
         m = torch.zeros(h, w, dtype=torch.bool)
-        m[self.rows[r0] : self.rows[r1], self.cols[c0] : self.cols[c1]] = True
+        m[self.ys[r0] : self.ys[r1 - 1] + self.cell, self.xs[c0] : self.xs[c1 - 1] + self.cell] = True
         return m
 
     def _children(self, level: int, by: int, bx: int) -> list[tuple[int, int, int]]:
@@ -91,9 +95,38 @@ class AdaptiveCEMap:
         s = 1 << (level - 1)
         return [(level - 1, cy, cx) for cy in (2 * by, 2 * by + 1) for cx in (2 * bx, 2 * bx + 1) if cy * s < ny and cx * s < nx]
 
-    @torch.inference_mode()
     def attribute(self, images: torch.Tensor, target: int | torch.Tensor | None = None) -> torch.Tensor:
         images = self.classifier.check_images(images)
+        fine, targets = self._measure(images, target)
+        if self.detail == "gradient":
+            fine = fine + self._first_order(images, targets)
+        return self._paint(fine).to(images.device)
+
+    def _first_order(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """B x ny x nx: each cell's first-order effect (grad p_t . (x - fill) over the cell) minus its block's mean.
+
+        Zero wherever a cell was measured on its own, so it only orders the cells inside unrefined blocks.
+        """
+        fills = fill_images(images, self.engine.fill, self.engine.blur_sigma)
+        parts = []
+        for s in balanced_chunks(images.shape[0], self.engine.chunk_size):
+            with torch.enable_grad(), autocast(self.engine.precision, images.device):
+                x = images[s].detach().requires_grad_(True)
+                p = self.classifier.predict_proba(x).float().gather(1, targets[s, None].to(x.device)).sum()
+                (g,) = torch.autograd.grad(p, x)
+            parts.append((g * (images[s] - fills[s])).sum(1))
+        drop = torch.cat(parts).flatten(1).float()
+        cells = (drop @ self.engine.masks.flatten(1).to(drop).T).reshape(-1, *self.grid).cpu()
+        detail = torch.zeros_like(cells)
+        for i, blocks in enumerate(self._unrefined):
+            for r0, r1, c0, c1 in blocks:
+                part = cells[i, r0:r1, c0:c1]
+                detail[i, r0:r1, c0:c1] = part - part.mean()
+        return detail
+
+    @torch.inference_mode()
+    def _measure(self, images: torch.Tensor, target: int | torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B x ny x nx cell effects from the quadtree, B targets); remembers which blocks stayed unrefined."""
         b = images.shape[0]
         ny, nx = self.grid
         top = min(self.levels, max(ny - 1, nx - 1).bit_length())  # no level coarser than one block
@@ -128,19 +161,15 @@ class AdaptiveCEMap:
                 ratio[i, level] = _ratio(parents, sums)
         scale = ratio.cumprod(dim=1)  # a level-l effect in units of summed finest-cell effects
         fine = torch.zeros(b, ny, nx)
+        self._unrefined = [[] for _ in range(b)]
         for i in range(b):
             for (lv, by, bx), e in leaves[i].items():
                 r0, r1, c0, c1 = self._block_cells(lv, by, bx)
-                fine[i, r0:r1, c0:c1] = e * float(scale[i, lv]) * self._share(r0, r1, c0, c1)
+                fine[i, r0:r1, c0:c1] = e * float(scale[i, lv]) / ((r1 - r0) * (c1 - c0))
+                if lv > 0:
+                    self._unrefined[i].append((r0, r1, c0, c1))
         self.forward_passes, self.images_seen = passes, b
-        return self._paint(fine).to(images.device)
-
-    def _share(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
-        """Each finest cell's fraction of the block's area."""
-        heights = torch.tensor([self.rows[r + 1] - self.rows[r] for r in range(r0, r1)], dtype=torch.float32)
-        widths = torch.tensor([self.cols[c + 1] - self.cols[c] for c in range(c0, c1)], dtype=torch.float32)
-        area = torch.outer(heights, widths)
-        return area / area.sum()
+        return fine, targets
 
     def _to_refine(self, effects: dict[tuple[int, int, int], float]) -> list[tuple[int, int, int]]:
         """The ``refine`` fraction (at least one) of ``effects``' blocks with the largest |effect|."""
@@ -148,6 +177,4 @@ class AdaptiveCEMap:
         return sorted(effects, key=lambda blk: -abs(effects[blk]))[:n]
 
     def _paint(self, fine: torch.Tensor) -> torch.Tensor:
-        heights = torch.tensor([self.rows[r + 1] - self.rows[r] for r in range(self.grid[0])])
-        widths = torch.tensor([self.cols[c + 1] - self.cols[c] for c in range(self.grid[1])])
-        return fine.repeat_interleave(heights, dim=1).repeat_interleave(widths, dim=2)
+        return paint(fine.flatten(1), self.engine.masks)

@@ -26,13 +26,13 @@ def scalar(text: str) -> int | float | str | bool:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-def options(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` pairs -> keyword arguments for the dataset factory (numbers parsed)."""
+def options(pairs: list[str], flag: str) -> dict:
+    """``KEY=VALUE`` pairs -> keyword arguments for a dataset or model factory (numbers parsed)."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise CemapError(f"--data-opt {pair!r} is not KEY=VALUE", "e.g. --data-opt root=/data/images or --data-opt n_test=4000")
+            raise CemapError(f"{flag} {pair!r} is not KEY=VALUE", f"e.g. {flag} root=/data/images")
         out[key.strip()] = scalar(value.strip())
     return out
 
@@ -42,6 +42,7 @@ def run(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (see cemap list), e.g. mnist5k, synthcxr, imagefolder."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: shards, manifest.json, errors.jsonl."),
     model: str = typer.Option(None, "--model", "-m", help="Model name; default: the built-in model of the dataset."),
+    model_opt: list[str] = typer.Option([], "--model-opt", help="Model option KEY=VALUE (repeatable), e.g. weights=/models/chexnet.pt."),
     split: str = typer.Option("test", "--split", help="Dataset split to run over."),
     data_opt: list[str] = typer.Option([], "--data-opt", help="Dataset option KEY=VALUE (repeatable), e.g. root=/data or n_test=4000."),
     methods: list[str] = typer.Option([], "--methods", help="Baseline maps besides the CE map, comma-separated (e.g. gradcam,occlusion)."),
@@ -73,7 +74,8 @@ def run(
     from ..runner import RunConfig, run_dataset
 
     config = RunConfig(
-        dataset=dataset, model=model, split=split, dataset_options=options(data_opt), layer=layer,
+        dataset=dataset, model=model, split=split, layer=layer,
+        dataset_options=options(data_opt, "--data-opt"), model_options=options(model_opt, "--model-opt"),
         methods=names(methods), attacks=names(attacks), cell=cell, stride=stride, fill=scalar(fill), value=scalar(value),
         batch_size=batch_size, shard_size=shard_size, limit=limit, seed=seed,
         ae_dataset=ae_dataset, ae_split=ae_split, ae_images=ae_images,

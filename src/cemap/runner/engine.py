@@ -44,6 +44,7 @@ class RunConfig:
     model: str | None = None
     split: str = "test"
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
     layer: str | None = None
     methods: tuple[str, ...] = ()
     attacks: tuple[str, ...] = ()
@@ -138,7 +139,7 @@ class Runner:
         n = len(self.dataset)
         self.n_images = n if config.limit is None else min(config.limit, n)
         self.plans = plan_shards(self.n_images, config.shard_size)
-        self.classifier: Classifier = ranks.main_first(lambda: get_model(config.model_name)).to(device)
+        self.classifier: Classifier = ranks.main_first(lambda: get_model(config.model_name, **config.model_options)).to(device)
         self.multilabel = self.classifier.multilabel
 
     def setup(self, resume: bool) -> None:

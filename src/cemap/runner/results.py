@@ -144,7 +144,8 @@ class RunResults:
         return get_dataset(c["dataset"], split=c["split"], **c["dataset_options"])
 
     def classifier(self) -> Classifier:
-        return get_model(self.config["model"])
+        """The model the run used, rebuilt from its name and options (weights file, ...)."""
+        return get_model(self.config["model"], **self.config["model_options"])
 
     def _check_maps(self, maps: Sequence[str]) -> list[str]:
         unknown = [m for m in maps if m not in self.map_names]
