@@ -51,7 +51,7 @@ def test_refines_only_where_the_effect_is_and_counts_its_passes():
     assert (maps[:, 8:12, 4:8] > 0).all() and (maps[:, :8] == 0).all()
 
 
-def test_unrefined_blocks_share_their_effect_by_area(tiny_clf):
+def test_unrefined_blocks_share_their_effect_equally(tiny_clf):
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(2))
     ad = AdaptiveCEMap(tiny_clf, cell=4, levels=1, refine=0.25)
     maps = ad.attribute(x)

@@ -125,3 +125,17 @@ def test_cxr_cnn_acceptance(test_split):
     assert classifier_quality(clf, batch.images, batch.labels)["macro_auroc"] >= 0.95
     fitted = cemap.fit_autoencoder(clf, stack_images(cemap.get_dataset("synthcxr", split="train")), data_key="synthcxr-train")
     assert cemap.fidelity(fitted, clf, batch.images).agreement >= 0.98
+
+
+def test_cxr_cnn_has_a_cam_ready_head_and_loads_local_weights(tmp_path):
+    from torch import nn
+
+    from cemap.models.cxr_cnn import CAM_LAYER, CxrCNN
+
+    torch.save(CxrCNN(len(FINDINGS)).state_dict(), tmp_path / "cxr.pt")
+    clf = cemap.get_model("cxr-cnn", weights=str(tmp_path / "cxr.pt"))  # no training when weights are given
+    assert clf.head == "sigmoid" and clf.input_shape == (1, 128, 128) and clf.class_names == FINDINGS
+    assert CAM_LAYER == f"features.{len(clf.model.features) - 1}" and isinstance(clf.model.get_submodule(CAM_LAYER), nn.ReLU)
+    assert isinstance(clf.model.classifier, nn.Linear) and clf.default_layer in clf.layers and CAM_LAYER in clf.layers
+    with torch.inference_mode():
+        assert clf(torch.rand(2, 1, 128, 128)).shape == (2, len(FINDINGS))

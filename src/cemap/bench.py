@@ -316,7 +316,8 @@ def _map_section(clf, x, targets, cfg, anchors) -> dict:
             "captum_ppe1": _per_image(anchors["captum_ppe1"], n),
             f"captum_ppe{dense['fp32'].masks.shape[0]}": _per_image(anchors[f"captum_ppe{dense['fp32'].masks.shape[0]}"], n),
         },
-        "cpu_s_per_image": {k: v["cpu_median_s"] / n for k, v in t.items()},
+        "cpu_s_per_image": {**{k: v["cpu_median_s"] / n for k, v in t.items()},
+                            **{k: anchors[k]["cpu_median_s"] / n for k in ("captum_ppe1", f"captum_ppe{dense['fp32'].masks.shape[0]}")}},
         "speedup_vs_best_captum": {k: _ratio(best, _per_image(v, n)) for k, v in t.items()},
         "bf16_max_abs_diff_vs_fp32": float((maps["dense_bf16"] - maps["dense_fp32"]).abs().max()),
         "captum_max_abs_diff_vs_dense_fp32": float((anchors["captum_ppe1_map"] - maps["dense_fp32"]).abs().max()),
@@ -395,14 +396,22 @@ def adaptive_quality(n_images: int, cfg: BenchConfig) -> dict:
     targets = torch.stack([bl.reshape(-1)[0] for bl in batch.box_labels]).long()
     boxes = [bx[bl == t] for bx, bl, t in zip(batch.boxes, batch.box_labels, targets)]
     dense = CEMap(clf, cell=cfg.cell)
-    adaptive = AdaptiveCEMap(clf, cell=dense.cell, levels=cfg.adaptive_levels, refine=cfg.adaptive_refine)
-    d, a = dense.attribute(batch.images, targets), adaptive.attribute(batch.images, targets)
-    rho = rank_correlation(_cell_values(d, adaptive), _cell_values(a, adaptive))
+    d = dense.attribute(batch.images, targets)
+    rows = []
+    for refine in sorted({cfg.adaptive_refine, 0.5}):
+        adaptive = AdaptiveCEMap(clf, cell=dense.cell, levels=cfg.adaptive_levels, refine=refine)
+        a = adaptive.attribute(batch.images, targets)
+        rho = rank_correlation(_cell_values(d, adaptive), _cell_values(a, adaptive))
+        rows.append({"refine": refine, "forward_passes_per_image": adaptive.forward_passes_per_image,
+                     "pointing_game": float(pointing_game_hits(a, boxes).float().mean()),
+                     "rank_correlation": {"mean": statistics.mean(rho), "min": min(rho)}})
+    chosen = next(r for r in rows if r["refine"] == cfg.adaptive_refine)
     return {
-        "model": "cxr-cnn", "dataset": "synthcxr", "images": len(picked), "grid": list(adaptive.grid),
-        "forward_passes_per_image": {"dense": dense.forward_passes_per_image, "adaptive": adaptive.forward_passes_per_image},
-        "pointing_game": {"dense": float(pointing_game_hits(d, boxes).float().mean()), "adaptive": float(pointing_game_hits(a, boxes).float().mean())},
-        "rank_correlation": {"mean": statistics.mean(rho), "min": min(rho)},
+        "model": "cxr-cnn", "dataset": "synthcxr", "images": len(picked), "grid": list(adaptive.grid), "levels": cfg.adaptive_levels,
+        "forward_passes_per_image": {"dense": dense.forward_passes_per_image, "adaptive": chosen["forward_passes_per_image"]},
+        "pointing_game": {"dense": float(pointing_game_hits(d, boxes).float().mean()), "adaptive": chosen["pointing_game"]},
+        "rank_correlation": chosen["rank_correlation"],
+        "tradeoff": rows,
     }
 
 
@@ -486,4 +495,7 @@ def format_table(result: dict) -> str:
         lines.append(f"adaptive vs dense on {q['dataset']} ({q['model']}, {q['images']} images): pointing game "
                      f"{q['pointing_game']['adaptive']:.3f} vs {q['pointing_game']['dense']:.3f}, rank corr mean {q['rank_correlation']['mean']:.3f}, "
                      f"passes {q['forward_passes_per_image']['adaptive']:.1f} vs {q['forward_passes_per_image']['dense']}")
+        for row in q["tradeoff"]:
+            lines.append(f"  refine {row['refine']:.2f}: passes {row['forward_passes_per_image']:.1f}, pointing game {row['pointing_game']:.3f}, "
+                         f"rank corr {row['rank_correlation']['mean']:.3f}")
     return "\n".join(lines)

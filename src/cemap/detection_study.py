@@ -46,14 +46,14 @@ DEFAULT_SQUEEZERS = {"bits": (5,), "median_sizes": (2,)}
 
 @dataclass
 class StudyConfig:
-    n_fit: int = 300
-    n_eval: int = 150
-    n_adaptive: int = 48
+    n_fit: int = 200
+    n_eval: int = 120
+    n_adaptive: int = 32
     pgd_steps: int = 20
     cw_steps: int = 25
     cw_search_steps: int = 2
-    adaptive_steps: int = 20
-    adaptive_weights: tuple[float, ...] = (1.0, 10.0)
+    adaptive_steps: int = 10
+    adaptive_weights: tuple[float, ...] = (1.0,)
     lid_k: int = 20
     lid_reference: int = 200
     seed: int = 0

@@ -15,13 +15,9 @@ import torch
 
 from ..errors import CemapError
 from ..models.classifier import Classifier
-from .batching import autocast, balanced_chunks
 from .cemap_map import CEMap, default_cell, paint
 from .effects import class_effect, resolve_targets
-from .masks import fill_images, grid_positions
-
-
-DETAILS = ("gradient", "flat")
+from .masks import grid_positions
 
 
 def _ratio(parents: torch.Tensor, sums: torch.Tensor) -> float:
@@ -42,7 +38,6 @@ class AdaptiveCEMap:
         levels: int = 1,
         refine: float = 0.25,
         fill: str | float = "zero",
-        detail: str = "gradient",
         chunk_size: int | None = None,
         precision: str = "fp32",
         blur_sigma: float | None = None,
@@ -53,9 +48,6 @@ class AdaptiveCEMap:
             raise CemapError(f"levels must be at least 0, got {levels}", "0 is the dense map; 1-3 coarsen by 2x per level")
         if not 0 < refine <= 1:
             raise CemapError(f"refine fraction {refine} must be in (0, 1]", "e.g. 0.25 refines the quarter of blocks with the largest effect")
-        if detail not in DETAILS:
-            raise CemapError(f"unknown detail {detail!r}", f"use one of {', '.join(DETAILS)}")
-        self.detail = detail
         self.engine = CEMap(classifier, cell=cell, stride=cell, fill=fill, chunk_size=chunk_size, precision=precision, blur_sigma=blur_sigma)
         self.classifier = classifier
         self.cell, self.levels, self.refine = cell, levels, refine
@@ -97,36 +89,12 @@ class AdaptiveCEMap:
 
     def attribute(self, images: torch.Tensor, target: int | torch.Tensor | None = None) -> torch.Tensor:
         images = self.classifier.check_images(images)
-        fine, targets = self._measure(images, target)
-        if self.detail == "gradient":
-            fine = fine + self._first_order(images, targets)
+        fine = self._measure(images, target)
         return self._paint(fine).to(images.device)
 
-    def _first_order(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """B x ny x nx: each cell's first-order effect (grad p_t . (x - fill) over the cell) minus its block's mean.
-
-        Zero wherever a cell was measured on its own, so it only orders the cells inside unrefined blocks.
-        """
-        fills = fill_images(images, self.engine.fill, self.engine.blur_sigma)
-        parts = []
-        for s in balanced_chunks(images.shape[0], self.engine.chunk_size):
-            with torch.enable_grad(), autocast(self.engine.precision, images.device):
-                x = images[s].detach().requires_grad_(True)
-                p = self.classifier.predict_proba(x).float().gather(1, targets[s, None].to(x.device)).sum()
-                (g,) = torch.autograd.grad(p, x)
-            parts.append((g * (images[s] - fills[s])).sum(1))
-        drop = torch.cat(parts).flatten(1).float()
-        cells = (drop @ self.engine.masks.flatten(1).to(drop).T).reshape(-1, *self.grid).cpu()
-        detail = torch.zeros_like(cells)
-        for i, blocks in enumerate(self._unrefined):
-            for r0, r1, c0, c1 in blocks:
-                part = cells[i, r0:r1, c0:c1]
-                detail[i, r0:r1, c0:c1] = part - part.mean()
-        return detail
-
     @torch.inference_mode()
-    def _measure(self, images: torch.Tensor, target: int | torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B x ny x nx cell effects from the quadtree, B targets); remembers which blocks stayed unrefined."""
+    def _measure(self, images: torch.Tensor, target: int | torch.Tensor | None) -> torch.Tensor:
+        """B x ny x nx cell effects from the quadtree."""
         b = images.shape[0]
         ny, nx = self.grid
         top = min(self.levels, max(ny - 1, nx - 1).bit_length())  # no level coarser than one block
@@ -161,15 +129,12 @@ class AdaptiveCEMap:
                 ratio[i, level] = _ratio(parents, sums)
         scale = ratio.cumprod(dim=1)  # a level-l effect in units of summed finest-cell effects
         fine = torch.zeros(b, ny, nx)
-        self._unrefined = [[] for _ in range(b)]
         for i in range(b):
             for (lv, by, bx), e in leaves[i].items():
                 r0, r1, c0, c1 = self._block_cells(lv, by, bx)
                 fine[i, r0:r1, c0:c1] = e * float(scale[i, lv]) / ((r1 - r0) * (c1 - c0))
-                if lv > 0:
-                    self._unrefined[i].append((r0, r1, c0, c1))
         self.forward_passes, self.images_seen = passes, b
-        return fine, targets
+        return fine
 
     def _to_refine(self, effects: dict[tuple[int, int, int], float]) -> list[tuple[int, int, int]]:
         """The ``refine`` fraction (at least one) of ``effects``' blocks with the largest |effect|."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..data.registry import get_dataset
-from ..data.synthcxr import FINDINGS
+from ..data.synthcxr import FINDINGS, GENERATOR_VERSION
 from .classifier import Classifier
 from .registry import register_model
 from .training import cached_weights, fit_classifier
@@ -44,7 +44,7 @@ def layer_names(net: CxrCNN) -> list[str]:
 @register_model("cxr-cnn", dataset="synthcxr")
 def cxr_cnn(weights: str | None = None, train_config: dict | None = None, size: int = 128) -> Classifier:
     """Trained on synthcxr's train split at ``size`` px on first use (a few minutes on 2 cores); ``weights`` loads a state dict."""
-    config = {**TRAIN_CONFIG, **(train_config or {}), "size": size}
+    config = {**TRAIN_CONFIG, **(train_config or {}), "size": size, "data_version": GENERATOR_VERSION}
     net = CxrCNN(len(FINDINGS))
     if weights is not None:
         from .loading import load_state_dict_file

@@ -2,7 +2,8 @@
 
 Run a whole split: ``run_dataset(RunConfig(dataset="mnist5k"), "out/run")`` or
 ``cemap run --dataset mnist5k --out out/run``; under ``torchrun --nproc_per_node=N -m cemap run
-...`` each rank computes every N-th shard. Read it back without recomputing:
+...`` each rank computes every N-th shard (several nodes work the same way, provided the run
+folder is on a filesystem they all see). Read it back without recomputing:
 ``load_run("out/run").results(maps=["cemap"])``.
 
 Folder format (``cemap-run/1``)::
