@@ -241,3 +241,18 @@ def test_evaluate_cli_rejects_an_unknown_method(tmp_path, capsys):
         main(["evaluate", "--dataset", "mnist5k", "--methods", "gradcam,lime", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "lime" in capsys.readouterr().err
+
+
+def test_marker_share_column_counts_only_tagged_images(tiny_clf):
+    from cemap.evaluation_study import EvalConfig, Pairs, _marker_masks, evaluate_method
+
+    class Tagged:
+        shortcut_box = torch.tensor([0.0, 0.0, 4.0, 4.0])
+        has_shortcut = torch.tensor([True, False])
+
+    pairs = Pairs(torch.rand(2, 3, 16, 16), torch.tensor([0, 1]), [torch.zeros(0, 4)] * 2, ["a", "b"], torch.tensor([0, 1]))
+    masks = _marker_masks(Tagged(), pairs)
+    assert masks[0].sum() == 16 and masks[1].sum() == 0
+    row, maps = evaluate_method("centre", tiny_clf, pairs, EvalConfig(n_robust=2, steps=2), masks)
+    assert row["n_marker_pairs"] == 1
+    assert row["marker_share"] == pytest.approx((maps[0, :4, :4].sum() / maps[0].sum()).item())

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import torch
 
+from .causal.autoencoder import model_fingerprint
 from .data import get_dataset
 from .data.base import ImageDataset
 from .errors import CemapError, unknown_name
@@ -145,8 +146,10 @@ def evaluate_method(
     row["randomisation_spearman"] = _mean(
         randomisation_correlation(lambda c: get_explainer(name, c, **options), classifier, sub.images, sub.targets, maps[: len(sub)], seed=cfg.seed)
     )
-    if marker_masks is not None:
-        row["marker_share"] = _mean(marker_share(maps, marker_masks))
+    if marker_masks is not None:  # only images that carry the tag
+        tagged = marker_masks.flatten(1).any(1)
+        row["n_marker_pairs"] = int(tagged.sum())
+        row["marker_share"] = _mean(marker_share(maps[tagged], marker_masks[tagged]))
     row["seconds_maps"] = t_maps
     row["ms_per_map"] = 1000 * t_maps / len(pairs)
     row["seconds_total"] = time.perf_counter() - t0
@@ -187,6 +190,7 @@ def tune_ce(classifier: Classifier, train: ImageDataset, n_images: int = 60, see
 
 
 def _marker_masks(dataset: ImageDataset, pairs: Pairs) -> torch.Tensor | None:
+    """B x H x W: the shortcut tag's pixels in tagged images, nothing elsewhere (None for data without a tag)."""
     box = getattr(dataset, "shortcut_box", None)
     if box is None:
         return None
@@ -234,6 +238,7 @@ def run_evaluation(
         "dataset": dataset,
         "dataset_options": opts,
         "model": model_name,
+        "model_fingerprint": model_fingerprint(clf),
         "n_images": int(torch.unique(pairs.image_index).numel()),
         "n_pairs": len(pairs),
         "config": asdict(cfg),

@@ -8,7 +8,8 @@ import sys
 _ENABLED: bool | None = None
 
 
-def set_progress(enabled: bool) -> None:
+def set_progress(enabled: bool | None) -> None:
+    """True or False forces bars on or off; None returns to the default (a terminal and no CEMAP_QUIET)."""
     global _ENABLED
     _ENABLED = enabled
 
