@@ -41,7 +41,7 @@ def test_bench_quick_writes_every_section(tmp_path, capsys, mnist_clf):
     assert all(v > 0 for v in lat["speedup_vs_reference"].values())
 
     pgd = result["pgd"]
-    assert pgd["fp32_identical_to_torchattacks"] is True
+    assert pgd["fp32_identical_to_torchattacks"] is True and pgd["fp32_fraction_differing"] == 0
     assert all(0 <= v <= 1 for v in pgd["success_rate"].values())
 
     for precision in ("fp32", "bf16"):

@@ -14,7 +14,7 @@ Quick use::
 from importlib.metadata import PackageNotFoundError, version
 
 from .causal import (
-    AEConfig, CEMap, FittedAutoencoder, LatentCE, class_effect, expected_effect, fidelity, fit_autoencoder, split_classifier,
+    AEConfig, AdaptiveCEMap, CEMap, FittedAutoencoder, LatentCE, class_effect, expected_effect, fidelity, fit_autoencoder, split_classifier,
 )
 from .data import Sample, get_dataset, list_datasets, register_dataset
 from .errors import CemapError
@@ -26,7 +26,7 @@ except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0"
 
 __all__ = [
-    "AEConfig", "CEMap", "CemapError", "Classifier", "FittedAutoencoder", "LatentCE", "Sample", "class_effect",
+    "AEConfig", "AdaptiveCEMap", "CEMap", "CemapError", "Classifier", "FittedAutoencoder", "LatentCE", "Sample", "class_effect",
     "expected_effect", "fidelity", "fit_autoencoder", "get_dataset", "get_model", "list_datasets", "list_models",
     "register_dataset", "register_model", "split_classifier", "__version__",
 ]

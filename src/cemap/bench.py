@@ -369,6 +369,9 @@ def _pgd_section(clf, px, labels, cfg, anchors, eps: float, alpha: float) -> dic
         "success_rate": {"cemap_fp32": rate["fp32"], "cemap_bf16": rate["bf16"], "torchattacks_fp32": ta_rate["fp32"], "torchattacks_bf16": ta_rate["bf16"]},
         "fp32_identical_to_torchattacks": bool(torch.equal(adv["fp32"], ta["fp32"])),
         "fp32_max_abs_diff_vs_torchattacks": float((adv["fp32"] - ta["fp32"]).abs().max()),
+        # Sigmoid heads: torchattacks' cross-entropy over [0, z_t] equals cemap's BCE only up to rounding, which
+        # flips the sign of near-zero gradient entries over the steps; softmax heads share the loss exactly.
+        "fp32_fraction_differing": float((adv["fp32"] != ta["fp32"]).float().mean()),
     }
 
 
