@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .causal import (
     AEConfig, AdaptiveCEMap, CEMap, FittedAutoencoder, LatentCE, class_effect, expected_effect, fidelity, fit_autoencoder, split_classifier,
 )
+from .detect import CEDetector, CESignature
 from .data import Sample, get_dataset, list_datasets, register_dataset
 from .errors import CemapError
 from .models import Classifier, get_model, list_models, register_model
@@ -26,7 +27,7 @@ except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0"
 
 __all__ = [
-    "AEConfig", "AdaptiveCEMap", "CEMap", "CemapError", "Classifier", "FittedAutoencoder", "LatentCE", "Sample", "class_effect",
+    "AEConfig", "AdaptiveCEMap", "CEDetector", "CEMap", "CESignature", "CemapError", "Classifier", "FittedAutoencoder", "LatentCE", "Sample", "class_effect",
     "expected_effect", "fidelity", "fit_autoencoder", "get_dataset", "get_model", "list_datasets", "list_models",
     "register_dataset", "register_model", "split_classifier", "__version__",
 ]

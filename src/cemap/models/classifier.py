@@ -45,7 +45,7 @@ class Classifier(nn.Module):
         super().__init__()
         if head not in HEADS:
             raise CemapError(f"unknown head {head!r}", f"use one of {', '.join(HEADS)}")
-        self.model = model.eval()
+        self.model = model
         self.preprocess = preprocess if preprocess is not None else nn.Identity()
         self.class_names = list(class_names)
         self.head = head
@@ -58,6 +58,7 @@ class Classifier(nn.Module):
         self.cam_layer = cam_layer
         for p in self.parameters():
             p.requires_grad_(False)
+        self.eval()  # a frozen classifier: dropout off and BatchNorm on running statistics, wrapper included
 
     @property
     def multilabel(self) -> bool:
