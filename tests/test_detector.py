@@ -17,7 +17,7 @@ from cemap.evaluate.detection_baselines import feature_squeezing_score, lid, max
 @pytest.fixture
 def tiny_signature(tiny_clf):
     images = torch.rand(32, 3, 16, 16)
-    fitted = fit_autoencoder(tiny_clf, images, config=AEConfig(code=4, hidden=8, epochs=1, batch_size=16), use_cache=False)
+    fitted = fit_autoencoder(tiny_clf, images, config=AEConfig(code=4, hidden=8, steps=4, batch_size=16), use_cache=False)
     return CESignature(tiny_clf, fitted, SignatureConfig(cell=4))
 
 

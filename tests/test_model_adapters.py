@@ -99,7 +99,7 @@ def test_latent_ce_and_ce_map_on_densenet121_split_in_a_dense_block():
         act, extras = split.activation(images)
         assert split.method == "fx" and torch.allclose(split.finish(act, extras), clf(images), atol=1e-5)
         assert torch.allclose(split.finish(act, extras), split.finish(act, extras))  # act unchanged by the suffix
-    fitted = cemap.fit_autoencoder(clf, images, config=AEConfig(code=4, hidden=8, epochs=1, batch_size=3), use_cache=False)
+    fitted = cemap.fit_autoencoder(clf, images, config=AEConfig(code=4, hidden=8, steps=2, batch_size=3), use_cache=False)
     profile = cemap.LatentCE(clf, fitted).attribute(images[:2])
     assert profile.shape == (2, 4) and torch.isfinite(profile).all()
     ce = cemap.CEMap(clf, cell=8)

@@ -33,7 +33,7 @@ class AEConfig:
     w_tv: float = 5.0
     w_rec: float = 2.0
     w_kl: float = 3.0
-    epochs: int = 8
+    steps: int = 500  # optimiser steps, not epochs: small and large training sets get the same training
     lr: float = 2e-3
     batch_size: int = 64
     seed: int = 0
@@ -176,26 +176,34 @@ def _data_fingerprint(images: torch.Tensor) -> str:
     return hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
+def _minibatches(n: int, batch_size: int, steps: int, generator: torch.Generator) -> Iterable[torch.Tensor]:
+    """Exactly ``steps`` index batches, reshuffled at every pass over the ``n`` images."""
+    done = 0
+    while True:
+        for idx in _batches(torch.randperm(n, generator=generator), batch_size):
+            if done == steps:
+                return
+            done += 1
+            yield idx
+
+
 def _train(ae: LatentAutoencoder, split: Split, classifier: Classifier, images: torch.Tensor, cfg: AEConfig) -> None:
     opt = torch.optim.Adam(ae.parameters(), lr=cfg.lr)
-    steps = cfg.epochs * ((len(images) + cfg.batch_size - 1) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     ae.train()
-    bar = tqdm(total=steps, desc=f"autoencoder @ {split.layer}", disable=not progress_enabled(), leave=False)
-    for _ in range(cfg.epochs):
-        order = torch.randperm(len(images), generator=gen)
-        for idx in _batches(order, cfg.batch_size):
-            with torch.no_grad():
-                act, extras = split.activation(images[idx])
-                teacher = split.finish(act, extras)
-            loss = autoencoder_loss(ae, split, classifier, act, extras, teacher, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+    bar = tqdm(total=cfg.steps, desc=f"autoencoder @ {split.layer}", disable=not progress_enabled(), leave=False)
+    for idx in _minibatches(len(images), cfg.batch_size, cfg.steps, gen):
+        with torch.no_grad():
+            act, extras = split.activation(images[idx])
+            teacher = split.finish(act, extras)
+        loss = autoencoder_loss(ae, split, classifier, act, extras, teacher, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
     bar.close()
     ae.eval()
 

@@ -29,7 +29,7 @@ FINDINGS = ["Nodule", "Mass", "Infiltrate", "Effusion"]
 PREVALENCE = 0.3
 MASK_SPLIT_SEED = 20190203  # fixed forever: which real lung masks are train and which are test
 TEST_MASK_FRACTION = 0.2
-GENERATOR_VERSION = 1  # bump when the drawing changes, so caches regenerate
+GENERATOR_VERSION = 2  # bump when the drawing changes, so caches regenerate
 CHUNK = 256
 SPLITS = ("train", "test")
 

@@ -93,13 +93,13 @@ def _sphere(r: np.ndarray) -> np.ndarray:
 
 
 def nodule(dx, dy, rng):
-    return rng.uniform(0.2, 0.3) * _sphere(np.hypot(dx, dy) / 0.9)
+    return rng.uniform(0.4, 0.55) * _sphere(np.hypot(dx, dy) / 0.9)
 
 
 def mass(dx, dy, rng):
     theta = np.arctan2(dy, dx)
     lobes = 1 + 0.15 * np.sin(3 * theta + rng.uniform(0, 2 * np.pi)) + 0.08 * np.sin(5 * theta + rng.uniform(0, 2 * np.pi))
-    return rng.uniform(0.22, 0.32) * _sphere(np.hypot(dx, dy) / (0.82 * lobes)) ** 0.6
+    return rng.uniform(0.3, 0.42) * _sphere(np.hypot(dx, dy) / (0.82 * lobes)) ** 0.6
 
 
 def infiltrate(dx, dy, rng):

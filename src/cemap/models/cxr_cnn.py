@@ -13,7 +13,7 @@ from ..data.registry import get_dataset
 from ..data.synthcxr import FINDINGS, GENERATOR_VERSION
 from .classifier import Classifier
 from .registry import register_model
-from .training import cached_weights, fit_classifier
+from .training import builtin_weights
 
 TRAIN_CONFIG = {"arch": "cxr-cnn-8-16-32-64-gap", "epochs": 12, "lr": 3e-3, "batch_size": 32, "max_shift": 3, "seed": 0}
 CAM_LAYER = "features.14"
@@ -45,28 +45,9 @@ def layer_names(net: CxrCNN) -> list[str]:
 def cxr_cnn(weights: str | None = None, train_config: dict | None = None, size: int = 128) -> Classifier:
     """Trained on synthcxr's train split at ``size`` px on first use (a few minutes on 2 cores); ``weights`` loads a state dict."""
     config = {**TRAIN_CONFIG, **(train_config or {}), "size": size, "data_version": GENERATOR_VERSION}
-    net = CxrCNN(len(FINDINGS))
-    if weights is not None:
-        from .loading import load_state_dict_file
-
-        net.load_state_dict(load_state_dict_file(weights))
-    else:
-        net = cached_weights(
-            "cxr-cnn",
-            config,
-            net,
-            lambda n: fit_classifier(
-                n,
-                get_dataset("synthcxr", split="train", size=size),
-                multilabel=True,
-                epochs=config["epochs"],
-                lr=config["lr"],
-                batch_size=config["batch_size"],
-                seed=config["seed"],
-                max_shift=config["max_shift"],
-                desc="training cxr-cnn",
-            ),
-        )
+    net = builtin_weights(
+        "cxr-cnn", CxrCNN(len(FINDINGS)), config, lambda: get_dataset("synthcxr", split="train", size=size), multilabel=True, weights=weights
+    )
     return Classifier(
         net,
         class_names=FINDINGS,

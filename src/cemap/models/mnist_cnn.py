@@ -7,7 +7,7 @@ from torch import nn
 from ..data.registry import get_dataset
 from .classifier import Classifier
 from .registry import register_model
-from .training import cached_weights, fit_classifier
+from .training import builtin_weights
 
 TRAIN_CONFIG = {"arch": "conv32-conv64-fc256-fc10", "epochs": 12, "lr": 2e-3, "batch_size": 64, "max_shift": 2, "seed": 0}
 
@@ -39,28 +39,7 @@ class MnistCNN(nn.Module):
 def mnist_cnn(weights: str | None = None, train_config: dict | None = None) -> Classifier:
     """Trained on first use (about a minute on 2 cores) and cached; ``weights`` loads a state dict instead."""
     config = {**TRAIN_CONFIG, **(train_config or {})}
-    net = MnistCNN()
-    if weights is not None:
-        from .loading import load_state_dict_file
-
-        net.load_state_dict(load_state_dict_file(weights))
-    else:
-        net = cached_weights(
-            "mnist-cnn",
-            config,
-            net,
-            lambda n: fit_classifier(
-                n,
-                get_dataset("mnist5k", split="train"),
-                multilabel=False,
-                epochs=config["epochs"],
-                lr=config["lr"],
-                batch_size=config["batch_size"],
-                seed=config["seed"],
-                max_shift=config["max_shift"],
-                desc="training mnist-cnn",
-            ),
-        )
+    net = builtin_weights("mnist-cnn", MnistCNN(), config, lambda: get_dataset("mnist5k", split="train"), multilabel=False, weights=weights)
     return Classifier(
         net,
         class_names=[str(d) for d in range(10)],

@@ -81,3 +81,38 @@ def cached_weights(name: str, config: dict[str, Any], net: nn.Module, train_fn: 
     net = train_fn(net)
     save_atomic({"state_dict": net.state_dict(), "config": config}, path)
     return net.eval()
+
+
+def builtin_weights(
+    name: str,
+    net: nn.Module,
+    config: dict[str, Any],
+    train_data: Callable[[], ImageDataset],
+    multilabel: bool,
+    weights: str | None = None,
+) -> nn.Module:
+    """A built-in model's weights: the user's file if given, else the cache, else trained on first use.
+
+    ``config`` holds epochs, lr, batch_size, seed and max_shift, and is the cache key.
+    """
+    if weights is not None:
+        from .loading import load_state_dict_file
+
+        net.load_state_dict(load_state_dict_file(weights))
+        return net.eval()
+    return cached_weights(
+        name,
+        config,
+        net,
+        lambda n: fit_classifier(
+            n,
+            train_data(),
+            multilabel=multilabel,
+            epochs=config["epochs"],
+            lr=config["lr"],
+            batch_size=config["batch_size"],
+            seed=config["seed"],
+            max_shift=config["max_shift"],
+            desc=f"training {name}",
+        ),
+    )
