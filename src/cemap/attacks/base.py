@@ -138,7 +138,8 @@ class Attack:
     def __call__(self, images: torch.Tensor, labels: int | torch.Tensor | None = None, target: int | torch.Tensor | None = None) -> AttackResult:
         """Attack ``images`` (B x C x H x W in [0, 1]). ``labels``: the true class (softmax) or the finding
         to attack (sigmoid); None attacks the model's own prediction. ``target``: a targeted goal."""
-        images = self.classifier.check_images(images).detach()
+        # a clone is never an inference tensor, so images made under torch.inference_mode can be attacked
+        images = self.classifier.check_images(images).detach().clone()
         labels, target = self._resolve(images, labels, target)
         adv, success = [], []
         for s in chunks(images.shape[0], self.batch_size):
