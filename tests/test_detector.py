@@ -50,7 +50,9 @@ def test_signature_batched_differentiable_and_consistent(tiny_clf, tiny_signatur
     assert torch.allclose(diff, sig, atol=1e-5)
     diff.sum().backward()
     assert xg.grad is not None and xg.grad.abs().sum() > 0
-    assert torch.allclose(tiny_signature._differentiable_map(x).detach(), CEMap(tiny_clf, cell=4).attribute(x), atol=1e-6)
+    differentiable_map = CEMap(tiny_clf, cell=4).attribute(x.clone().requires_grad_(True), differentiable=True)
+    assert differentiable_map.requires_grad
+    assert torch.allclose(differentiable_map.detach(), CEMap(tiny_clf, cell=4).attribute(x), atol=1e-6)
     with pytest.raises(cemap.CemapError, match="image shape"):
         tiny_signature(torch.rand(2, 1, 16, 16))
 

@@ -21,10 +21,8 @@ import torch
 from .attacks.gradient import PGD
 from .causal.autoencoder import FittedAutoencoder
 from .causal.batching import chunks
-from .causal.cemap_map import CEMap, paint
-from .causal.effects import class_effect
+from .causal.cemap_map import CEMap
 from .causal.latent import LatentCE
-from .causal.masks import fill_images
 from .errors import CemapError
 from .models.classifier import Classifier
 
@@ -114,25 +112,12 @@ class CESignature:
         """Which features are probability changes (latent CEs, map peak/mean/mass) rather than shares."""
         return [not any(n == f"map_{s}" for s in SHARE_STATS) for n in self.feature_names]
 
-    def _differentiable_map(self, images: torch.Tensor) -> torch.Tensor:
-        """The CE map of ``images`` (same numbers as CEMap.attribute, predicted-class target) with gradients kept."""
-        masks = self.cemap.masks
-        b, m = images.shape[0], masks.shape[0]
-        fills = fill_images(images, self.cemap.fill, self.cemap.blur_sigma)
-        p = self.classifier.predict_proba(images).float()
-        targets = p.argmax(-1).detach()
-        idx = torch.arange(b * m)
-        img, cell = idx // m, idx % m
-        out = [self.classifier.predict_proba(torch.where(masks[cell[s], None], fills[img[s]], images[img[s]])).float()
-               for s in chunks(b * m, self.cemap.chunk_size)]
-        return paint(class_effect(p, torch.cat(out).reshape(b, m, -1), targets), masks)
-
     def _chunk(self, images: torch.Tensor, differentiable: bool) -> torch.Tensor:
         parts = []
         if self.latent is not None:
             parts.append(self.latent.attribute(images, differentiable=differentiable))
         if self.config.map_stats:
-            maps = self._differentiable_map(images) if differentiable else self.cemap.attribute(images)
+            maps = self.cemap.attribute(images, differentiable=differentiable)
             parts.append(map_statistics(maps, self.config.map_stats, self.config.top_fraction))
         return torch.cat(parts, dim=1)
 

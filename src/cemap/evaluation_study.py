@@ -105,14 +105,6 @@ def _mean(values: torch.Tensor) -> float:
     return float(torch.nanmean(v)) if v.numel() else float("nan")
 
 
-def _fgsm_available() -> bool:
-    try:
-        from .attacks import FGSM  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def localisation_row(maps: torch.Tensor, pairs: Pairs, cfg: EvalConfig) -> dict[str, float]:
     tolerance = cfg.tolerance_224 * maps.shape[-1] / 224
     row = {
@@ -142,7 +134,7 @@ def evaluate_method(
     sub = pairs.take(cfg.n_robust)
     row["n_robust"] = len(sub)
     row["noise_spearman"] = _mean(noise_stability(explainer, sub.images, sub.targets, maps[: len(sub)], sigma=cfg.noise_sigma, seed=cfg.seed))
-    row["fgsm_spearman"] = _mean(fgsm_stability(explainer, sub.images, sub.targets, maps[: len(sub)], eps=cfg.fgsm_eps)) if _fgsm_available() else None
+    row["fgsm_spearman"] = _mean(fgsm_stability(explainer, sub.images, sub.targets, maps[: len(sub)], eps=cfg.fgsm_eps))
     row["randomisation_spearman"] = _mean(
         randomisation_correlation(lambda c: get_explainer(name, c, **options), classifier, sub.images, sub.targets, maps[: len(sub)], seed=cfg.seed)
     )

@@ -18,7 +18,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..cache import cache_path, load_weights, save_atomic
-from ..data.base import ImageDataset
 from ..models.classifier import Classifier
 from ..progress import progress_enabled
 from .split import Split, split_classifier

@@ -7,6 +7,8 @@ Captum's ``Occlusion`` on the predicted probability (same sign: higher = matters
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from ..models.classifier import Classifier
@@ -57,20 +59,22 @@ class CEMap:
     def forward_passes_per_image(self) -> int:
         return self.masks.shape[0] + 1
 
-    @torch.inference_mode()
-    def effects_for_masks(self, images: torch.Tensor, masks: torch.Tensor, target: int | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def effects_for_masks(
+        self, images: torch.Tensor, masks: torch.Tensor, target: int | torch.Tensor | None = None, differentiable: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B x M class CEs of masking each of ``masks`` in each image, the B targets used).
 
         The unmasked image rides along as one more (empty) mask, so every forward pass runs at
-        the chunk size; each chunk is built with a single ``where``.
+        the chunk size; each chunk is built with a single ``where``. ``differentiable=True`` keeps
+        the graph (adaptive attacks differentiate through the map).
         """
         images = self.classifier.check_images(images)
-        probs = self.masked_probabilities(images, masks)
+        with contextlib.nullcontext() if differentiable else torch.inference_mode():
+            probs = self.masked_probabilities(images, masks)
         p, p_do = probs[:, 0], probs[:, 1:]
-        targets = resolve_targets(p, target)
+        targets = resolve_targets(p.detach(), target)
         return class_effect(p, p_do, targets), targets
 
-    @torch.inference_mode()
     def masked_probabilities(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """B x (1 + M) x K probabilities: the image itself, then the image with each mask filled."""
         b, m = images.shape[0], masks.shape[0] + 1
@@ -79,7 +83,6 @@ class CEMap:
         which = torch.arange(m).repeat(b)
         return self.pair_probabilities(images, owner, masks, which).reshape(b, m, -1)
 
-    @torch.inference_mode()
     def pair_probabilities(self, images: torch.Tensor, owner: torch.Tensor, masks: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
         """N x K probabilities of ``images[owner[n]]`` with ``masks[which[n]]`` filled, in balanced chunks."""
         device = images.device
@@ -93,6 +96,6 @@ class CEMap:
                 out.append(self.classifier.predict_proba(as_model_input(batch, self.channels_last)).float())
         return torch.cat(out) if out else images.new_zeros(0, self.classifier.num_classes)
 
-    def attribute(self, images: torch.Tensor, target: int | torch.Tensor | None = None) -> torch.Tensor:
-        effects, _ = self.effects_for_masks(images, self.masks, target)
+    def attribute(self, images: torch.Tensor, target: int | torch.Tensor | None = None, differentiable: bool = False) -> torch.Tensor:
+        effects, _ = self.effects_for_masks(images, self.masks, target, differentiable)
         return paint(effects, self.masks.to(effects.device))

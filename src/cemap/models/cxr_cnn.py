@@ -1,6 +1,6 @@
 """cxr-cnn: a small CNN for synthcxr with a global-average-pooled linear head, so CAM applies.
 
-``features`` is a Sequential of four conv-BN-ReLU blocks (the last ReLU, ``features.11``, is the
+``features`` is a Sequential of four conv-BN-ReLU blocks (the last ReLU, ``features.14``, is the
 CAM layer: 64 channels at 1/8 resolution), then global average pooling and ``classifier``
 (Linear 64 -> findings), one sigmoid per finding. Trained on first use and cached.
 """
@@ -55,5 +55,6 @@ def cxr_cnn(weights: str | None = None, train_config: dict | None = None, size: 
         input_shape=(1, size, size),
         layers=layer_names(net),
         default_layer=DEFAULT_LAYER,
+        cam_layer=CAM_LAYER,
         name="cxr-cnn",
     )
