@@ -26,4 +26,4 @@ def test_cli_unknown_dataset_is_one_line_exit_2(tmp_path):
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "unknown dataset 'nope'" in lines[0] and "mnist5k" in lines[0]
+    assert len(lines) == 1 and "unknown built-in dataset 'nope'" in lines[0] and "mnist5k" in lines[0]

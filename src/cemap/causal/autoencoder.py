@@ -32,7 +32,7 @@ class AEConfig:
     w_tv: float = 5.0
     w_rec: float = 2.0
     w_kl: float = 3.0
-    steps: int = 500  # optimiser steps, not epochs: small and large training sets get the same training
+    steps: int = 800  # optimiser steps, not epochs: small and large training sets get the same training
     lr: float = 2e-3
     batch_size: int = 64
     seed: int = 0
