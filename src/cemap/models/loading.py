@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
 from ..errors import CemapError
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a state dict (or a {'state_dict': ...} checkpoint) with ``weights_only=True``."""
+def load_state_dict_file(path: str | Path, allowed: Sequence[type] = ()) -> dict[str, torch.Tensor]:
+    """Load a state dict (or a {'state_dict': ...} checkpoint) with ``weights_only=True``.
+
+    ``allowed`` names the only extra classes the unpickler may build (e.g. torchxrayvision's
+    network classes, whose release files pickle whole modules); a module found is reduced to its state dict.
+    """
     path = Path(path)
     if not path.is_file():
         raise CemapError(f"weights file not found: {path}", "check the path passed to --weights")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(allowed)):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CemapError(
             f"refusing to load {path}: it is not a weights-only checkpoint",
@@ -24,6 +30,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         ) from exc
     except Exception as exc:  # corrupt or not a torch file at all
         raise CemapError(f"cannot read checkpoint {path}: {exc.__class__.__name__}", "is it a PyTorch .pt/.pth file?") from exc
+    if isinstance(obj, torch.nn.Module):
+        return obj.state_dict()
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):

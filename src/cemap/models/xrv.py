@@ -22,7 +22,6 @@ torchxrayvision and torch.nn classes a DenseNet/ResNet is made of - never arbitr
 from __future__ import annotations
 
 import os
-import pickle
 from functools import partial
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from torch import nn
 
 from ..errors import CemapError
 from .classifier import Classifier
+from .loading import load_state_dict_file
 from .registry import register_model
 from .torchvision_models import DENSENET_LAYERS, RESNET_LAYERS
 
@@ -118,23 +118,7 @@ def _allowed_classes() -> list:
 
 def read_xrv_weights(path: Path) -> dict[str, torch.Tensor]:
     """State dict from a plain state dict file or a torchxrayvision release file, both weights-only."""
-    try:
-        with torch.serialization.safe_globals(_allowed_classes()):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CemapError(
-            f"refusing to load {path}: it pickles objects beyond torchxrayvision's network classes ({str(exc).splitlines()[0][:160]})",
-            "if the file is from a trusted source, re-save its weights with torch.save(model.state_dict(), path)",
-        ) from exc
-    except Exception as exc:
-        raise CemapError(f"cannot read weights {path}: {exc.__class__.__name__}", "the file is corrupt or not a PyTorch checkpoint") from exc
-    if isinstance(obj, nn.Module):
-        return obj.state_dict()
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise CemapError(f"{path} holds a {type(obj).__name__}, not weights", "save model.state_dict() instead")
-    return obj
+    return load_state_dict_file(path, allowed=_allowed_classes())
 
 
 def xrv_classifier(weights: str, operating_point: bool = False, default_layer: str | None = None) -> Classifier:
