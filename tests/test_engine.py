@@ -132,6 +132,22 @@ def test_ce_map_multilabel_target_uses_that_finding(tiny_clf):
     assert torch.allclose(m2[0, 0, 0], expected, atol=1e-6)
 
 
+def test_ce_map_of_a_repeated_image_is_computed_once_and_equals_its_own(tiny_clf):
+    """Pairs that share an image (one per finding) are masked once; each still gets its own target's map."""
+    x = torch.rand(2, 3, 16, 16)
+    batch = torch.stack([x[0], x[1], x[0], x[0]])
+    targets = torch.tensor([0, 1, 2, 0])
+    ce = CEMap(tiny_clf, cell=8, stride=4, fill="mean")
+    calls = []
+    original = ce.masked_probabilities
+    ce.masked_probabilities = lambda images, masks: calls.append(len(images)) or original(images, masks)
+    maps = ce.attribute(batch, targets)
+    assert calls == [2]
+    for i in range(4):
+        alone = CEMap(tiny_clf, cell=8, stride=4, fill="mean").attribute(batch[i : i + 1], targets[i : i + 1])
+        assert torch.allclose(maps[i], alone[0], atol=1e-6)
+
+
 def test_bad_inputs_are_clear_errors(tiny_clf, mnist_clf):
     with pytest.raises(CemapError, match="mnist5k"):
         cemap.get_dataset("nope")

@@ -234,6 +234,27 @@ def test_evaluation_pairs_one_per_finding_with_boxes():
     assert [len(b) for b in pairs.boxes] == [2, 1, 1]
 
 
+def test_ce_tuning_is_cached_per_model_and_reused(tmp_path, monkeypatch, tiny_clf):
+    """The train-split choice of CE's settings runs once per model and data; a rerun reads it back."""
+    import cemap.evaluation_study as study
+
+    monkeypatch.setenv("CEMAP_CACHE", str(tmp_path))
+    calls = []
+
+    def fake_tune(classifier, train, n_images, seed, cfg):
+        calls.append(n_images)
+        return {"fill": "blur"}, [{"options": {"fill": "blur"}, "pointing_game": 1.0}]
+
+    monkeypatch.setattr(study, "tune_ce", fake_tune)
+    monkeypatch.setattr(study, "get_dataset", lambda name, split, **kw: None)
+    first = study.cached_tune_ce(tiny_clf, "synthcxr", {}, study.EvalConfig())
+    second = study.cached_tune_ce(tiny_clf, "synthcxr", {}, study.EvalConfig())
+    other_seed = study.cached_tune_ce(tiny_clf, "synthcxr", {}, study.EvalConfig(seed=1))
+    assert calls == [study.TUNE_IMAGES, study.TUNE_IMAGES]
+    assert first["chosen"] == second["chosen"] == other_seed["chosen"] == {"fill": "blur"}
+    assert "from_cache" not in first and second["from_cache"].endswith(".json")
+
+
 def test_evaluate_cli_rejects_an_unknown_method(tmp_path, capsys):
     from cemap.cli import main
 

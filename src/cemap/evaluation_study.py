@@ -22,6 +22,7 @@ from typing import Sequence
 
 import torch
 
+from .cache import cache_path, save_json_atomic
 from .causal.autoencoder import model_fingerprint
 from .data import get_dataset
 from .data.base import ImageDataset
@@ -150,9 +151,10 @@ def evaluate_method(
 
 CE_FILLS = ("zero", "mean", "blur")
 CE_CELLS = (16, 12)  # each with a half-cell stride
+TUNE_IMAGES = 60  # train images (all their boxed findings) that the choice is made on
 
 
-def tune_ce(classifier: Classifier, train: ImageDataset, n_images: int = 60, seed: int = 0, cfg: EvalConfig | None = None) -> tuple[dict, list[dict]]:
+def tune_ce(classifier: Classifier, train: ImageDataset, n_images: int = TUNE_IMAGES, seed: int = 0, cfg: EvalConfig | None = None) -> tuple[dict, list[dict]]:
     """Pick CE's fill, then its cell size, on train images by pointing game + T(IoBB = 0.25); returns (best options, all scores).
 
     A coordinate search keeps it to five CE runs: the fills (zero / mean / blur) at the default
@@ -179,6 +181,21 @@ def tune_ce(classifier: Classifier, train: ImageDataset, n_images: int = 60, see
         if cell < min(classifier.input_shape[1:]):
             best = max(best, score({"cell": cell, "stride": cell // 2, "fill": fill}), key=value)
     return best["options"], scores
+
+
+def cached_tune_ce(classifier: Classifier, dataset: str, dataset_options: dict, cfg: EvalConfig) -> dict:
+    """:func:`tune_ce` on ``dataset``'s train split, cached like a trained model (keyed by the model's weights,
+    the data and every setting that decides the choice), so a rerun of a study does not repeat it."""
+    key = {"model": model_fingerprint(classifier), "dataset": dataset, "options": dataset_options, "seed": cfg.seed,
+           "images": TUNE_IMAGES, "fills": CE_FILLS, "cells": CE_CELLS, "tolerance_224": cfg.tolerance_224, "iobb_level": cfg.iobb_level}
+    path = cache_path("tuning", f"{classifier.name or 'model'}-ce", key, suffix=".json")
+    if path.exists():
+        return {**json.loads(path.read_text()), "from_cache": str(path)}
+    t0 = time.perf_counter()
+    best, scores = tune_ce(classifier, get_dataset(dataset, split="train", **dataset_options), TUNE_IMAGES, cfg.seed, cfg)
+    tuning = {"split": "train", "chosen": best, "candidates": scores, "seconds": time.perf_counter() - t0}
+    save_json_atomic(tuning, path)
+    return tuning
 
 
 def _marker_masks(dataset: ImageDataset, pairs: Pairs) -> torch.Tensor | None:
@@ -214,9 +231,8 @@ def run_evaluation(
     clf = get_model(model_name)
     tuning = None
     if tune and "ce" in methods and "ce" not in cfg.method_options:
-        best, scores = tune_ce(clf, get_dataset(dataset, split="train", **opts), seed=cfg.seed, cfg=cfg)
-        cfg.method_options["ce"] = best
-        tuning = {"split": "train", "chosen": best, "candidates": scores}
+        tuning = cached_tune_ce(clf, dataset, opts, cfg)
+        cfg.method_options["ce"] = tuning["chosen"]
     pairs = evaluation_pairs(test, cfg.n_images, cfg.seed)
     markers = _marker_masks(test, pairs)
     shown = torch.linspace(0, len(pairs) - 1, min(cfg.n_figure, len(pairs))).round().long().unique()

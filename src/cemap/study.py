@@ -50,7 +50,7 @@ class StudyPlan:
     @classmethod
     def for_mode(cls, quick: bool) -> "StudyPlan":
         if quick:
-            return cls(figure_images=4, profile_images=16, pgd_steps=5, eval_images=12, eval_robust=6, eval_steps=8)
+            return cls(figure_images=4, profile_images=16, pgd_steps=5, eval_images=8, eval_robust=4, eval_steps=8)
         return cls()
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..causal.batching import autocast, chunks
+from ..causal.batching import as_model_input, autocast, chunks, prefers_channels_last
 from ..errors import CemapError
 from ..models.classifier import Classifier
 
@@ -59,6 +59,7 @@ class Attack:
         self.classifier = classifier
         self.batch_size = batch_size
         self.precision = precision
+        self.channels_last = precision != "fp32" and prefers_channels_last(classifier.input_shape)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.budget().items())
@@ -70,8 +71,10 @@ class Attack:
 
     # -- the goal -----------------------------------------------------------------------------
     def logits(self, images: torch.Tensor) -> torch.Tensor:
+        # Reduced precision also runs channels-last (DenseNet-121 fwd+bwd in bf16: 1.3x); fp32 keeps the caller's
+        # layout so its adversarials are bit-identical to a plain loop such as torchattacks'.
         with autocast(self.precision):
-            return self.classifier(images).float()
+            return self.classifier(as_model_input(images, self.channels_last)).float()
 
     def _decisions(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Sigmoid heads: the current yes/no of the attacked finding, as the BCE label to move away from."""

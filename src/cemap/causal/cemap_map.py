@@ -7,8 +7,6 @@ Captum's ``Occlusion`` on the predicted probability (same sign: higher = matters
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from ..models.classifier import Classifier
@@ -28,6 +26,16 @@ def paint(effects: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     total = effects.float() @ flat
     count = flat.sum(0).clamp_min(1)
     return (total / count).reshape(effects.shape[0], *masks.shape[1:])
+
+
+def distinct_images(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the distinct images, index of each input among them): an image asked for several targets is masked once."""
+    if len(images) < 2:
+        return images, torch.arange(len(images), device=images.device)
+    distinct, inverse = torch.unique(images.flatten(1), dim=0, return_inverse=True)
+    if len(distinct) == len(images):
+        return images, torch.arange(len(images), device=images.device)
+    return distinct.reshape(-1, *images.shape[1:]), inverse
 
 
 class CEMap:
@@ -69,8 +77,12 @@ class CEMap:
         the graph (adaptive attacks differentiate through the map).
         """
         images = self.classifier.check_images(images)
-        with contextlib.nullcontext() if differentiable else torch.inference_mode():
+        if differentiable:
             probs = self.masked_probabilities(images, masks)
+        else:
+            with torch.inference_mode():
+                distinct, inverse = distinct_images(images)
+                probs = self.masked_probabilities(distinct, masks)[inverse]
         p, p_do = probs[:, 0], probs[:, 1:]
         targets = resolve_targets(p.detach(), target)
         return class_effect(p, p_do, targets), targets

@@ -15,9 +15,9 @@ from .classifier import Classifier
 from .registry import register_model
 from .training import builtin_weights
 
-TRAIN_CONFIG = {"arch": "cxr-cnn-8-16-32-64-gap", "epochs": 12, "lr": 3e-3, "batch_size": 32, "max_shift": 3, "seed": 0}
+TRAIN_CONFIG = {"arch": "cxr-cnn-8-16-32-64-gap", "epochs": 20, "lr": 3e-3, "batch_size": 32, "max_shift": 3, "seed": 0}
 CAM_LAYER = "features.14"
-DEFAULT_LAYER = "features.10"  # 32 channels at 1/4 resolution: the autoencoder keeps per-finding decisions there
+DEFAULT_LAYER = "features.11"  # after the third pool: 32 channels at 1/8 resolution, where a 16-channel code keeps per-finding decisions
 
 
 def _block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
