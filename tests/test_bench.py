@@ -43,6 +43,9 @@ def test_bench_quick_writes_every_section(tmp_path, capsys, mnist_clf):
     pgd = result["pgd"]
     assert pgd["fp32_identical_to_torchattacks"] is True and pgd["fp32_fraction_differing"] == 0
     assert all(0 <= v <= 1 for v in pgd["success_rate"].values())
+    prof = pgd["fp32_profile"]
+    assert prof["extra_forwards"] == 1 and prof["forward_s"] > 0 and prof["forward_backward_s"] > 0  # softmax head: only the success check
+    assert 0 < prof["share_in_steps"] and 0 < prof["share_in_extra_forwards"] < 1
 
     for precision in ("fp32", "bf16"):
         eff = result["efficiency"][precision]

@@ -357,6 +357,7 @@ def _pgd_section(clf, px, labels, cfg, anchors, eps: float, alpha: float) -> dic
         t[p] = timed(lambda attack=attack: attack(px, labels), cfg.repeats, cfg.warmup)
         result = attack(px, labels)
         adv[p], rate[p] = result.adversarial, result.success_rate
+    profile = _pgd_profile(PGD(clf, eps=eps, alpha=alpha, steps=cfg.pgd_steps, random_start=False), px, labels, t["fp32"], cfg)
     ta = {p: anchors[f"torchattacks_{p}_adv"] for p in ("fp32", "bf16")}
     ta_rate = {p: float(_pgd_success(clf, px, ta[p], labels).float().mean()) for p in ta}
     ta_time = {p: _per_image(anchors[f"torchattacks_{p}"], n) for p in ta}
@@ -372,6 +373,23 @@ def _pgd_section(clf, px, labels, cfg, anchors, eps: float, alpha: float) -> dic
         # Sigmoid heads: torchattacks' cross-entropy over [0, z_t] equals cemap's BCE only up to rounding, which
         # flips the sign of near-zero gradient entries over the steps; softmax heads share the loss exactly.
         "fp32_fraction_differing": float((adv["fp32"] != ta["fp32"]).float().mean()),
+        "fp32_profile": profile,
+    }
+
+
+def _pgd_profile(attack, images: torch.Tensor, labels: torch.Tensor, total: dict, cfg: BenchConfig) -> dict:
+    """Where cemap's fp32 PGD time goes: ``steps`` forward+backward passes (all a plain loop such as torchattacks
+    runs) and the forwards around them (the clean decision of a sigmoid head's attacked finding, the success check)."""
+    with torch.no_grad():
+        original = attack._decisions(attack.logits(images), labels) if attack.classifier.multilabel else None
+        forward = timed(lambda: attack.logits(images), cfg.repeats, cfg.warmup)["median_s"]
+    step = timed(lambda: attack.gradient(images, labels, None, original), cfg.repeats, cfg.warmup)["median_s"]
+    total = total["median_s"]
+    extra = 2 if attack.classifier.multilabel else 1
+    return {
+        "forward_s": forward, "forward_backward_s": step, "extra_forwards": extra, "attack_s": total,
+        "share_in_steps": attack.steps * step / total, "share_in_extra_forwards": extra * forward / total,
+        "note": "the steps are a plain loop's whole cost; bit-identical outputs leave the extra forwards as the gap to it",
     }
 
 
@@ -489,6 +507,9 @@ def format_table(result: dict) -> str:
             ratio = pgd["speedup_vs_torchattacks_fp32"].get(k.split("_")[1]) if k.startswith("cemap") else None
             lines.append(f"  {k:<34}{pgd['s_per_image'][k]:>8.3f}   {'' if ratio is None else f'{ratio:5.2f}x':<21}{pgd['success_rate'][k]:.2f}")
         lines.append(f"  fp32 identical to torchattacks: {pgd['fp32_identical_to_torchattacks']} (max |diff| {pgd['fp32_max_abs_diff_vs_torchattacks']:.2e})")
+        prof = pgd["fp32_profile"]
+        lines.append(f"  fp32 profile: {pgd['steps']} x forward+backward {prof['forward_backward_s']:.3f} s = {100 * prof['share_in_steps']:.0f}%, "
+                     f"{prof['extra_forwards']} x forward {prof['forward_s']:.3f} s = {100 * prof['share_in_extra_forwards']:.0f}% of {prof['attack_s']:.3f} s")
     lines.append("efficiency of the dense CE map")
     for p in ("fp32", "bf16"):
         e = eff[p]
