@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..cache import cache_path, load_weights, save_atomic
 from ..models.classifier import Classifier
+from ..models.training import optimiser_step
 from ..progress import progress_enabled
 from .split import Split, split_classifier
 
@@ -197,12 +198,7 @@ def _train(ae: LatentAutoencoder, split: Split, classifier: Classifier, images: 
             act, extras = split.activation(images[idx])
             teacher = split.finish(act, extras)
         loss = autoencoder_loss(ae, split, classifier, act, extras, teacher, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.update()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        optimiser_step(opt, sched, loss, bar)
     bar.close()
     ae.eval()
 

@@ -18,8 +18,8 @@ from .effects import class_effect, expected_effect, resolve_targets
 from .masks import apply_masks, fill_images
 
 VALUES = ("zero", "mean")
-SUFFIX_BUDGET = 1 << 24  # cut-activation values per suffix pass (64 MB in fp32)
 EFFECTS = ("ece", "class")
+SUFFIX_BUDGET = 1 << 24  # cut-activation values per suffix pass (64 MB in fp32)
 
 
 class LatentCE:

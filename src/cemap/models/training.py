@@ -61,14 +61,19 @@ def fit_classifier(
                 loss = F.binary_cross_entropy_with_logits(logits, batch.labels.float())
             else:
                 loss = F.cross_entropy(logits, batch.labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            optimiser_step(opt, sched, loss, bar)
     bar.close()
     return net.eval()
+
+
+def optimiser_step(opt: torch.optim.Optimizer, sched, loss: torch.Tensor, bar) -> None:
+    """One step of training (the classifier's or the latent autoencoder's), with the loss on the progress bar."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    bar.update()
+    bar.set_postfix(loss=f"{loss.item():.4f}")
 
 
 def cached_weights(name: str, config: dict[str, Any], net: nn.Module, train_fn: Callable[[nn.Module], nn.Module]) -> nn.Module:
