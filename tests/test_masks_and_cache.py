@@ -67,3 +67,37 @@ def test_training_is_deterministic_for_a_seed():
         runs.append(fit_classifier(MnistCNN(), _Few(), multilabel=False, epochs=1, batch_size=16, seed=7, max_shift=2).state_dict())
         torch.manual_seed(999)
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_study_stage_is_restored_with_its_files_until_its_key_or_the_code_changes(tmp_path, monkeypatch):
+    from cemap import stage_cache
+
+    monkeypatch.setenv("CEMAP_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def stage(out):
+        def compute():
+            calls.append(out)
+            (out / "sub").mkdir(exist_ok=True)
+            (out / "table.json").write_text('{"x": 1}')
+            (out / "sub" / "figure.png").write_bytes(bytes(range(256)))
+            return {"rows": [1.5, float("nan")], "name": "ce"}
+        return compute
+
+    first, second, third = (tmp_path / n for n in ("a", "b", "c"))
+    for folder in (first, second, third):
+        folder.mkdir()
+    (first / "untouched.txt").write_text("was here before the stage")
+    value, prov = stage_cache.run_cached("evaluation", {"n": 8}, first, stage(first))
+    assert "restored_from" not in prov and prov["computed_s"] >= 0
+    restored, prov = stage_cache.run_cached("evaluation", {"n": 8}, second, stage(second))
+    assert calls == [first] and "restored_from" in prov
+    assert restored["name"] == "ce" and restored["rows"][0] == 1.5 and restored["rows"][1] != restored["rows"][1]  # NaN survives
+    assert (second / "sub" / "figure.png").read_bytes() == bytes(range(256)) and (second / "table.json").read_text() == '{"x": 1}'
+    assert not (second / "untouched.txt").exists()  # only what the stage wrote is kept
+    stage_cache.run_cached("evaluation", {"n": 9}, third, stage(third))  # other settings: computed
+    stage_cache.run_cached("evaluation", {"n": 8}, third, stage(third), reuse=False)  # asked to recompute
+    monkeypatch.setattr(stage_cache, "source_fingerprint", lambda: "edited-code")
+    stage_cache.run_cached("evaluation", {"n": 8}, third, stage(third))  # cemap's code changed: computed
+    assert calls == [first, third, third, third]
+    assert not list((tmp_path / "cache" / "study").glob("*.tmp*"))

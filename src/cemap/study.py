@@ -8,6 +8,9 @@ Stages, each timed:
 3. evaluation - CE maps against every baseline on ground truth (evaluation.json, overlays.png);
 4. detection - attacks, CE-signature detector and its baselines (detection.json, ROC, histograms);
 5. report - study.json and a self-contained report.html.
+
+Stages 1-4 are kept in the cache (:mod:`cemap.stage_cache`): rerunning the same study with the same
+model and code restores them, and study.json's ``stages`` says which were restored and what they cost.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .attacks import PGD
 from .causal import LatentCE, fit_autoencoder
+from .causal.autoencoder import model_fingerprint
 from .data import get_dataset
 from .data.base import stack_images
 from .demo import run_demo
@@ -34,6 +38,7 @@ from .models import default_model_for, get_model
 from .progress import progress_enabled
 from .report.figures import profile_bars
 from .report.html import write_report
+from .stage_cache import run_cached
 
 
 @dataclass(frozen=True)
@@ -116,32 +121,52 @@ def applicable_methods(dataset: str) -> tuple[list[str], dict[str, str]]:
     return usable, skipped
 
 
-def run_study(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: bool = False, seed: int = 0) -> dict:
-    """Run every stage into ``out`` and return study.json's content; report.html is written last."""
+def _stage_key(dataset: str, quick: bool, seed: int) -> dict:
+    """What every stage's result depends on besides its own settings and the code: the data and the model's weights."""
+    model = default_model_for(dataset)
+    return {"dataset": dataset, "quick": quick, "seed": seed, "model": model, "weights": model_fingerprint(get_model(model))}
+
+
+def _evaluation_stage(dataset: str, out: Path, cfg: EvalConfig, tune: bool) -> dict:
+    methods, skipped = applicable_methods(dataset)
+    evaluation = run_evaluation(dataset, methods=methods, out=out, config=cfg, tune=tune and "ce" in methods)
+    return {"n_images": evaluation["n_images"], "n_pairs": evaluation["n_pairs"], "methods": methods, "methods_not_applicable": skipped}
+
+
+def run_study(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: bool = False, seed: int = 0, reuse: bool = True) -> dict:
+    """Run every stage into ``out`` and return study.json's content; report.html is written last.
+
+    A stage whose inputs (settings, model weights, cemap's code) are unchanged since an earlier run is
+    restored from the cache instead of recomputed (:mod:`cemap.stage_cache`); ``reuse=False`` recomputes all.
+    """
     plan = StudyPlan.for_mode(quick)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+    provenance: dict[str, dict] = {}
     t0 = time.perf_counter()
 
-    bar = tqdm(total=4, desc="study", disable=not progress_enabled(), leave=False)
+    bar = tqdm(total=5, desc="study", disable=not progress_enabled(), leave=False)
 
-    def stage(name: str, fn):
+    def stage(name: str, fn, key: dict | None = None):
         bar.set_postfix_str(name)
         t = time.perf_counter()
-        value = fn()
+        if key is None:
+            value = fn()
+        else:
+            value, provenance[name] = run_cached(name, key, out, fn, reuse)
         timings[name] = time.perf_counter() - t
         bar.update()
         return value
 
-    metrics = stage("demo", lambda: run_demo(dataset=dataset, out=out, n_images=plan.figure_images, seed=seed))
-    profiles = stage("conditions", lambda: condition_profiles(dataset, out, plan, seed))
+    base = stage("model", lambda: _stage_key(dataset, quick, seed))
+    metrics = stage("demo", lambda: run_demo(dataset=dataset, out=out, n_images=plan.figure_images, seed=seed), {**base, "plan": asdict(plan)})
+    profiles = stage("conditions", lambda: condition_profiles(dataset, out, plan, seed), {**base, "plan": asdict(plan)})
     cfg = EvalConfig(n_images=plan.eval_images, n_robust=plan.eval_robust, steps=plan.eval_steps, seed=seed)
-    methods, skipped = applicable_methods(dataset)
     # CE's fill and cell are chosen on the train split when it has boxes, never on the test images reported
-    tune = "ce" in methods and "ce_map_pointing_game" in metrics
-    evaluation = stage("evaluation", lambda: run_evaluation(dataset, methods=methods, out=out, config=cfg, tune=tune))
-    detection = stage("detection", lambda: run_detection_study(dataset=dataset, out=out, quick=quick, seed=seed))
+    tune = "ce_map_pointing_game" in metrics
+    evaluation = stage("evaluation", lambda: _evaluation_stage(dataset, out, cfg, tune), {**base, "config": asdict(cfg), "tune": tune})
+    detection = stage("detection", lambda: {"layer": run_detection_study(dataset=dataset, out=out, quick=quick, seed=seed)["layer"]}, base)
     study = {
         "dataset": dataset,
         "model": metrics["model"],
@@ -151,10 +176,11 @@ def run_study(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: bo
         "settings": {"plan": asdict(plan)},
         "latent_profiles": profiles["conditions"],
         "profile_images": profiles["images"],
-        "evaluation": {"n_images": evaluation["n_images"], "n_pairs": evaluation["n_pairs"], "methods": methods, "methods_not_applicable": skipped},
-        "detection": {"layer": detection["layer"]},
+        "evaluation": evaluation,
+        "detection": detection,
         "figures": {"latent_profiles_conditions": profiles["figure"]},
         "timings_s": timings,
+        "stages": provenance,
     }
     bar.close()
     timings["total"] = time.perf_counter() - t0

@@ -17,6 +17,7 @@ def demo(
     dataset: str = typer.Option("synthcxr", "--dataset", "-d", help="Built-in dataset: synthcxr (chest radiographs with exact boxes) or mnist5k."),
     quick: bool = typer.Option(False, "--quick", help="A small subset of every stage: the same report in a fraction of the time."),
     out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="Run folder for the JSON results, figures and report.html."),
+    recompute: bool = typer.Option(False, "--recompute", help="Recompute every stage instead of restoring those cached by an earlier identical run (models and autoencoders are still reused)."),
     seed: int = SEED,
     threads: int = THREADS,
     quiet: bool = QUIET,
@@ -31,7 +32,7 @@ def demo(
 
     default_model_for(dataset)  # an unknown dataset fails here, before any work
     start = time.perf_counter()
-    study = run_study(dataset=dataset, out=out, quick=quick, seed=seed)
+    study = run_study(dataset=dataset, out=out, quick=quick, seed=seed, reuse=not recompute)
     metrics = json.loads((out / "metrics.json").read_text())
     fid = metrics["autoencoder"]["fidelity"]
     report = Path(study["report"])
@@ -39,4 +40,7 @@ def demo(
     typer.echo(f"autoencoder fidelity: agreement {fid['agreement']:.4f}, mean KL {fid['mean_kl']:.4f}")
     for condition, row in study["latent_profiles"].items():
         typer.echo(f"latent CE profile, {condition}: n={row['n']}" + (f", L1 shift from clean {row['l1_shift_from_clean']:.4f}" if "l1_shift_from_clean" in row else ""))
+    restored = [name for name, p in study["stages"].items() if "restored_from" in p]
+    if restored:
+        typer.echo(f"restored from an earlier identical run: {', '.join(restored)} (--recompute to redo)")
     typer.echo(f"report: {report.resolve()} ({report.stat().st_size / 1e6:.2f} MB) after {time.perf_counter() - start:.0f} s")
