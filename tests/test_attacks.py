@@ -82,6 +82,29 @@ def test_sigmoid_head_attacks_one_finding():
         PGD(clf, eps=0.1)(x, labels=torch.zeros(8, 5))
 
 
+def test_sigmoid_pgd_reads_the_clean_decision_off_its_first_step():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5))
+    clf = cemap.Classifier(net, class_names=list("abcde"), head="sigmoid", input_shape=(3, 8, 8), layers=["1"], default_layer="1")
+    forwards = []
+    net.register_forward_hook(lambda *_: forwards.append(1))
+    x = torch.rand(8, 3, 8, 8)
+    res = PGD(clf, eps=0.3, alpha=0.05, steps=4, random_start=False)(x, labels=2)
+    assert len(forwards) == 4 + 1  # the steps and the success check; no forward of its own for the clean decision
+    with torch.no_grad():
+        decision = (net(x)[:, 2] > 0).float()
+    adv = x.clone()
+    for _ in range(4):  # a plain loop with the clean decision as the BCE label
+        adv.requires_grad_(True)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(adv)[:, 2], decision, reduction="none").sum()
+        step = adv.detach() + 0.05 * torch.autograd.grad(loss, adv)[0].sign()
+        adv = torch.clamp(x + torch.clamp(step - x, min=-0.3, max=0.3), min=0, max=1)
+    assert torch.equal(res.adversarial, adv)
+    forwards.clear()
+    PGD(clf, eps=0.3, steps=4, random_start=True)(x, labels=2)
+    assert len(forwards) == 4 + 2  # a random start needs the clean decision first
+
+
 def test_bf16_precision_runs_and_errors_are_clear(tiny_clf):
     x = torch.rand(4, 3, 16, 16)
     assert PGD(tiny_clf, eps=0.05, steps=2, precision="bf16")(x).linf.max() <= 0.05 + 1e-6

@@ -379,13 +379,13 @@ def _pgd_section(clf, px, labels, cfg, anchors, eps: float, alpha: float) -> dic
 
 def _pgd_profile(attack, images: torch.Tensor, labels: torch.Tensor, total: dict, cfg: BenchConfig) -> dict:
     """Where cemap's fp32 PGD time goes: ``steps`` forward+backward passes (all a plain loop such as torchattacks
-    runs) and the forwards around them (the clean decision of a sigmoid head's attacked finding, the success check)."""
+    runs) and the forwards around them (the success check; a sigmoid head's clean decision when not read off the first step)."""
     with torch.no_grad():
         original = attack._decisions(attack.logits(images), labels) if attack.classifier.multilabel else None
         forward = timed(lambda: attack.logits(images), cfg.repeats, cfg.warmup)["median_s"]
     step = timed(lambda: attack.gradient(images, labels, None, original), cfg.repeats, cfg.warmup)["median_s"]
     total = total["median_s"]
-    extra = 2 if attack.classifier.multilabel else 1
+    extra = 2 if attack.classifier.multilabel and not attack.starts_at_clean() else 1
     return {
         "forward_s": forward, "forward_backward_s": step, "extra_forwards": extra, "attack_s": total,
         "share_in_steps": attack.steps * step / total, "share_in_extra_forwards": extra * forward / total,

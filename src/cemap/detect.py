@@ -303,10 +303,13 @@ class AdaptivePGD(PGD):
         score = self.detector.score_torch(self.signature(x, differentiable=True).double()).float()
         return -margin.clamp(min=-self.kappa) - self.weight * score, margin, score
 
+    def starts_at_clean(self) -> bool:
+        return False  # its terms need the clean decision up front
+
     def gradient(self, images, labels, target, original):
         with torch.enable_grad():
             x = images.detach().requires_grad_(True)
-            return torch.autograd.grad(self._terms(x, labels, target, original)[0].sum(), x)[0]
+            return torch.autograd.grad(self._terms(x, labels, target, original)[0].sum(), x)[0], original
 
     def perturb(self, images, labels, target, original):
         adv = self._start(images) if self.random_start else images.clone()
@@ -322,4 +325,4 @@ class AdaptivePGD(PGD):
                 adv = self._step(adv, images, grad).detach()
         never = torch.isinf(best_score)
         best[never] = adv[never]
-        return best
+        return best, original

@@ -107,15 +107,28 @@ class Attack:
     def succeeded(self, logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, original: torch.Tensor | None = None) -> torch.Tensor:
         return self.margin(logits, labels, target, original) < 0
 
-    def gradient(self, images: torch.Tensor, labels, target, original) -> torch.Tensor:
-        """d(sum of per-sample objectives)/d images: sums keep each sample independent of the batch."""
+    def gradient(self, images: torch.Tensor, labels, target, original) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(d(sum of per-sample objectives)/d images, the clean decision); sums keep each sample independent of the batch.
+
+        ``original=None`` on a sigmoid head means ``images`` are the clean images themselves: their decision
+        is read off this forward (and returned for the later steps) instead of costing one more.
+        """
         with torch.enable_grad():
             x = images.detach().requires_grad_(True)
-            loss = self.objective(self.logits(x), labels, target, original).sum()
-            return torch.autograd.grad(loss, x)[0]
+            logits = self.logits(x)
+            if original is None and self.classifier.multilabel:
+                original = self._decisions(logits.detach(), labels)
+            loss = self.objective(logits, labels, target, original).sum()
+            return torch.autograd.grad(loss, x)[0], original
 
     # -- the mechanics ------------------------------------------------------------------------
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, original: torch.Tensor | None) -> torch.Tensor:
+    def starts_at_clean(self) -> bool:
+        """Whether the first forward of :meth:`perturb` is at the clean images (see :meth:`gradient`)."""
+        return False
+
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None,
+                original: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(adversarial images, the clean decision - as given, or as read off the first forward)."""
         raise NotImplementedError
 
     def _resolve(self, images: torch.Tensor, labels, target) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -147,9 +160,12 @@ class Attack:
         adv, success = [], []
         for s in chunks(images.shape[0], self.batch_size):
             x, y, t = images[s], labels[s], None if target is None else target[s]
-            with torch.no_grad():
-                original = self._decisions(self.logits(x), y) if self.classifier.multilabel else None
-            a = self.perturb(x, y, t, original).detach().clamp(0, 1)
+            original = None
+            if self.classifier.multilabel and not self.starts_at_clean():
+                with torch.no_grad():
+                    original = self._decisions(self.logits(x), y)
+            a, original = self.perturb(x, y, t, original)
+            a = a.detach().clamp(0, 1)
             with torch.no_grad():
                 success.append(self.succeeded(self.logits(a), y, t, original))
             adv.append(a)

@@ -60,4 +60,4 @@ class CarliniWagnerL2(Attack):
             upper = torch.where(won, torch.minimum(upper, c), upper)
             lower = torch.where(won, lower, torch.maximum(lower, c))
             c = torch.where(upper < 1e9, (lower + upper) / 2, c * 10)
-        return best
+        return best, original

@@ -28,9 +28,12 @@ class FGSM(Attack):
     def budget(self) -> dict:
         return {"norm": "linf", "eps": self.eps}
 
+    def starts_at_clean(self) -> bool:
+        return True
+
     def perturb(self, images, labels, target, original):
-        grad = self.gradient(images, labels, target, original)
-        return torch.clamp(images + self.eps * grad.sign(), min=0, max=1)
+        grad, original = self.gradient(images, labels, target, original)
+        return torch.clamp(images + self.eps * grad.sign(), min=0, max=1), original
 
 
 class PGD(Attack):
@@ -79,11 +82,15 @@ class PGD(Attack):
         factor = (self.eps / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1.0).view(-1, 1, 1, 1)
         return torch.clamp(images + delta * factor, min=0, max=1)
 
+    def starts_at_clean(self) -> bool:
+        return not self.random_start
+
     def perturb(self, images, labels, target, original):
         adv = self._start(images) if self.random_start else images.clone()
         for _ in range(self.steps):
-            adv = self._step(adv, images, self.gradient(adv, labels, target, original)).detach()
-        return adv
+            grad, original = self.gradient(adv, labels, target, original)
+            adv = self._step(adv, images, grad).detach()
+        return adv, original
 
 
 class BIM(PGD):
