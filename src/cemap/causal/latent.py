@@ -53,25 +53,29 @@ class LatentCE:
         return torch.full((self.k,), 0.0 if self.value == "zero" else float(self.value))
 
     def intervened_probs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(p: B x K from f_AE without intervention, p_do: B x k x K, one row per do(Z_j = v))."""
+        """(p: B x K from f_AE without intervention, p_do: B x k x K, one row per do(Z_j = v)).
+
+        The prefix runs once per image; the suffix runs on k + 1 codes per image (unchanged, then each
+        do(Z_j = v)), all images' rows batched together in chunks.
+        """
         split, ae, clf = self.fitted.split, self.fitted.autoencoder, self.classifier
         act, extras = split.activation(as_model_input(images, self.channels_last))
         z, _ = ae.encode(act)
-        p = clf.probabilities(split.finish(ae.decode(z, act)[0], extras).float())
         b, k = z.shape[:2]
-        chosen = torch.eye(k, dtype=torch.bool)[None, :, :, None, None]
-        z_do = torch.where(chosen, self._values().to(z)[None, None, :, None, None], z[:, None]).reshape(b * k, *z.shape[1:])
-        owner = torch.arange(b).repeat_interleave(k)
+        chosen = torch.cat([torch.zeros(1, k, dtype=torch.bool), torch.eye(k, dtype=torch.bool)])[None, :, :, None, None]
+        z_do = torch.where(chosen, self._values().to(z)[None, None, :, None, None], z[:, None]).reshape(b * (k + 1), *z.shape[1:])
+        owner = torch.arange(b).repeat_interleave(k + 1)
         size = self._chunk(act)
         act_like = act[:1].expand(size, *act.shape[1:])
         out = []
-        for s in chunks(b * k, size):
+        for s in chunks(b * (k + 1), size):
             n = s.stop - s.start
             recon = ae.decode(as_model_input(z_do[s], self.channels_last), act_like[:n])[0]
             rows = owner[s]
             extra = tuple(e[rows] if torch.is_tensor(e) and e.dim() > 0 and e.shape[0] == b else e for e in extras)
             out.append(clf.probabilities(split.finish(recon, extra).float()))
-        return p, torch.cat(out).reshape(b, k, -1)
+        probs = torch.cat(out).reshape(b, k + 1, -1)
+        return probs[:, 0], probs[:, 1:]
 
     def _chunk(self, act: torch.Tensor) -> int:
         """Interventions per suffix pass, sized by the cut activation rather than the image since only the suffix
