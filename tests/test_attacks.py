@@ -20,10 +20,10 @@ def test_fgsm_and_pgd_match_torchattacks(mnist_clf, digits):
     torchattacks = pytest.importorskip("torchattacks")
     x, y = digits
     mnist_clf.eval()  # torchattacks restores train mode on a module it finds training
-    ours = FGSM(mnist_clf, eps=0.2)(x, y).adversarial
+    ours = FGSM(mnist_clf, eps=0.2, loss="ce")(x, y).adversarial
     ref = torchattacks.FGSM(mnist_clf, eps=0.2)(x, y)
     assert torch.equal(ours, ref)
-    ours = PGD(mnist_clf, eps=0.2, alpha=0.05, steps=4, random_start=False)(x, y).adversarial
+    ours = PGD(mnist_clf, eps=0.2, alpha=0.05, steps=4, random_start=False, loss="ce")(x, y).adversarial
     ref = torchattacks.PGD(mnist_clf, eps=0.2, alpha=0.05, steps=4, random_start=False)(x, y)
     assert torch.equal(ours, ref)
     assert not mnist_clf.training
@@ -89,7 +89,7 @@ def test_sigmoid_pgd_reads_the_clean_decision_off_its_first_step():
     forwards = []
     net.register_forward_hook(lambda *_: forwards.append(1))
     x = torch.rand(8, 3, 8, 8)
-    res = PGD(clf, eps=0.3, alpha=0.05, steps=4, random_start=False)(x, labels=2)
+    res = PGD(clf, eps=0.3, alpha=0.05, steps=4, random_start=False, loss="ce")(x, labels=2)
     assert len(forwards) == 4 + 1  # the steps and the success check; no forward of its own for the clean decision
     with torch.no_grad():
         decision = (net(x)[:, 2] > 0).float()
@@ -103,6 +103,34 @@ def test_sigmoid_pgd_reads_the_clean_decision_off_its_first_step():
     forwards.clear()
     PGD(clf, eps=0.3, steps=4, random_start=True)(x, labels=2)
     assert len(forwards) == 4 + 2  # a random start needs the clean decision first
+
+
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+def test_stable_loss_is_cross_entropy_with_a_gradient_that_never_vanishes(head):
+    clf = cemap.Classifier(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), class_names=list("abc"), head=head, input_shape=(1, 2, 2))
+    logits = torch.tensor([[2.0, -1.0, 0.5], [40.0, -10.0, 3.0], [-0.3, 0.2, 0.1]], requires_grad=True)
+    labels, target = torch.tensor([0, 0, 1]), torch.tensor([2, 1, 0])
+    original = (logits.detach().gather(1, labels[:, None]).squeeze(1) > 0).float()
+    stable, torch_ce = PGD(clf, loss="stable"), PGD(clf, loss="ce")
+    for goal in (None, target):
+        assert torch.allclose(stable.objective(logits, labels, goal, original), torch_ce.objective(logits, labels, goal, original), atol=1e-6)
+    grad = lambda attack: torch.autograd.grad(attack.objective(logits, labels, None, original).sum(), logits)[0]  # noqa: E731
+    assert torch.equal(grad(torch_ce)[1], torch.zeros(3)) if head == "sigmoid" else grad(torch_ce)[1].abs().max() < 1e-15
+    assert grad(stable)[1].abs().max() > 0  # 40 logits of confidence: still a direction to move in
+    with pytest.raises(cemap.CemapError, match="unknown attack loss"):
+        PGD(clf, loss="hinge")
+
+
+def test_stable_loss_moves_a_sample_that_cross_entropy_strands():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 1))
+    with torch.no_grad():  # z = sum(x) - 66: 30 logits at x = 0.5 (p rounds to 1), within reach of eps = 0.2 (38 logits)
+        net[1].weight.fill_(1.0), net[1].bias.fill_(-66.0)
+    clf = cemap.Classifier(net, class_names=["finding"], head="sigmoid", input_shape=(3, 8, 8))
+    x = 0.5 + 0.01 * torch.rand(4, 3, 8, 8)
+    stranded = PGD(clf, eps=0.2, steps=10, random_start=False, loss="ce")(x, labels=0)
+    moved = PGD(clf, eps=0.2, steps=10, random_start=False)(x, labels=0)
+    assert torch.equal(stranded.adversarial, x) and not stranded.success.any()
+    assert moved.success.all()
 
 
 def test_bf16_precision_runs_and_errors_are_clear(tiny_clf):

@@ -353,11 +353,11 @@ def _pgd_section(clf, px, labels, cfg, anchors, eps: float, alpha: float) -> dic
     n = px.shape[0]
     t, adv, rate = {}, {}, {}
     for p in ("fp32", "bf16"):
-        attack = PGD(clf, eps=eps, alpha=alpha, steps=cfg.pgd_steps, random_start=False, precision=p)
+        attack = PGD(clf, eps=eps, alpha=alpha, steps=cfg.pgd_steps, random_start=False, precision=p, loss="ce")  # torchattacks' loss
         t[p] = timed(lambda attack=attack: attack(px, labels), cfg.repeats, cfg.warmup)
         result = attack(px, labels)
         adv[p], rate[p] = result.adversarial, result.success_rate
-    profile = _pgd_profile(PGD(clf, eps=eps, alpha=alpha, steps=cfg.pgd_steps, random_start=False), px, labels, t["fp32"], cfg)
+    profile = _pgd_profile(PGD(clf, eps=eps, alpha=alpha, steps=cfg.pgd_steps, random_start=False, loss="ce"), px, labels, t["fp32"], cfg)
     ta = {p: anchors[f"torchattacks_{p}_adv"] for p in ("fp32", "bf16")}
     ta_rate = {p: float(_pgd_success(clf, px, ta[p], labels).float().mean()) for p in ta}
     ta_time = {p: _per_image(anchors[f"torchattacks_{p}"], n) for p in ta}

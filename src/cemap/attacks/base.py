@@ -47,15 +47,27 @@ def perturbation_norms(clean: torch.Tensor, adversarial: torch.Tensor) -> tuple[
     return delta.abs().amax(1), delta.norm(dim=1)
 
 
+LOSSES = ("stable", "ce")
+
+
 class Attack:
     """Base class. Softmax heads: cross-entropy on the class. Sigmoid heads: binary cross-entropy
     on the attacked finding (untargeted: flip its decision; targeted: make finding ``target`` positive).
+
+    ``loss="stable"`` (default) computes that cross-entropy as softplus of minus the goal's log-odds: the
+    same value, but a gradient that stays non-zero however confident the model is. ``loss="ce"`` calls
+    PyTorch's cross_entropy / BCE-with-logits as torchattacks does (bit-identical adversarials); their
+    gradient, p - y, is exactly zero once p rounds to 1 in float32 (about 17 logits of margin), and such
+    a sample never moves - a random start that makes the model more confident strands it there.
     """
 
     name = "attack"
 
-    def __init__(self, classifier: Classifier, batch_size: int = 128, precision: str = "fp32") -> None:
+    def __init__(self, classifier: Classifier, batch_size: int = 128, precision: str = "fp32", loss: str = "stable") -> None:
         autocast(precision)  # validates the name
+        if loss not in LOSSES:
+            raise CemapError(f"unknown attack loss {loss!r}", f"use one of {', '.join(LOSSES)}")
+        self.loss = loss
         self.classifier = classifier
         self.batch_size = batch_size
         self.precision = precision
@@ -82,6 +94,18 @@ class Attack:
 
     def objective(self, logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, original: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sample loss that the attack ascends. ``original`` holds the clean decision (sigmoid heads)."""
+        if self.loss == "ce":
+            return self._torch_cross_entropy(logits, labels, target, original)
+        goal = labels if target is None else target
+        z = logits.gather(1, goal[:, None]).squeeze(1)
+        if self.classifier.head == "softmax":
+            odds = z - logits.masked_fill(F.one_hot(goal, logits.shape[1]).bool(), float("-inf")).logsumexp(1)
+        else:
+            odds = z if target is not None else (2 * original - 1) * z
+        cross_entropy = F.softplus(-odds)  # -log p(goal): CE of the class, or BCE against the clean decision / positive
+        return cross_entropy if target is None else -cross_entropy
+
+    def _torch_cross_entropy(self, logits, labels, target, original) -> torch.Tensor:
         if self.classifier.head == "softmax":
             if target is None:
                 return F.cross_entropy(logits, labels, reduction="none")

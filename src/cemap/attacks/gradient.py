@@ -26,7 +26,7 @@ class FGSM(Attack):
         self.eps = _positive("eps", eps)
 
     def budget(self) -> dict:
-        return {"norm": "linf", "eps": self.eps}
+        return {"norm": "linf", "eps": self.eps, "loss": self.loss}
 
     def starts_at_clean(self) -> bool:
         return True
@@ -60,7 +60,7 @@ class PGD(Attack):
         self.seed = seed
 
     def budget(self) -> dict:
-        return {"norm": self.norm, "eps": self.eps, "alpha": self.alpha, "steps": self.steps, "random_start": self.random_start}
+        return {"norm": self.norm, "eps": self.eps, "alpha": self.alpha, "steps": self.steps, "random_start": self.random_start, "loss": self.loss}
 
     def _start(self, images: torch.Tensor) -> torch.Tensor:
         gen = torch.Generator().manual_seed(self.seed)
