@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .causal.adaptive import AdaptiveCEMap
+from .causal.adaptive import DEFAULT_REFINE, AdaptiveCEMap
 from .causal.autoencoder import AEConfig, FittedAutoencoder, LatentAutoencoder
 from .causal.batching import allocator_tuned
 from .causal.cemap_map import CEMap
@@ -49,8 +49,7 @@ class BenchConfig:
     threads: int = 0
     seed: int = 0
     cell: int | None = None  # default: about a 7 x 7 grid
-    adaptive_levels: int = 1
-    adaptive_refine: float = 0.25
+    adaptive_refine: float = DEFAULT_REFINE
     pgd_steps: int = 10
     quality_images: int = 32
     anchors_in_process: bool = False
@@ -300,7 +299,7 @@ def _map_section(clf, x, targets, cfg, anchors) -> dict:
     n = x.shape[0]
     dense = {p: CEMap(clf, cell=cfg.cell, precision=p) for p in ("fp32", "bf16")}
     cell = dense["fp32"].cell
-    adaptive = {p: AdaptiveCEMap(clf, cell=cell, levels=cfg.adaptive_levels, refine=cfg.adaptive_refine, precision=p) for p in ("fp32", "bf16")}
+    adaptive = {p: AdaptiveCEMap(clf, cell=cell, refine=cfg.adaptive_refine, precision=p) for p in ("fp32", "bf16")}
     t, maps = {}, {}
     for p in ("fp32", "bf16"):
         t[f"dense_{p}"] = timed(lambda p=p: dense[p].attribute(x, targets), cfg.repeats, cfg.warmup)
@@ -419,8 +418,8 @@ def adaptive_quality(n_images: int, cfg: BenchConfig) -> dict:
     dense = CEMap(clf, cell=cfg.cell)
     d = dense.attribute(batch.images, targets)
     rows = []
-    for refine in sorted({cfg.adaptive_refine, 0.5}):
-        adaptive = AdaptiveCEMap(clf, cell=dense.cell, levels=cfg.adaptive_levels, refine=refine)
+    for refine in sorted({0.0, cfg.adaptive_refine, 0.5}):
+        adaptive = AdaptiveCEMap(clf, cell=dense.cell, refine=refine)
         a = adaptive.attribute(batch.images, targets)
         rho = rank_correlation(_cell_values(d, adaptive), _cell_values(a, adaptive))
         rows.append({"refine": refine, "forward_passes_per_image": adaptive.forward_passes_per_image,
@@ -428,7 +427,7 @@ def adaptive_quality(n_images: int, cfg: BenchConfig) -> dict:
                      "rank_correlation": {"mean": statistics.mean(rho), "min": min(rho)}})
     chosen = next(r for r in rows if r["refine"] == cfg.adaptive_refine)
     return {
-        "model": "cxr-cnn", "dataset": "synthcxr", "images": len(picked), "grid": list(adaptive.grid), "levels": cfg.adaptive_levels,
+        "model": "cxr-cnn", "dataset": "synthcxr", "images": len(picked), "grid": list(adaptive.grid), "refine": cfg.adaptive_refine,
         "forward_passes_per_image": {"dense": dense.forward_passes_per_image, "adaptive": chosen["forward_passes_per_image"]},
         "pointing_game": {"dense": float(pointing_game_hits(d, boxes).float().mean()), "adaptive": chosen["pointing_game"]},
         "rank_correlation": chosen["rank_correlation"],

@@ -1,44 +1,60 @@
-"""Adaptive CE maps: a coarse grid first, then refine only where the effect is large (a quadtree).
+"""Adaptive CE maps: a coarse sampling of the grid first, then measure only where it matters.
 
-The finest level is the dense map's grid of ``cell``-pixel cells. Level ``levels`` groups
-2^levels x 2^levels of them into blocks; every block is masked once, the ``refine`` fraction of
-blocks with the largest |effect| is split into its (up to) four children, and so on down to
-single cells. A cell that was never evaluated on its own inherits its smallest evaluated
-block's effect shared equally, rescaled by how the refined blocks' effects compared with the
-sums of their children's (masking is not additive: a large block often does less than its
-cells one by one). The result is a map on the dense grid from fewer forward passes;
-``forward_passes`` says how many the last call used. ``cemap bench`` reports how its ranking
-and pointing game compare with the dense map's (``adaptive_quality``).
+The map lives on the dense map's grid of ``cell``-pixel cells. Round one masks every other
+cell (a checkerboard: half the passes, and every other cell has measured neighbours on all
+four sides); each cell left out gets the mean of its measured neighbours. Round two masks, on
+their own, the ``refine`` fraction of those cells: first the ``candidates`` whose first-order
+effect (gradient . (image - fill) over the cell, from one backward pass) is largest - a feature
+that does not spill into its neighbours' masks is found this way - then those whose estimate is
+largest in |effect| or most uncertain (its neighbours disagree most). Large effects and their
+edges are measured, flat background is interpolated. ``forward_passes`` says how many passes
+the last call used (the gradient's forward included; it adds one backward per image).
+
+Why not a quadtree of blocks: masking is far from additive (a 2 x 2 block often does less than
+its cells one by one), so a block's effect says little about how its cells rank. On synthcxr
+train images even the *true* mean of each unrefined block's cells ranks the grid at Spearman
+0.73 (a quarter refined) to 0.82 (half); the checkerboard with the default ``refine`` reaches
+0.91 there with fewer passes, and its pointing game matches the dense map's only with the
+first-order candidates (0.729 vs 0.719 on 96 train images; 0.698 without them). ``cemap bench``
+reports ranking and pointing game against the dense map on test images.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import CemapError
 from ..models.classifier import Classifier
+from .batching import as_model_input, autocast, chunks
 from .cemap_map import CEMap, default_cell, paint
 from .effects import class_effect, resolve_targets
-from .masks import grid_positions
+from .masks import fill_images, grid_positions
+
+DEFAULT_REFINE = 0.4  # chosen on synthcxr train images: Spearman 0.91 to the dense map, 29% fewer passes on an 8 x 8 grid
+DEFAULT_CANDIDATES = 2
+NEIGHBOURS = ((0, 1), (2, 1), (1, 0), (1, 2))  # offsets into a 1-padded grid: up, down, left, right
 
 
-def _ratio(parents: torch.Tensor, sums: torch.Tensor) -> float:
-    """Least-squares factor from a block's effect to the sum of its children's (1 when undetermined)."""
-    denom = float((parents * parents).sum())
-    if denom <= 1e-12:
-        return 1.0
-    return min(max(float((parents * sums).sum()) / denom, 0.0), 16.0)
+def neighbour_estimates(effects: torch.Tensor, measured: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, max - min) of each cell's measured 4-neighbours; ``effects``, ``measured``: B x ny x nx (NaN where none)."""
+    ny, nx = effects.shape[-2:]
+    known = F.pad(torch.where(measured, effects, float("nan"))[:, None], (1, 1, 1, 1), value=float("nan"))[:, 0]
+    around = torch.stack([known[:, dy : dy + ny, dx : dx + nx] for dy, dx in NEIGHBOURS])
+    missing = around.isnan()
+    spread = around.masked_fill(missing, float("-inf")).amax(0) - around.masked_fill(missing, float("inf")).amin(0)
+    return around.nanmean(0), spread
 
 
 class AdaptiveCEMap:
-    """``attribute(images, target)`` -> B x H x W CE map on the grid of ``cell``-pixel cells, computed coarse to fine."""
+    """``attribute(images, target)`` -> B x H x W CE map on the grid of ``cell``-pixel cells from fewer forward passes."""
 
     def __init__(
         self,
         classifier: Classifier,
         cell: int | None = None,
-        levels: int = 1,
-        refine: float = 0.25,
+        refine: float = DEFAULT_REFINE,
+        candidates: int = DEFAULT_CANDIDATES,
         fill: str | float = "zero",
         chunk_size: int | None = None,
         precision: str = "fp32",
@@ -46,20 +62,20 @@ class AdaptiveCEMap:
     ) -> None:
         _, h, w = classifier.input_shape
         cell = cell or default_cell(min(h, w))
-        if levels < 0:
-            raise CemapError(f"levels must be at least 0, got {levels}", "0 is the dense map; 1-3 coarsen by 2x per level")
-        if not 0 < refine <= 1:
-            raise CemapError(f"refine fraction {refine} must be in (0, 1]", "e.g. 0.25 refines the quarter of blocks with the largest effect")
+        if not 0 <= refine <= 1:
+            raise CemapError(f"refine fraction {refine} must be in [0, 1]", "0 measures a checkerboard of cells only, 1 every cell (the dense map)")
         self.engine = CEMap(classifier, cell=cell, stride=cell, fill=fill, chunk_size=chunk_size, precision=precision, blur_sigma=blur_sigma)
         self.classifier = classifier
-        self.cell, self.levels, self.refine = cell, levels, refine
+        if candidates < 0:
+            raise CemapError(f"candidates must be at least 0, got {candidates}")
+        self.cell, self.refine, self.candidates = cell, refine, candidates
         self.ys, self.xs = grid_positions(h, cell, cell), grid_positions(w, cell, cell)
         self.forward_passes = 0
         self.images_seen = 0
 
     @property
     def grid(self) -> tuple[int, int]:
-        """(rows, columns) of finest cells: the dense map's grid (the last cell is pinned to the edge)."""
+        """(rows, columns) of cells: the dense map's grid (the last cell is pinned to the edge)."""
         return len(self.ys), len(self.xs)
 
     @property
@@ -72,76 +88,58 @@ class AdaptiveCEMap:
     def forward_passes_per_image(self) -> float:
         return self.forward_passes / max(self.images_seen, 1)
 
-    def _block_cells(self, level: int, by: int, bx: int) -> tuple[int, int, int, int]:
-        """Finest-cell index range (r0, r1, c0, c1) of block (by, bx) at ``level``."""
-        ny, nx = self.grid
-        s = 1 << level
-        return by * s, min((by + 1) * s, ny), bx * s, min((bx + 1) * s, nx)
-
-    def _mask(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
-        _, h, w = self.classifier.input_shape
-        m = torch.zeros(h, w, dtype=torch.bool)
-        m[self.ys[r0] : self.ys[r1 - 1] + self.cell, self.xs[c0] : self.xs[c1 - 1] + self.cell] = True
-        return m
-
-    def _children(self, level: int, by: int, bx: int) -> list[tuple[int, int, int]]:
-        ny, nx = self.grid
-        s = 1 << (level - 1)
-        return [(level - 1, cy, cx) for cy in (2 * by, 2 * by + 1) for cx in (2 * bx, 2 * bx + 1) if cy * s < ny and cx * s < nx]
-
     def attribute(self, images: torch.Tensor, target: int | torch.Tensor | None = None) -> torch.Tensor:
         images = self.classifier.check_images(images)
-        fine = self._measure(images, target)
-        return self._paint(fine).to(images.device)
+        cells = self._measure(images, target)
+        return paint(cells.flatten(1), self.engine.masks).to(images.device)
 
-    @torch.inference_mode()
+    def _first_order(self, images: torch.Tensor, target: int | torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(clean probabilities B x K, targets B, first-order effect of masking each cell B x M): one forward + backward per image."""
+        engine = self.engine
+        b = images.shape[0]
+        wanted = None if target is None else resolve_targets(torch.zeros(b, self.classifier.num_classes), target)  # validated, B long
+        probs, targets, grads = [], [], []
+        for s in chunks(b, engine.chunk_size):
+            with torch.enable_grad(), autocast(engine.precision, images.device):
+                x = images[s].detach().clone().requires_grad_(True)
+                p = self.classifier.predict_proba(as_model_input(x, engine.channels_last)).float()
+                t = resolve_targets(p.detach(), None if wanted is None else wanted[s])
+                grads.append(torch.autograd.grad(p.gather(1, t[:, None]).sum(), x)[0].float())
+            probs.append(p.detach()), targets.append(t)
+        drop = (torch.cat(grads) * (images - fill_images(images, engine.fill, engine.blur_sigma))).sum(1).flatten(1)  # B x HW
+        return torch.cat(probs), torch.cat(targets), drop @ engine.masks.flatten(1).to(drop).T
+
     def _measure(self, images: torch.Tensor, target: int | torch.Tensor | None) -> torch.Tensor:
-        """B x ny x nx cell effects from the quadtree."""
+        """B x ny x nx cell effects: measured on the checkerboard and where refined, interpolated elsewhere."""
         b = images.shape[0]
         ny, nx = self.grid
-        top = min(self.levels, max(ny - 1, nx - 1).bit_length())  # no level coarser than one block
-        s = 1 << top
-        blocks = [(top, by, bx) for by in range(-(-ny // s)) for bx in range(-(-nx // s))]
-
-        # The top level for every image, with the unmasked image riding along as an empty mask.
-        empty = torch.zeros(1, *images.shape[2:], dtype=torch.bool)
-        first = torch.cat([empty, torch.stack([self._mask(*self._block_cells(*blk)) for blk in blocks])])
-        owner = torch.arange(b).repeat_interleave(first.shape[0])
-        probs = self.engine.pair_probabilities(images, owner, first, torch.arange(first.shape[0]).repeat(b)).reshape(b, first.shape[0], -1)
-        p = probs[:, 0]
-        targets = resolve_targets(p, target)
-        passes = owner.shape[0]
-
-        leaves = [dict(zip(blocks, row)) for row in class_effect(p, probs[:, 1:], targets).tolist()]
-        newest = [list(blocks) for _ in range(b)]
-        ratio = torch.ones(b, top + 1)  # ratio[:, l]: summed children's effect per unit of their level-l parent's
-        for level in range(top, 0, -1):
-            chosen = [self._to_refine({blk: leaves[i][blk] for blk in newest[i]}) for i in range(b)]
-            newest = [[c for blk in chosen[i] for c in self._children(*blk)] for i in range(b)]
-            flat = [(i, c) for i in range(b) for c in newest[i]]
-            owner = torch.tensor([i for i, _ in flat], dtype=torch.long)
-            masks = torch.stack([self._mask(*self._block_cells(*c)) for _, c in flat])
-            q = self.engine.pair_probabilities(images, owner, masks, torch.arange(len(flat)))
-            passes += len(flat)
-            for (i, c), e in zip(flat, class_effect(p[owner], q, targets[owner]).tolist()):
-                leaves[i][c] = e
-            for i in range(b):
-                parents = torch.tensor([leaves[i].pop(blk) for blk in chosen[i]])
-                sums = torch.tensor([sum(leaves[i][c] for c in self._children(*blk)) for blk in chosen[i]])
-                ratio[i, level] = _ratio(parents, sums)
-        scale = ratio.cumprod(dim=1)  # a level-l effect in units of summed finest-cell effects
-        fine = torch.zeros(b, ny, nx)
-        for i in range(b):
-            for (lv, by, bx), e in leaves[i].items():
-                r0, r1, c0, c1 = self._block_cells(lv, by, bx)
-                fine[i, r0:r1, c0:c1] = e * float(scale[i, lv]) / ((r1 - r0) * (c1 - c0))
+        p, targets, first_order = self._first_order(images, target)
+        rows, cols = torch.meshgrid(torch.arange(ny), torch.arange(nx), indexing="ij")
+        first = ((rows + cols) % 2 == 0).flatten()
+        cells = torch.nonzero(first).squeeze(1)
+        with torch.inference_mode():
+            q = self.engine.pair_probabilities(images, torch.arange(b).repeat_interleave(cells.numel()), self.engine.masks, cells.repeat(b))
+            effects = torch.zeros(b, ny * nx)
+            effects[:, first] = class_effect(p, q.view(b, cells.numel(), -1), targets).float().cpu()
+            measured = first.expand(b, -1).clone()
+            estimate, spread = neighbour_estimates(effects.view(b, ny, nx), measured.view(b, ny, nx))
+            chosen = self._to_refine(first_order.cpu(), (estimate.abs() + spread).flatten(1), measured)
+            passes = b * (1 + cells.numel())
+            if chosen.numel():
+                n = chosen.shape[1]
+                owner = torch.arange(b).repeat_interleave(n)
+                q = self.engine.pair_probabilities(images, owner, self.engine.masks, chosen.flatten())
+                effects.scatter_(1, chosen, class_effect(p[owner], q, targets[owner]).float().cpu().view(b, n))
+                measured.scatter_(1, chosen, True)
+                passes += owner.numel()
         self.forward_passes, self.images_seen = passes, b
-        return fine
+        return torch.where(measured, effects, estimate.flatten(1)).view(b, ny, nx)
 
-    def _to_refine(self, effects: dict[tuple[int, int, int], float]) -> list[tuple[int, int, int]]:
-        """The ``refine`` fraction (at least one) of ``effects``' blocks with the largest |effect|."""
-        n = max(1, round(self.refine * len(effects)))
-        return sorted(effects, key=lambda blk: -abs(effects[blk]))[:n]
-
-    def _paint(self, fine: torch.Tensor) -> torch.Tensor:
-        return paint(fine.flatten(1), self.engine.masks)
+    def _to_refine(self, first_order: torch.Tensor, score: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
+        """B x n unmeasured cells to measure: the top first-order candidates, then the largest or most uncertain estimates."""
+        n = round(self.refine * int((~measured[0]).sum()))
+        k = min(self.candidates, n)
+        picked = first_order.masked_fill(measured, float("-inf")).topk(k, dim=1).indices
+        taken = measured.clone().scatter_(1, picked, True)
+        rest = score.masked_fill(taken, float("-inf")).topk(n - k, dim=1).indices
+        return torch.cat([picked, rest], dim=1)
