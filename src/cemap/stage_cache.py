@@ -77,4 +77,7 @@ def _store(entry: Path, value: Any, written: list[str], out: Path, seconds: floa
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / MANIFEST).write_text(json.dumps({"value": value, "files": written, "seconds": seconds}))
     shutil.rmtree(entry, ignore_errors=True)
-    os.replace(tmp, entry)
+    try:
+        os.replace(tmp, entry)
+    except OSError:  # another run stored the same stage in the meantime: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
