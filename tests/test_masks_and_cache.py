@@ -8,7 +8,7 @@ from cemap.causal.masks import box_mask, fill_images, grid_masks, grid_positions
 from cemap.data.base import ImageDataset, Sample
 from cemap.errors import CemapError
 from cemap.models.mnist_cnn import MnistCNN
-from cemap.models.training import fit_classifier
+from cemap.models.training import fit_classifier, seeded_init
 
 
 def test_grid_covers_every_pixel_and_pins_last_cell():
@@ -60,12 +60,24 @@ class _Few(ImageDataset):
         return Sample(self.x[i], self.y[i], str(i))
 
 
-def test_training_is_deterministic_for_a_seed():
+def test_training_is_deterministic_for_a_seed_whatever_ran_before():
     runs = []
-    for _ in range(2):
-        torch.manual_seed(123)  # the global state must not matter
-        runs.append(fit_classifier(MnistCNN(), _Few(), multilabel=False, epochs=1, batch_size=16, seed=7, max_shift=2).state_dict())
-        torch.manual_seed(999)
+    for history in (123, 999):
+        torch.manual_seed(history)  # the process's random state before training must not matter
+        net = seeded_init(MnistCNN, 7)
+        runs.append(fit_classifier(net, _Few(), multilabel=False, epochs=1, batch_size=16, seed=7, max_shift=2).state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_autoencoder_is_deterministic_for_a_seed_whatever_ran_before(tiny_clf):
+    from cemap.causal import AEConfig, fit_autoencoder
+
+    images = torch.rand(24, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    runs = []
+    for history in (1, 2):
+        torch.manual_seed(history)
+        fitted = fit_autoencoder(tiny_clf, images, config=AEConfig(code=4, hidden=8, steps=3, batch_size=8), use_cache=False)
+        runs.append(fitted.autoencoder.state_dict())
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
 
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..cache import cache_path, load_weights, save_atomic
 from ..models.classifier import Classifier
-from ..models.training import optimiser_step
+from ..models.training import optimiser_step, seeded_init
 from ..progress import progress_enabled
 from .split import Split, split_classifier
 
@@ -158,13 +158,13 @@ def fit_autoencoder(
     cfg = config or AEConfig()
     images = classifier.check_images(images)
     split = split_classifier(classifier, layer)
-    ae = LatentAutoencoder(_channels(split, images), cfg.code, cfg.hidden)
-    key = {"model": model_fingerprint(classifier), "layer": split.layer, "data": data_key or _data_fingerprint(images), **asdict(cfg)}
+    channels = _channels(split, images)
+    ae = seeded_init(lambda: LatentAutoencoder(channels, cfg.code, cfg.hidden), cfg.seed)
+    key = {"model": model_fingerprint(classifier), "layer": split.layer, "data": data_key or _data_fingerprint(images), "init": "seeded", **asdict(cfg)}
     path = cache_path("autoencoders", classifier.name or "model", key)
     if use_cache and path.exists():
         ae.load_state_dict(load_weights(path)["state_dict"])
         return FittedAutoencoder(ae.eval(), split, cfg)
-    torch.manual_seed(cfg.seed)
     _train(ae, split, classifier, images, cfg)
     ae.code_mean.copy_(_code_mean(ae, split, images, cfg.batch_size))
     if use_cache:

@@ -46,7 +46,7 @@ def cxr_cnn(weights: str | None = None, train_config: dict | None = None, size: 
     """Trained on synthcxr's train split at ``size`` px on first use (a few minutes on 2 cores); ``weights`` loads a state dict."""
     config = {**TRAIN_CONFIG, **(train_config or {}), "size": size, "data_version": GENERATOR_VERSION}
     net = builtin_weights(
-        "cxr-cnn", CxrCNN(len(FINDINGS)), config, lambda: get_dataset("synthcxr", split="train", size=size), multilabel=True, weights=weights
+        "cxr-cnn", lambda: CxrCNN(len(FINDINGS)), config, lambda: get_dataset("synthcxr", split="train", size=size), multilabel=True, weights=weights
     )
     return Classifier(
         net,

@@ -39,7 +39,7 @@ class MnistCNN(nn.Module):
 def mnist_cnn(weights: str | None = None, train_config: dict | None = None) -> Classifier:
     """Trained on first use (about a minute on 2 cores) and cached; ``weights`` loads a state dict instead."""
     config = {**TRAIN_CONFIG, **(train_config or {})}
-    net = builtin_weights("mnist-cnn", MnistCNN(), config, lambda: get_dataset("mnist5k", split="train"), multilabel=False, weights=weights)
+    net = builtin_weights("mnist-cnn", MnistCNN, config, lambda: get_dataset("mnist5k", split="train"), multilabel=False, weights=weights)
     return Classifier(
         net,
         class_names=[str(d) for d in range(10)],

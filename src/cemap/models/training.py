@@ -88,9 +88,16 @@ def cached_weights(name: str, config: dict[str, Any], net: nn.Module, train_fn: 
     return net.eval()
 
 
+def seeded_init(make_net: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """``make_net()`` with its initial weights drawn from ``seed``, whatever ran before in this process."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return make_net()
+
+
 def builtin_weights(
     name: str,
-    net: nn.Module,
+    make_net: Callable[[], nn.Module],
     config: dict[str, Any],
     train_data: Callable[[], ImageDataset],
     multilabel: bool,
@@ -102,7 +109,7 @@ def builtin_weights(
     are kept channels-last, so oneDNN runs every convolution and pooling of these small CNNs in its
     preferred layout (cxr-cnn's forward is about 2x faster, mostly in max-pooling).
     """
-    net = net.to(memory_format=torch.channels_last)
+    net = seeded_init(make_net, config["seed"]).to(memory_format=torch.channels_last)
     if weights is not None:
         from .loading import load_state_dict_file
 
