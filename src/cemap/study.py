@@ -129,7 +129,7 @@ def _stage_key(dataset: str, quick: bool, seed: int) -> dict:
 
 def _evaluation_stage(dataset: str, out: Path, cfg: EvalConfig, tune: bool) -> dict:
     methods, skipped = applicable_methods(dataset)
-    evaluation = run_evaluation(dataset, methods=methods, out=out, config=cfg, tune=tune and "ce" in methods)
+    evaluation = run_evaluation(dataset, methods=methods, out=out, config=cfg, tune=tune)
     return {"n_images": evaluation["n_images"], "n_pairs": evaluation["n_pairs"], "methods": methods, "methods_not_applicable": skipped}
 
 

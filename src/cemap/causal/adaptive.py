@@ -93,19 +93,23 @@ class AdaptiveCEMap:
         cells = self._measure(images, target)
         return paint(cells.flatten(1), self.engine.masks).to(images.device)
 
-    def _first_order(self, images: torch.Tensor, target: int | torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(clean probabilities B x K, targets B, first-order effect of masking each cell B x M): one forward + backward per image."""
+    def _first_order(self, images: torch.Tensor, target: int | torch.Tensor | None, gradient: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(clean probabilities B x K, targets B, first-order effect of masking each cell B x M - with ``gradient`` only,
+        as it costs one backward per image)."""
         engine = self.engine
         b = images.shape[0]
         wanted = None if target is None else resolve_targets(torch.zeros(b, self.classifier.num_classes), target)  # validated, B long
         probs, targets, grads = [], [], []
         for s in chunks(b, engine.chunk_size):
-            with torch.enable_grad(), autocast(engine.precision, images.device):
-                x = images[s].detach().clone().requires_grad_(True)
+            with torch.set_grad_enabled(gradient), autocast(engine.precision, images.device):
+                x = images[s].detach().clone().requires_grad_(gradient)
                 p = self.classifier.predict_proba(as_model_input(x, engine.channels_last)).float()
                 t = resolve_targets(p.detach(), None if wanted is None else wanted[s])
-                grads.append(torch.autograd.grad(p.gather(1, t[:, None]).sum(), x)[0].float())
+                if gradient:
+                    grads.append(torch.autograd.grad(p.gather(1, t[:, None]).sum(), x)[0].float())
             probs.append(p.detach()), targets.append(t)
+        if not gradient:
+            return torch.cat(probs), torch.cat(targets), None
         drop = (torch.cat(grads) * (images - fill_images(images, engine.fill, engine.blur_sigma))).sum(1).flatten(1)  # B x HW
         return torch.cat(probs), torch.cat(targets), drop @ engine.masks.flatten(1).to(drop).T
 
@@ -113,9 +117,10 @@ class AdaptiveCEMap:
         """B x ny x nx cell effects: measured on the checkerboard and where refined, interpolated elsewhere."""
         b = images.shape[0]
         ny, nx = self.grid
-        p, targets, first_order = self._first_order(images, target)
         rows, cols = torch.meshgrid(torch.arange(ny), torch.arange(nx), indexing="ij")
         first = ((rows + cols) % 2 == 0).flatten()
+        n_refine = round(self.refine * int((~first).sum()))
+        p, targets, first_order = self._first_order(images, target, gradient=min(self.candidates, n_refine) > 0)
         cells = torch.nonzero(first).squeeze(1)
         with torch.inference_mode():
             q = self.engine.pair_probabilities(images, torch.arange(b).repeat_interleave(cells.numel()), self.engine.masks, cells.repeat(b))
@@ -123,7 +128,7 @@ class AdaptiveCEMap:
             effects[:, first] = class_effect(p, q.view(b, cells.numel(), -1), targets).float().cpu()
             measured = first.expand(b, -1).clone()
             estimate, spread = neighbour_estimates(effects.view(b, ny, nx), measured.view(b, ny, nx))
-            chosen = self._to_refine(first_order.cpu(), (estimate.abs() + spread).flatten(1), measured)
+            chosen = self._to_refine(first_order, (estimate.abs() + spread).flatten(1), measured, n_refine)
             passes = b * (1 + cells.numel())
             if chosen.numel():
                 n = chosen.shape[1]
@@ -135,11 +140,10 @@ class AdaptiveCEMap:
         self.forward_passes, self.images_seen = passes, b
         return torch.where(measured, effects, estimate.flatten(1)).view(b, ny, nx)
 
-    def _to_refine(self, first_order: torch.Tensor, score: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
+    def _to_refine(self, first_order: torch.Tensor | None, score: torch.Tensor, measured: torch.Tensor, n: int) -> torch.Tensor:
         """B x n unmeasured cells to measure: the top first-order candidates, then the largest or most uncertain estimates."""
-        n = round(self.refine * int((~measured[0]).sum()))
         k = min(self.candidates, n)
-        picked = first_order.masked_fill(measured, float("-inf")).topk(k, dim=1).indices
+        picked = first_order.cpu().masked_fill(measured, float("-inf")).topk(k, dim=1).indices if k else torch.zeros(len(score), 0, dtype=torch.long)
         taken = measured.clone().scatter_(1, picked, True)
         rest = score.masked_fill(taken, float("-inf")).topk(n - k, dim=1).indices
         return torch.cat([picked, rest], dim=1)
