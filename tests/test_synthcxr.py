@@ -139,3 +139,51 @@ def test_cxr_cnn_has_a_cam_ready_head_and_loads_local_weights(tmp_path):
     assert isinstance(clf.model.classifier, nn.Linear) and clf.default_layer in clf.layers and CAM_LAYER in clf.layers
     with torch.inference_mode():
         assert clf(torch.rand(2, 1, 128, 128)).shape == (2, len(FINDINGS))
+
+
+def test_loaded_cxr_cnn_is_the_trained_network_with_batchnorm_folded_and_fast_pooling(tmp_path):
+    """The built-in classifier (BN folded, 2 x 2 pooling by maxima without autograd) computes what the
+    trained conv-BN network computes - forward, gradient and every named layer keep their meaning."""
+    from torch import nn
+
+    from cemap.models.cxr_cnn import CxrCNN
+
+    torch.manual_seed(0)
+    trained = CxrCNN(len(FINDINGS)).to(memory_format=torch.channels_last)
+    for bn in (m for m in trained.modules() if isinstance(m, nn.BatchNorm2d)):  # non-trivial running statistics
+        bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 1.5), bn.bias.data.uniform_(-0.2, 0.2)
+    torch.save(trained.state_dict(), tmp_path / "cxr.pt")
+    clf = cemap.get_model("cxr-cnn", weights=str(tmp_path / "cxr.pt"))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in clf.model.modules())
+    assert isinstance(clf.model.get_submodule("features.1"), nn.Identity)
+    trained.eval()
+    x = torch.rand(5, 1, 128, 128)
+    x[0, 0, :40, :40] = 0.5  # a flat patch: ties inside pooling windows
+    with torch.inference_mode():
+        reference = trained(clf.preprocess(x))
+        assert torch.allclose(clf(x), reference, rtol=1e-5, atol=1e-4)
+        for name in ("features.3", "features.11"):  # block outputs: conv-BN-pool-ReLU
+            got = torch.nn.Sequential(*list(clf.model.features)[: int(name.split(".")[1]) + 1])(clf.preprocess(x))
+            want = torch.nn.Sequential(*list(trained.features)[: int(name.split(".")[1]) + 1])(clf.preprocess(x))
+            assert torch.allclose(got, want, rtol=1e-5, atol=1e-4)
+    grads = []
+    for net in (clf.model, trained):
+        xx = clf.preprocess(x).requires_grad_(True)
+        grads.append(torch.autograd.grad(net(xx)[:, 0].sum(), xx)[0])
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-5)
+
+
+def test_fast_max_pooling_equals_the_pooling_kernel():
+    import torch.nn.functional as F
+
+    from cemap.models.cxr_cnn import MaxPool2x2
+
+    pool = MaxPool2x2()
+    for shape in ((3, 8, 16, 16), (2, 5, 6, 10), (2, 1, 8, 8), (1, 4, 7, 9)):
+        x = torch.randn(shape)
+        x[0, 0, 0, 0] = float("nan")
+        want = F.max_pool2d(x, 2)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            with torch.no_grad():
+                got = pool(x.contiguous(memory_format=layout))
+            assert torch.equal(got.nan_to_num(7.0), want.nan_to_num(7.0))

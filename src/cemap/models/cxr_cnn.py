@@ -8,6 +8,7 @@ each batch-norm is folded into its convolution (``features.1`` etc. become ident
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..data.registry import get_dataset
@@ -22,11 +23,28 @@ CAM_LAYER = "features.14"
 DEFAULT_LAYER = "features.11"  # the third block's output: 32 channels at 1/8 resolution, where a 16-channel code keeps per-finding decisions
 
 
+class MaxPool2x2(nn.MaxPool2d):
+    """2 x 2 max-pooling. Without autograd, a channels-last input is pooled by two elementwise maxima
+    over a reshaped view of its memory: the same values, about twice as fast as the pooling kernel
+    on these small feature maps (pooling was a third of cxr-cnn's forward time)."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        if (torch.is_grad_enabled() and x.requires_grad) or h % 2 or w % 2 or not x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x)
+        rows = x.permute(0, 2, 3, 1).reshape(b, h // 2, 2, w // 2, 2 * c)  # each row of pixel pairs, channels innermost
+        pairs = torch.maximum(rows[:, :, 0], rows[:, :, 1])
+        return torch.maximum(pairs[..., :c], pairs[..., c:]).permute(0, 3, 1, 2)
+
+
 def _block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
     """conv-BN-(pool)-ReLU. Max-pool and ReLU commute exactly (both are monotone), so pooling first
     gives the same outputs and gradients as conv-BN-ReLU-pool with the ReLU on a quarter of the values."""
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout)]
-    return layers + ([nn.MaxPool2d(2)] if pool else []) + [nn.ReLU()]
+    return layers + ([MaxPool2x2()] if pool else []) + [nn.ReLU()]
 
 
 class CxrCNN(nn.Module):
