@@ -149,3 +149,15 @@ def test_bf16_precision_runs_and_errors_are_clear(tiny_clf):
     with pytest.raises(cemap.CemapError):
         PGD(tiny_clf, eps=-1)
     assert isinstance(get_attack("pgd", tiny_clf, eps=0.1, norm="l2"), PGD)
+
+
+def test_images_and_labels_made_under_inference_mode_can_be_attacked(tiny_clf):
+    """The natural recipe - predict under inference_mode, then attack those labels - must not hit autograd's inference-tensor error."""
+    with torch.inference_mode():
+        x = torch.rand(4, 3, 16, 16)
+        labels = tiny_clf(x).argmax(1)
+        target = labels.roll(1)
+    for attack in (FGSM(tiny_clf, eps=0.1), PGD(tiny_clf, eps=0.1, steps=2, loss="ce"), CarliniWagnerL2(tiny_clf, steps=2, search_steps=1)):
+        for goal in (None, target):
+            result = attack(x, labels=labels, target=goal)
+            assert result.adversarial.shape == x.shape and torch.equal(result.labels, labels)

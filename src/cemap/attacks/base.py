@@ -161,7 +161,7 @@ class Attack:
 
         def as_index(value, what: str) -> torch.Tensor:
             t = torch.as_tensor(value, dtype=torch.long).reshape(-1)
-            t = t.expand(b).clone() if t.numel() == 1 else t
+            t = (t.expand(b) if t.numel() == 1 else t).clone()  # a clone is never an inference tensor (labels made under inference_mode)
             if t.numel() != b:
                 raise CemapError(f"got {t.numel()} {what} for {b} images", f"pass one {what[:-1]} per image, a single int, or None")
             if (t < 0).any() or (t >= k).any():

@@ -94,10 +94,11 @@ def map_chunks(fn: Callable[[slice], torch.Tensor], total: int, size: int, preci
     return torch.cat(out)
 
 
-def default_chunk(input_shape: tuple[int, ...], device: torch.device | str = "cpu") -> int:
-    """Interventions per forward pass: ~8 for ImageNet-sized inputs on CPU (measured best for DenseNet-121), more for small ones and on GPUs."""
+def default_chunk(input_shape: tuple[int, ...], device: torch.device | str = "cpu", precision: str = "fp32") -> int:
+    """Interventions per forward pass: ~8 for ImageNet-sized inputs on CPU (measured best for DenseNet-121), more for small
+    ones and on GPUs; twice as many in bf16, whose activations take half the memory (DenseNet-121 CE map: ~10% faster at 16)."""
     pixels = input_shape[-1] * input_shape[-2]
-    scale = 8 if torch.device(device).type == "cuda" else 1
+    scale = (8 if torch.device(device).type == "cuda" else 1) * (2 if precision == "bf16" else 1)
     if pixels >= 160 * 160:
         return 8 * scale
     if pixels >= 96 * 96:

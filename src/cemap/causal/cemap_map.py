@@ -59,7 +59,7 @@ class CEMap:
         self.masks = grid_masks(h, w, self.cell, self.stride)
         self.fill = fill
         self.blur_sigma = blur_sigma
-        self.chunk_size = chunk_size or default_chunk(classifier.input_shape)
+        self.chunk_size = chunk_size or default_chunk(classifier.input_shape, precision=precision)
         self.precision = precision
         self.channels_last = prefers_channels_last(classifier.input_shape)
 
