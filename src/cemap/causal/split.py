@@ -52,7 +52,8 @@ def _batched_copy(value: Any, batch: int) -> Any:
 
 
 class _LeafAt(fx.Tracer):
-    """Keep the cut layer as one opaque node even when it is a custom container."""
+    """Keep the cut layer as one opaque node even when it is a custom container, and every module without
+    children too: a cut only falls between modules, and their own code may branch on shapes or autograd."""
 
     def __init__(self, layer: str) -> None:
         super().__init__()
@@ -63,7 +64,7 @@ class _LeafAt(fx.Tracer):
             return True
         if self.layer.startswith(qualname + ".") or qualname == "":
             return False
-        return super().is_leaf_module(m, qualname)
+        return next(m.children(), None) is None or super().is_leaf_module(m, qualname)
 
 
 def _split_fx(root: nn.Module, layer: str) -> tuple[nn.Module, nn.Module]:
