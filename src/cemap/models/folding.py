@@ -2,7 +2,8 @@
 
 A frozen BatchNorm2d is an affine map per channel, so ``bn(conv(x))`` equals a convolution with
 scaled weights and a bias (to float32 rounding, ~1e-6 relative). On the small built-in CNNs,
-where every layer is memory-bound, this removes about a quarter of the forward and backward time.
+where batch-norm is a memory-bound pass of its own, this saves about a sixth of the forward time
+and a third of the forward+backward time (cxr-cnn, batch 64 / 32, 2 cores).
 The folded BatchNorm becomes ``nn.Identity`` so layer names and indices stay as trained.
 """
 
@@ -21,14 +22,11 @@ def fold_conv_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias, requires_grad=conv.weight.requires_grad)
 
 
-def fold_batchnorm(sequential: nn.Sequential) -> int:
-    """Fold every Conv2d -> BatchNorm2d pair of ``sequential`` (its direct children); returns how many."""
-    folded = 0
+def fold_batchnorm(sequential: nn.Sequential) -> None:
+    """Fold every Conv2d -> BatchNorm2d pair among the direct children of ``sequential``."""
     names = list(sequential._modules)
     for first, second in zip(names, names[1:]):
         conv, bn = sequential._modules[first], sequential._modules[second]
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats and bn.affine:
             fold_conv_batchnorm(conv, bn)
             sequential._modules[second] = nn.Identity()
-            folded += 1
-    return folded
