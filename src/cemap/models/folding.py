@@ -24,9 +24,8 @@ def fold_conv_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
 
 def fold_batchnorm(sequential: nn.Sequential) -> None:
     """Fold every Conv2d -> BatchNorm2d pair among the direct children of ``sequential``."""
-    names = list(sequential._modules)
-    for first, second in zip(names, names[1:]):
-        conv, bn = sequential._modules[first], sequential._modules[second]
+    layers = list(sequential)
+    for i, (conv, bn) in enumerate(zip(layers, layers[1:])):
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats and bn.affine:
             fold_conv_batchnorm(conv, bn)
-            sequential._modules[second] = nn.Identity()
+            sequential[i + 1] = nn.Identity()
