@@ -55,14 +55,14 @@ class _LeafAt(fx.Tracer):
     """Keep the cut layer as one opaque node even when it is a custom container, and every module without
     children too: a cut only falls between modules, and their own code may branch on shapes or autograd."""
 
-    def __init__(self, layer: str) -> None:
+    def __init__(self, layer: str | None) -> None:
         super().__init__()
         self.layer = layer
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if qualname == self.layer:
+        if self.layer is not None and qualname == self.layer:
             return True
-        if self.layer.startswith(qualname + ".") or qualname == "":
+        if qualname == "" or (self.layer is not None and self.layer.startswith(qualname + ".")):
             return False
         return next(m.children(), None) is None or super().is_leaf_module(m, qualname)
 
@@ -142,6 +142,12 @@ class _Pipeline(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(self.preprocess(x))
+
+
+def leaf_graph(classifier: Classifier) -> tuple[nn.Module, fx.Graph]:
+    """(preprocess + model as one module, its torch.fx graph with every module without children as one node)."""
+    root = _Pipeline(classifier)
+    return root, _LeafAt(None).trace(root)
 
 
 def split_classifier(classifier: Classifier, layer: str | None = None, method: str = "auto") -> Split:
