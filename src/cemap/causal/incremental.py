@@ -240,7 +240,7 @@ class _Box:
     def around(cls, r: torch.Tensor, height: int, width: int) -> "_Box":
         """The smallest common-size windows holding each range, kept inside the map."""
         h, w = int((r[:, 1] - r[:, 0]).max()), int((r[:, 3] - r[:, 2]).max())
-        return cls(torch.minimum(r[:, 0], torch.tensor(height - h)), torch.minimum(r[:, 2], torch.tensor(width - w)), h, w)
+        return cls(r[:, 0].clamp(max=height - h), r[:, 2].clamp(max=width - w), h, w)
 
     def rows(self) -> torch.Tensor:
         return self.y0[:, None] + torch.arange(self.h, device=self.y0.device)
