@@ -114,7 +114,7 @@ class IncrementalMasking:
         self.classifier, self.suffix = classifier, suffix
         self.steps: list[tuple[nn.Module, Window | None]] = [(m, as_window(m)) for _, m in chain]
         self.windows = [w for _, w in self.steps if w is not None]
-        c, h, w = classifier.input_shape
+        _, h, w = classifier.input_shape
         self.sizes = [(h, w)]  # map size at each level: the input, then after each window layer
         for win in self.windows:
             self.sizes.append((win.out_size(0, self.sizes[-1][0]), win.out_size(1, self.sizes[-1][1])))
@@ -125,9 +125,7 @@ class IncrementalMasking:
 
         An empty mask changes nothing; it gets a 1 x 1 range at the origin, whose recomputation returns the unmasked values."""
         rows, cols = masks.any(2), masks.any(1)
-        first = lambda a: torch.where(a.any(1), a.float().argmax(1), 0).long()  # noqa: E731
-        last = lambda a: torch.where(a.any(1), a.shape[1] - a.flip(1).float().argmax(1), 1).long()  # noqa: E731
-        y0, y1, x0, x1 = first(rows), last(rows), first(cols), last(cols)
+        y0, y1, x0, x1 = _first(rows), _end(rows), _first(cols), _end(cols)
         ranges = [torch.stack([y0, y1, x0, x1], 1)]
         for win, (h, w) in zip(self.windows, self.sizes[1:]):
             y0, y1 = win.changed(0, y0, y1, h)
@@ -247,6 +245,16 @@ class _Box:
 
     def cols(self) -> torch.Tensor:
         return self.x0[:, None] + torch.arange(self.w, device=self.x0.device)
+
+
+def _first(hits: torch.Tensor) -> torch.Tensor:
+    """Per row of an M x N boolean tensor, the index of its first True (0 for none)."""
+    return torch.where(hits.any(1), hits.float().argmax(1), 0).long()
+
+
+def _end(hits: torch.Tensor) -> torch.Tensor:
+    """Per row, one past the index of its last True (1 for none)."""
+    return torch.where(hits.any(1), hits.shape[1] - hits.flip(1).float().argmax(1), 1).long()
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
