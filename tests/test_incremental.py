@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cemap.causal import CEMap
@@ -144,6 +145,23 @@ class Branchy(nn.Module):
         if y.mean() > 0:  # data-dependent: fx cannot trace this
             y = -y
         return self.head(y.flatten(1))
+
+
+class StandardisedConv(nn.Conv2d):
+    """Weight standardisation: the layer's effective weights are not its ``weight``."""
+
+    def forward(self, x):
+        w = (self.weight - self.weight.mean((1, 2, 3), keepdim=True)) / (self.weight.std((1, 2, 3), keepdim=True) + 1e-5)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+def test_a_convolution_with_its_own_forward_ends_the_local_run():
+    torch.manual_seed(6)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), StandardisedConv(4, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 16 * 16, 2))
+    clf = Classifier(net, ["p", "q"], input_shape=(1, 16, 16))
+    assert [n for n, _ in local_chain(clf)] == ["preprocess", "model.0", "model.1"] and incremental_masking(clf) is None
+    images = torch.rand(2, 1, 16, 16)
+    assert torch.allclose(CEMap(clf, cell=4).attribute(images), CEMap(clf, cell=4, incremental=False).attribute(images))
 
 
 def test_networks_with_convolutions_after_a_non_local_step_or_untraceable_ones_run_full_passes():

@@ -73,7 +73,8 @@ def _pair(v) -> tuple[int, int]:
 
 def as_window(m: nn.Module) -> Window | None:
     """The layer as a :class:`Window`, or None when it is not a local layer this module can run on windows."""
-    if isinstance(m, nn.Conv2d) and m.padding_mode == "zeros" and not isinstance(m.padding, str):
+    plain_conv = type(m).forward is nn.Conv2d.forward  # a subclass may change its weights on the fly (weight standardisation)
+    if isinstance(m, nn.Conv2d) and plain_conv and m.padding_mode == "zeros" and not isinstance(m.padding, str):
         k = _pair(m.kernel_size)
         return Window(k, _pair(m.stride), _pair(m.padding), _pair(m.dilation), 0.0,
                       lambda x: F.conv2d(x, m.weight, m.bias, m.stride, 0, m.dilation, m.groups),
