@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from cemap.bench import rank_correlation, timed
+from cemap.bench import BenchConfig, bench_classifier, rank_correlation, timed
 from cemap.causal.batching import balanced_chunks
 from cemap.cli import main
 
@@ -32,7 +32,8 @@ def test_bench_quick_writes_every_section(tmp_path, capsys, mnist_clf):
     assert all(v > 0 and math.isfinite(v) for v in ce["s_per_image"].values())
     assert all(v > 0 and math.isfinite(v) for v in ce["speedup_vs_best_captum"].values())
     assert ce["forward_passes_per_image"]["dense"] == 50 > ce["forward_passes_per_image"]["adaptive"]
-    assert ce["captum_max_abs_diff_vs_dense_fp32"] < 1e-5  # the same occlusion, computed two ways
+    assert ce["captum_max_abs_diff_vs_dense_fp32"] < 1e-5  # the same occlusion, computed two ways (cemap's on windows)
+    assert ce["dense_uses_windows"] is True and "effective" in result["efficiency"]["note"]
     assert ce["bf16_max_abs_diff_vs_fp32"] < 0.1
     assert -1 <= ce["adaptive_rank_correlation"]["fp32"] <= 1
 
@@ -67,3 +68,8 @@ def test_rank_correlation_and_balanced_chunks():
     assert rank_correlation(a, torch.tensor([[10.0, 20, 30, 40], [4, 3, 2, 1]])) == [1.0, -1.0]
     sizes = [s.stop - s.start for s in balanced_chunks(50, 8)]
     assert sum(sizes) == 50 and max(sizes) <= 8 and max(sizes) - min(sizes) <= 1
+
+
+def test_bench_builds_torchvision_architectures_with_the_weights_asked_for():
+    clf = bench_classifier(BenchConfig(model="resnet18", weights="random"))
+    assert clf.name == "resnet18" and clf.input_shape == (3, 224, 224)

@@ -105,7 +105,10 @@ def bench_classifier(config: BenchConfig) -> Classifier:
     from .models.registry import get_model
 
     torch.manual_seed(config.seed)
-    kwargs = {"weights": config.weights} if config.weights is not None and config.model == DEFAULT_MODEL else {}
+    from .models.torchvision_models import ARCHS
+
+    takes_weights = config.model == DEFAULT_MODEL or config.model in ARCHS  # built-in models train their own
+    kwargs = {"weights": config.weights} if config.weights is not None and takes_weights else {}
     return get_model(config.model, **kwargs).eval()
 
 
