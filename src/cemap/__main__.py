@@ -2,5 +2,5 @@
 
 from .cli import main
 
-if __name__ == "__main__":  # worker processes (spawn) import this module without running the CLI again
+if __name__ == "__main__":  # only when run: importing it (as multiprocessing's spawn does) must not start the CLI
     main()

@@ -103,10 +103,9 @@ def forward_flops(classifier: Classifier, image: torch.Tensor) -> int:
 def bench_classifier(config: BenchConfig) -> Classifier:
     """The model under test, built with seeded random weights where it has none of its own."""
     from .models.registry import get_model
-
-    torch.manual_seed(config.seed)
     from .models.torchvision_models import ARCHS
 
+    torch.manual_seed(config.seed)
     takes_weights = config.model == DEFAULT_MODEL or config.model in ARCHS  # built-in models train their own
     kwargs = {"weights": config.weights} if config.weights is not None and takes_weights else {}
     return get_model(config.model, **kwargs).eval()

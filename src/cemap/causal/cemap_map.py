@@ -1,9 +1,10 @@
 """CE maps: the class causal effect of masking each cell of a grid, painted back onto the image.
 
 All (image, cell) pairs are evaluated in chunks of a few dozen masked images; overlapping
-cells are averaged per pixel. Networks whose convolutions all come before any non-local layer
-(cxr-cnn, mnist-cnn, VGG) recompute only the windows a cell changes (:mod:`.incremental`). With zero fill and non-overlapping cells this is exactly
+cells are averaged per pixel. With zero fill and non-overlapping cells this is exactly
 Captum's ``Occlusion`` on the predicted probability (same sign: higher = matters more).
+Networks whose convolutions all come before any non-local layer (cxr-cnn, mnist-cnn, VGG)
+recompute only the windows a cell changes (:mod:`.incremental`), with the same numbers.
 """
 
 from __future__ import annotations
