@@ -90,7 +90,9 @@ def test_sigmoid_pgd_reads_the_clean_decision_off_its_first_step():
     net.register_forward_hook(lambda *_: forwards.append(1))
     x = torch.rand(8, 3, 8, 8)
     res = PGD(clf, eps=0.3, alpha=0.05, steps=4, random_start=False, loss="ce")(x, labels=2)
-    assert len(forwards) == 4 + 1  # the steps and the success check; no forward of its own for the clean decision
+    assert len(forwards) == 4  # the steps only: no forward of its own for the clean decision, none for success yet
+    success = res.success
+    assert len(forwards) == 4 + 1 and res.success is success  # judged once, on first access
     with torch.no_grad():
         decision = (net(x)[:, 2] > 0).float()
     adv = x.clone()
@@ -102,7 +104,7 @@ def test_sigmoid_pgd_reads_the_clean_decision_off_its_first_step():
     assert torch.equal(res.adversarial, adv)
     forwards.clear()
     PGD(clf, eps=0.3, steps=4, random_start=True)(x, labels=2)
-    assert len(forwards) == 4 + 2  # a random start needs the clean decision first
+    assert len(forwards) == 4 + 1  # a random start needs the clean decision first
 
 
 @pytest.mark.parametrize("head", ["softmax", "sigmoid"])
@@ -161,3 +163,16 @@ def test_images_and_labels_made_under_inference_mode_can_be_attacked(tiny_clf):
         for goal in (None, target):
             result = attack(x, labels=labels, target=goal)
             assert result.adversarial.shape == x.shape and torch.equal(result.labels, labels)
+
+
+def test_success_is_judged_chunk_by_chunk_against_each_chunks_clean_decision():
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5))
+    clf = cemap.Classifier(net, class_names=list("abcde"), head="sigmoid", input_shape=(3, 8, 8), layers=["1"], default_layer="1")
+    x = torch.rand(7, 3, 8, 8)
+    whole = PGD(clf, eps=0.02, steps=3, random_start=True)(x, labels=1)
+    chunked = PGD(clf, eps=0.02, steps=3, random_start=True, batch_size=3)(x, labels=1)
+    with torch.no_grad():
+        flipped = (net(chunked.adversarial)[:, 1] > 0) != (net(x)[:, 1] > 0)
+    assert torch.equal(chunked.success, flipped) and torch.equal(whole.success, flipped)
+    assert 0 < flipped.sum() < 7  # both outcomes occur, so a misaligned clean decision would show

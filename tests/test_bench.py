@@ -6,6 +6,7 @@ import json
 import math
 import sys
 
+import pytest
 import torch
 
 from cemap.bench import BenchConfig, bench_classifier, rank_correlation, timed
@@ -45,8 +46,8 @@ def test_bench_quick_writes_every_section(tmp_path, capsys, mnist_clf):
     assert pgd["fp32_identical_to_torchattacks"] is True and pgd["fp32_fraction_differing"] == 0
     assert all(0 <= v <= 1 for v in pgd["success_rate"].values())
     prof = pgd["fp32_profile"]
-    assert prof["extra_forwards"] == 1 and prof["forward_s"] > 0 and prof["forward_backward_s"] > 0  # softmax head: only the success check
-    assert 0 < prof["share_in_steps"] and 0 < prof["share_in_extra_forwards"] < 1
+    assert prof["extra_forwards"] == 0 and prof["forward_s"] > 0 and prof["forward_backward_s"] > 0  # softmax head from the clean image: steps only
+    assert 0 < prof["share_in_steps"] and prof["share_in_extra_forwards"] == 0
 
     for precision in ("fp32", "bf16"):
         eff = result["efficiency"][precision]
@@ -73,3 +74,32 @@ def test_rank_correlation_and_balanced_chunks():
 def test_bench_builds_torchvision_architectures_with_the_weights_asked_for():
     clf = bench_classifier(BenchConfig(model="resnet18", weights="random"))
     assert clf.name == "resnet18" and clf.input_shape == (3, 224, 224)
+
+
+def test_pgd_quality_compares_fp32_and_bf16_success_on_a_trained_model(monkeypatch, mnist_clf, mnist_test):
+    import cemap.bench as bench
+
+    batch = mnist_test.batch(range(24))
+    monkeypatch.setattr(bench, "_trained_cxr", lambda n, with_boxes: (mnist_clf, batch))
+    monkeypatch.setattr(bench, "PGD_QUALITY_EPS", (0.02, 0.3))
+    q = bench.pgd_quality(24, BenchConfig(pgd_steps=5))
+    assert q["images"] == 24 and [row["eps"] for row in q["budgets"]] == [0.02, 0.3]
+    small, large = q["budgets"]
+    assert small["success_rate"]["fp32"] < 0.5 < large["success_rate"]["fp32"]  # partial success, then most: rates that can differ
+    for row in q["budgets"]:
+        rate = row["success_rate"]
+        assert math.isclose(row["difference_points"], 100 * abs(rate["bf16"] - rate["fp32"]))
+        assert abs(rate["bf16"] - rate["fp32"]) <= 1 - row["per_image_agreement"] + 1e-9  # rates differ only where outcomes do
+
+
+@pytest.mark.slow
+def test_bench_quality_sections_on_the_trained_cxr_cnn():
+    from cemap.bench import adaptive_quality, pgd_quality
+
+    cfg = BenchConfig.quick()
+    adaptive = adaptive_quality(8, cfg)
+    assert adaptive["images"] == 8 and adaptive["forward_passes_per_image"]["adaptive"] < adaptive["forward_passes_per_image"]["dense"]
+    assert 0 <= adaptive["pointing_game"]["adaptive"] <= 1 and -1 <= adaptive["rank_correlation"]["mean"] <= 1
+    q = pgd_quality(32, cfg)
+    rates = [row["success_rate"]["fp32"] for row in q["budgets"]]
+    assert q["images"] == 32 and rates[0] < rates[-1] and rates[-1] > 0.5

@@ -8,7 +8,9 @@ how one chunk is perturbed (``perturb``), using ``objective`` (per-sample loss t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,21 +22,27 @@ from ..models.classifier import Classifier
 
 @dataclass
 class AttackResult:
-    """``adversarial`` B x C x H x W in [0, 1]; ``success``, ``linf``, ``l2`` per sample.
+    """``adversarial`` B x C x H x W in [0, 1]; ``linf``, ``l2`` and ``success`` per sample.
 
     ``labels`` is the class (softmax) or finding (sigmoid) that was attacked, ``target`` the goal
-    of a targeted attack (None when untargeted).
+    of a targeted attack (None when untargeted). ``success`` is judged on first access, by a float32
+    forward pass of the adversarials through the attack's classifier: a caller that needs only the
+    images (adversarial training, say) does not pay for it, as with torchattacks.
     """
 
     adversarial: torch.Tensor
-    success: torch.Tensor
     linf: torch.Tensor
     l2: torch.Tensor
     labels: torch.Tensor
-    target: torch.Tensor | None = None
+    target: torch.Tensor | None
+    judge: Callable[[torch.Tensor], torch.Tensor] = field(repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.adversarial.shape[0]
+
+    @cached_property
+    def success(self) -> torch.Tensor:
+        return self.judge(self.adversarial)
 
     @property
     def success_rate(self) -> float:
@@ -181,7 +189,7 @@ class Attack:
         # a clone is never an inference tensor, so images made under torch.inference_mode can be attacked
         images = self.classifier.check_images(images).detach().clone()
         labels, target = self._resolve(images, labels, target)
-        adv, success = [], []
+        adv, originals = [], []
         for s in chunks(images.shape[0], self.batch_size):
             x, y, t = images[s], labels[s], None if target is None else target[s]
             original = None
@@ -189,10 +197,22 @@ class Attack:
                 with torch.no_grad():
                     original = self._decisions(self.logits(x), y)
             a, original = self.perturb(x, y, t, original)
-            a = a.detach().clamp(0, 1)
-            with torch.no_grad():
-                success.append(self.succeeded(self.logits(a), y, t, original))
-            adv.append(a)
+            adv.append(a.detach().clamp(0, 1))
+            originals.append(original)
         adversarial = torch.cat(adv)
         linf, l2 = perturbation_norms(images, adversarial)
-        return AttackResult(adversarial, torch.cat(success), linf, l2, labels, target)
+        return AttackResult(adversarial, linf, l2, labels, target, judge=lambda a: self._judge(images, a, labels, target, originals))
+
+    def _judge(self, images: torch.Tensor, adversarial: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None,
+               originals: list[torch.Tensor | None]) -> torch.Tensor:
+        """Per-sample success, chunk by chunk as the attack ran, judged by the model in float32 whatever precision
+        the attack's gradients used: success is a fact about the model, and a bf16 logit near the decision boundary
+        can carry the wrong sign. A sigmoid head's clean decision is re-read in float32 for the same reason."""
+        with torch.no_grad():
+            out = []
+            for s, original in zip(chunks(adversarial.shape[0], self.batch_size), originals):
+                if original is not None and self.precision != "fp32":
+                    original = self._decisions(self.classifier(images[s]).float(), labels[s])
+                t = None if target is None else target[s]
+                out.append(self.succeeded(self.classifier(adversarial[s]).float(), labels[s], t, original))
+            return torch.cat(out)
