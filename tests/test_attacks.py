@@ -176,3 +176,45 @@ def test_success_is_judged_chunk_by_chunk_against_each_chunks_clean_decision():
         flipped = (net(chunked.adversarial)[:, 1] > 0) != (net(x)[:, 1] > 0)
     assert torch.equal(chunked.success, flipped) and torch.equal(whole.success, flipped)
     assert 0 < flipped.sum() < 7  # both outcomes occur, so a misaligned clean decision would show
+
+
+def _bn_net() -> nn.Sequential:
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 8 * 8, 4))
+    with torch.no_grad():  # statistics far from the identity, so a wrong fold shows
+        net[2].running_mean.uniform_(0.5, 2.0)
+        net[2].running_var.uniform_(0.1, 3.0)
+        net[2].weight.uniform_(0.5, 1.5)
+        net[2].bias.uniform_(-1, 1)
+    return net.eval()
+
+
+def test_scale_shift_batchnorm_copy_shares_parameters_and_leaves_the_original_alone():
+    from cemap.models.folding import ScaleShift, with_scale_shift_batchnorm
+
+    net = _bn_net()
+    x = torch.rand(5, 3, 8, 8)
+    copy = with_scale_shift_batchnorm(net)
+    assert isinstance(copy[2], ScaleShift) and type(net[2]) is nn.BatchNorm2d
+    assert copy[0].weight is net[0].weight and copy[5].weight is net[5].weight
+    with torch.no_grad():
+        assert torch.allclose(copy(x), net(x), atol=1e-5)
+    net[2].train()
+    assert type(with_scale_shift_batchnorm(net)[2]) is nn.BatchNorm2d  # batch statistics are not a fixed affine map
+
+
+def test_reduced_precision_attacks_step_through_scale_shift_and_judge_with_the_model_itself():
+    net = _bn_net()
+    clf = cemap.Classifier(net, class_names=list("abcd"), input_shape=(3, 8, 8), layers=["2"], default_layer="2")
+    native_calls = []
+    net[2].register_forward_hook(lambda *_: native_calls.append(1))
+    x = torch.rand(6, 3, 8, 8)
+    fp32 = PGD(clf, eps=0.05, steps=3, random_start=False)(x)
+    assert len(native_calls) == 1 + 3  # labels, then every step through the model's own batch-norm
+    native_calls.clear()
+    bf16 = PGD(clf, eps=0.05, steps=3, random_start=False, precision="bf16")(x)
+    assert len(native_calls) == 0  # labels and steps ran through the ScaleShift copy
+    bf16.success
+    assert len(native_calls) == 1  # success is the float32 model's verdict
+    same_direction = ((bf16.adversarial - x).sign() == (fp32.adversarial - x).sign()).float().mean()
+    assert same_direction > 0.9  # bf16 gradients through ScaleShift point where fp32's do

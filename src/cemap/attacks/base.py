@@ -14,10 +14,12 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..causal.batching import as_model_input, autocast, chunks, prefers_channels_last
 from ..errors import CemapError
 from ..models.classifier import Classifier
+from ..models.folding import with_scale_shift_batchnorm
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Attack:
         self.batch_size = batch_size
         self.precision = precision
         self.channels_last = precision != "fp32" and prefers_channels_last(classifier.input_shape)
+        self._net = self._gradient_model()
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.budget().items())
@@ -90,11 +93,17 @@ class Attack:
         return {}
 
     # -- the goal -----------------------------------------------------------------------------
+    def _gradient_model(self) -> nn.Module:
+        """What the steps run through: the classifier itself in fp32 (bit-identical to a plain loop such as
+        torchattacks'); in reduced precision a parameter-sharing copy whose frozen batch-norms are one multiply-add
+        (``ScaleShift``), rebuilt on every call so that it never holds running statistics that have since changed."""
+        return self.classifier if self.precision == "fp32" else with_scale_shift_batchnorm(self.classifier)
+
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         # Reduced precision also runs channels-last (DenseNet-121 fwd+bwd in bf16: 1.3x); fp32 keeps the caller's
         # layout so its adversarials are bit-identical to a plain loop such as torchattacks'.
         with autocast(self.precision):
-            return self.classifier(as_model_input(images, self.channels_last)).float()
+            return self._net(as_model_input(images, self.channels_last)).float()
 
     def _decisions(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Sigmoid heads: the current yes/no of the attacked finding, as the BCE label to move away from."""
@@ -188,6 +197,7 @@ class Attack:
         to attack (sigmoid); None attacks the model's own prediction. ``target``: a targeted goal."""
         # a clone is never an inference tensor, so images made under torch.inference_mode can be attacked
         images = self.classifier.check_images(images).detach().clone()
+        self._net = self._gradient_model()
         labels, target = self._resolve(images, labels, target)
         adv, originals = [], []
         for s in chunks(images.shape[0], self.batch_size):
