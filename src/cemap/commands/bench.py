@@ -21,7 +21,9 @@ def bench(
     repeats: int = typer.Option(0, "--repeats", help="Timed runs per figure, after one warm-up (0 = 5, or 3 with --quick)."),
     anchors_in_process: bool = typer.Option(False, "--anchors-in-process",
                                             help="Run Captum/torchattacks beside cemap (sharing its allocator tuning) instead of in a fresh process."),
-    quality: bool = typer.Option(True, "--quality/--no-quality", help="Also compare adaptive and dense maps of cxr-cnn on synthcxr (pointing game, rank correlation)."),
+    quality: bool = typer.Option(True, "--quality/--no-quality",
+                                 help="Also measure, with the trained cxr-cnn on synthcxr, adaptive vs dense maps (pointing game, "
+                                      "rank correlation) and PGD success in fp32 vs bf16."),
     seed: int = SEED,
     threads: int = THREADS,
 ) -> None:
