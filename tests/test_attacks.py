@@ -66,10 +66,15 @@ def test_pgd_fools_mnist_and_targeted_reaches_target(mnist_clf, digits):
     assert torch.equal(cw.adversarial[~cw.success], x[:4][~cw.success])  # failures return the clean image
 
 
-def test_sigmoid_head_attacks_one_finding():
-    torch.manual_seed(0)
+def _linear_sigmoid(seed: int) -> tuple[nn.Module, cemap.Classifier]:
+    """A seeded linear model over 3 x 8 x 8 images with five sigmoid findings."""
+    torch.manual_seed(seed)
     net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5))
-    clf = cemap.Classifier(net, class_names=list("abcde"), head="sigmoid", input_shape=(3, 8, 8), layers=["1"], default_layer="1")
+    return net, cemap.Classifier(net, class_names=list("abcde"), head="sigmoid", input_shape=(3, 8, 8), layers=["1"], default_layer="1")
+
+
+def test_sigmoid_head_attacks_one_finding():
+    net, clf = _linear_sigmoid(seed=0)
     x = torch.rand(8, 3, 8, 8)
     res = PGD(clf, eps=0.3, steps=10, random_start=False)(x, labels=2)
     with torch.inference_mode():
@@ -83,9 +88,7 @@ def test_sigmoid_head_attacks_one_finding():
 
 
 def test_sigmoid_pgd_reads_the_clean_decision_off_its_first_step():
-    torch.manual_seed(1)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5))
-    clf = cemap.Classifier(net, class_names=list("abcde"), head="sigmoid", input_shape=(3, 8, 8), layers=["1"], default_layer="1")
+    net, clf = _linear_sigmoid(seed=1)
     forwards = []
     net.register_forward_hook(lambda *_: forwards.append(1))
     x = torch.rand(8, 3, 8, 8)
@@ -166,9 +169,7 @@ def test_images_and_labels_made_under_inference_mode_can_be_attacked(tiny_clf):
 
 
 def test_success_is_judged_chunk_by_chunk_against_each_chunks_clean_decision():
-    torch.manual_seed(3)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5))
-    clf = cemap.Classifier(net, class_names=list("abcde"), head="sigmoid", input_shape=(3, 8, 8), layers=["1"], default_layer="1")
+    net, clf = _linear_sigmoid(seed=3)
     x = torch.rand(7, 3, 8, 8)
     whole = PGD(clf, eps=0.02, steps=3, random_start=True)(x, labels=1)
     chunked = PGD(clf, eps=0.02, steps=3, random_start=True, batch_size=3)(x, labels=1)
