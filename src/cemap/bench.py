@@ -421,7 +421,7 @@ def _trained_cxr(n_images: int, with_boxes: bool):
 
     clf = get_model("cxr-cnn")
     data = get_dataset("synthcxr", split="test", size=clf.input_shape[-1])
-    picked = [i for i in range(len(data)) if data[i].boxes.numel() or not with_boxes][:n_images]
+    picked = [i for i in range(len(data)) if data[i].boxes.numel()][:n_images] if with_boxes else range(min(n_images, len(data)))
     return clf, data.batch(picked)
 
 
