@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from cemap.bench import BenchConfig, bench_classifier, rank_correlation, timed
+from cemap.studies.bench import BenchConfig, bench_classifier, rank_correlation, timed
 from cemap.causal.batching import balanced_chunks
 from cemap.cli import main
 
@@ -77,7 +77,7 @@ def test_bench_builds_torchvision_architectures_with_the_weights_asked_for():
 
 
 def test_pgd_quality_compares_fp32_and_bf16_success_on_a_trained_model(monkeypatch, mnist_clf, mnist_test):
-    import cemap.bench as bench
+    import cemap.studies.bench as bench
 
     batch = mnist_test.batch(range(24))
     monkeypatch.setattr(bench, "_trained_cxr", lambda n, with_boxes: (mnist_clf, batch))
@@ -94,7 +94,7 @@ def test_pgd_quality_compares_fp32_and_bf16_success_on_a_trained_model(monkeypat
 
 @pytest.mark.slow
 def test_bench_quality_sections_on_the_trained_cxr_cnn():
-    from cemap.bench import adaptive_quality, pgd_quality
+    from cemap.studies.bench import adaptive_quality, pgd_quality
 
     cfg = BenchConfig.quick()
     adaptive = adaptive_quality(8, cfg)

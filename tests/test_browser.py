@@ -156,10 +156,10 @@ def run_folder(tmp_path_factory) -> Path:
     given = os.environ.get("CEMAP_BROWSER_RUN")
     if given:
         return Path(given)
-    from cemap.demo import run_demo
+    from cemap.studies.overview import run_overview
 
     out = tmp_path_factory.mktemp("run")
-    run_demo(dataset="mnist5k", out=out, n_images=3)
+    run_overview(dataset="mnist5k", out=out, n_images=3)
     shutil.copy(out / "ce_maps.png", out / "<img src=x onerror=alert(1)><script>document.title='pwned'.png")
     return out
 

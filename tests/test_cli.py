@@ -100,7 +100,7 @@ def test_nan_image_is_one_line_error(tmp_path, mnist_clf, capsys):
 
 def test_weights_file_problems_are_clear(tmp_path):
     from cemap.errors import CemapError
-    from cemap.explain_files import load_classifier
+    from cemap.studies.explain_files import load_classifier
 
     with pytest.raises(CemapError, match="weights file not found"):
         load_classifier("mnist-cnn", tmp_path / "missing.pt")

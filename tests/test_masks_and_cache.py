@@ -82,7 +82,7 @@ def test_autoencoder_is_deterministic_for_a_seed_whatever_ran_before(tiny_clf):
 
 
 def test_study_stage_is_restored_with_its_files_until_its_key_or_the_code_changes(tmp_path, monkeypatch):
-    from cemap import stage_cache
+    from cemap.studies import stage_cache
 
     monkeypatch.setenv("CEMAP_CACHE", str(tmp_path / "cache"))
     calls = []

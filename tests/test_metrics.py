@@ -199,7 +199,7 @@ def test_marker_share():
 
 
 def test_evaluation_study_on_mnist_writes_one_row_per_method(tmp_path):
-    from cemap.evaluation_study import EvalConfig, format_table, run_evaluation
+    from cemap.studies.evaluation import EvalConfig, format_table, run_evaluation
 
     cfg = EvalConfig(n_images=6, n_robust=3, steps=4, n_figure=3)
     doc = run_evaluation("mnist5k", methods=["gradcam", "random", "centre"], out=tmp_path, config=cfg)
@@ -215,7 +215,7 @@ def test_evaluation_study_on_mnist_writes_one_row_per_method(tmp_path):
 
 def test_evaluation_pairs_one_per_finding_with_boxes():
     from cemap.data.base import ImageDataset, Sample
-    from cemap.evaluation_study import evaluation_pairs
+    from cemap.studies.evaluation import evaluation_pairs
 
     class Boxed(ImageDataset):
         class_names = ["a", "b"]
@@ -236,7 +236,7 @@ def test_evaluation_pairs_one_per_finding_with_boxes():
 
 def test_ce_tuning_is_cached_per_model_and_reused(tmp_path, monkeypatch, tiny_clf):
     """The train-split choice of CE's settings runs once per model and data; a rerun reads it back."""
-    import cemap.evaluation_study as study
+    import cemap.studies.evaluation as study
 
     monkeypatch.setenv("CEMAP_CACHE", str(tmp_path))
     calls = []
@@ -265,7 +265,7 @@ def test_evaluate_cli_rejects_an_unknown_method(tmp_path, capsys):
 
 
 def test_marker_share_column_counts_only_tagged_images(tiny_clf):
-    from cemap.evaluation_study import EvalConfig, Pairs, _marker_masks, evaluate_method
+    from cemap.studies.evaluation import EvalConfig, Pairs, _marker_masks, evaluate_method
 
     class Tagged:
         shortcut_box = torch.tensor([0.0, 0.0, 4.0, 4.0])

@@ -118,7 +118,7 @@ def test_bad_options():
 def test_cxr_cnn_acceptance(test_split):
     """cxr-cnn: macro AUROC >= 0.95 on the test split; the demo's autoencoder keeps >= 98% of per-finding decisions."""
     from cemap.data.base import stack_images
-    from cemap.demo import classifier_quality
+    from cemap.studies.overview import classifier_quality
 
     clf = cemap.get_model("cxr-cnn")
     batch = test_split.batch(range(len(test_split)))

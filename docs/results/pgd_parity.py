@@ -10,7 +10,7 @@ import time
 import torch
 
 from cemap.attacks import PGD
-from cemap.bench import BenchConfig, _torchattacks_pgd, bench_classifier, bench_images
+from cemap.studies.bench import BenchConfig, _torchattacks_pgd, bench_classifier, bench_images
 
 torch.set_num_threads(2)
 clf = bench_classifier(BenchConfig())

@@ -33,7 +33,7 @@ def bench(
     Example: cemap bench --out bench.json
     """
     setup(seed, threads, quiet=True)
-    from ..bench import BenchConfig, format_table, run_bench
+    from ..studies.bench import BenchConfig, format_table, run_bench
 
     overrides = {k: v for k, v in {"images": images, "repeats": repeats}.items() if v > 0}
     base = dict(model=model, weights=weights, threads=threads, seed=seed, anchors_in_process=anchors_in_process, **overrides)

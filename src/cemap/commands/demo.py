@@ -28,11 +28,11 @@ def demo(
     """
     setup(seed, threads, quiet)
     from ..models import default_model_for
-    from ..study import run_study
+    from ..studies.demo import run_demo
 
     default_model_for(dataset)  # an unknown dataset fails here, before any work
     start = time.perf_counter()
-    study = run_study(dataset=dataset, out=out, quick=quick, seed=seed, reuse=not recompute)
+    study = run_demo(dataset=dataset, out=out, quick=quick, seed=seed, reuse=not recompute)
     metrics = json.loads((out / "metrics.json").read_text())
     fid = metrics["autoencoder"]["fidelity"]
     report = Path(study["report"])

@@ -25,7 +25,7 @@ def detect(
     Example: cemap detect --dataset mnist5k --out out/detect-mnist
     """
     setup(seed, threads, quiet)
-    from ..detection_study import format_table, run_detection_study
+    from ..studies.detection import format_table, run_detection_study
 
     report = run_detection_study(dataset=dataset, model=model, out=out, quick=quick, seed=seed)
     typer.echo(f"{report['dataset']} / {report['model']} @ {report['layer']}: AUROC and TPR@5%FPR on held-out test images (successful adversarials only)")

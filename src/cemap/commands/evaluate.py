@@ -50,7 +50,7 @@ def evaluate(
     Example: cemap evaluate --dataset synthcxr --methods ce,gradcam,random --n-images 100 --out out/eval
     """
     setup(seed, threads, quiet)
-    from ..evaluation_study import EvalConfig, format_table, run_evaluation
+    from ..studies.evaluation import EvalConfig, format_table, run_evaluation
 
     cfg = EvalConfig(n_images=n_images, n_robust=n_robust, steps=steps, seed=seed, method_options=_options(ce_cell, ce_stride, ce_fill, ig_steps))
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None

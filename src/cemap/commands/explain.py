@@ -29,7 +29,7 @@ def explain(
     Example: cemap explain scans/ --model chexnet --weights chexnet.pth --fit-on scans/ --methods ce,gradcam --out out/scans
     """
     setup(seed, threads, quiet)
-    from ..explain_files import explain_files, list_image_files, load_classifier
+    from ..studies.explain_files import explain_files, list_image_files, load_classifier
 
     files = list_image_files(inputs)
     clf = load_classifier(model, weights)

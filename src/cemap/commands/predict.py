@@ -27,7 +27,7 @@ def predict(
     Example: cemap predict scans/ --model cxr-cnn --top 3 --out predictions.json
     """
     setup(seed, threads, quiet)
-    from ..explain_files import list_image_files, load_classifier, predict_files
+    from ..studies.explain_files import list_image_files, load_classifier, predict_files
 
     files = list_image_files(inputs)
     rows = predict_files(load_classifier(model, weights), files, top=top)

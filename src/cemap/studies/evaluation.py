@@ -22,20 +22,20 @@ from typing import Sequence
 
 import torch
 
-from .cache import cache_path, save_json_atomic
-from .causal.autoencoder import model_fingerprint
-from .data import get_dataset
-from .data.base import ImageDataset
-from .errors import CemapError, unknown_name
-from .evaluate.faithfulness import deletion_auc, insertion_auc
-from .evaluate.localisation import IOBB_THRESHOLDS, box_masks, energy_pointing, iobb_accuracy, pointing_game_hits
-from .evaluate.robustness import fgsm_stability, noise_stability
-from .evaluate.sanity import randomisation_correlation
-from .evaluate.shortcut import marker_share
-from .explain import get_explainer, list_explainers
-from .models import default_model_for, get_model
-from .models.classifier import Classifier
-from .report.figures import overlay_grid
+from ..cache import cache_path, save_json_atomic
+from ..causal.autoencoder import model_fingerprint
+from ..data import get_dataset
+from ..data.base import ImageDataset
+from ..errors import CemapError, unknown_name
+from ..evaluate.faithfulness import deletion_auc, insertion_auc
+from ..evaluate.localisation import IOBB_THRESHOLDS, box_masks, energy_pointing, iobb_accuracy, pointing_game_hits
+from ..evaluate.robustness import fgsm_stability, noise_stability
+from ..evaluate.sanity import randomisation_correlation
+from ..evaluate.shortcut import marker_share
+from ..explain import get_explainer, list_explainers
+from ..models import default_model_for, get_model
+from ..models.classifier import Classifier
+from ..report.figures import overlay_grid
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import torch
 
-from .causal import CEMap, LatentCE, fidelity, fit_autoencoder
-from .data import get_dataset
-from .data.base import stack_images
-from .evaluate.classification import accuracy, macro_auroc, per_class_auroc
-from .evaluate.localisation import pointing_game_hits
-from .models import default_model_for, get_model
-from .report.figures import draw_boxes, overlay_grid, plt, profile_bars
+from ..causal import CEMap, LatentCE, fidelity, fit_autoencoder
+from ..data import get_dataset
+from ..data.base import stack_images
+from ..evaluate.classification import accuracy, macro_auroc, per_class_auroc
+from ..evaluate.localisation import pointing_game_hits
+from ..models import default_model_for, get_model
+from ..report.figures import draw_boxes, overlay_grid, plt, profile_bars
 
 POINTING_PAIRS = 200  # (test image, finding) pairs with boxes scored by the pointing game
 
@@ -87,7 +87,7 @@ def box_pointing_game(ce: CEMap, dataset, limit: int = POINTING_PAIRS) -> dict:
     return {"n": len(hits), "hit_rate": float(hits.float().mean()), "per_finding": per_finding}
 
 
-def run_demo(dataset: str = "mnist5k", out: Path = Path("out/demo"), n_images: int = 8, seed: int = 0) -> dict:
+def run_overview(dataset: str = "mnist5k", out: Path = Path("out/demo"), n_images: int = 8, seed: int = 0) -> dict:
     """Run the study and return the metrics it wrote to ``out/metrics.json``."""
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}

@@ -23,15 +23,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .causal.adaptive import DEFAULT_REFINE, AdaptiveCEMap
-from .causal.autoencoder import AEConfig, FittedAutoencoder, LatentAutoencoder
-from .causal.batching import allocator_tuned
-from .causal.cemap_map import CEMap
-from .causal.effects import expected_effect, resolve_targets
-from .causal.latent import LatentCE
-from .causal.split import split_classifier
-from .errors import CemapError
-from .models.classifier import Classifier
+from ..causal.adaptive import DEFAULT_REFINE, AdaptiveCEMap
+from ..causal.autoencoder import AEConfig, FittedAutoencoder, LatentAutoencoder
+from ..causal.batching import allocator_tuned
+from ..causal.cemap_map import CEMap
+from ..causal.effects import expected_effect, resolve_targets
+from ..causal.latent import LatentCE
+from ..causal.split import split_classifier
+from ..errors import CemapError
+from ..models.classifier import Classifier
 
 DEFAULT_MODEL = "chexnet"  # DenseNet-121, 14 sigmoid findings, 224 x 224; random weights unless --weights
 LATENT_LAYERS = ("features.denseblock2",)  # the issue's reference cut for DenseNet-121
@@ -104,8 +104,8 @@ def forward_flops(classifier: Classifier, image: torch.Tensor) -> int:
 
 def bench_classifier(config: BenchConfig) -> Classifier:
     """The model under test, built with seeded random weights where it has none of its own."""
-    from .models.registry import get_model
-    from .models.torchvision_models import ARCHS
+    from ..models.registry import get_model
+    from ..models.torchvision_models import ARCHS
 
     torch.manual_seed(config.seed)
     takes_weights = config.model == DEFAULT_MODEL or config.model in ARCHS  # built-in models train their own
@@ -115,8 +115,8 @@ def bench_classifier(config: BenchConfig) -> Classifier:
 
 def bench_images(classifier: Classifier, n: int, seed: int) -> torch.Tensor:
     """Test images of the model's built-in dataset when it has one, else seeded uniform noise in [0, 1]."""
-    from .data.registry import get_dataset, list_datasets
-    from .models.registry import default_model_for
+    from ..data.registry import get_dataset, list_datasets
+    from ..models.registry import default_model_for
 
     for dataset in list_datasets():
         try:
@@ -416,8 +416,8 @@ def _efficiency_section(clf, x, ce_map: dict, cfg) -> dict:
 
 def _trained_cxr(n_images: int, with_boxes: bool):
     """The trained cxr-cnn and ``n_images`` synthcxr test images (those with a finding box when ``with_boxes``)."""
-    from .data.registry import get_dataset
-    from .models.registry import get_model
+    from ..data.registry import get_dataset
+    from ..models.registry import get_model
 
     clf = get_model("cxr-cnn")
     data = get_dataset("synthcxr", split="test", size=clf.input_shape[-1])
@@ -427,7 +427,7 @@ def _trained_cxr(n_images: int, with_boxes: bool):
 
 def adaptive_quality(n_images: int, cfg: BenchConfig) -> dict:
     """Dense vs adaptive CE maps of the trained cxr-cnn on synthcxr: pointing game and rank correlation."""
-    from .evaluate.localisation import pointing_game_hits
+    from ..evaluate.localisation import pointing_game_hits
 
     clf, batch = _trained_cxr(n_images, with_boxes=True)
     targets = torch.stack([bl.reshape(-1)[0] for bl in batch.box_labels]).long()
@@ -456,7 +456,7 @@ def pgd_quality(n_images: int, cfg: BenchConfig) -> dict:
     """PGD success in fp32 and bf16 on a trained model (cxr-cnn on synthcxr): at the bench's budget and at smaller ones,
     where success is partial and a difference would show. The default model's random weights leave its outputs all
     but independent of the input (no attack succeeds there), so its success rates cannot tell the precisions apart."""
-    from .attacks import PGD
+    from ..attacks import PGD
 
     clf, batch = _trained_cxr(n_images, with_boxes=False)
     rows = []

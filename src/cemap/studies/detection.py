@@ -19,16 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .attacks import CarliniWagnerL2, FGSM, PGD, Attack, AttackResult
-from .causal import fidelity, fit_autoencoder
-from .data import get_dataset
-from .data.base import stack_images
-from .detect import AdaptivePGD, CEDetector, CESignature, SignatureConfig, select_detector
-from .evaluate.detection import auroc, detection_metrics, roc_points
-from .evaluate.detection_baselines import feature_squeezing_score, layer_features, lid, max_softmax_score
-from .models import default_model_for, get_model
-from .report.detection_figures import roc_panels, signature_histograms
-from .report.figures import profile_bars
+from ..attacks import CarliniWagnerL2, FGSM, PGD, Attack, AttackResult
+from ..causal import fidelity, fit_autoencoder
+from ..data import get_dataset
+from ..data.base import stack_images
+from ..detect import AdaptivePGD, CEDetector, CESignature, SignatureConfig, select_detector
+from ..evaluate.detection import auroc, detection_metrics, roc_points
+from ..evaluate.detection_baselines import feature_squeezing_score, layer_features, lid, max_softmax_score
+from ..models import default_model_for, get_model
+from ..report.detection_figures import roc_panels, signature_histograms
+from ..report.figures import profile_bars
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,14 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .causal import LatentCE, fidelity, fit_autoencoder
-from .causal.autoencoder import Fidelity, FittedAutoencoder
-from .data.images import IMAGE_SUFFIXES, is_image_file, read_image
-from .errors import CemapError, unknown_name
-from .explain import get_explainer
-from .models import Classifier, get_model
-from .progress import progress_enabled
-from .report.figures import overlay_grid, profile_bars
+from ..causal import LatentCE, fidelity, fit_autoencoder
+from ..causal.autoencoder import Fidelity, FittedAutoencoder
+from ..data.images import IMAGE_SUFFIXES, is_image_file, read_image
+from ..errors import CemapError, unknown_name
+from ..explain import get_explainer
+from ..models import Classifier, get_model
+from ..progress import progress_enabled
+from ..report.figures import overlay_grid, profile_bars
 
 DEFAULT_METHODS = ("ce", "gradcam")
 BATCH = 16
@@ -132,7 +132,7 @@ def explain_files(
     target: str | None = None,
 ) -> dict:
     """Explain each file; writes ``<n>_<name>.png`` and ``.json`` per image, ``explain.json`` and ``report.html`` to ``out``."""
-    from .report.html import write_report
+    from ..report.html import write_report
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

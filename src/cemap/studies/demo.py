@@ -2,14 +2,14 @@
 
 Stages, each timed:
 1. demo - train or load the built-in model and its latent autoencoder, CE maps and clean latent
-   CE profiles (``cemap.demo.run_demo``: metrics.json, ce_maps.png, latent_profiles.png);
+   CE profiles (``cemap.studies.overview.run_overview``: metrics.json, ce_maps.png, latent_profiles.png);
 2. conditions - the latent CE profiles of the same test images clean, with their true finding
    box masked (``LatentCE.attribute_masked``) and under a PGD attack: the paper's experiments;
 3. evaluation - CE maps against every baseline on ground truth (evaluation.json, overlays.png);
 4. detection - attacks, CE-signature detector and its baselines (detection.json, ROC, histograms);
 5. report - study.json and a self-contained report.html.
 
-Stages 1-4 are kept in the cache (:mod:`cemap.stage_cache`): rerunning the same study with the same
+Stages 1-4 are kept in the cache (:mod:`cemap.studies.stage_cache`): rerunning the same study with the same
 model and code restores them, and study.json's ``stages`` says which were restored and what they cost.
 """
 
@@ -23,21 +23,21 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .attacks import PGD
-from .causal import LatentCE, fit_autoencoder
-from .causal.autoencoder import model_fingerprint
-from .data import get_dataset
-from .data.base import stack_images
-from .demo import run_demo
-from .detection_study import DEFAULT_LINF, LINF_BUDGETS, run_detection_study
-from .evaluate.localisation import box_masks
-from .errors import CemapError
-from .evaluation_study import EvalConfig, run_evaluation
-from .explain import get_explainer, list_explainers
-from .models import default_model_for, get_model
-from .progress import progress_enabled
-from .report.figures import profile_bars
-from .report.html import write_report
+from ..attacks import PGD
+from ..causal import LatentCE, fit_autoencoder
+from ..causal.autoencoder import model_fingerprint
+from ..data import get_dataset
+from ..data.base import stack_images
+from .overview import run_overview
+from .detection import DEFAULT_LINF, LINF_BUDGETS, run_detection_study
+from ..evaluate.localisation import box_masks
+from ..errors import CemapError
+from .evaluation import EvalConfig, run_evaluation
+from ..explain import get_explainer, list_explainers
+from ..models import default_model_for, get_model
+from ..progress import progress_enabled
+from ..report.figures import profile_bars
+from ..report.html import write_report
 from .stage_cache import run_cached
 
 
@@ -133,11 +133,11 @@ def _evaluation_stage(dataset: str, out: Path, cfg: EvalConfig, tune: bool) -> d
     return {"n_images": evaluation["n_images"], "n_pairs": evaluation["n_pairs"], "methods": methods, "methods_not_applicable": skipped}
 
 
-def run_study(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: bool = False, seed: int = 0, reuse: bool = True) -> dict:
+def run_demo(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: bool = False, seed: int = 0, reuse: bool = True) -> dict:
     """Run every stage into ``out`` and return study.json's content; report.html is written last.
 
     A stage whose inputs (settings, model weights, cemap's code) are unchanged since an earlier run is
-    restored from the cache instead of recomputed (:mod:`cemap.stage_cache`); ``reuse=False`` recomputes all.
+    restored from the cache instead of recomputed (:mod:`cemap.studies.stage_cache`); ``reuse=False`` recomputes all.
     """
     plan = StudyPlan.for_mode(quick)
     out = Path(out)
@@ -160,7 +160,7 @@ def run_study(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: bo
         return value
 
     base = stage("model", lambda: _stage_key(dataset, quick, seed))
-    metrics = stage("demo", lambda: run_demo(dataset=dataset, out=out, n_images=plan.figure_images, seed=seed), {**base, "plan": asdict(plan)})
+    metrics = stage("demo", lambda: run_overview(dataset=dataset, out=out, n_images=plan.figure_images, seed=seed), {**base, "plan": asdict(plan)})
     profiles = stage("conditions", lambda: condition_profiles(dataset, out, plan, seed), {**base, "plan": asdict(plan)})
     cfg = EvalConfig(n_images=plan.eval_images, n_robust=plan.eval_robust, steps=plan.eval_steps, seed=seed)
     # CE's fill and cell are chosen on the train split when it has boxes, never on the test images reported

@@ -1,132 +1,21 @@
-"""CE-based detection of adversarial inputs: the CE signature of an image and the ``CEDetector`` on it.
+"""The ``CEDetector``: standardisation + L2-regularised logistic regression on CE signatures.
 
-Signature = latent CE profile (ECE of do(Z_j = v) for each concept channel, PAPER.md section 2)
-plus summary statistics of the CE map (peak, mass concentration, entropy, ...). The detector is
-standardisation + L2-regularised logistic regression: a well-understood linear model whose few
-parameters are saved as a plain ``.npz`` (no pickle) and whose score is also a torch function,
-so an adaptive attacker can differentiate through it.
+A well-understood linear model whose few parameters are saved as a plain ``.npz`` (no pickle)
+and whose score is also a torch function, so an adaptive attacker can differentiate through it.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from .attacks.gradient import PGD
-from .causal.autoencoder import FittedAutoencoder
-from .causal.batching import chunks
-from .causal.cemap_map import CEMap
-from .causal.latent import LatentCE
-from .errors import CemapError
-from .models.classifier import Classifier
-
-MAP_STATS = ("peak", "trough", "mean", "positive_mass", "negative_mass", "concentration", "entropy")
-SHARE_STATS = ("concentration", "entropy")  # shares in [0, 1]; every other feature is a probability change
-FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class SignatureConfig:
-    """Which parts make up the signature. ``cell``/``stride``/``fill`` configure the CE map (None = CEMap default);
-    ``top_fraction`` is the pixel share used by 'concentration'; ``value`` the latent intervention value."""
-
-    latent: bool = True
-    map_stats: tuple[str, ...] = MAP_STATS
-    cell: int | None = None
-    stride: int | None = None
-    fill: str | float = "zero"
-    top_fraction: float = 0.1
-    value: str | float = "zero"
-
-    def __post_init__(self) -> None:
-        unknown = [s for s in self.map_stats if s not in MAP_STATS]
-        if unknown:
-            raise CemapError(f"unknown CE-map statistic(s) {unknown}", f"choose from {', '.join(MAP_STATS)}")
-        if not self.latent and not self.map_stats:
-            raise CemapError("an empty signature", "enable the latent profile or name at least one CE-map statistic")
-        if not 0 < self.top_fraction <= 1:
-            raise CemapError(f"top_fraction must be in (0, 1], got {self.top_fraction}")
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "map_stats": list(self.map_stats)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SignatureConfig":
-        return cls(**{**d, "map_stats": tuple(d.get("map_stats", ()))})
-
-
-def map_statistics(maps: torch.Tensor, stats: Sequence[str], top_fraction: float = 0.1) -> torch.Tensor:
-    """B x len(stats) summaries of B x H x W CE maps (differentiable).
-
-    concentration = share of the positive mass in the top ``top_fraction`` pixels;
-    entropy = entropy of the normalised positive map divided by log(H W) (1 = spread evenly).
-    """
-    flat = maps.flatten(1).float()
-    pos, neg = flat.clamp(min=0), (-flat).clamp(min=0)
-    mass = pos.sum(1)
-    top = max(1, math.ceil(top_fraction * flat.shape[1]))
-    q = pos / mass.clamp_min(1e-12)[:, None]
-    values = {
-        "peak": lambda: flat.amax(1),
-        "trough": lambda: flat.amin(1),
-        "mean": lambda: flat.mean(1),
-        "positive_mass": lambda: pos.mean(1),
-        "negative_mass": lambda: neg.mean(1),
-        "concentration": lambda: pos.topk(top, dim=1).values.sum(1) / mass.clamp_min(1e-12),
-        "entropy": lambda: -(q * torch.log(q.clamp_min(1e-12))).sum(1) / math.log(flat.shape[1]),
-    }
-    return torch.stack([values[s]() for s in stats], dim=1)
-
-
-class CESignature:
-    """``signature(images)`` -> B x D CE signature; ``differentiable=True`` keeps the graph for adaptive attacks."""
-
-    def __init__(self, classifier: Classifier, fitted: FittedAutoencoder | None, config: SignatureConfig | None = None,
-                 batch_size: int = 64, precision: str = "fp32") -> None:
-        self.config = config or SignatureConfig()
-        if self.config.latent and fitted is None:
-            raise CemapError("the latent CE profile needs a fitted autoencoder", "pass fit_autoencoder(...) or SignatureConfig(latent=False)")
-        self.classifier = classifier
-        self.fitted = fitted
-        self.batch_size = batch_size
-        self.latent = LatentCE(classifier, fitted, value=self.config.value, precision=precision) if self.config.latent else None
-        self.cemap = CEMap(classifier, cell=self.config.cell, stride=self.config.stride, fill=self.config.fill, precision=precision)
-
-    @property
-    def feature_names(self) -> list[str]:
-        latent = [f"latent_Z{j}" for j in range(self.latent.k)] if self.latent else []
-        return latent + [f"map_{s}" for s in self.config.map_stats]
-
-    @property
-    def dim(self) -> int:
-        return len(self.feature_names)
-
-    @property
-    def effect_features(self) -> list[bool]:
-        """Which features are probability changes (latent CEs, map peak/mean/mass) rather than shares."""
-        return [not any(n == f"map_{s}" for s in SHARE_STATS) for n in self.feature_names]
-
-    def _chunk(self, images: torch.Tensor, differentiable: bool) -> torch.Tensor:
-        parts = []
-        if self.latent is not None:
-            parts.append(self.latent.attribute(images, differentiable=differentiable))
-        if self.config.map_stats:
-            maps = self.cemap.attribute(images, differentiable=differentiable)
-            parts.append(map_statistics(maps, self.config.map_stats, self.config.top_fraction))
-        return torch.cat(parts, dim=1)
-
-    def __call__(self, images: torch.Tensor, differentiable: bool = False) -> torch.Tensor:
-        images = self.classifier.check_images(images)
-        if differentiable:
-            return self._chunk(images, True)
-        return torch.cat([self._chunk(images[s], False) for s in chunks(images.shape[0], self.batch_size)]) if len(images) else torch.zeros(0, self.dim)
-
+from ..errors import CemapError
+from .signature import FORMAT_VERSION
 
 def _as_2d(x, n_features: int | None, what: str = "signatures") -> np.ndarray:
     arr = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float64)
@@ -258,7 +147,7 @@ def select_detector(signatures, is_adversarial, groups, Cs: Sequence[float] = (0
 
     ``groups`` ties a clean image to its adversarial copy so both land on the same side of every split.
     """
-    from .evaluate.detection import auroc
+    from ..evaluate.detection import auroc
 
     x = _as_2d(signatures, None)
     y = np.asarray(is_adversarial).astype(int)
@@ -276,53 +165,3 @@ def select_detector(signatures, is_adversarial, groups, Cs: Sequence[float] = (0
             ]))
     best_c, best_s = max(scores, key=scores.get) if scores else (1.0, log_scales[0])
     return CEDetector(C=best_c, log_scale=best_s, **detector_kw).fit(x, y), {f"C={c:g} log_scale={s}": v for (c, s), v in scores.items()}
-
-
-class AdaptivePGD(PGD):
-    """PGD against classifier *and* detector (the attack a careful reviewer asks for).
-
-    Ascends  -max(margin, -kappa) - weight * detector logit(CE signature): the hinge on the classifier's
-    margin stops pulling once a sample is misclassified by ``kappa`` logits, leaving the step to the
-    detector term; the signature (latent CE profile and CE-map statistics) is differentiated end to end.
-    Each sample returns the iterate that is misclassified with the lowest detector score (else the last one).
-    """
-
-    name = "adaptive-pgd"
-
-    def __init__(self, classifier: Classifier, signature: CESignature, detector: CEDetector, weight: float = 1.0,
-                 kappa: float = 1.0, **kw) -> None:
-        super().__init__(classifier, **kw)
-        self.signature, self.detector, self.weight, self.kappa = signature, detector, float(weight), float(kappa)
-
-    def budget(self) -> dict:
-        return {**super().budget(), "detector_weight": self.weight, "kappa": self.kappa}
-
-    def _terms(self, x, labels, target, original) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(per-sample objective, classifier margin, detector logit) at ``x``."""
-        margin = self.margin(self.logits(x), labels, target, original)
-        score = self.detector.score_torch(self.signature(x, differentiable=True).double()).float()
-        return -margin.clamp(min=-self.kappa) - self.weight * score, margin, score
-
-    def starts_at_clean(self) -> bool:
-        return False  # its terms need the clean decision up front
-
-    def gradient(self, images, labels, target, original):
-        with torch.enable_grad():
-            x = images.detach().requires_grad_(True)
-            return torch.autograd.grad(self._terms(x, labels, target, original)[0].sum(), x)[0], original
-
-    def perturb(self, images, labels, target, original):
-        adv = self._start(images) if self.random_start else images.clone()
-        best, best_score = adv.clone(), torch.full((images.shape[0],), float("inf"))
-        for step in range(self.steps + 1):
-            with torch.enable_grad():
-                x = adv.detach().requires_grad_(True)
-                objective, margin, score = self._terms(x, labels, target, original)
-                grad = torch.autograd.grad(objective.sum(), x)[0] if step < self.steps else None
-            better = (margin.detach() < 0) & (score.detach() < best_score)
-            best[better], best_score = adv[better], torch.where(better, score.detach(), best_score)
-            if grad is not None:
-                adv = self._step(adv, images, grad).detach()
-        never = torch.isinf(best_score)
-        best[never] = adv[never]
-        return best, original

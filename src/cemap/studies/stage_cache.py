@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from .cache import cache_path
+from ..cache import cache_path
 
 MANIFEST = "stage.json"
 
@@ -28,7 +28,7 @@ MANIFEST = "stage.json"
 @functools.lru_cache(maxsize=1)
 def source_fingerprint() -> str:
     """A hash of every Python file of the installed cemap package (path and bytes)."""
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parent.parent  # the cemap package
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode())

@@ -1,0 +1,78 @@
+"""The one context every study stage receives: built once, passed down, never rebuilt from a dataset name.
+
+A stage is a function ``run_<stage>(ctx, ...) -> <Result>`` whose result has ``to_json()``;
+it reads the classifier, the data splits and the fitted autoencoder from the context, writes
+its files under ``ctx.out`` and draws randomness only from ``ctx.generator(stream)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from ..causal import FittedAutoencoder, fit_autoencoder
+from ..data import get_dataset
+from ..data.base import ImageDataset, stack_images
+from ..models import Classifier, default_model_for, get_model
+
+
+@dataclass
+class StudyContext:
+    """Classifier, data splits, latent autoencoder (fitted on first use), output folder and seed of one study.
+
+    Args:
+        dataset: registered dataset name (its ``train`` and ``test`` splits are used).
+        out: the run folder every stage writes into.
+        seed: the study's seed; each stage draws from its own named stream (:meth:`generator`).
+        quick: a small subset of the same study.
+        model: registered model name; the dataset's built-in model when None.
+        dataset_options: keyword arguments for ``get_dataset`` (e.g. ``seed``, ``size`` for synthcxr).
+    """
+
+    dataset: str
+    out: Path
+    seed: int = 0
+    quick: bool = False
+    model: str | None = None
+    dataset_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.model = self.model or default_model_for(self.dataset)
+
+    @cached_property
+    def classifier(self) -> Classifier:
+        return get_model(self.model)
+
+    @cached_property
+    def train(self) -> ImageDataset:
+        return get_dataset(self.dataset, split="train", **self.dataset_options)
+
+    @cached_property
+    def test(self) -> ImageDataset:
+        return get_dataset(self.dataset, split="test", **self.dataset_options)
+
+    @cached_property
+    def train_images(self) -> torch.Tensor:
+        """N x C x H x W: every train image (what the autoencoder is fitted on)."""
+        return stack_images(self.train)
+
+    @property
+    def data_key(self) -> str:
+        """The autoencoder cache's name for the train images (the same key ``cemap demo`` has always used)."""
+        suffix = "" if not self.dataset_options else "-" + hashlib.sha256(repr(sorted(self.dataset_options.items())).encode()).hexdigest()[:8]
+        return f"{self.dataset}{suffix}-train"
+
+    @cached_property
+    def autoencoder(self) -> FittedAutoencoder:
+        """The latent autoencoder at the classifier's default layer, fitted on the train split (cached on disk)."""
+        return fit_autoencoder(self.classifier, self.train_images, data_key=self.data_key)
+
+    def generator(self, stream: str) -> torch.Generator:
+        """A generator seeded from (seed, stream): stages draw independent numbers and never touch the global RNG."""
+        digest = hashlib.sha256(f"{self.seed}/{stream}".encode()).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF)
