@@ -11,9 +11,23 @@ import pkgutil
 import sys
 
 import typer
+import typer.core
 
 from . import __version__
+from .causal.batching import tune_allocator
 from .errors import CemapError
+
+def _flag_without_type(original):
+    """Help shows ``--quiet``, not ``--quiet <bool>``: a flag takes no value, so it gets no type column."""
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else original(self, ctx)
+
+    return display_type_rich
+
+
+if hasattr(typer.core.TyperOption, "display_type_rich"):
+    typer.core.TyperOption.display_type_rich = _flag_without_type(typer.core.TyperOption.display_type_rich)
 
 app = typer.Typer(
     name="cemap",
@@ -44,20 +58,28 @@ def _load_commands() -> None:
         importlib.import_module(f"{commands.__name__}.{info.name}")
 
 
+def _fail(message: str, code: int = 2) -> None:
+    from .commands.common import remove_empty_outputs
+
+    remove_empty_outputs()
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     _load_commands()
+    tune_allocator()  # the command owns its process; `import cemap` alone never retunes the allocator
     try:
         app(args=argv, prog_name="cemap", standalone_mode=False)
     except CemapError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc))
     except KeyboardInterrupt:
         typer.echo("interrupted; results written so far are kept", err=True)
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
+    except typer.Abort:  # click turns an EOFError raised anywhere inside a command into Abort
+        _fail("aborted: a file ended before it was complete (an empty or truncated file?)", 1)
     except typer.TyperException as exc:  # usage errors (bad flag, unknown command, bad value) in non-standalone mode
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
@@ -66,6 +88,21 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0)
         typer.echo(f"error: {message}{hint}", err=True)
         sys.exit(2)
+    except (OSError, RuntimeError) as exc:
+        from .cache import is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        where = next((e.filename for e in _chain(exc) if isinstance(e, OSError) and e.filename), None)
+        _fail(f"no space left on the device{f' while writing {where}' if where else ''} (free some space and rerun; with cemap run, --resume keeps every committed shard)")
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    out = []
+    while exc is not None and exc not in out:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
 
 
 if __name__ == "__main__":

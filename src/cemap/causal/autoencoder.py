@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..cache import cache_path, load_weights, save_atomic
+from ..cache import cache_path, load_cached, move_aside, save_atomic
 from ..models.classifier import Classifier
 from ..models.training import optimiser_step, seeded_init
 from ..progress import progress_enabled
@@ -164,9 +164,14 @@ def fit_autoencoder(
     ae = seeded_init(lambda: LatentAutoencoder(channels, cfg.code, cfg.hidden), cfg.seed)
     key = {"model": model_fingerprint(classifier), "layer": split.layer, "data": data_key or _data_fingerprint(images), "init": "seeded", **asdict(cfg)}
     path = cache_path("autoencoders", classifier.name or "model", key)
-    if use_cache and path.exists():
-        ae.load_state_dict(load_weights(path)["state_dict"])
-        return FittedAutoencoder(ae.eval(), split, cfg)
+    entry = load_cached(path) if use_cache else None  # a damaged entry is moved aside and retrained, never used
+    if entry is not None:
+        try:
+            ae.load_state_dict(entry["state_dict"])
+            return FittedAutoencoder(ae.eval(), split, cfg)
+        except (KeyError, RuntimeError, TypeError):
+            move_aside(path, "does not hold this autoencoder's weights")
+            ae = seeded_init(lambda: LatentAutoencoder(channels, cfg.code, cfg.hidden), cfg.seed)
     _train(ae, split, classifier, images, cfg)
     ae.code_mean.copy_(_code_mean(ae, split, images, cfg.batch_size))
     if use_cache:

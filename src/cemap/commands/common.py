@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -13,6 +14,9 @@ SEED = typer.Option(0, "--seed", help="Random seed for everything random in the 
 THREADS = typer.Option(0, "--threads", help="CPU threads for torch (0 = all cores).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars; only the final summary.")
 
+# Folders this process created for its output: a failed command removes those left empty (cli.main).
+_CREATED: list[Path] = []
+
 
 def setup(seed: int, threads: int, quiet: bool) -> None:
     """Apply the shared options before any work starts."""
@@ -23,5 +27,42 @@ def setup(seed: int, threads: int, quiet: bool) -> None:
 
 
 def out_dir(path: Path) -> Path:
+    """Create the output folder ``path``; if the command then fails, the folders it created are removed when still empty."""
+    path = Path(path)
+    missing = [p for p in [path, *path.parents] if not p.exists()]
     path.mkdir(parents=True, exist_ok=True)
+    _CREATED.extend(reversed(missing))  # outermost first
     return path
+
+
+def remove_empty_outputs() -> None:
+    """After a failed command: remove the output folders it created that hold nothing (innermost first)."""
+    for root in reversed(_CREATED):
+        if not root.is_dir():
+            continue
+        for sub in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            try:
+                sub.rmdir()
+            except OSError:
+                pass
+        try:
+            root.rmdir()
+        except OSError:
+            pass
+    _CREATED.clear()
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr, in yellow when stderr is a terminal."""
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, bold=True, err=True, color=sys.stderr.isatty() or None)
+
+
+def warn_fidelity(fidelity: dict | None, where: str = "") -> None:
+    """The coloured warning whenever the latent autoencoder's fidelity is not ok (latent CEs would not describe the model)."""
+    if not fidelity or fidelity.get("ok", True):
+        return
+    parts = [f"agreement {fidelity['agreement']:.3f}" if "agreement" in fidelity else "", f"mean KL {fidelity['mean_kl']:.4f}" if "mean_kl" in fidelity else ""]
+    for reason in fidelity.get("problems", []):
+        parts.append(reason)
+    detail = "; ".join(p for p in parts if p)
+    warn(f"low autoencoder fidelity{where} ({detail}): latent CE profiles do not describe the original model; read them with caution")

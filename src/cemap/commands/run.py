@@ -39,7 +39,7 @@ def options(pairs: list[str], flag: str) -> dict:
 
 @app.command()
 def run(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (see cemap list), e.g. mnist5k, synthcxr, imagefolder."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (see cemap datasets), e.g. mnist5k, synthcxr, imagefolder."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: shards, manifest.json, errors.jsonl."),
     model: str = typer.Option(None, "--model", "-m", help="Model name; default: the built-in model of the dataset."),
     model_opt: list[str] = typer.Option([], "--model-opt", help="Model option KEY=VALUE (repeatable), e.g. weights=/models/chexnet.pt."),

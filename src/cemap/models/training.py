@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..cache import cache_path, load_weights, save_atomic
+from ..cache import cache_path, load_cached, move_aside, save_atomic
 from ..data.base import ImageDataset
 from ..progress import progress_enabled
 
@@ -79,9 +79,13 @@ def optimiser_step(opt: torch.optim.Optimizer, sched, loss: torch.Tensor, bar) -
 def cached_weights(name: str, config: dict[str, Any], net: nn.Module, train_fn: Callable[[nn.Module], nn.Module]) -> nn.Module:
     """Load ``net``'s weights from the cache for ``config``, training and storing them on a miss."""
     path = cache_path("models", name, config)
-    if path.exists():
-        net.load_state_dict(load_weights(path)["state_dict"])
-        return net.eval()
+    entry = load_cached(path)  # None on a miss, or when the entry was damaged (moved aside, never used)
+    if entry is not None:
+        try:
+            net.load_state_dict(entry["state_dict"])
+            return net.eval()
+        except (KeyError, RuntimeError, TypeError):
+            move_aside(path, "does not hold this model's weights")
     log.info("training %s (first use; cached at %s)", name, path)
     net = train_fn(net)
     save_atomic({"state_dict": net.state_dict(), "config": config}, path)
@@ -111,9 +115,9 @@ def builtin_weights(
     """
     net = seeded_init(make_net, config["seed"]).to(memory_format=torch.channels_last)
     if weights is not None:
-        from .loading import load_state_dict_file
+        from .loading import load_into, load_state_dict_file
 
-        net.load_state_dict(load_state_dict_file(weights))
+        load_into(net, load_state_dict_file(weights), weights, name)
         return net.eval()
     return cached_weights(
         name,
