@@ -4,10 +4,30 @@ Maps are B x H x W (higher = more important); ``boxes`` is one N x 4 (x0, y0, x1
 tensor per map (all boxes of the finding being explained). Every function returns one value
 per map so callers can average, bootstrap or split as they like.
 
-* pointing game (Zhang et al. 2018): is the map's maximum inside a box, within ``tolerance`` px;
-* energy-based pointing game (Wang et al. 2020, Score-CAM): share of the map's positive mass inside the boxes;
-* T(IoBB) accuracy (Wang et al. 2017, ChestX-ray8): threshold the map, take the bounding box of
-  a connected region, and call the finding localised when intersection / detected-box area > T.
+**One box geometry everywhere** (the v2 functions below): a box is the set of pixels it
+touches, rasterised exactly as :func:`cemap.causal.masks.box_mask` does - pixel (row i, column
+j) covers [j, j + 1) x [i, i + 1), and belongs to the box when it overlaps the box's interior
+(x0 and y0 floored, x1 and y1 ceiled, clipped to the image). Hits, masses, IoBB and IoU are all
+counted on these pixel sets, never on fractional coordinates.
+
+v2 (issue 16; :func:`pointing_game`, :func:`chestxray8_localisation`, :func:`iou_localisation`):
+
+* pointing game (Zhang et al. 2018) with **one maximum per map**: ties at the maximum are broken
+  uniformly at random by a seeded generator; a constant or all-NaN map is a miss (it points
+  nowhere). ``rule='any'`` (any tied pixel inside, Quantus's ``PointingGame``) and a tolerance
+  (15 px at 224, scaled; distance from the chosen pixel's centre to the nearest box pixel's
+  centre) are reported beside it.
+* energy-based pointing game (Wang et al. 2020, Score-CAM): share of the map's positive mass
+  inside the boxes (Quantus's ``AttributionLocalisation`` on non-negative maps).
+* T(IoBB) as ChestX-ray8 (Wang et al. 2017) defines it: the map is min-max normalised to [0, 1]
+  and thresholded at ``level``; *every* connected region (8-connectivity) becomes a detected
+  box; the finding is localised at T when some detected box has IoBB >= T with one of its true
+  boxes (IoBB = intersection / detected-box area). Each detected box that reaches T with no
+  true box is a false positive; the mean count per map is reported beside the accuracy.
+* the same with IoU (intersection / union) instead of IoBB, which does not reward tiny boxes.
+
+The v1 functions (:func:`pointing_game_hits`, :func:`best_iobb`, :func:`iobb_accuracy`) are
+kept unchanged for the v1 study until it moves to v2.
 """
 
 from __future__ import annotations
@@ -120,3 +140,165 @@ def _check(maps: torch.Tensor, boxes: Sequence[torch.Tensor]) -> None:
         raise CemapError(f"maps must be B x H x W, got shape {tuple(maps.shape)}")
     if len(boxes) != maps.shape[0]:
         raise CemapError(f"got {len(boxes)} box sets for {maps.shape[0]} maps", "pass one N x 4 tensor of boxes per map")
+
+
+# ----------------------------------------------------------------------------------------------
+# v2: one geometry, single-maximum pointing game, ChestX-ray8 T(IoBB) with false positives, IoU
+
+POINTING_RULES = ("single", "any")
+CXR8_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+CXR8_LEVEL = 180 / 255  # Wang et al. 2017 threshold their [0, 255]-normalised heat maps at 60 and 180
+
+
+def raster_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """N x 4 integer pixel boxes [x0, x1) x [y0, y1) covering exactly the pixels :func:`box_mask` marks."""
+    b = boxes.reshape(-1, 4).float()
+    x0 = b[:, 0].floor().clamp(0, width)
+    y0 = b[:, 1].floor().clamp(0, height)
+    x1 = b[:, 2].ceil().clamp(0, width)
+    y1 = b[:, 3].ceil().clamp(0, height)
+    return torch.stack([x0, y0, x1, y1], 1)
+
+
+def _finite_maps(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B x N float maps with NaN as -inf, B booleans: the map is informative - finite and not constant)."""
+    flat = maps.detach().reshape(maps.shape[0], -1).float()
+    finite = torch.isfinite(flat)
+    clean = torch.where(finite, flat, torch.full_like(flat, -float("inf")))
+    hi = clean.max(1).values
+    lo = torch.where(finite, flat, torch.full_like(flat, float("inf"))).min(1).values
+    return clean, finite.any(1) & (hi > lo)
+
+
+def _check_masks(maps: torch.Tensor, masks: torch.Tensor) -> None:
+    if maps.dim() != 3:
+        raise CemapError(f"maps must be B x H x W, got shape {tuple(maps.shape)}")
+    if tuple(masks.shape) != tuple(maps.shape):
+        raise CemapError(f"box masks of shape {tuple(masks.shape)} do not match maps {tuple(maps.shape)}", "pass one H x W mask per map")
+
+
+def pointing_game(
+    maps: torch.Tensor,
+    masks: torch.Tensor,
+    rule: str = "single",
+    tolerance: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """B booleans: does each map point into its box mask (B x H x W, :func:`box_masks`)?
+
+    ``rule='single'``: one maximum per map, ties broken uniformly at random by ``generator``
+    (seeded; a fresh ``Generator().manual_seed(0)`` when None). ``rule='any'``: a hit when any
+    pixel tied at the maximum is inside. ``tolerance`` (pixels): a hit when the pointed pixel's
+    centre lies within that distance of a box pixel's centre. A constant or all-NaN map, or a
+    map whose mask is empty, is a miss.
+    """
+    if rule not in POINTING_RULES:
+        raise CemapError(f"unknown pointing rule {rule!r}", f"use one of {', '.join(POINTING_RULES)}")
+    _check_masks(maps, masks)
+    flat, informative = _finite_maps(maps)
+    target = masks.reshape(masks.shape[0], -1).bool()
+    if tolerance > 0:
+        target = _dilate(masks.bool(), tolerance).reshape(masks.shape[0], -1)
+    tied = flat == flat.max(1, keepdim=True).values
+    if rule == "any":
+        hit = (tied & target).any(1)
+    else:
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        keys = torch.rand(flat.shape, generator=g)
+        pick = torch.where(tied, keys, torch.full_like(keys, -1.0)).argmax(1)
+        hit = target.gather(1, pick[:, None]).squeeze(1)
+    return hit & informative & masks.reshape(masks.shape[0], -1).any(1)
+
+
+def _dilate(masks: torch.Tensor, radius: float) -> torch.Tensor:
+    """B x H x W: pixels whose centre is within ``radius`` of the centre of a pixel in the mask."""
+    out = torch.zeros_like(masks)
+    for i, m in enumerate(masks.cpu().numpy()):
+        if m.any():
+            out[i] = torch.from_numpy(ndimage.distance_transform_edt(~m) <= radius)
+    return out
+
+
+def energy_share(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """B energy-based pointing scores on box masks: positive mass inside / all positive mass (0 without positive mass)."""
+    _check_masks(maps, masks)
+    return mass_share(torch.nan_to_num(maps.float(), nan=0.0), masks)
+
+
+def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
+    """B x H x W min-max normalised to [0, 1] per map; a constant or all-NaN map becomes all zeros (NaN pixels -> 0)."""
+    flat, informative = _finite_maps(maps)
+    finite = torch.isfinite(flat)
+    lo = torch.where(finite, flat, torch.full_like(flat, float("inf"))).min(1, keepdim=True).values
+    hi = flat.max(1, keepdim=True).values
+    span = torch.where(informative[:, None], hi - lo, torch.ones_like(hi))
+    out = torch.where(finite & informative[:, None], (flat - torch.where(informative[:, None], lo, torch.zeros_like(lo))) / span, torch.zeros_like(flat))
+    return out.reshape(maps.shape)
+
+
+def detected_regions(maps: torch.Tensor, level: float = CXR8_LEVEL) -> list[torch.Tensor]:
+    """Per map, K x 4 integer boxes [x0, x1) x [y0, y1) around every connected region (8-connectivity)
+    where the min-max normalised map is >= ``level`` (ChestX-ray8). A constant map has none."""
+    norm = normalise_maps(maps).cpu().numpy()
+    _, informative = _finite_maps(maps)
+    binary = (norm >= level) & informative.cpu().numpy()[:, None, None]
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = True  # connect within a map, never across the batch
+    labels, _ = ndimage.label(binary, structure=structure)
+    out: list[list[list[int]]] = [[] for _ in range(maps.shape[0])]
+    for sl in ndimage.find_objects(labels):
+        if sl is not None:
+            out[sl[0].start].append([sl[2].start, sl[1].start, sl[2].stop, sl[1].stop])
+    return [torch.tensor(b, dtype=torch.float32).reshape(-1, 4) for b in out]
+
+
+def box_overlaps(detected: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K x N IoBB = intersection / detected area, K x N IoU) between pixel-aligned boxes."""
+    d, t = detected.reshape(-1, 1, 4).float(), truth.reshape(1, -1, 4).float()
+    w = (torch.minimum(d[..., 2], t[..., 2]) - torch.maximum(d[..., 0], t[..., 0])).clamp_min(0)
+    h = (torch.minimum(d[..., 3], t[..., 3]) - torch.maximum(d[..., 1], t[..., 1])).clamp_min(0)
+    inter = w * h
+    area_d = ((d[..., 2] - d[..., 0]) * (d[..., 3] - d[..., 1])).clamp_min(1e-12)
+    area_t = (t[..., 2] - t[..., 0]) * (t[..., 3] - t[..., 1])
+    return inter / area_d, inter / (area_d + area_t - inter).clamp_min(1e-12)
+
+
+def chestxray8_localisation(
+    maps: torch.Tensor, boxes: Sequence[torch.Tensor], thresholds: Sequence[float] = CXR8_THRESHOLDS,
+    level: float = CXR8_LEVEL, overlap: str = "iobb",
+) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
+    """{T: (B booleans - localised at T, B false-positive counts)} by ChestX-ray8's protocol.
+
+    ``overlap='iobb'`` (Wang et al.) or ``'iou'``. A detected box counts as a false positive at T
+    when its overlap with every true box of the finding is below T.
+    """
+    if overlap not in ("iobb", "iou"):
+        raise CemapError(f"unknown overlap {overlap!r}", "use 'iobb' or 'iou'")
+    _check(maps, boxes)
+    h, w = maps.shape[-2:]
+    best = []  # per map: K x N overlaps
+    for det, bx in zip(detected_regions(maps, level), boxes):
+        truth = raster_boxes(bx, h, w)
+        truth = truth[(truth[:, 2] > truth[:, 0]) & (truth[:, 3] > truth[:, 1])]
+        if len(det) and len(truth):
+            iobb_kn, iou_kn = box_overlaps(det, truth)
+            best.append(iobb_kn if overlap == "iobb" else iou_kn)
+        else:
+            best.append(torch.zeros(len(det), 0))
+    out = {}
+    for t in thresholds:
+        hits = torch.tensor([bool((o >= t).any()) for o in best])
+        fps = torch.tensor([float(((o >= t).sum(1) == 0).sum()) if o.shape[1] else float(o.shape[0]) for o in best])
+        out[float(t)] = (hits, fps)
+    return out
+
+
+def iou_localisation(maps: torch.Tensor, boxes: Sequence[torch.Tensor], thresholds: Sequence[float] = CXR8_THRESHOLDS,
+                     level: float = CXR8_LEVEL) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`chestxray8_localisation` with IoU instead of IoBB."""
+    return chestxray8_localisation(maps, boxes, thresholds, level, overlap="iou")
+
+
+def scaled_tolerance(size: int, tolerance_224: float = 15.0) -> float:
+    """The pointing game's tolerance at this image size (Zhang et al.: 15 px at 224)."""
+    return tolerance_224 * size / 224
