@@ -16,10 +16,20 @@ from importlib.metadata import PackageNotFoundError, version
 from .causal import (
     AEConfig, AdaptiveCEMap, CEMap, FittedAutoencoder, LatentCE, class_effect, expected_effect, fidelity, fit_autoencoder, split_classifier,
 )
-from .detect import CEDetector, CESignature
 from .data import Sample, get_dataset, list_datasets, register_dataset
 from .errors import CemapError
 from .models import Classifier, get_model, list_models, register_model
+
+_LAZY = {"CEDetector": "detect", "CESignature": "detect"}  # scikit-learn loads only when detection is used
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'cemap' has no attribute {name!r}")
+
 
 try:
     __version__ = version("cemap")

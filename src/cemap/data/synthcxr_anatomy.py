@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import csv
 import gzip
+import importlib.util
 import io
 import zipfile
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from ..cache import cache_root
 from ..errors import CemapError
@@ -25,11 +25,11 @@ MIN_LUNG_FRACTION = 0.05  # each of the two lungs must cover at least this much 
 
 
 def xrv_data_dir() -> Path:
-    try:
-        import torchxrayvision
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise CemapError("torchxrayvision is not installed", "pip install torchxrayvision; synthcxr uses the data it ships") from exc
-    return Path(torchxrayvision.__file__).parent / "data"
+    """torchxrayvision's data folder, found without importing it (its import is slow and silences warnings)."""
+    spec = importlib.util.find_spec("torchxrayvision")
+    if spec is None or spec.origin is None:  # pragma: no cover - a declared dependency
+        raise CemapError("torchxrayvision is not installed", "pip install torchxrayvision; synthcxr uses the data it ships")
+    return Path(spec.origin).parent / "data"
 
 
 def _decode_masks(zip_path: Path) -> tuple[np.ndarray, list[str]]:
@@ -47,6 +47,8 @@ def _decode_masks(zip_path: Path) -> tuple[np.ndarray, list[str]]:
 
 def _two_lungs(mask: np.ndarray) -> bool:
     """True when the mask holds two lungs of reasonable size (82 of the 517 files are empty)."""
+    from scipy import ndimage  # imported on use: scipy.ndimage costs seconds at `import cemap`
+
     labels, n = ndimage.label(mask)
     if n < 2:
         return False

@@ -8,8 +8,6 @@ seed fixes every pixel.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
-from scipy.special import expit
 
 
 def warp_masks(source: np.ndarray, index: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -38,6 +36,8 @@ def _extent(masks: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def _soft(x: np.ndarray, width: float) -> np.ndarray:
+    from scipy.special import expit  # scipy is imported on use, not by `import cemap`
+
     return expit(x / width)
 
 
@@ -47,6 +47,8 @@ def anatomy(masks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np
     Layers, as on a PA film: dark air outside the body, soft tissue, spine and mediastinum,
     heart shadow overlapping the left lung, dark aerated lungs with ribs and vascular texture.
     """
+    from scipy import ndimage
+
     b, size = masks.shape[0], masks.shape[-1]
     f32 = np.float32
     lung = ndimage.gaussian_filter(masks.astype(f32), sigma=(0, 0.008 * size, 0.008 * size))
@@ -103,6 +105,8 @@ def mass(dx, dy, rng):
 
 
 def infiltrate(dx, dy, rng):
+    from scipy import ndimage
+
     patches = ndimage.gaussian_filter(rng.standard_normal(dx.shape).astype(np.float32), sigma=1.2)
     patches = (patches / (patches.std() + 1e-6)).clip(-1, 2) * 0.5 + 0.5
     return rng.uniform(0.16, 0.24) * np.exp(-1.6 * (dx**2 + dy**2)) * patches

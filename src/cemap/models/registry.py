@@ -9,6 +9,7 @@ from .classifier import Classifier
 
 _MODELS: dict[str, Callable[..., Classifier]] = {}
 _DEFAULT_DATASET: dict[str, str] = {}
+_FAMILIES: list[Callable[[], dict[str, Callable[..., Classifier]]]] = []  # named on first use (their library imports lazily)
 
 
 def register_model(name: str, dataset: str | None = None) -> Callable[[Callable[..., Classifier]], Callable[..., Classifier]]:
@@ -23,11 +24,24 @@ def register_model(name: str, dataset: str | None = None) -> Callable[[Callable[
     return wrap
 
 
+def register_model_family(names: Callable[[], dict[str, Callable[..., Classifier]]]) -> None:
+    """Register models whose names come from a library that is only imported when a model list is needed."""
+    _FAMILIES.append(names)
+
+
+def _named_families() -> None:
+    while _FAMILIES:
+        _MODELS.update(_FAMILIES.pop(0)())
+
+
 def list_models() -> list[str]:
+    _named_families()
     return sorted(_MODELS)
 
 
 def get_model(name: str, **kwargs) -> Classifier:
+    if name not in _MODELS:
+        _named_families()
     if name not in _MODELS:
         raise unknown_name("model", name, list(_MODELS))
     return _MODELS[name](**kwargs)

@@ -20,13 +20,12 @@ from functools import partial
 from typing import Callable, Sequence
 
 import torch
-import torchvision
 from torch import nn
 
 from ..data.nih import CHEXNET_FINDINGS
 from ..errors import CemapError
 from .classifier import Classifier, Normalize
-from .loading import load_state_dict_file
+from .loading import load_into, load_state_dict_file
 from .registry import register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -40,21 +39,28 @@ RESNET_LAYERS = ["conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "av
 
 @dataclass(frozen=True)
 class Arch:
-    build: Callable[..., nn.Module]
+    builder: str  # torchvision.models function, looked up when a model is built (importing cemap does not import torchvision)
     head: str  # state-dict prefix of the final Linear layer
     layers: list[str]
     default_layer: str  # 128-channel layers, as in the paper's notebooks, where the architecture has one
-    imagenet_weights: object
+    weights_enum: str  # torchvision's weights enum, for the ImageNet category names
+
+    def build(self, **kwargs) -> nn.Module:
+        import torchvision
+
+        return getattr(torchvision.models, self.builder)(**kwargs)
+
+    def categories(self) -> list[str]:
+        import torchvision
+
+        return list(getattr(torchvision.models, self.weights_enum).IMAGENET1K_V1.meta["categories"])
 
 
 ARCHS = {
-    "densenet121": Arch(torchvision.models.densenet121, "classifier", DENSENET_LAYERS, "features.transition1", torchvision.models.DenseNet121_Weights.IMAGENET1K_V1),
-    "resnet18": Arch(torchvision.models.resnet18, "fc", RESNET_LAYERS, "layer2", torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
-    "resnet50": Arch(torchvision.models.resnet50, "fc", RESNET_LAYERS, "layer2", torchvision.models.ResNet50_Weights.IMAGENET1K_V1),
-    "vgg16": Arch(
-        torchvision.models.vgg16, "classifier.6", [f"features.{i}" for i in range(31)] + ["avgpool", "classifier.0", "classifier.3"],
-        "features.9", torchvision.models.VGG16_Weights.IMAGENET1K_V1,
-    ),
+    "densenet121": Arch("densenet121", "classifier", DENSENET_LAYERS, "features.transition1", "DenseNet121_Weights"),
+    "resnet18": Arch("resnet18", "fc", RESNET_LAYERS, "layer2", "ResNet18_Weights"),
+    "resnet50": Arch("resnet50", "fc", RESNET_LAYERS, "layer2", "ResNet50_Weights"),
+    "vgg16": Arch("vgg16", "classifier.6", [f"features.{i}" for i in range(31)] + ["avgpool", "classifier.0", "classifier.3"], "features.9", "VGG16_Weights"),
 }
 
 
@@ -71,17 +77,7 @@ def convert_chexnet_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torc
 
 
 def _load_into(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    try:
-        result = net.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # tensor shapes differ: another architecture or width
-        raise CemapError(f"weights in {source} do not fit this architecture ({str(exc).splitlines()[1].strip()[:160]})", "check the architecture name") from exc
-    if result.missing_keys or result.unexpected_keys:
-        raise CemapError(
-            f"weights in {source} do not fit this architecture "
-            f"(missing {result.missing_keys[:3]}{'...' if len(result.missing_keys) > 3 else ''}, "
-            f"unexpected {result.unexpected_keys[:3]}{'...' if len(result.unexpected_keys) > 3 else ''})",
-            "check the architecture name, or the number of classes of the checkpoint",
-        )
+    load_into(net, state, source)
 
 
 def _read_weights(arch: Arch, weights: str) -> tuple[dict[str, torch.Tensor], int]:
@@ -117,7 +113,7 @@ def torchvision_classifier(
     if state is not None:
         _load_into(net, state, weights)
     if class_names is None:
-        class_names = list(arch.imagenet_weights.meta["categories"]) if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
+        class_names = arch.categories() if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
     if len(class_names) != num_classes:
         raise CemapError(f"{len(class_names)} class names for a {num_classes}-class head", "pass one name per output")
     return Classifier(

@@ -22,25 +22,27 @@ torchxrayvision and torch.nn classes a DenseNet/ResNet is made of - never arbitr
 from __future__ import annotations
 
 import os
+import warnings
 from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from ..errors import CemapError
 from .classifier import Classifier
 from .loading import load_state_dict_file
-from .registry import register_model
+from .registry import register_model_family
 from .torchvision_models import DENSENET_LAYERS, RESNET_LAYERS
 
 XRV_RANGE = 1024.0
 
 
 def _xrv():
-    import torchxrayvision
+    """torchxrayvision, imported on first use; its import-time ``warnings.filterwarnings("ignore")`` is undone."""
+    with warnings.catch_warnings():
+        import torchxrayvision
 
     return torchxrayvision
 
@@ -107,6 +109,8 @@ class XrvResNetLogits(nn.Module):
 
 
 def _allowed_classes() -> list:
+    import torchvision
+
     xrv = _xrv()
     m = xrv.models
     return [
@@ -139,6 +143,8 @@ def xrv_classifier(weights: str, operating_point: bool = False, default_layer: s
         net = xrv.models.DenseNet(weights=None, num_classes=len(labels), in_channels=1)
         model, layers, layer = XrvDenseNetLogits(net, op_head), DENSENET_LAYERS, "features.transition1"
     else:
+        import torchvision
+
         net = torchvision.models.resnet50(weights=None, num_classes=len(labels))
         net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
         state = {k.removeprefix("model."): v for k, v in state.items()}
@@ -162,5 +168,4 @@ def xrv_classifier(weights: str, operating_point: bool = False, default_layer: s
     )
 
 
-for _weights in xrv_weight_names():
-    register_model(f"xrv-{_weights}")(partial(xrv_classifier, _weights))
+register_model_family(lambda: {f"xrv-{w}": partial(xrv_classifier, w) for w in xrv_weight_names()})
