@@ -90,3 +90,169 @@ def insertion_auc(
     """B insertion AUCs (higher = more faithful)."""
     curves = perturbation_curves(classifier, images, maps, targets, fill_images(images, fill), images, steps, output, chunk_size)
     return curve_auc(curves)
+
+
+# ----------------------------------------------------------------------------------------------
+# v2 (issue 16): random tie-breaking, in-distribution fills, ROAD, and a check that random cannot win
+
+
+def pixel_ranks_random_ties(maps: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """B x H x W: 0 for each map's most important pixel, H*W - 1 for its least; ties in a random order
+    drawn from ``generator`` (seeded ``Generator().manual_seed(0)`` when None), NaN ranked last.
+
+    A blocky map's plateaus are then removed in no particular order instead of scan order (which
+    favours whatever lies at the top of the image).
+    """
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    flat = maps.detach().reshape(maps.shape[0], -1).float().cpu()
+    flat = torch.where(torch.isnan(flat), torch.full_like(flat, -float("inf")), flat)
+    shuffle = torch.argsort(torch.rand(flat.shape, generator=g), dim=1)
+    order = shuffle.gather(1, torch.argsort(-flat.gather(1, shuffle), dim=1, stable=True))
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(flat.shape[1]).expand_as(order).contiguous())
+    return ranks.reshape(maps.shape)
+
+
+@torch.inference_mode()
+def ranked_curves(
+    classifier: Classifier, images: torch.Tensor, ranks: torch.Tensor, targets: torch.Tensor, start: torch.Tensor, end: torch.Tensor,
+    steps: int = 16, output: str = "probability", chunk_size: int | None = None,
+) -> torch.Tensor:
+    """:func:`perturbation_curves` with the pixel order given as ranks (B x H x W, 0 = first to change)."""
+    if output not in OUTPUTS:
+        raise CemapError(f"unknown output {output!r}", f"use one of {', '.join(OUTPUTS)}")
+    if ranks.shape != (images.shape[0], *images.shape[2:]):
+        raise CemapError(f"maps of shape {tuple(ranks.shape)} do not match images {tuple(images.shape)}", "pass one H x W map per image")
+    b, n = images.shape[0], ranks[0].numel()
+    counts = torch.round(torch.linspace(0, n, steps + 1)).long()
+    chunk_size = chunk_size or default_chunk(tuple(images.shape[1:]))
+    out = []
+    for s in chunks(b * (steps + 1), chunk_size):
+        idx = torch.arange(s.start, s.stop)
+        img, step = idx // (steps + 1), idx % (steps + 1)
+        changed = (ranks[img] < counts[step, None, None])[:, None]
+        out.append(_scores(classifier, torch.where(changed, end[img], start[img]), targets[img], output))
+    return torch.cat(out).reshape(b, steps + 1)
+
+
+def deletion_insertion(
+    classifier: Classifier, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor, steps: int = 16,
+    fill: str | float = "blur", output: str = "probability", generator: torch.Generator | None = None, chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B deletion AUCs - lower is better, B insertion AUCs - higher is better) with random tie-breaking.
+
+    Deletion moves the top pixels to ``fill``; insertion starts from ``fill`` and restores them.
+    Use an in-distribution fill: 'blur' (the default) or the train set's mean pixel value as a
+    number - black pixels scattered over a radiograph push it off the training distribution, and
+    then a random map wins deletion.
+    """
+    ranks = pixel_ranks_random_ties(maps, generator)
+    filled = fill_images(images, fill)
+    deletion = curve_auc(ranked_curves(classifier, images, ranks, targets, images, filled, steps, output, chunk_size))
+    insertion = curve_auc(ranked_curves(classifier, images, ranks, targets, filled, images, steps, output, chunk_size))
+    return deletion, insertion
+
+
+# Noisy linear imputation (Rong et al. 2022, ROAD): each removed pixel is the weighted mean of its 8
+# neighbours (1/6 edge, 1/12 diagonal), solved jointly for all removed pixels, plus N(0, noise^2).
+ROAD_NEIGHBOURS = ((1, 1, 1 / 12), (0, 1, 1 / 6), (-1, 1, 1 / 12), (1, -1, 1 / 12), (0, -1, 1 / 6), (-1, -1, 1 / 12), (1, 0, 1 / 6), (-1, 0, 1 / 6))
+ROAD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+ROAD_NOISE = 0.01
+
+
+def noisy_linear_impute(image: torch.Tensor, removed: torch.Tensor, noise: float = ROAD_NOISE, generator: torch.Generator | None = None) -> torch.Tensor:
+    """C x H x W ``image`` with the ``removed`` pixels (H x W booleans) replaced by ROAD's noisy linear imputation.
+
+    The same linear system as the reference code (tleemann/road_evaluation, shipped in
+    pytorch-grad-cam), built with vectorised sparse indexing; noise is drawn from ``generator``.
+    """
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import spsolve
+
+    c, h, w = image.shape
+    miss = removed.reshape(-1).cpu().numpy().astype(bool)
+    unknown = np.flatnonzero(miss)
+    if not len(unknown):
+        return image.clone()
+    img = image.detach().reshape(c, -1).double().cpu().numpy()
+    var = np.full(h * w, -1)
+    var[unknown] = np.arange(len(unknown))
+    row, col = unknown // w, unknown % w
+    diag = np.ones(len(unknown))
+    rhs = np.zeros((len(unknown), c))
+    rows, cols, vals = [], [], []
+    for dy, dx, wt in ROAD_NEIGHBOURS:
+        r, q = row + dy, col + dx
+        valid = (r >= 0) & (r < h) & (q >= 0) & (q < w)
+        diag[~valid] -= wt
+        nb = np.where(valid, r * w + q, 0)
+        known = valid & ~miss[nb]
+        rhs[known] -= wt * img[:, nb[known]].T
+        free = valid & miss[nb]
+        rows.append(np.flatnonzero(free)), cols.append(var[nb[free]]), vals.append(np.full(int(free.sum()), wt))
+    idx = np.arange(len(unknown))
+    a = coo_matrix((np.concatenate([*vals, -diag]), (np.concatenate([*rows, idx]), np.concatenate([*cols, idx]))), shape=(len(unknown),) * 2).tocsc()
+    sol = spsolve(a, rhs).reshape(len(unknown), c)
+    out = image.detach().reshape(c, -1).clone().float()
+    filled = torch.from_numpy(sol.T).float()
+    if noise:
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        filled = filled + noise * torch.randn(filled.shape, generator=g)
+    out[:, torch.from_numpy(unknown)] = filled
+    return out.reshape(c, h, w)
+
+
+def road(
+    classifier: Classifier, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
+    fractions=ROAD_FRACTIONS, noise: float = ROAD_NOISE, output: str = "probability",
+    generator: torch.Generator | None = None, chunk_size: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """ROAD (Rong et al., ICML 2022): remove the top (MoRF) or bottom (LeRF) ``fractions`` of each map's pixels,
+    fill them by noisy linear imputation, and record the target's score change (after - before).
+
+    Returns {"morf": B (mean over fractions; lower = more faithful), "lerf": B (higher = more
+    faithful), "combined": B = (lerf - morf) / 2 (higher = more faithful; pytorch-grad-cam's
+    ``ROADCombined``), "morf_curve" / "lerf_curve": B x F}. Ties in the map are broken at random
+    (``generator``), exactly round(f * H * W) pixels are removed at fraction f, and all imputed
+    images go through the model in chunks.
+    """
+    if output not in OUTPUTS:
+        raise CemapError(f"unknown output {output!r}", f"use one of {', '.join(OUTPUTS)}")
+    if maps.shape != (images.shape[0], *images.shape[2:]):
+        raise CemapError(f"maps of shape {tuple(maps.shape)} do not match images {tuple(images.shape)}", "pass one H x W map per image")
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    ranks = pixel_ranks_random_ties(maps, g)
+    b, n = images.shape[0], ranks[0].numel()
+    counts = [int(round(f * n)) for f in fractions]
+    imputed = []
+    for order in ("morf", "lerf"):
+        for k in counts:
+            removed = ranks < k if order == "morf" else ranks >= n - k
+            imputed.append(torch.stack([noisy_linear_impute(images[i], removed[i], noise, g) for i in range(b)]))
+    batch = torch.stack(imputed, 1).reshape(-1, *images.shape[1:])  # B x (2F) images, image-major
+    f = len(counts)
+    rep = targets.repeat_interleave(2 * f)
+    chunk_size = chunk_size or default_chunk(tuple(images.shape[1:]))
+    with torch.inference_mode():
+        before = torch.cat([_scores(classifier, images[s], targets[s], output) for s in chunks(b, chunk_size)])
+        after = torch.cat([_scores(classifier, batch[s], rep[s], output) for s in chunks(len(batch), chunk_size)]).reshape(b, 2, f)
+    diff = after - before[:, None, None]
+    morf, lerf = diff[:, 0], diff[:, 1]
+    return {"morf": morf.mean(1), "lerf": lerf.mean(1), "combined": (lerf.mean(1) - morf.mean(1)) / 2, "morf_curve": morf, "lerf_curve": lerf}
+
+
+def uninformative(means: dict[str, float], higher_is_better: bool, floors=("random",), ignore=("centre",)) -> bool:
+    """True when a floor map (the random one) scores better than the median method: the metric cannot tell maps apart here.
+
+    ``means``: method -> mean score; floors and ``ignore`` (other model-free references) are left
+    out of the median.
+    """
+    import statistics
+
+    methods = [v for k, v in means.items() if k not in floors and k not in ignore and v == v]
+    floor_values = [means[k] for k in floors if k in means and means[k] == means[k]]
+    if not methods or not floor_values:
+        return False
+    median = statistics.median(methods)
+    return any((v > median) if higher_is_better else (v < median) for v in floor_values)
