@@ -10,9 +10,10 @@ from __future__ import annotations
 from ..errors import unknown_name
 from .base import Attack, AttackResult, perturbation_norms
 from .carlini_wagner import CarliniWagnerL2
-from .gradient import BIM, FGSM, PGD
+from .gradient import BIM, FGSM, PGD, ConfidenceMatchedPGD, MinimalPGD
 
-ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "bim": BIM, "pgd": PGD, "cw": CarliniWagnerL2}
+ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "bim": BIM, "pgd": PGD, "cw": CarliniWagnerL2, "pgd-minimal": MinimalPGD,
+                                   "pgd-confidence-matched": ConfidenceMatchedPGD}
 
 
 def list_attacks() -> list[str]:
@@ -26,4 +27,4 @@ def get_attack(name: str, classifier, **kwargs) -> Attack:
     return ATTACKS[name.lower()](classifier, **kwargs)
 
 
-__all__ = ["ATTACKS", "Attack", "AttackResult", "BIM", "CarliniWagnerL2", "FGSM", "PGD", "get_attack", "list_attacks", "perturbation_norms"]
+__all__ = ["ATTACKS", "Attack", "AttackResult", "BIM", "CarliniWagnerL2", "ConfidenceMatchedPGD", "FGSM", "MinimalPGD", "PGD", "get_attack", "list_attacks", "perturbation_norms"]

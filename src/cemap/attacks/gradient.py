@@ -101,3 +101,72 @@ class BIM(PGD):
     def __init__(self, classifier, eps: float = 8 / 255, alpha: float | None = None, steps: int = 10, **kw) -> None:
         super().__init__(classifier, eps=eps, alpha=alpha if alpha is not None else 1.25 * eps / steps, steps=steps,
                          norm="linf", random_start=False, **kw)
+
+
+class MinimalPGD(PGD):
+    """First-flip PGD: Linf steps of size ``alpha`` from the clean image (no random start), each sample frozen at the
+    first step where it is misclassified - the smallest-budget adversarial PGD finds along its path, well inside
+    ``eps`` (which only caps it). ``alpha`` defaults to eps / steps, so the path reaches the full budget at the end."""
+
+    name = "pgd-minimal"
+
+    def __init__(self, classifier, eps: float = 8 / 255, alpha: float | None = None, steps: int = 100, **kw) -> None:
+        super().__init__(classifier, eps=eps, alpha=alpha if alpha is not None else eps / steps, steps=steps, norm="linf",
+                         random_start=False, **kw)
+
+    def budget(self) -> dict:
+        return {**super().budget(), "stops": "at the first flip"}
+
+    def perturb(self, images, labels, target, original):
+        adv = images.clone()
+        done = torch.zeros(images.shape[0], dtype=torch.bool)
+        for _ in range(self.steps):
+            grad, original = self.gradient(adv, labels, target, original)
+            step = self._step(adv, images, grad).detach()
+            adv = torch.where(done[:, None, None, None], adv, step)
+            with torch.no_grad():
+                done |= self.succeeded(self.logits(adv), labels, target, original)
+            if bool(done.all()):
+                break
+        return adv, original
+
+
+class ConfidenceMatchedPGD(PGD):
+    """Adversarials whose confidence mirrors the clean image's: the attacked margin is driven to *minus* its clean
+    value (softmax: the new class wins by as many logits as the true class did; sigmoid: the attacked finding's logit
+    z becomes -z). Confidence (MSP, max |logit|, entropy) then cannot tell them from clean images.
+
+    Linf PGD (budget ``eps``) on -(margin + clean margin)^2; each sample keeps the misclassified iterate closest to
+    the mirrored margin (else the last one).
+    """
+
+    name = "pgd-confidence-matched"
+
+    def __init__(self, classifier, eps: float = 8 / 255, alpha: float | None = None, steps: int = 100, **kw) -> None:
+        kw.setdefault("random_start", False)
+        super().__init__(classifier, eps=eps, alpha=alpha if alpha is not None else 2.5 * eps / steps, steps=steps, norm="linf", **kw)
+
+    def budget(self) -> dict:
+        return {**super().budget(), "goal": "margin = -(clean margin)"}
+
+    def starts_at_clean(self) -> bool:
+        return False
+
+    def perturb(self, images, labels, target, original):
+        with torch.no_grad():
+            goal = -self.margin(self.logits(images), labels, target, original)
+        adv = self._start(images) if self.random_start else images.clone()
+        best, best_gap = adv.clone(), torch.full((images.shape[0],), float("inf"))
+        for step in range(self.steps + 1):
+            with torch.enable_grad():
+                x = adv.detach().requires_grad_(True)
+                margin = self.margin(self.logits(x), labels, target, original)
+                gap = (margin - goal).abs()
+                grad = torch.autograd.grad(-(gap ** 2).sum(), x)[0] if step < self.steps else None
+            better = (margin.detach() < 0) & (gap.detach() < best_gap)
+            best[better], best_gap = adv[better], torch.where(better, gap.detach(), best_gap)
+            if grad is not None:
+                adv = self._step(adv, images, grad).detach()
+        never = torch.isinf(best_gap)
+        best[never] = adv[never]
+        return best, original

@@ -7,12 +7,12 @@ and whose score is also a torch function, so an adaptive attacker can differenti
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 
 from ..errors import CemapError
 from .signature import FORMAT_VERSION
@@ -35,73 +35,79 @@ def signed_log(x, scale: float, mask):
     return lib.where(mask, out, x)
 
 
-@dataclass
-class CEDetector:
-    """[signed log of effect features] + standardisation + logistic regression on CE signatures (1 = adversarial).
+class CEDetector(BaseEstimator):
+    """[signed log of effect features] + standardisation + logistic regression on detector features (1 = adversarial).
 
-    ``log_scale`` (None = raw features) and ``C`` are hyper-parameters (see ``select_detector``);
-    ``log_features`` marks the columns that are effects (default: all). ``score_samples`` returns the
-    logit (higher = more adversarial); ``predict`` thresholds it at the score that flags ``fpr`` of the
-    clean fitting signatures. ``save`` writes a plain .npz.
+    A scikit-learn estimator: the constructor stores its parameters verbatim (``clone`` works), everything
+    learned by :meth:`fit` ends in ``_``. ``log_scale`` (None = raw features) and ``C`` are hyper-parameters
+    (see ``select_detector``); ``log_features`` marks the columns the signed log applies to (None: all).
+
+    * :meth:`decision_function` - the logit of "adversarial": **higher = more adversarial**;
+    * :meth:`score_samples` - scikit-learn's outlier convention, **higher = more normal** (minus the logit);
+    * :meth:`predict` - 1 where the logit exceeds ``threshold_``, the score that flags ``fpr`` of the clean
+      fitting samples;
+    * :meth:`save` / :meth:`load` - plain arrays in an .npz (no pickle).
     """
 
-    C: float = 1.0
-    log_scale: float | None = None
-    fpr: float = 0.05
-    feature_names: list[str] = field(default_factory=list)
-    log_features: list[bool] | None = None
-    signature_config: dict = field(default_factory=dict)
-    mean_: np.ndarray | None = None
-    scale_: np.ndarray | None = None
-    coef_: np.ndarray | None = None
-    intercept_: float = 0.0
-    threshold_: float = 0.0
+    def __init__(self, C: float = 1.0, log_scale: float | None = None, fpr: float = 0.05, feature_names: Sequence[str] | None = None,
+                 log_features: Sequence[bool] | None = None, signature_config: dict | None = None) -> None:
+        self.C = C
+        self.log_scale = log_scale
+        self.fpr = fpr
+        self.feature_names = feature_names
+        self.log_features = log_features
+        self.signature_config = signature_config
 
     @property
     def n_features(self) -> int | None:
-        return None if self.coef_ is None else len(self.coef_)
+        return None if getattr(self, "coef_", None) is None else len(self.coef_)
 
     def _check_fitted(self) -> None:
-        if self.coef_ is None:
+        if getattr(self, "coef_", None) is None:
             raise CemapError("this CEDetector is not fitted yet", "call fit(signatures, is_adversarial) or CEDetector.load(path)")
 
     def fit(self, signatures, is_adversarial) -> "CEDetector":
         from sklearn.linear_model import LogisticRegression
 
-        x = _as_2d(signatures, len(self.feature_names) or None)
-        if self.log_features is None:
-            self.log_features = [True] * x.shape[1]
-        if len(self.log_features) != x.shape[1]:
-            raise CemapError(f"log_features has {len(self.log_features)} entries for {x.shape[1]} features")
-        x = self._transform(x)
+        x = _as_2d(signatures, len(self.feature_names) if self.feature_names else None)
+        log_features = [True] * x.shape[1] if self.log_features is None else [bool(v) for v in self.log_features]
+        if len(log_features) != x.shape[1]:
+            raise CemapError(f"log_features has {len(log_features)} entries for {x.shape[1]} features")
+        self.log_features_ = np.asarray(log_features, dtype=bool)
         y = np.asarray(is_adversarial.cpu() if torch.is_tensor(is_adversarial) else is_adversarial).astype(int).reshape(-1)
         if len(y) != len(x) or set(np.unique(y)) != {0, 1}:
             raise CemapError("fit needs one 0/1 label per signature and both classes present", "label clean signatures 0 and adversarial ones 1")
+        x = self._transform(x)
         self.mean_ = x.mean(0)
         self.scale_ = np.where(x.std(0) > 1e-12, x.std(0), 1.0)
         model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000).fit((x - self.mean_) / self.scale_, y)
         self.coef_, self.intercept_ = model.coef_[0].astype(np.float64), float(model.intercept_[0])
         self.threshold_ = float(np.quantile(self._linear(x[y == 0]), 1 - self.fpr))
-        if not self.feature_names:
-            self.feature_names = [f"f{j}" for j in range(x.shape[1])]
+        self.feature_names_ = list(self.feature_names) if self.feature_names else [f"f{j}" for j in range(x.shape[1])]
+        self.n_features_in_ = x.shape[1]
         return self
 
     def _transform(self, x):
         if self.log_scale is None:
             return x
-        mask = np.asarray(self.log_features, dtype=bool)
+        mask = self.log_features_
         return signed_log(x, self.log_scale, mask if not torch.is_tensor(x) else torch.as_tensor(mask, device=x.device))
 
     def _linear(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
 
-    def score_samples(self, signatures) -> np.ndarray:
-        """Logit of 'adversarial' per signature (N x D -> N)."""
+    def decision_function(self, signatures) -> np.ndarray:
+        """Logit of 'adversarial' per sample (N x D -> N): higher = more adversarial."""
         self._check_fitted()
         return self._linear(self._transform(_as_2d(signatures, self.n_features)))
 
+    def score_samples(self, signatures) -> np.ndarray:
+        """scikit-learn's outlier convention (``IsolationForest``, ``LocalOutlierFactor``): higher = more normal, i.e.
+        ``-decision_function``. For "how adversarial", use :meth:`decision_function`."""
+        return -self.decision_function(signatures)
+
     def score_torch(self, signatures: torch.Tensor) -> torch.Tensor:
-        """The same logit as a differentiable torch function (for adaptive attacks)."""
+        """:meth:`decision_function` as a differentiable torch function (for adaptive attacks)."""
         self._check_fitted()
         if signatures.dim() != 2 or signatures.shape[1] != self.n_features:
             raise CemapError(f"signatures of shape {tuple(signatures.shape)} do not fit this detector", f"expected N x {self.n_features}")
@@ -110,15 +116,16 @@ class CEDetector:
         return ((signatures - t(self.mean_)) / t(self.scale_)) @ t(self.coef_) + self.intercept_
 
     def predict(self, signatures) -> np.ndarray:
-        """1 where the signature is flagged adversarial."""
-        return (self.score_samples(signatures) > self.threshold_).astype(int)
+        """1 where the sample is flagged adversarial (decision above ``threshold_``)."""
+        return (self.decision_function(signatures) > self.threshold_).astype(int)
 
     def save(self, path: str | Path) -> Path:
         """Plain arrays in an .npz (loads with allow_pickle=False: no code runs)."""
         self._check_fitted()
         path = Path(path)
-        meta = {"format": FORMAT_VERSION, "C": self.C, "log_scale": self.log_scale, "log_features": self.log_features, "fpr": self.fpr, "intercept": self.intercept_, "threshold": self.threshold_,
-                "feature_names": self.feature_names, "signature_config": self.signature_config}
+        meta = {"format": FORMAT_VERSION, "C": self.C, "log_scale": self.log_scale, "log_features": self.log_features_.tolist(), "fpr": self.fpr,
+                "intercept": self.intercept_, "threshold": self.threshold_, "feature_names": self.feature_names_,
+                "signature_config": self.signature_config or {}}
         with open(path, "wb") as fh:
             np.savez(fh, mean=self.mean_, scale=self.scale_, coef=self.coef_, meta=np.array(json.dumps(meta)))
         return path
@@ -136,8 +143,13 @@ class CEDetector:
             raise CemapError(f"{path} is not a saved CEDetector ({exc})", "detectors are .npz files written by CEDetector.save") from exc
         if meta.get("format") != FORMAT_VERSION or not (mean.shape == scale.shape == coef.shape == (len(meta["feature_names"]),)):
             raise CemapError(f"{path} has an unsupported or inconsistent detector format", "re-save it with this cemap version")
-        return cls(C=meta["C"], log_scale=meta["log_scale"], log_features=list(meta["log_features"]), fpr=meta["fpr"], feature_names=list(meta["feature_names"]), signature_config=meta["signature_config"],
-                   mean_=mean, scale_=scale, coef_=coef, intercept_=meta["intercept"], threshold_=meta["threshold"])
+        det = cls(C=meta["C"], log_scale=meta["log_scale"], fpr=meta["fpr"], feature_names=list(meta["feature_names"]),
+                  log_features=list(meta["log_features"]), signature_config=meta["signature_config"])
+        det.mean_, det.scale_, det.coef_ = mean, scale, coef
+        det.intercept_, det.threshold_ = float(meta["intercept"]), float(meta["threshold"])
+        det.log_features_ = np.asarray(meta["log_features"], dtype=bool)
+        det.feature_names_, det.n_features_in_ = list(meta["feature_names"]), len(coef)
+        return det
 
 
 def select_detector(signatures, is_adversarial, groups, Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
@@ -161,7 +173,7 @@ def select_detector(signatures, is_adversarial, groups, Cs: Sequence[float] = (0
     for c in Cs if splits else ():
         for s in log_scales:
             scores[(float(c), s)] = float(np.mean([
-                auroc(y[v], CEDetector(C=c, log_scale=s, **detector_kw).fit(x[~v], y[~v]).score_samples(x[v])) for v in splits
+                auroc(y[v], CEDetector(C=c, log_scale=s, **detector_kw).fit(x[~v], y[~v]).decision_function(x[v])) for v in splits
             ]))
     best_c, best_s = max(scores, key=scores.get) if scores else (1.0, log_scales[0])
     return CEDetector(C=best_c, log_scale=best_s, **detector_kw).fit(x, y), {f"C={c:g} log_scale={s}": v for (c, s), v in scores.items()}

@@ -146,3 +146,22 @@ def paired_auroc_difference(clean_a, adv_a, clean_b, adv_b, n_boot: int = N_BOOT
     low, high = _percentiles(samples, level)
     estimate = _auroc(clean_a, adv_a) - _auroc(clean_b, adv_b)
     return Difference(estimate, low, high, min(len(clean_a), len(adv_a)), level, _verdict(low, high, True))
+
+
+def _tpr_at_fpr(clean: np.ndarray, adv: np.ndarray, fpr: float) -> float:
+    """The highest TPR of any threshold whose FPR is at most ``fpr`` (ties flagged together, as ``roc_curve`` does)."""
+    allowed = int(np.floor(fpr * len(clean) + 1e-9))
+    desc = np.sort(clean)[::-1]
+    # flag scores > t; the best t keeps at most ``allowed`` clean scores above it: t = the (allowed+1)-th largest clean score
+    threshold = desc[allowed] if allowed < len(desc) else -np.inf
+    return float((adv > threshold).mean())
+
+
+def bootstrap_tpr_at_fpr(clean, adversarial, fpr: float = 0.05, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
+    """TPR at ``fpr`` (threshold from the clean scores, higher = adversarial) with a stratified bootstrap interval."""
+    clean, adv = np.asarray(clean, float).reshape(-1), np.asarray(adversarial, float).reshape(-1)
+    if len(clean) < 2 or len(adv) < 2:
+        return Interval(float("nan"), float("nan"), float("nan"), min(len(clean), len(adv)), level)
+    ic, ia = _two_sample(len(clean), len(adv), n_boot, seed)
+    samples = np.array([_tpr_at_fpr(clean[c], adv[a], fpr) for c, a in zip(ic, ia)])
+    return Interval(_tpr_at_fpr(clean, adv, fpr), *_percentiles(samples, level), min(len(clean), len(adv)), level)

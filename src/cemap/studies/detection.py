@@ -137,7 +137,7 @@ def _fit_pair(clean: np.ndarray, adv: np.ndarray, ok: np.ndarray, seed: int, log
 
 def _evaluate(method: str, detector: CEDetector | None, clean: np.ndarray, adv: np.ndarray) -> tuple[dict | None, np.ndarray, np.ndarray]:
     """Metrics (None with fewer than 2 samples per side) and the clean / adversarial scores."""
-    score = (lambda a: detector.score_samples(a)) if detector is not None else (lambda a: a)
+    score = (lambda a: detector.decision_function(a)) if detector is not None else (lambda a: a)
     s_clean, s_adv = score(clean), score(adv)
     if len(s_clean) < 2 or len(s_adv) < 2:
         return None, s_clean, s_adv
@@ -297,7 +297,7 @@ def _adaptive(clf, signature, fitted_detectors: dict, pgd: PGD, parts, extract, 
         ok = res.success.numpy()
         feats = extract(res.adversarial[res.success])
         row = {"attack": attack.name, "budget": attack.budget(), "n_attacked": n, "success_rate": float(ok.mean()), "detection": {}}
-        flagged = detector.score_samples(feats["ce"]) > detector.threshold_ if ok.any() else np.zeros(0, bool)
+        flagged = detector.decision_function(feats["ce"]) > detector.threshold_ if ok.any() else np.zeros(0, bool)
         row["evasion_rate"] = float((~flagged).sum() / n)
         row["ce_flag_rate_at_fit_threshold"] = float(flagged.mean()) if ok.any() else None
         for method in METHODS:
@@ -327,7 +327,7 @@ def _signal(signature: CESignature, parts, adv_features, success, detectors, nam
         if cols:
             d, _ = _fit_pair(parts["fit"].features["ce"][:, cols], adv_features[name]["fit"]["ce"][:, cols], success[name]["fit"], 0,
                              [effect[j] for j in cols])
-            parts_auroc[label] = auroc(y, d.score_samples(np.r_[clean[:, cols], adv[:, cols]]))
+            parts_auroc[label] = auroc(y, d.decision_function(np.r_[clean[:, cols], adv[:, cols]]))
     return {
         "attack": name,
         "univariate_auroc": uni,
