@@ -1,190 +1,166 @@
-"""The report in a real browser: headless Chromium opens report.html, every image decodes, the console stays clean.
+"""The report in a real browser: headless Chromium, driven by Playwright, opens report.html and uses the image explorer.
 
-Chromium is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: JSON
-messages separated by NUL bytes on file descriptors 3 and 4), with nothing but the standard
-library. Install it with ``apt-get install -y chromium``. To keep the screenshot:
+Chromium is the system one (Debian's ``chromium`` package, ``make browser`` installs it); Playwright's
+Python package talks to it through its bundled driver and downloads nothing. The tests skip, saying
+why, only where no Chromium is installed. To check a real run folder and keep a screenshot of its
+first screen (1280 x 800)::
 
-    CEMAP_SCREENSHOT=docs/figures/report_screenshot.png .venv/bin/pytest tests/test_browser.py
-
-``CEMAP_BROWSER_RUN=out/demo`` checks (and screenshots) that run folder instead of the small one built here.
+    CEMAP_BROWSER_RUN=out/demo CEMAP_SCREENSHOT=docs/figures/report_screenshot.png .venv/bin/pytest tests/test_browser.py
 """
 
 from __future__ import annotations
 
-import base64
-import fcntl
 import json
 import os
-import select
 import shutil
-import subprocess
-import tempfile
-import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+
+from cemap.report.explorer import ExplorerItem, save_explorer_items
+from cemap.report.html import write_report
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1280,2000",
-]
-IMAGES_JS = "JSON.stringify(Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth})))"
-
-
-class DevTools:
-    """A minimal DevTools-protocol client over Chromium's debugging pipe."""
-
-    def __init__(self, binary: str, profile: str) -> None:
-        to_chrome_r, self._write = os.pipe()
-        self._read, from_chrome_w = os.pipe()
-
-        def child_fds() -> None:  # Chromium reads commands on fd 3 and answers on fd 4
-            high_r, high_w = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10), fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
-            os.dup2(high_r, 3)
-            os.dup2(high_w, 4)
-
-        self.proc = subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
-            preexec_fn=child_fds, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-        self._buffer = b""
-        self._next_id = 0
-        self.events: list[dict] = []
-        self.session: str | None = None
-
-    def _message(self, deadline: float) -> dict:
-        while b"\0" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._read], [], [], left)[0]:
-                raise TimeoutError("Chromium did not answer in time")
-            chunk = os.read(self._read, 1 << 20)
-            if not chunk:
-                raise RuntimeError(f"Chromium closed the pipe: {self.proc.stderr.read().decode(errors='replace')[-2000:]}")
-            self._buffer += chunk
-        raw, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(raw)
-
-    def send(self, method: str, timeout: float = 30.0, **params) -> dict:
-        self._next_id += 1
-        msg = {"id": self._next_id, "method": method, "params": params}
-        if self.session and not method.startswith(("Target.", "Browser.")):
-            msg["sessionId"] = self.session
-        os.write(self._write, json.dumps(msg).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = self._message(deadline)
-            if reply.get("id") == self._next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-            self.events.append(reply)
-
-    def wait_for(self, method: str, timeout: float = 30.0) -> dict:
-        deadline = time.monotonic() + timeout
-        for event in self.events:
-            if event.get("method") == method:
-                return event
-        while True:
-            event = self._message(deadline)
-            self.events.append(event)
-            if event.get("method") == method:
-                return event
-
-    def close(self) -> None:
-        try:
-            self.send("Browser.close", timeout=10)
-        except (RuntimeError, TimeoutError, OSError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        os.close(self._read)
-        os.close(self._write)
-
-
-def console_errors(events: list[dict]) -> list[str]:
-    errors = []
-    for e in events:
-        method, params = e.get("method"), e.get("params", {})
-        if method == "Runtime.exceptionThrown":
-            errors.append(json.dumps(params.get("exceptionDetails", {}))[:300])
-        elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            errors.append(json.dumps(params.get("args", []))[:300])
-        elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
-            errors.append(params["entry"].get("text", "")[:300])
-    return errors
-
-
-def open_in_chromium(page: Path, screenshot: Path, height: int = 2000) -> dict:
-    """Load ``page``; return its images, console errors, title and script count, and write a screenshot."""
-    with tempfile.TemporaryDirectory() as profile:
-        tools = DevTools(CHROMIUM, profile)
-        try:
-            target = tools.send("Target.createTarget", url="about:blank")["targetId"]
-            tools.session = tools.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-            for domain in ("Page", "Runtime", "Log"):
-                tools.send(f"{domain}.enable")
-            tools.send("Emulation.setDeviceMetricsOverride", width=1280, height=height, deviceScaleFactor=1, mobile=False)
-            tools.send("Page.navigate", url=page.resolve().as_uri())
-            tools.wait_for("Page.loadEventFired", timeout=60)
-            evaluate = lambda js: tools.send("Runtime.evaluate", expression=js, returnByValue=True)["result"]["value"]  # noqa: E731
-            result = {
-                "images": json.loads(evaluate(IMAGES_JS)),
-                "title": evaluate("document.title"),
-                "scripts": evaluate("document.scripts.length"),
-                "text": evaluate("document.body.innerText"),
-            }
-            shot = tools.send("Page.captureScreenshot", format="png", timeout=60)["data"]
-            screenshot.parent.mkdir(parents=True, exist_ok=True)
-            screenshot.write_bytes(base64.b64decode(shot))
-            time.sleep(0.5)  # late console messages
-            tools.send("Runtime.evaluate", expression="1")
-            result["errors"] = console_errors(tools.events)
-        finally:
-            tools.close()
-    return result
+CHROMIUM = os.environ.get("CEMAP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+EVIL = "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script>"
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (make browser, or apt-get install -y chromium)")
 
 
 @pytest.fixture(scope="module")
-def run_folder(tmp_path_factory) -> Path:
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the playwright package is missing: pip install -e '.[test]'")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A page with its console errors and uncaught exceptions collected."""
+
+    def __init__(self, browser, path: Path):
+        self.page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type in ("error", "assert") else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        self.page.goto(path.resolve().as_uri())
+
+    def js(self, expression: str):
+        return self.page.evaluate(expression)
+
+
+def synthetic_run(out: Path) -> list[ExplorerItem]:
+    """A run folder with results, a figure and explorer items whose names carry markup."""
+    rng = np.random.default_rng(1)
+    items = []
+    for i in range(4):
+        size = 24 + 8 * i  # images of different sizes, colour and gray
+        image = rng.random((3, size, size)) if i % 2 == 0 else rng.random((1, size, size))
+        maps = {"CE map": rng.standard_normal((size, size)), "gradcam": rng.random((size, size)), f"method {EVIL}": rng.random((size, size))}
+        name = f"scans/{EVIL}_{i}.png" if i == 1 else f"scans/patient {i}/view.png"
+        items.append(ExplorerItem(id=name, image=image, maps=maps, boxes=[[2, 3, 12, 15]], box_labels=[i % 2], probs=[0.3, 0.7], target=1,
+                                  labels=[1], profile=rng.standard_normal(5), source="demo"))
+    save_explorer_items(out, items, class_names=["normal", f"finding {EVIL}"])
+    metrics = {"dataset": "synthcxr", "model": "cxr-cnn", "layer": "features.3", "ce_map": {"cell": 8, "stride": 8, "fill": "zero", "forward_passes_per_image": 17},
+               "autoencoder": {"code_channels": 5, "fidelity": {"agreement": 0.99, "mean_kl": 0.01, "n": 50, "ok": True}}}
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    (out / "latent_concepts.json").write_text(json.dumps({"channels": [{"channel": 2, "concept": "Effusion", "auroc": 0.93}]}))
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(out / (EVIL.replace("/", "_") + ".png"))  # a figure whose file name is markup
+    return items
+
+
+@needs_chromium
+def test_explorer_opens_the_right_image_shows_every_map_and_switches_methods(browser, tmp_path):
+    items = synthetic_run(tmp_path)
+    page = Page(browser, write_report(tmp_path))
+    pg = page.page
+    pg.wait_for_selector("html[data-explorer=ready]", state="attached")
+    assert pg.locator("#headline").bounding_box()["y"] < 200 and "The autoencoder is faithful" in pg.inner_text("#headline")
+    thumbs = pg.locator(".xp-thumb")
+    assert thumbs.count() == len(items)
+    for k in (2, 1):  # the second one carries markup in its name
+        thumbs.nth(k).click()
+        panel = pg.locator("#xp-panel")
+        assert panel.is_visible() and pg.inner_text("#xp-title") == items[k].id
+        big = pg.locator("#xp-main img[data-role=image]")
+        assert big.get_attribute("src") == thumbs.nth(k).locator("img").get_attribute("src")  # the image itself, in its own colours
+        assert big.get_attribute("alt") == items[k].id
+        shown = pg.locator("#xp-maps figure").evaluate_all("fs => fs.map(f => f.getAttribute('data-method'))")
+        assert shown == list(items[k].maps)
+        decoded = pg.locator("#xp-maps img").evaluate_all("is => is.map(i => i.complete && i.naturalWidth)")
+        assert all(decoded) and len(decoded) == 2 * len(items[k].maps)  # each map over its image background
+        assert pg.locator("#xp-maps .xp-bx").count() == len(items[k].maps)  # the true box on every map
+        assert pg.locator("#xp-profile").inner_text().startswith("Z0") and "Z2 - Effusion, AUROC 0.93" in pg.inner_text("#xp-profile")
+        assert "finding " + EVIL in pg.inner_text("#xp-probs")  # class names as text
+        pg.keyboard.press("Escape")
+        assert panel.is_hidden()
+
+    thumbs.nth(0).click()
+    pg.locator("#xp-methods button[data-method=gradcam]").click()
+    assert pg.get_attribute("#xp-panel", "data-method") == "gradcam"
+    overlay = pg.locator("#xp-main img.xp-map")
+    assert overlay.get_attribute("data-method") == "gradcam"
+    assert overlay.get_attribute("src") == pg.locator("#xp-maps figure[data-method=gradcam] img.xp-map").get_attribute("src")
+    assert pg.locator("#xp-methods button[aria-pressed=true]").inner_text() == "gradcam"
+    pg.keyboard.press("ArrowDown")
+    assert pg.get_attribute("#xp-panel", "data-method") == f"method {EVIL}"
+    pg.keyboard.press("1")
+    assert pg.get_attribute("#xp-panel", "data-method") == "CE map"
+    pg.keyboard.press("ArrowRight")
+    assert pg.get_attribute("#xp-panel", "data-index") == "1" and pg.inner_text("#xp-title") == items[1].id
+    assert pg.get_attribute("#xp-panel", "data-method") == "CE map"  # the method stays as the reader moves on
+    pg.keyboard.press("ArrowLeft")
+    pg.keyboard.press("ArrowLeft")
+    assert pg.get_attribute("#xp-panel", "data-index") == str(len(items) - 1)  # wraps around
+    pg.keyboard.press("Escape")
+
+    assert page.js("window.__pwned") is None, "markup in a file name ran as script"
+    assert page.js("document.querySelectorAll('img[src=\"x\"]').length") == 0, "markup in a file name became elements"
+    assert page.errors == [], f"console errors: {page.errors}"
+    pg.close()
+
+
+@needs_chromium
+def test_json_files_download_from_the_report(browser, tmp_path):
+    synthetic_run(tmp_path)
+    page = Page(browser, write_report(tmp_path))
+    with page.page.expect_download() as download:
+        page.page.click('a[download="metrics.json"]')
+    saved = tmp_path / "downloaded.json"
+    download.value.save_as(saved)
+    assert download.value.suggested_filename == "metrics.json" and json.loads(saved.read_text())["model"] == "cxr-cnn"
+    assert page.errors == []
+    page.page.close()
+
+
+@needs_chromium
+def test_a_real_run_folder_renders_and_its_first_screen_states_the_findings(browser, tmp_path):
+    """``CEMAP_BROWSER_RUN`` (any run folder: demo, evaluate, explain, cemap run), else a small demo-like folder."""
     given = os.environ.get("CEMAP_BROWSER_RUN")
-    if given:
-        return Path(given)
-    from cemap.studies.overview import run_overview
-
-    out = tmp_path_factory.mktemp("run")
-    run_overview(dataset="mnist5k", out=out, n_images=3)
-    shutil.copy(out / "ce_maps.png", out / "<img src=x onerror=alert(1)><script>document.title='pwned'.png")
-    return out
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install -y chromium)")
-def test_report_renders_in_chromium(run_folder, tmp_path):
-    from cemap.report.html import write_report
-
-    page = write_report(run_folder, tmp_path / "report.html")
-    shot = Path(os.environ.get("CEMAP_SCREENSHOT", tmp_path / "report.png"))
-    result = open_in_chromium(page, shot)
-
-    assert result["images"], "the report shows no images"
-    broken = [i["alt"] for i in result["images"] if not (i["complete"] and i["width"] > 0)]
-    assert not broken, f"images that did not decode: {broken}"
-    assert result["errors"] == [], f"console errors: {result['errors']}"
-    assert result["scripts"] == 0 and "pwned" not in result["title"]
-    assert "Autoencoder fidelity" in result["text"]
-    assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install -y chromium)")
-def test_browser_check_catches_a_broken_image(tmp_path):
-    """The check is not vacuous: an image that cannot decode is reported as such."""
-    page = tmp_path / "broken.html"
-    page.write_text('<!DOCTYPE html><html><head><title>t</title></head><body><img alt="bad" src="data:image/png;base64,AAAA"></body></html>')
-    result = open_in_chromium(page, tmp_path / "broken.png")
-    assert [i["width"] for i in result["images"]] == [0]
+    folder = Path(given) if given else tmp_path
+    if not given:
+        synthetic_run(tmp_path)
+    page = Page(browser, write_report(folder, tmp_path / "report.html"))
+    pg = page.page
+    pg.wait_for_load_state("load")
+    broken = pg.locator("img").evaluate_all("is => is.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt)")
+    assert broken == [], f"images that did not decode: {broken}"
+    first = pg.locator("#headline").bounding_box()
+    assert first["y"] < 800 and "What this run found" in pg.inner_text("#headline")
+    if pg.locator(".xp-thumb").count():
+        pg.locator(".xp-thumb").first.click()
+        assert pg.locator("#xp-panel").is_visible()
+        pg.keyboard.press("Escape")
+    shot = os.environ.get("CEMAP_SCREENSHOT")
+    if shot:
+        pg.evaluate("window.scrollTo(0, 0)")
+        pg.screenshot(path=shot)  # the first screen, 1280 x 800
+    assert page.errors == [], f"console errors: {page.errors}"
+    pg.close()

@@ -1,27 +1,42 @@
-"""The HTML report: self-contained, escaped, and graceful on partial or damaged run folders."""
+"""The HTML report: findings first, self-contained, escaped, graceful on partial or damaged run folders; the explorer's data."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from cemap.errors import CemapError
+from cemap.report.explorer import ExplorerItem, items_from_run, load_explorer_items, merge_items, save_explorer_items
+from cemap.report.headline import concept_labels, headlines
 from cemap.report.html import render_html, write_report
+from cemap.report.numbers import interval, number, show
 from cemap.report.run_folder import figure_section, read_run_folder
 
+IV = {"estimate": 0.7234, "low": 0.6612, "high": 0.7833, "n": 200, "level": 0.95}
 METRICS = {
     "dataset": "synthcxr",
     "model": "cxr-cnn",
     "layer": "features.3",
+    "split_method": "fx",
     "classifier": {"macro_auroc": 0.97},
+    "ce_map": {"cell": 18, "stride": 18, "fill": "zero", "forward_passes_per_image": 50},
     "autoencoder": {"code_channels": 16, "fidelity": {"agreement": 0.991, "mean_kl": 0.01, "n": 100, "ok": True}},
     "figures": {"ce_maps": "ce_maps.png"},
     "timings_s": {"model": 1.5, "total": 9.25},
 }
+EVAL_ROWS = [
+    {"method": "ce", "options": {"cell": 12}, "pointing_game": IV, "deletion_auc": 0.2},
+    {"method": "gradcam", "options": {}, "pointing_game": {"estimate": 0.61, "low": 0.55, "high": 0.68, "n": 200, "level": 0.95}},
+    {"method": "random", "options": {}, "pointing_game": 0.2},
+]
 
 
 def png(path, size=(40, 30), color=(200, 30, 30)):
@@ -29,11 +44,19 @@ def png(path, size=(40, 30), color=(200, 30, 30)):
     return path
 
 
+def items(n=3, size=32, evil=""):
+    rng = np.random.default_rng(0)
+    return [
+        ExplorerItem(id=f"{evil}img_{i}.png", image=rng.random((3, size, size)), maps={"CE map": rng.standard_normal((size, size)), "gradcam": rng.random((size, size))},
+                     boxes=[[2, 3, 10, 12]], box_labels=[1], probs=[0.2, 0.8], target=1, labels=[1], profile=rng.standard_normal(4), source="demo")
+        for i in range(n)
+    ]
+
+
 @pytest.fixture
 def full_run(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps(METRICS))
-    rows = [{"method": "ce", "options": {"cell": 12}, "pointing_game": 0.81}, {"method": "gradcam", "options": {}, "pointing_game": 0.74}]
-    (tmp_path / "evaluation.json").write_text(json.dumps({"n_images": 200, "config": {"steps": 16}, "rows": rows, "seconds": 12.5}))
+    (tmp_path / "evaluation.json").write_text(json.dumps({"n_images": 100, "n_pairs": 200, "config": {"steps": 16}, "rows": EVAL_ROWS, "seconds": 12.5}))
     detection = {"protocol": {"eval_part": "60 test images"}, "table": [{"row": "FGSM eps=0.3", "ce_auroc": 0.97}], "attacks": {"fgsm": {"success_rate_eval": 0.9}}}
     (tmp_path / "detection.json").write_text(json.dumps(detection))
     for name in ("ce_maps.png", "latent_profiles.png", "signature_hist.png", "roc_fgsm.png", "extra.png"):
@@ -41,24 +64,147 @@ def full_run(tmp_path):
     return tmp_path
 
 
-def test_full_run_inlines_every_figure_and_table(full_run):
+def section_of(html: str, anchor: str) -> str:
+    start = html.index(f'id="{anchor}"')
+    end = html.find("<section", start)
+    return html[start : end if end > 0 else len(html)]
+
+
+def test_numbers_are_rounded_to_what_they_carry():
+    assert interval(IV) == "0.72 [0.66, 0.78]"
+    assert interval({"estimate": 0.05, "low": 0.012, "high": 0.091, "verdict": "better"}) == "+0.050 [0.012, 0.091] (better)"
+    assert interval({"estimate": 12.34, "low": 11.0, "high": 13.9}) == "12.3 [11.0, 13.9]"
+    assert [number(v) for v in (0.123456, 12.3456, 0.01, 3, 123456, 1.2e-5)] == ["0.123", "12.3", "0.01", "3", "123,456", "1.20e-05"]
+    assert show(None) == "n/a" and show(True) == "yes"
+
+
+def test_findings_come_first_with_intervals(full_run):
     html = render_html(read_run_folder(full_run))
-    images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', html)
-    assert len(images) == 5 and len(re.findall(r"<img ", html)) == 5
-    assert base64.b64decode(images[0])[:4] == b"\x89PNG"
-    for text in ("cxr-cnn", "features.3", "0.991", "High fidelity", "pointing_game", "0.74", "gradcam", "FGSM eps=0.3", "0.97", "9.25", "12.5", "60 test images"):
-        assert text in html
-    evaluation = html[html.index('id="evaluation"') : html.index('id="detection"')]
-    assert evaluation.index("<th>method</th>") < evaluation.index("options.cell") < evaluation.index("<details>") < evaluation.index("config.steps")
-    assert "success_rate_eval" in html[html.index('id="detection"') :]
-    assert "Not computed" not in html
+    main = html[html.index("<main>") :]
+    assert main.index('id="headline"') < main.index('id="settings"') < main.index('id="evaluation"')
+    head = section_of(html, "headline")
+    assert "ce localises best: pointing game 0.72 [0.66, 0.78], 0.11 above the next, gradcam (0.61 [0.55, 0.68])" in head
+    assert "floors: random 0.2" in head and "The autoencoder is faithful" in head and "0.991" in head
+    assert "AUROC from 0.97 (FGSM eps=0.3)" in head and "adaptive attacker: not computed" in head
+    assert "Not computed in this run: how the latent profile shifts" in head
+    assert head.split("<details>")[0].count("<table>") == 1  # one small table on the first screen, the others one click away
+    assert "0.7234" not in html  # raw digits never reach the page
 
 
-def test_report_fetches_nothing_and_runs_no_script(full_run):
+def test_written_headlines_are_used_verbatim(full_run):
+    ev = json.loads((full_run / "evaluation.json").read_text())
+    ev["headline"] = [{"claim": "Grad-CAM and CE tie", "table": [{"method": "ce", "pointing game": IV}]}]
+    (full_run / "evaluation.json").write_text(json.dumps(ev))
+    (full_run / "latent_controls.json").write_text(json.dumps({"headline": [{"claim": "Masking the lesion moves Z2 more than a control box"}]}))
+    claims = headlines(read_run_folder(full_run).results)
+    assert [c.text for c in claims[:2]] == ["Grad-CAM and CE tie", "Masking the lesion moves Z2 more than a control box"]
+    assert not any("localises best" in c.text for c in claims)  # no derived claim where the study wrote one
+    head = section_of(render_html(read_run_folder(full_run)), "headline")
+    assert "Grad-CAM and CE tie" in head and "0.72 [0.66, 0.78]" in head and "how the latent profile shifts" not in head
+
+
+def test_settings_in_words_and_raw_values_collapsed(full_run):
+    html = render_html(read_run_folder(full_run))
+    settings = section_of(html, "settings")
+    assert "CE map: 7 x 7 grid, 18 px cells, zero fill, 50 forward passes per image." in settings
+    assert "Latent interventions at layer features.3 (model split by fx), through an autoencoder with 16 concept channels Z0..Z15." in settings
+    assert "<details><summary>The settings as recorded</summary>" in settings and "ce_map.forward_passes_per_image" in settings
+    evaluation = section_of(html, "evaluation")
+    assert evaluation.index("<th>pointing game</th>") < evaluation.index("<details>") < evaluation.index("config.steps")
+    assert "success_rate_eval" in section_of(html, "detection")
+
+
+def test_every_json_file_downloads_from_the_report(full_run):
+    html = render_html(read_run_folder(full_run))
+    links = dict(re.findall(r'<a download="([^"]+)" href="data:application/json;base64,([^"]+)"', html))
+    assert set(links) == {"metrics.json", "evaluation.json", "detection.json"}
+    assert json.loads(base64.b64decode(links["metrics.json"])) == METRICS
+
+
+def test_wide_tables_show_their_first_columns_and_the_rest_behind_a_click(tmp_path):
+    rows = [{f"column_{j}": j for j in range(20)}]
+    (tmp_path / "detection.json").write_text(json.dumps({"table": rows}))
+    detection = section_of(render_html(read_run_folder(tmp_path)), "detection")
+    first = detection[: detection.index("<details>")]
+    assert "column_8" in first and "column_9" not in first and "All 20 columns" in detection
+
+
+def test_report_without_explorer_runs_no_script(full_run):
     html = render_html(read_run_folder(full_run))
     assert not re.search(r"(src|href)=\"(https?:)?//", html)
     assert "<script" not in html.lower() and "<link" not in html.lower()
-    assert "default-src 'none'" in html
+    assert "default-src 'none'" in html and "script-src 'none'" in html
+    assert "Not available: this folder holds no per-image data" in html
+
+
+def test_explorer_script_is_the_only_one_and_allowed_by_its_hash(full_run):
+    save_explorer_items(full_run, items(), class_names=["no", "yes"])
+    html = render_html(read_run_folder(full_run))
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, flags=re.S)
+    executable = [body for attrs, body in scripts if "application/json" not in attrs]
+    assert len(executable) == 1 and len(scripts) == 2
+    digest = base64.b64encode(hashlib.sha256(executable[0].encode()).digest()).decode()
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
+    assert f"script-src 'sha256-{digest}'" in csp and "unsafe-inline" not in csp.split("script-src")[1]
+    assert html.count('class="xp-thumb"') == 3 and "Image explorer (3 images)" in html
+
+
+def test_explorer_file_round_trip_and_merge(tmp_path):
+    original = items(2)
+    save_explorer_items(tmp_path, original, class_names=["no", "yes"])
+    back, names = load_explorer_items(tmp_path / "explorer.npz")
+    assert names == ["no", "yes"] and [b.id for b in back] == ["img_0.png", "img_1.png"]
+    assert back[0].image.shape == (32, 32, 3) and back[0].image.dtype == np.uint8
+    np.testing.assert_allclose(back[1].maps["CE map"], original[1].maps["CE map"], rtol=1e-6)
+    assert back[0].boxes.tolist() == [[2, 3, 10, 12]] and back[0].target == 1 and back[0].labels == [1]
+    extra = ExplorerItem(id="img_0.png", maps={"occlusion": np.ones((32, 32))}, source="evaluation")
+    merged = merge_items([back, [extra]])
+    assert len(merged) == 2 and list(merged[0].maps) == ["CE map", "gradcam", "occlusion"] and merged[0].source == "demo, evaluation"
+    with pytest.raises(ValueError, match="explorer"):
+        save_explorer_items(tmp_path, original, name="other.npz")
+
+
+def test_explorer_from_a_dataset_run_reads_the_shards():
+    """``items_from_run`` on an object with RunResults' interface (the real one is covered in test_browser)."""
+
+    class Result:
+        def __init__(self, i):
+            self.index, self.row = i, {"index": i, "id": f"digit_{i}", "label": i % 2, "boxes": [], "box_labels": [], "probs": np.array([0.3, 0.7], np.float32),
+                                       "target": 1, "latent_ce": np.arange(4, dtype=np.float32)}
+            self.maps = {"cemap": np.full((8, 8), i, np.float32), "cemap@pgd": np.zeros((8, 8), np.float32)}
+
+    class Run:
+        map_names, class_names = ["cemap", "cemap@pgd"], ["even", "odd"]
+
+        def dataset(self):
+            raise FileNotFoundError("not on this machine")
+
+        def results(self, maps):
+            assert maps == self.map_names
+            return (Result(i) for i in range(100))
+
+    found = items_from_run(Run(), limit=5)
+    assert [f.id for f in found] == [f"digit_{i}" for i in range(5)] and found[3].labels == [1] and found[2].image is None
+    assert list(found[4].maps) == ["cemap", "cemap@pgd"] and found[4].profile.tolist() == [0, 1, 2, 3]
+
+
+def test_explain_folder_without_explorer_file_still_lists_its_images(tmp_path):
+    picture = png(tmp_path / "scan 1.png", size=(20, 20))
+    (tmp_path / "0000_scan_1.json").write_text(json.dumps({"file": str(picture), "target": "b", "probabilities": {"a": 0.1, "b": 0.9}, "latent_profile": [0.1, 0.2]}))
+    (tmp_path / "explain.json").write_text(json.dumps({"model": "m", "images": [{"file": "scan 1.png", "json": "0000_scan_1.json", "target": "b", "probability": 0.9}]}))
+    run = read_run_folder(tmp_path)
+    assert [i.id for i in run.explorer] == [str(picture)] and run.explorer[0].target == 1 and run.class_names == ["a", "b"]
+    assert run.explorer[0].image.shape == (20, 20, 3)
+
+
+def test_concept_labels_name_the_channels(tmp_path):
+    doc = {"channels": [{"channel": 2, "concept": "Effusion", "auroc": 0.93}, {"channel": "Z0", "best_concept": "Mass", "best_auroc": {"estimate": 0.71, "low": 0.6, "high": 0.8}}]}
+    assert concept_labels(doc) == {0: "Mass, AUROC 0.71", 2: "Effusion, AUROC 0.93"}
+    (tmp_path / "latent_concepts.json").write_text(json.dumps(doc))
+    save_explorer_items(tmp_path, items(1))
+    html = render_html(read_run_folder(tmp_path))
+    assert "Latent channels explained" in html and "Effusion, AUROC 0.93" in html
+    assert "1 of 2 concepts have a latent channel aligned with AUROC &gt;= 0.9 (Effusion)" in html
 
 
 def test_figures_land_in_their_sections():
@@ -69,12 +215,26 @@ def test_figures_land_in_their_sections():
     assert figure_section(" something") == "other"
 
 
+def test_importing_and_drawing_leaves_the_matplotlib_backend_alone(tmp_path):
+    code = (
+        "import sys, matplotlib, torch; matplotlib.use('svg');"
+        "import cemap.report.html, cemap.report.figures as f, cemap.report.detection_figures as d;"
+        f"f.overlay_grid(torch.rand(2, 3, 8, 8), {{'ce': torch.rand(2, 8, 8)}}, __import__('pathlib').Path(r'{tmp_path}') / 'o.png');"
+        f"f.profile_bars({{'clean': torch.rand(3, 4)}}, __import__('pathlib').Path(r'{tmp_path}') / 'p.png', concepts={{1: 'Mass, AUROC 0.9'}});"
+        "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend();"
+        "assert 'matplotlib.pyplot' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    assert (tmp_path / "o.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "p.png").stat().st_size > 1000
+
+
 def test_metrics_only_says_not_computed(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"dataset": "mnist5k", "model": "mnist-cnn"}))
     html = render_html(read_run_folder(tmp_path))
     assert "mnist-cnn" in html
     assert html.count("Not computed") >= 5  # fidelity, maps, profiles, evaluation, detection (+ figures)
     assert "no evaluation.json" in html and "no detection.json" in html
+    assert "Autoencoder fidelity: not computed" in section_of(html, "headline")
 
 
 def test_empty_folder_renders_and_missing_folder_is_a_clear_error(tmp_path):
@@ -88,11 +248,13 @@ def test_damaged_files_are_reported_not_fatal(tmp_path):
     (tmp_path / "metrics.json").write_text("{not json")
     (tmp_path / "detection.json").write_text("[1, 2]")
     (tmp_path / "roc.png").write_bytes(b"\x89PNG garbage")
+    (tmp_path / "explorer.npz").write_bytes(b"PK garbage")
     png(tmp_path / "ok.png")
     run = read_run_folder(tmp_path)
-    assert len(run.problems) == 3 and [f.name for f in run.figures] == ["ok.png"]
+    assert len(run.problems) == 4 and [f.name for f in run.figures] == ["ok.png"]
     html = render_html(run)
     assert "Problems reading this folder" in html and "metrics.json could not be read" in html and "roc.png is not a readable image" in html
+    assert "explorer.npz could not be read" in html
 
 
 def test_markup_in_file_names_and_values_renders_as_text(tmp_path):
@@ -100,8 +262,10 @@ def test_markup_in_file_names_and_values_renders_as_text(tmp_path):
     png(tmp_path / f"{evil}.png")
     (tmp_path / f"{evil}.txt").write_text("x")
     (tmp_path / "metrics.json").write_text(json.dumps({**METRICS, "model": "<b onmouseover=x>m</b>", "classifier": {"<i>class</i>": 1.0}}))
+    save_explorer_items(tmp_path, items(2, evil="</script><script>alert(2)</script>"), class_names=["<b>no</b>", "yes"])
     html = render_html(read_run_folder(tmp_path))
-    assert "<script" not in html and "<b onmouseover" not in html and "<i>class" not in html
+    assert html.count("<script") == 2 and "alert(2)</script>" not in html  # the data block and the explorer only
+    assert "<b onmouseover" not in html and "<i>class" not in html and "<b>no" not in html
     assert "&lt;script&gt;alert(1)&lt;.png" in html and "&lt;script&gt;alert(1)&lt;.txt" in html
     assert "&lt;b onmouseover=x&gt;m&lt;/b&gt;" in html
 
@@ -123,3 +287,4 @@ def test_dataset_run_manifest_is_rendered(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     html = render_html(read_run_folder(tmp_path))
     assert "chexnet" in html and "Low fidelity" in html and "Dataset-scale run" in html and "n_rows" in html
+    assert "The autoencoder is NOT faithful" in section_of(html, "headline")

@@ -5,18 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from .figures import save, subplots
 
 
 def signature_histograms(clean: np.ndarray, adversarial: dict[str, np.ndarray], feature_names: Sequence[str],
                          features: Sequence[int], path: Path, bins: int = 30) -> Path:
     """One row per attack, one column per chosen signature feature: clean versus adversarial distributions."""
     rows, cols = len(adversarial), len(features)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.0 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(2.6 * cols, 2.0 * rows), squeeze=False)
     for i, (attack, adv) in enumerate(adversarial.items()):
         for j, f in enumerate(features):
             ax = axes[i, j]
@@ -32,15 +30,13 @@ def signature_histograms(clean: np.ndarray, adversarial: dict[str, np.ndarray], 
                 ax.set_ylabel(attack, fontsize=7)
     axes[0, 0].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def roc_panels(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]], path: Path) -> Path:
     """One panel per attack; one ROC curve (fpr, tpr, auroc) per detector, with the 5% FPR line."""
     n = len(curves)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.1), squeeze=False)
+    fig, axes = subplots(1, n, figsize=(3.2 * n, 3.1), squeeze=False)
     for ax, (attack, methods) in zip(axes[0], curves.items()):
         for method, (fpr, tpr, auc) in methods.items():
             ax.plot(fpr, tpr, label=f"{method} ({auc:.3f})", linewidth=1.2)
@@ -52,6 +48,4 @@ def roc_panels(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save(fig, path)

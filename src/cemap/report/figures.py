@@ -1,17 +1,42 @@
-"""PNG figures: heat-map overlays with boxes, and latent CE profile bars."""
+"""PNG figures: heat-map overlays with boxes, and latent CE profile bars.
+
+Drawn on :class:`matplotlib.figure.Figure` objects with an Agg canvas attached, never through
+``pyplot``: importing cemap leaves the user's matplotlib backend and pyplot's figure list alone.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Sequence
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs) -> tuple[Figure, np.ndarray]:
+    """Like ``pyplot.subplots`` (same arguments), but a standalone Figure with its own Agg canvas."""
+    figsize = kwargs.pop("figsize", None)
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, **kwargs)
+    return fig, axes
+
+
+def close(fig: Figure | None = None) -> None:
+    """Nothing to release: a standalone Figure is freed with its last reference (kept for ``plt.close`` callers)."""
+
+
+# Drop-in for the two pyplot calls the studies use (``plt.subplots``, ``plt.close``), without pyplot.
+plt = SimpleNamespace(subplots=subplots, close=close)
+
+
+def save(fig: Figure, path: Path, dpi: int = 90) -> Path:
+    fig.savefig(path, dpi=dpi)
+    return Path(path)
 
 
 def _gray(image: torch.Tensor) -> np.ndarray:
@@ -19,10 +44,18 @@ def _gray(image: torch.Tensor) -> np.ndarray:
     return img.mean(0).numpy() if img.dim() == 3 else img.numpy()
 
 
+def _display(image: torch.Tensor) -> tuple[np.ndarray, str | None]:
+    """The image in its own colours: H x W x 3 for colour images, H x W (gray colormap) otherwise."""
+    img = image.detach().float().cpu().clamp(0, 1)
+    if img.dim() == 3 and img.shape[0] == 3:
+        return img.permute(1, 2, 0).numpy(), None
+    return _gray(img), "gray"
+
+
 def draw_boxes(ax, boxes: torch.Tensor | None, color: str = "lime") -> None:
     if boxes is None:
         return
-    for x0, y0, x1, y1 in boxes.reshape(-1, 4).tolist():
+    for x0, y0, x1, y1 in torch.as_tensor(boxes).reshape(-1, 4).tolist():
         ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=1.2))
 
 
@@ -33,12 +66,13 @@ def overlay_grid(
     titles: Sequence[str] | None = None,
     boxes: Sequence[torch.Tensor] | None = None,
 ) -> Path:
-    """One row per image: the image, then each method's map over it (symmetric colour scale, red = matters more)."""
+    """One row per image: the image in its own colours, then each method's map over it (symmetric colour scale, red = matters more)."""
     n, methods = images.shape[0], list(maps)
-    fig, axes = plt.subplots(n, 1 + len(methods), figsize=(1.9 * (1 + len(methods)), 1.9 * n), squeeze=False)
+    fig, axes = subplots(n, 1 + len(methods), figsize=(1.9 * (1 + len(methods)), 1.9 * n), squeeze=False)
     for i in range(n):
+        shown, cmap = _display(images[i])
         gray = _gray(images[i])
-        axes[i, 0].imshow(gray, cmap="gray", vmin=0, vmax=1)
+        axes[i, 0].imshow(shown, cmap=cmap, vmin=0, vmax=1)
         axes[i, 0].set_title(titles[i] if titles else "", fontsize=7)
         draw_boxes(axes[i, 0], boxes[i] if boxes else None)
         for j, name in enumerate(methods, start=1):
@@ -53,26 +87,33 @@ def overlay_grid(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
-def profile_bars(profiles: dict[str, torch.Tensor], path: Path, ylabel: str = "latent CE (ECE)") -> Path:
-    """Mean +- std latent CE per concept channel, one bar group per condition (clean, masked, adversarial...)."""
+def channel_labels(k: int, concepts: dict[int, str] | None = None) -> list[str]:
+    """``Z0`` .. ``Z{k-1}``, each followed by its concept where one is known (``Z2 - Effusion, AUROC 0.93``)."""
+    concepts = concepts or {}
+    return [f"Z{j} - {concepts[j]}" if concepts.get(j) else f"Z{j}" for j in range(k)]
+
+
+def profile_bars(profiles: dict[str, torch.Tensor], path: Path, ylabel: str = "latent CE (ECE)", concepts: dict[int, str] | None = None) -> Path:
+    """Mean +- std latent CE per concept channel, one bar group per condition (clean, masked, adversarial...).
+
+    ``concepts`` (channel -> words, e.g. ``{2: "Effusion, AUROC 0.93"}``) labels the channels by what they respond to.
+    """
     names = list(profiles)
     k = next(iter(profiles.values())).shape[1]
     width = 0.8 / len(names)
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * k * len(names)), 3))
+    labels = channel_labels(k, concepts)
+    fig, axes = subplots(figsize=(max(6, 0.45 * k * len(names)), 3.6 if concepts else 3), squeeze=False)
+    ax = axes[0, 0]
     for i, name in enumerate(names):
-        p = profiles[name].detach().float().cpu().numpy()
+        p = torch.as_tensor(profiles[name]).detach().float().cpu().numpy()
         ax.bar(np.arange(k) + i * width, p.mean(0), width, yerr=p.std(0), label=f"{name} (n={len(p)})", capsize=1.5)
     ax.set_xticks(np.arange(k) + 0.4 - width / 2)
-    ax.set_xticklabels([f"Z{j}" for j in range(k)], fontsize=7)
+    ax.set_xticklabels(labels, fontsize=7, rotation=60 if concepts else 0, ha="right" if concepts else "center")
     ax.set_ylabel(ylabel)
     ax.axhline(0, color="k", linewidth=0.6)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save(fig, path)

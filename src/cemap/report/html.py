@@ -1,9 +1,14 @@
-"""One self-contained ``report.html`` from a run folder.
+"""One self-contained ``report.html`` from a run folder: what the run found first, then how, then everything.
 
-Images are inlined as base64 data URIs and the CSS is inline; the page carries a
-Content-Security-Policy that forbids every network fetch and every script, so it opens the
-same offline, from an e-mail attachment or from a shared drive. Every string that comes
-from a run (file names, class names, image ids, JSON keys) goes through ``html.escape``.
+Images are inlined as data URIs, the CSS is inline and the one script (the image explorer) is
+allowed by its SHA-256 hash in the page's Content-Security-Policy, which forbids every network
+fetch and every other script; the page opens the same offline, from an e-mail attachment or from
+a shared drive. Every string that comes from a run (file names, class names, image ids, JSON
+keys) goes through ``html.escape`` here, or ``textContent`` in the script.
+
+:func:`render_html` takes an already-read :class:`RunFolder` (``read_run_folder`` fills it from
+disk; a caller that has opened a ``cemap run`` itself can build one and call
+:func:`cemap.report.run_folder.add_run_results`).
 """
 
 from __future__ import annotations
@@ -16,28 +21,40 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .. import __version__
+from .explorer_html import EXPLORER_CSS, explorer_html, script_hash
+from .headline import Claim, concept_labels, concept_rows, fidelity_sentence, headlines, not_computed
+from .numbers import is_interval, number, show
 from .run_folder import Figure, RunFolder, read_run_folder
 
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+CSP_BASE = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+CSP = CSP_BASE  # a report without the explorer runs no script at all
 MAX_LIST = 8  # longer lists of numbers are summarised, not printed
+MAX_COLUMNS = 9  # wider tables show their first columns; the whole table is one click away
 
 CSS = """
+*{box-sizing:border-box}
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9;line-height:1.45}
-main{max-width:1180px;margin:0 auto;padding:24px 28px 60px}
-header{background:#1d2330;color:#fff;padding:22px 28px}header h1{margin:0;font-size:1.5rem}header p{margin:4px 0 0;color:#c8cdd8}
-section{background:#fff;border:1px solid #e0e3e8;border-radius:8px;padding:14px 20px;margin:18px 0}
-h2{font-size:1.15rem;margin:4px 0 10px}h3{font-size:1rem;margin:14px 0 6px}
-p.how{color:#4a5263;font-size:.92rem;margin:4px 0 10px}
-table{border-collapse:collapse;font-size:.86rem;margin:6px 0 12px;display:block;overflow-x:auto}
-th,td{border:1px solid #e0e3e8;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f0f2f5}
-td.num{text-align:right;font-variant-numeric:tabular-nums}td:first-child{white-space:nowrap}
-.gallery{display:flex;flex-wrap:wrap;gap:4px 18px;align-items:flex-start}figure{margin:10px 0 16px}figure img{max-width:100%;height:auto;border:1px solid #e0e3e8}
-figcaption{font-size:.82rem;color:#4a5263;font-family:ui-monospace,monospace}
-.missing{color:#8a5a00;background:#fff7e0;border-left:4px solid #e0a800;padding:6px 10px}
-.ok{color:#0b6b2b;font-weight:600}.warn{color:#a11;font-weight:600}
+main{max-width:1220px;margin:0 auto;padding:10px 24px 60px}
+header{background:#1d2330;color:#fff;padding:8px 24px}header h1{margin:0;font-size:1.15rem;overflow-wrap:anywhere}header p{margin:2px 0 0;color:#c8cdd8;font-size:.8rem;overflow-wrap:anywhere}
+nav{font-size:.82rem;margin:6px 0 0}nav a{color:#9db5d6;margin-right:12px}
+section{background:#fff;border:1px solid #e0e3e8;border-radius:8px;padding:10px 18px;margin:12px 0}
+h2{font-size:1.1rem;margin:4px 0 8px}h3{font-size:.98rem;margin:12px 0 6px}
+p.how{color:#4a5263;font-size:.9rem;margin:4px 0 8px}
+table{border-collapse:collapse;font-size:.84rem;margin:6px 0 10px;width:auto;max-width:100%}
+th,td{border:1px solid #e0e3e8;padding:3px 7px;text-align:left;vertical-align:top;overflow-wrap:anywhere}th{background:#f0f2f5;font-weight:600}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.gallery{display:flex;flex-wrap:wrap;gap:4px 18px;align-items:flex-start}figure{margin:10px 0 16px;max-width:100%}figure img{max-width:100%;height:auto;border:1px solid #e0e3e8}
+figcaption{font-size:.8rem;color:#4a5263;font-family:ui-monospace,monospace;overflow-wrap:anywhere}
+.missing{color:#8a5a00;background:#fff7e0;border-left:4px solid #e0a800;padding:5px 10px}
+.ok{color:#0b6b2b}.warn{color:#a11}
 .problems{background:#fdecec;border-color:#e8b4b4}
-details summary{cursor:pointer;color:#33598a;margin:8px 0}
-ul.files{columns:2;font-family:ui-monospace,monospace;font-size:.8rem}
+details summary{cursor:pointer;color:#33598a;margin:6px 0}
+ul.files{columns:2;font-family:ui-monospace,monospace;font-size:.8rem}ul.files li{overflow-wrap:anywhere}
+#headline{border-left:5px solid #33598a}
+#headline ul.claims{margin:4px 0 8px;padding-left:20px}#headline ul.claims li{margin:3px 0}
+#headline .fid{font-weight:600;margin:6px 0}
+.src{color:#8a93a3;font-size:.75rem}
+ul.words{margin:4px 0;padding-left:20px}
 """
 
 
@@ -46,32 +63,44 @@ def esc(value: Any) -> str:
 
 
 def fmt(value: Any) -> str:
-    """A cell value as escaped text: 4 significant digits for floats, yes/no for booleans."""
+    """A cell value as escaped text: intervals as ``0.72 [0.66, 0.78]``, 3 significant digits, yes/no for booleans."""
     if value is None:
         return "&mdash;"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return esc(f"{value:.4g}")
     if isinstance(value, list):
         if len(value) > MAX_LIST:
             return esc(f"[{len(value)} values]")
+        return esc(", ".join(show(v) for v in value)) if all(not isinstance(v, (dict, list)) for v in value) else esc(json.dumps(value, default=str))
+    if isinstance(value, dict) and not is_interval(value):
         return esc(json.dumps(value, default=str))
-    return esc(value)
+    return esc(show(value))
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> {"a.b": leaf}; lists stay leaves (fmt summarises long ones)."""
-    if not isinstance(obj, dict):
+    """Nested dicts -> {"a.b": leaf}; lists and intervals stay leaves."""
+    if not isinstance(obj, dict) or is_interval(obj):
         return {prefix or "value": obj}
     out: dict[str, Any] = {}
     for key, value in obj.items():
         name = f"{prefix}.{key}" if prefix else str(key)
-        out.update(flatten(value, name) if isinstance(value, dict) else {name: value})
+        out.update(flatten(value, name) if isinstance(value, dict) and not is_interval(value) else {name: value})
     return out
 
 
-def table(rows: list[dict[str, Any]], first: str | None = None) -> str:
+def _is_number(value: Any) -> bool:
+    return is_interval(value) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _plain_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{fmt(r.get(c))}</td>' if _is_number(r.get(c)) else f"<td>{fmt(r.get(c))}</td>" for c in columns) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def table(rows: list[dict[str, Any]], first: str | None = None, max_columns: int = MAX_COLUMNS) -> str:
+    """Rows as a table that fits the page: at most ``max_columns`` columns, the rest behind a click."""
     if not rows:
         return missing("empty table")
     columns: list[str] = []
@@ -80,12 +109,10 @@ def table(rows: list[dict[str, Any]], first: str | None = None) -> str:
     if first in columns:
         columns.remove(first)
         columns.insert(0, first)
-    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td class=\"num\">{fmt(r.get(c))}</td>" if isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) else f"<td>{fmt(r.get(c))}</td>" for c in columns) + "</tr>"
-        for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    if len(columns) <= max_columns:
+        return _plain_table(rows, columns)
+    shown = _plain_table(rows, columns[:max_columns])
+    return shown + f"<details><summary>All {len(columns)} columns</summary>{_plain_table(rows, columns)}</details>"
 
 
 def key_values(pairs: dict[str, Any]) -> str:
@@ -93,46 +120,47 @@ def key_values(pairs: dict[str, Any]) -> str:
 
 
 def missing(what: str) -> str:
-    return f"<p class=\"missing\">{esc(what)}</p>"
+    return f'<p class="missing">{esc(what)}</p>'
 
 
 def how(text: str) -> str:
-    return f"<p class=\"how\">{esc(text)}</p>"
+    return f'<p class="how">{esc(text)}</p>'
 
 
 def section(title: str, body: str, anchor: str) -> str:
-    return f"<section id=\"{esc(anchor)}\"><h2>{esc(title)}</h2>{body}</section>"
+    return f'<section id="{esc(anchor)}"><h2>{esc(title)}</h2>{body}</section>'
 
 
 def figure_html(fig: Figure) -> str:
     data = base64.b64encode(fig.path.read_bytes()).decode("ascii")
     return (
-        f"<figure><img src=\"data:{fig.mime};base64,{data}\" alt=\"{esc(fig.name)}\" width=\"{fig.width}\" height=\"{fig.height}\">"
+        f'<figure><img src="data:{fig.mime};base64,{data}" alt="{esc(fig.name)}" width="{fig.width}" height="{fig.height}">'
         f"<figcaption>{esc(fig.name)}</figcaption></figure>"
     )
 
 
 def figures_html(figs: Iterable[Figure], none: str) -> str:
     figs = list(figs)
-    return f"<div class=\"gallery\">{''.join(figure_html(f) for f in figs)}</div>" if figs else missing(none)
+    return f'<div class="gallery">{"".join(figure_html(f) for f in figs)}</div>' if figs else missing(none)
 
 
-def result_tables(result: dict[str, Any], skip: Iterable[str] = ()) -> str:
-    """A generic view of a result JSON: its scalar settings, then one table per list or mapping of rows."""
-    skip = set(skip) | {"figures", "timings_s", "timings"}
+def raw_details(result: dict[str, Any], label: str, skip: Iterable[str] = ()) -> str:
+    """Every value of a result, collapsed: scalars as one table, lists of rows as tables."""
+    skip = set(skip) | {"figures", "headline"}
     settings, parts = {}, []
     for key, value in result.items():
         if key in skip:
             continue
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            parts.append(f"<h3>{esc(key)}</h3>" + table([flatten(v) for v in value]))
-        elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-            parts.append(f"<h3>{esc(key)}</h3>" + table([{"name": k, **flatten(v)} for k, v in value.items()], first="name"))
+            parts.append(f"<h3>{esc(key)}</h3>" + table([flatten(v) for v in value], max_columns=10_000))
+        elif isinstance(value, dict) and value and all(isinstance(v, dict) and not is_interval(v) for v in value.values()):
+            parts.append(f"<h3>{esc(key)}</h3>" + table([{"name": k, **flatten(v)} for k, v in value.items()], first="name", max_columns=10_000))
         elif isinstance(value, dict):
             settings.update(flatten(value, str(key)))
         else:
             settings[str(key)] = value
-    return (key_values(settings) if settings else "") + "".join(parts)
+    body = (key_values(settings) if settings else "") + "".join(parts)
+    return f"<details><summary>{esc(label)}</summary>{body}</details>" if body else ""
 
 
 def _first(run: RunFolder, key: str) -> Any:
@@ -144,34 +172,140 @@ def _first(run: RunFolder, key: str) -> Any:
     return None
 
 
-def settings_section(run: RunFolder) -> str:
-    keys = ("dataset", "model", "weights", "layer", "split_method", "methods", "seed", "quick", "n_images")
-    found = {k: v for k in keys if (v := _first(run, k)) is not None}
+# ---------------------------------------------------------------- headline
+
+def claim_html(claim: Claim) -> str:
+    tag = " (derived by the report)" if claim.derived else ""
+    return f'<li>{esc(claim.text)} <span class="src">{esc(claim.source)}{esc(tag)}</span></li>'
+
+
+def headline_section(run: RunFolder) -> str:
+    claims = headlines(run.results)
+    sentence, cls = fidelity_sentence(run.results)
+    body = f'<p class="fid {cls}">{esc(sentence)}</p>'
+    body += f'<ul class="claims">{"".join(claim_html(c) for c in claims)}</ul>' if claims else ""
+    gaps = not_computed(run.results)
+    if gaps:
+        body += missing("Not computed in this run: " + "; ".join(gaps) + ".")
+    tables = [c for c in claims if c.table]
+    if tables:
+        body += f"<h3>{esc(tables[0].source)}</h3>" + table(tables[0].table, max_columns=7)
+    if len(tables) > 1:
+        body += "<details><summary>The other headline tables</summary>" + "".join(f"<h3>{esc(c.source)}</h3>" + table(c.table) for c in tables[1:]) + "</details>"
+    return section("What this run found", body, "headline")
+
+
+# ---------------------------------------------------------------- settings in words
+
+def _ce_words(ce: dict) -> str:
+    parts = []
+    passes = ce.get("forward_passes_per_image")
+    if isinstance(passes, int) and passes > 1:
+        g = round((passes - 1) ** 0.5)
+        if g * g == passes - 1:
+            parts.append(f"{g} x {g} grid")
+    if ce.get("cell") is not None:
+        parts.append(f"{ce['cell']} px cells" + (f" moved {ce['stride']} px at a time" if ce.get("stride") not in (None, ce.get("cell")) else ""))
+    if ce.get("fill") is not None:
+        parts.append(f"{ce['fill']} fill")
+    if passes is not None:
+        parts.append(f"{passes} forward passes per image")
+    return "CE map: " + ", ".join(parts) + "."
+
+
+PLAN_WORDS = {
+    "figure_images": "{} images in the map figures", "profile_images": "latent profiles over {} images", "pgd_steps": "PGD with {} steps",
+    "eval_images": "evaluation on up to {} images", "eval_robust": "{} of them for robustness", "eval_steps": "{} steps for deletion / insertion",
+}
+
+
+def settings_words(run: RunFolder) -> list[str]:
+    words = []
+    dataset, model = _first(run, "dataset"), _first(run, "model")
+    if dataset or model:
+        words.append(f"Model {model or 'not recorded'} on dataset {dataset or 'not recorded'}"
+                     + (f" (split: {_first(run, 'split')})" if _first(run, "split") else "") + ".")
+    layer, split = _first(run, "layer"), _first(run, "split_method")
+    ae = _first(run, "autoencoder")
+    if layer:
+        text = f"Latent interventions at layer {layer}"
+        if split:
+            text += f" (model split by {split})"
+        if isinstance(ae, dict) and ae.get("code_channels"):
+            text += f", through an autoencoder with {ae['code_channels']} concept channels Z0..Z{int(ae['code_channels']) - 1}"
+        words.append(text + ".")
     ce = _first(run, "ce_map")
     if isinstance(ce, dict):
-        found.update(flatten(ce, "ce_map"))
-    settings = _first(run, "settings")
-    if isinstance(settings, dict):
-        found.update(flatten(settings))
-    body = key_values(found) if found else missing("Not recorded: no metrics.json, study.json or explain.json with settings in this folder.")
+        words.append(_ce_words(ce))
+    methods = _first(run, "methods")
+    if isinstance(methods, list) and methods:
+        words.append("Explanation methods: " + ", ".join(map(str, methods)) + ".")
+    plan = (_first(run, "settings") or {}).get("plan") if isinstance(_first(run, "settings"), dict) else None
+    if isinstance(plan, dict):
+        said = [PLAN_WORDS[k].format(v) for k, v in plan.items() if k in PLAN_WORDS]
+        mode = "Quick mode (a small subset of the full study): " if _first(run, "quick") else "Full study: "
+        words.append(mode + ", ".join(said) + ".")
+    evaluation = run.get("evaluation")
+    if isinstance(evaluation, dict) and evaluation.get("n_pairs") is not None:
+        words.append(f"Evaluation over {number(evaluation.get('n_images'))} images ({number(evaluation.get('n_pairs'))} image-finding pairs).")
+    seed = _first(run, "seed")
+    if seed is not None:
+        words.append(f"Random seed {seed}.")
+    return words
+
+
+def settings_section(run: RunFolder) -> str:
+    words = settings_words(run)
+    body = f'<ul class="words">{"".join(f"<li>{esc(w)}</li>" for w in words)}</ul>' if words else missing(
+        "Not recorded: no metrics.json, study.json or explain.json with settings in this folder.")
     quality = _first(run, "classifier")
     if isinstance(quality, dict):
-        body += "<h3>Classifier quality (test split)</h3>" + key_values(flatten(quality))
+        body += "<h3>Classifier quality (test split)</h3>" + key_values({k: v for k, v in flatten(quality).items() if not (isinstance(v, dict))})
+    raw = {}
+    for key in ("dataset", "model", "weights", "layer", "split_method", "methods", "seed", "quick", "n_images"):
+        if (v := _first(run, key)) is not None:
+            raw[key] = v
+    for key in ("ce_map", "settings", "config"):
+        if isinstance(v := _first(run, key), dict):
+            raw.update(flatten(v, key))
+    if raw:
+        body += "<details><summary>The settings as recorded</summary>" + key_values(raw) + "</details>"
     return section("Model, data and settings", body, "settings")
 
+
+# ---------------------------------------------------------------- sections
 
 def fidelity_section(run: RunFolder) -> str:
     ae = _first(run, "autoencoder")
     fid = ae.get("fidelity") if isinstance(ae, dict) else None
     if not isinstance(fid, dict):
         return section("Autoencoder fidelity", missing("Not computed: no autoencoder was fitted in this run."), "fidelity")
-    verdict = (
-        "<p class=\"ok\">High fidelity: the classifier with the autoencoder in place decides like the original, so latent CEs describe the original model.</p>"
-        if fid.get("ok")
-        else "<p class=\"warn\">Low fidelity: the autoencoder changes the classifier's decisions; read the latent CE profiles with caution.</p>"
-    )
+    sentence, cls = fidelity_sentence(run.results)
+    verdict = f'<p class="{cls}"><strong>{"High fidelity" if fid.get("ok") else "Low fidelity"}.</strong> {esc(sentence)}</p>'
     text = how("Agreement is the share of decisions (top-1 class, or each finding's yes/no) unchanged when the autoencoder is inserted at the layer; mean KL is the divergence of the predictive distributions. Latent CEs are meaningful when agreement >= 0.98 and mean KL <= 0.05.")
-    return section("Autoencoder fidelity", text + verdict + key_values(flatten(ae)), "fidelity")
+    return section("Autoencoder fidelity", text + verdict + raw_details(ae, "All autoencoder values"), "fidelity")
+
+
+def explorer_section(run: RunFolder) -> tuple[str, str]:
+    body, script = explorer_html(run.explorer, run.class_names, concept_labels(run.get("latent_concepts")))
+    if not body:
+        return section("Image explorer", missing("Not available: this folder holds no per-image data (explorer.npz, or the shards of a cemap run)."), "explorer"), ""
+    text = how("Click an image (or focus it and press Enter): the panel shows it large in its own colours, every map side by side on one colour scale with the true boxes, the predicted probabilities and the image's latent CE profile. The buttons switch the large view between the image and each method's map.")
+    return section(f"Image explorer ({len(run.explorer)} images)", text + body, "explorer"), script
+
+
+def concepts_section(run: RunFolder) -> str:
+    doc = run.get("latent_concepts")
+    if doc is None:
+        return ""
+    rows = concept_rows(doc)
+    text = how("What each concept channel Z_j responds to, measured on images with ground truth: how well its pooled activation predicts each finding or class (AUROC), and where its activation lies. A channel is labelled by its best-aligned concept in the profile charts and the explorer.")
+    body = text
+    if rows:
+        body += table([{"channel": f"Z{r['channel']}", **{k: v for k, v in flatten(r["row"]).items() if k not in ("channel", "index", "z", "j")}} for r in rows], first="channel")
+    body += raw_details(doc, "All recorded concept values", skip=("channels",) if rows else ())
+    body += figures_html([f for f in run.figures if "concept" in f.name.lower()], "No concept figures in this folder.")
+    return section("Latent channels explained", body, "concepts")
 
 
 def maps_section(run: RunFolder) -> str:
@@ -180,35 +314,39 @@ def maps_section(run: RunFolder) -> str:
 
 
 def profiles_section(run: RunFolder) -> str:
-    text = how("Bar j is the expected causal effect (ECE) of setting concept channel Z_j of the autoencoder to zero, averaged over images (error bars: one standard deviation). Clean images rely on a few channels; masking the true finding box or an adversarial perturbation moves the profile - the paper's experiments.")
-    body = text + figures_html(run.figures_in("profiles"), "Not computed: no latent CE profile figure in this folder.")
+    text = how("Bar j is the expected causal effect (ECE) of setting concept channel Z_j of the autoencoder to zero, averaged over images (error bars: one standard deviation).")
+    body = text + figures_html([f for f in run.figures_in("profiles") if "concept" not in f.name.lower()], "Not computed: no latent CE profile figure in this folder.")
+    labels = concept_labels(run.get("latent_concepts"))
+    if labels:
+        body += "<h3>Channels by concept</h3>" + table([{"channel": f"Z{j}", "best-aligned concept": t} for j, t in labels.items()])
     study = run.get("study")
     summary = study.get("latent_profiles") if study else None
     if isinstance(summary, dict) and summary:
         body += "<h3>Profile summary per condition</h3>" + table([{"condition": k, **flatten(v)} for k, v in summary.items()], first="condition")
+    controls = run.get("latent_controls")
+    if isinstance(controls, dict):
+        body += "<h3>Each condition beside its control</h3>" + how("From latent_controls.json: every shift with its paired bootstrap interval, and the difference between a condition and its control.")
+        head = next(((k, v) for k, v in controls.items() if k not in ("headline", "figures") and isinstance(v, list) and v and all(isinstance(r, dict) for r in v)), None)
+        body += (table([flatten(r) for r in head[1]]) if head else "") + raw_details(controls, "All recorded control values")
     return section("Latent CE profiles: clean, masked box, adversarial", body, "profiles")
 
 
-def main_table(result: dict[str, Any], key: str, first: str) -> str:
-    """The headline table of a result (a list of row dicts under ``key``), or nothing when absent."""
-    rows = result.get(key)
-    if not (isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows)):
-        return ""
-    return table([flatten(r) for r in rows], first=first)
-
-
-def details(result: dict[str, Any], skip: Iterable[str], label: str) -> str:
-    body = result_tables(result, skip=skip)
-    return f"<details><summary>{esc(label)}</summary>{body}</details>" if body else ""
+EVAL_COLUMNS = [("method", "method"), ("pointing_game", "pointing game"), ("pointing_game_tol", "pointing game (tolerant)"), ("energy_pointing", "energy in box"),
+                ("iobb@0.5", "IoBB > 0.5"), ("deletion_auc", "deletion AUC (lower better)"), ("insertion_auc", "insertion AUC"),
+                ("noise_spearman", "stability, noise"), ("randomisation_spearman", "randomisation rho (lower better)"), ("ms_per_map", "ms per map")]
 
 
 def evaluation_section(run: RunFolder) -> str:
     result = run.get("evaluation")
     if result is None:
         return section("Evaluation: CE versus the baselines", missing("Not computed: no evaluation.json in this folder (run cemap evaluate or the full cemap demo)."), "evaluation")
-    text = how("One row per explanation method. Pointing game and T(IoBB): higher = points at the true box more often; energy: share of positive map mass inside the box; deletion AUC: lower = more faithful, insertion AUC: higher = more faithful; robustness: rank correlation under noise or a small attack (higher = more stable); sanity: rank correlation with a weight-randomised model (lower = the map depends on what the model learned).")
-    head = main_table(result, "rows", "method")
-    return section("Evaluation: CE versus the baselines", text + head + details(result, ("rows",) if head else (), "All recorded evaluation values"), "evaluation")
+    text = how("One row per explanation method. Pointing game and IoBB: higher = points at the true box more often; energy: share of positive map mass inside the box; deletion AUC: lower = more faithful, insertion AUC: higher = more faithful; stability: rank correlation under noise (higher = more stable); randomisation: rank correlation with a weight-randomised model (lower = the map depends on what the model learned). Intervals are 95% bootstrap intervals where the study computed them.")
+    rows = [r for r in result.get("rows") or [] if isinstance(r, dict)]
+    head = ""
+    if rows:
+        keys = [(k, w) for k, w in EVAL_COLUMNS if any(k in r for r in rows)]
+        head = table([{w: r.get(k) for k, w in keys} for r in rows], first="method", max_columns=len(keys))
+    return section("Evaluation: CE versus the baselines", text + head + raw_details(result, "All recorded evaluation values"), "evaluation")
 
 
 def detection_section(run: RunFolder) -> str:
@@ -217,10 +355,12 @@ def detection_section(run: RunFolder) -> str:
     if result is None:
         body = text + missing("Not computed: no detection.json in this folder (run cemap detect or the full cemap demo).")
     else:
-        head = main_table(result, "table", "row")
+        rows = [flatten(r) for r in result.get("table") or [] if isinstance(r, dict)]
+        body = text + (table(rows, first="row") if rows else "")
         protocol = result.get("protocol")
-        body = text + head + (key_values(flatten(protocol)) if isinstance(protocol, dict) else "")
-        body += details(result, ("table", "protocol") if head else (), "All recorded detection values")
+        if isinstance(protocol, dict):
+            body += "<h3>Protocol</h3>" + key_values(flatten(protocol))
+        body += raw_details(result, "All recorded detection values")
     body += "<h3>CE signatures, clean versus adversarial</h3>" + figures_html(run.figures_in("signatures"), "Not computed: no signature histograms in this folder.")
     body += "<h3>ROC curves</h3>" + figures_html(run.figures_in("roc"), "Not computed: no ROC curves in this folder.")
     return section("Adversarial detection", body, "detection")
@@ -230,7 +370,9 @@ def explained_section(run: RunFolder) -> str:
     result = run.get("explain")
     if result is None:
         return ""
-    return section("Explained images", result_tables(result, skip=("dataset", "model", "weights", "layer", "autoencoder", "ce_map", "settings")), "explained")
+    rows = [r for r in result.get("images") or [] if isinstance(r, dict)]
+    body = table([{"file": r.get("file"), "explained class": r.get("target"), "probability": r.get("probability"), "overlay": r.get("overlay")} for r in rows]) if rows else ""
+    return section("Explained images", body + raw_details(result, "All recorded explain values", skip=("images",)), "explained")
 
 
 def dataset_run_section(run: RunFolder) -> str:
@@ -238,7 +380,8 @@ def dataset_run_section(run: RunFolder) -> str:
     if manifest is None:
         return ""
     text = how("A dataset-scale run (cemap run): per-image rows in shards/*.parquet and maps in shards/*.npz; unreadable images are listed in errors.jsonl.")
-    return section("Dataset-scale run", text + result_tables(manifest, skip=("class_names", "columns", "autoencoder")), "dataset-run")
+    facts = {k: manifest.get(k) for k in ("n_images", "n_rows", "n_errors", "complete") if k in manifest}
+    return section("Dataset-scale run", text + (key_values(facts) if facts else "") + raw_details(manifest, "The whole manifest", skip=("class_names", "columns")), "dataset-run")
 
 
 def timings_section(run: RunFolder) -> str:
@@ -247,51 +390,63 @@ def timings_section(run: RunFolder) -> str:
 
 
 def other_section(run: RunFolder) -> str:
-    figs = run.figures_in("other")
+    figs = [f for f in run.figures_in("other") if "concept" not in f.name.lower()]
     return section("Other figures", figures_html(figs, ""), "other") if figs else ""
 
 
 def recorded_section(run: RunFolder) -> str:
-    """Every scalar value of metrics.json and study.json, so nothing measured is hidden from the reader."""
-    parts = []
-    for kind in ("metrics", "study"):
-        result = run.get(kind)
-        if result:
-            values = {k: v for k, v in flatten(result).items() if not k.startswith(("figures", "timings")) and not (isinstance(v, list) and len(v) > MAX_LIST)}
-            parts.append(f"<h3>{esc(kind)}.json</h3>" + key_values(values))
-    return section("All recorded values", "".join(parts), "values") if parts else ""
+    """Every value of every result file, collapsed, so nothing measured is hidden from the reader."""
+    parts = [raw_details(result, f"{kind}.json") for kind, result in run.results.items()]
+    parts = [p for p in parts if p]
+    return section("All recorded values", how("Each result file in full; open one to read it.") + "".join(parts), "values") if parts else ""
 
 
 def files_section(run: RunFolder) -> str:
+    links = "".join(
+        f'<li><a download="{esc(name)}" href="data:application/json;base64,{base64.b64encode(data).decode("ascii")}">{esc(name)}</a> '
+        f'<span class="src">{esc(f"{len(data):,} bytes")}</span></li>'
+        for name, data in sorted(run.downloads.items())
+    )
+    body = (f"<h3>Download the results</h3><ul class=\"files\">{links}</ul>" if links else "")
     items = "".join(f"<li>{esc(name)}</li>" for name in run.files)
-    return section("Files in this run folder", f"<ul class=\"files\">{items}</ul>" if items else missing("The folder is empty."), "files")
+    body += f"<details><summary>All {len(run.files)} files in the folder</summary><ul class=\"files\">{items}</ul></details>" if items else missing("The folder is empty.")
+    return section("Files in this run folder", body, "files")
 
 
 def problems_section(run: RunFolder) -> str:
     if not run.problems:
         return ""
     items = "".join(f"<li>{esc(p)}</li>" for p in run.problems)
-    return f"<section class=\"problems\"><h2>Problems reading this folder</h2><ul>{items}</ul></section>"
+    return f'<section class="problems"><h2>Problems reading this folder</h2><ul>{items}</ul></section>'
+
+
+NAV = [("headline", "Findings"), ("settings", "Settings"), ("explorer", "Images"), ("fidelity", "Fidelity"), ("concepts", "Concepts"),
+       ("maps", "Maps"), ("profiles", "Profiles"), ("evaluation", "Evaluation"), ("detection", "Detection"), ("values", "All values"), ("files", "Files")]
+
+
+def content_security_policy(script: str) -> str:
+    return CSP_BASE + (f"; script-src {script_hash(script)}" if script else "; script-src 'none'")
 
 
 def render_html(run: RunFolder) -> str:
     """The whole page for ``run`` as one string."""
     title = f"cemap report: {run.path.resolve().name}"
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = "".join(
-        [
-            problems_section(run), settings_section(run), fidelity_section(run), maps_section(run), profiles_section(run),
-            evaluation_section(run), detection_section(run), explained_section(run), dataset_run_section(run), timings_section(run),
-            other_section(run), recorded_section(run), files_section(run),
-        ]
-    )
+    explorer, script = explorer_section(run)
+    sections = [
+        problems_section(run), headline_section(run), settings_section(run), explorer, fidelity_section(run), concepts_section(run),
+        maps_section(run), profiles_section(run), evaluation_section(run), detection_section(run), explained_section(run),
+        dataset_run_section(run), timings_section(run), other_section(run), recorded_section(run), files_section(run),
+    ]
+    body = "".join(sections)
+    nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in NAV if f'id="{a}"' in body)
     return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
-        f"<header><h1>{esc(title)}</h1><p>{esc(str(run.path))} &middot; cemap {esc(__version__)} &middot; {esc(stamp)}</p></header>"
-        f"<main>{body}</main></body></html>"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy(script)}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{CSS}{EXPLORER_CSS}</style></head><body>"
+        f"<header><h1>{esc(title)}</h1><p>{esc(str(run.path))} &middot; cemap {esc(__version__)} &middot; {esc(stamp)}</p><nav>{nav}</nav></header>"
+        f"<main>{body}</main>" + (f"<script>{script}</script>" if script else "") + "</body></html>"
     )
 
 

@@ -1,8 +1,9 @@
 """Reading a run folder: the JSON results and figures that cemap's studies leave behind.
 
 A run folder may hold any subset of ``metrics.json`` (demo), ``study.json`` (the full study),
-``evaluation.json``, ``detection.json``, ``explain.json``, ``manifest.json`` (``cemap run``)
-and PNG/JPEG figures. Whatever is
+``evaluation.json``, ``detection.json``, ``latent_controls.json``, ``latent_concepts.json``,
+``explain.json``, ``manifest.json`` (``cemap run``), ``explorer*.npz`` (the image explorer's
+items, :mod:`cemap.report.explorer`) and PNG/JPEG figures. Whatever is
 missing is simply absent here, and whatever cannot be read is recorded as a problem, so that
 the report can say "not computed" or "unreadable" instead of failing.
 """
@@ -13,11 +14,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import CemapError
+from .explorer import FILE_GLOB, ExplorerItem, items_from_run, load_explorer_items, merge_items
 
-RESULT_FILES = ("metrics", "study", "evaluation", "detection", "explain", "manifest")
+RESULT_FILES = ("metrics", "study", "evaluation", "detection", "latent_controls", "latent_concepts", "explain", "manifest")
+MAX_DOWNLOAD_BYTES = 4_000_000  # JSON files larger than this are listed, not embedded
 IMAGE_SUFFIXES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
 MAX_FIGURES = 200
 MAX_DEPTH = 3
@@ -51,6 +55,9 @@ class RunFolder:
     figures: list[Figure] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    explorer: list[ExplorerItem] = field(default_factory=list)  # the images the explorer shows
+    class_names: list[str] = field(default_factory=list)
+    downloads: dict[str, bytes] = field(default_factory=dict)  # relative name -> bytes of each JSON file offered for download
 
     def get(self, kind: str) -> dict | None:
         """The parsed ``<kind>.json`` or None when the folder has no such (readable) file."""
@@ -146,4 +153,68 @@ def read_run_folder(path: str | Path) -> RunFolder:
             run.problems.append(f"{name} is not a readable image ({exc.__class__.__name__})")
             continue
         run.figures.append(Figure(file, name, figure_section(f"{keys.get(file.name, '')} {file.stem}"), width, height))
+    for file in files:
+        if file.suffix.lower() == ".json" and file.parent == root:
+            if file.stat().st_size <= MAX_DOWNLOAD_BYTES:
+                run.downloads[file.name] = file.read_bytes()
+            else:
+                run.problems.append(f"{file.name} is too large to embed for download ({file.stat().st_size:,} bytes); it stays in the folder")
+    read_explorer(run)
     return run
+
+
+def read_explorer(run: RunFolder) -> None:
+    """Fill ``run.explorer``: the folder's explorer*.npz files, else a ``cemap run``'s shards, else explain's per-image JSONs."""
+    groups = []
+    for file in sorted(run.path.glob(FILE_GLOB)):
+        try:
+            items, names = load_explorer_items(file)
+        except (OSError, ValueError, KeyError) as exc:
+            run.problems.append(f"{file.name} could not be read ({exc.__class__.__name__}: {exc})")
+            continue
+        groups.append(items)
+        run.class_names = run.class_names or names
+    if groups:
+        run.explorer = merge_items(groups)
+        return
+    manifest = run.get("manifest")
+    if manifest is not None and (run.path / "shards").is_dir():
+        try:
+            from ..runner import load_run
+
+            add_run_results(run, load_run(run.path))
+        except Exception as exc:  # a damaged run still gets the rest of its report
+            run.problems.append(f"the run's shards could not be read for the image explorer ({exc.__class__.__name__}: {exc})")
+        return
+    if run.get("explain") is not None:
+        run.explorer, run.class_names = explain_items(run.path, run.get("explain"), run.problems)
+
+
+def add_run_results(run: RunFolder, results) -> None:
+    """Explorer items of an already-opened ``cemap run`` (``cemap.runner.load_run(folder)``)."""
+    run.explorer = items_from_run(results)
+    run.class_names = list(results.class_names)
+
+
+def explain_items(root: Path, explain: dict, problems: list[str]) -> tuple[list[ExplorerItem], list[str]]:
+    """Items of an explain folder written before explorer.npz existed: probabilities and profile from each image's JSON,
+    the image re-read from its file where it still exists; the maps themselves were not saved (the overlay PNGs show them)."""
+    items, names = [], []
+    for row in explain.get("images") or []:
+        if not isinstance(row, dict) or not isinstance(row.get("json"), str):
+            continue
+        detail = _read_json(root / Path(row["json"]).name, problems) if (root / Path(row["json"]).name).is_file() else None
+        if detail is None:
+            continue
+        probs = detail.get("probabilities") or {}
+        names = names or list(probs)
+        image = None
+        try:
+            with Image.open(detail.get("file", "")) as img:
+                image = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+        except (OSError, UnidentifiedImageError, ValueError):
+            image = None
+        target = names.index(detail["target"]) if detail.get("target") in names else None
+        items.append(ExplorerItem(id=str(detail.get("file", row.get("file"))), image=image, maps={}, probs=list(probs.values()) or None,
+                                  target=target, profile=detail.get("latent_profile"), source="explain"))
+    return items, names

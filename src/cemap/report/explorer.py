@@ -1,0 +1,206 @@
+"""The image explorer's data: what each explained image needs on screen, saved beside a study's results.
+
+A study that explains images calls :func:`save_explorer_items` with one :class:`ExplorerItem`
+per image; the report reads every ``explorer*.npz`` of a run folder (merging items with the
+same ``id``) and, for ``cemap run`` folders, builds the items from the shards instead
+(:func:`items_from_run`). The file format (``cemap-explorer/1``) is a plain ``.npz`` that loads
+without pickle:
+
+* ``meta``: UTF-8 JSON as uint8 - ``{"format", "class_names", "items": [{"id", "target",
+  "labels", "boxes", "box_labels", "maps": [method names], "probs": bool, "profile": bool,
+  "source"}]}``;
+* ``image_<i>``: the image as uint8, H x W (gray) or H x W x 3 (colour);
+* ``map_<i>_<j>``: float32 H x W, map ``j`` of item ``i`` (names in ``meta``);
+* ``probs_<i>``, ``profile_<i>``: float32 vectors (predicted probabilities, latent CE profile).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+FORMAT = "cemap-explorer/1"
+FILE_GLOB = "explorer*.npz"
+MAX_ITEMS = 48  # images shown by the explorer of one report
+
+
+@dataclass
+class ExplorerItem:
+    """One explained image.
+
+    Args:
+        id: what the reader knows the image by (the relative file name, or the dataset id).
+        image: C x H x W, H x W x C or H x W in [0, 1] (tensor or array).
+        maps: method name -> H x W map (higher = matters more), same pixels as ``image``.
+        boxes: N x 4 true boxes (x0, y0, x1, y1) in pixels of ``image``, if known.
+        box_labels: the class index of each box.
+        probs: the predicted probability of each class (or finding).
+        target: the class the maps explain.
+        labels: the true class indices.
+        profile: the latent CE profile (one ECE per concept channel Z_j).
+        source: the study that explained it (``demo``, ``evaluation``, ``explain``, ``run``).
+    """
+
+    id: str
+    image: Any = None
+    maps: dict[str, Any] = field(default_factory=dict)
+    boxes: Any = None
+    box_labels: Sequence[int] | None = None
+    probs: Any = None
+    target: int | None = None
+    labels: Sequence[int] | None = None
+    profile: Any = None
+    source: str = ""
+
+
+def _array(value: Any) -> np.ndarray | None:
+    if value is None:
+        return None
+    if hasattr(value, "detach"):
+        value = value.detach().float().cpu().numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+def image_uint8(image: Any) -> np.ndarray:
+    """[0, 1] image of any common layout -> uint8 H x W or H x W x 3 (its own colours)."""
+    a = _array(image)
+    if a.ndim == 3 and a.shape[0] in (1, 3):  # C x H x W, torch's layout
+        a = np.moveaxis(a, 0, -1)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim == 3 and a.shape[-1] != 3:
+        a = a.mean(-1)
+    return (np.clip(np.nan_to_num(a), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _coerce(item: ExplorerItem | Mapping) -> ExplorerItem:
+    return item if isinstance(item, ExplorerItem) else ExplorerItem(**dict(item))
+
+
+def _ints(values: Any) -> list[int] | None:
+    if values is None:
+        return None
+    a = _array(values).reshape(-1)
+    return [int(v) for v in a]
+
+
+def save_explorer_items(out: str | Path, items: Iterable[ExplorerItem | Mapping], class_names: Sequence[str] | None = None,
+                        name: str = "explorer.npz") -> Path:
+    """Write ``items`` (at most :data:`MAX_ITEMS`) to ``out/name`` for the report's image explorer.
+
+    Example (in a study, after the maps are computed)::
+
+        save_explorer_items(out, [ExplorerItem(id=i, image=x, maps={"CE map": m}, probs=p, profile=z)
+                                  for i, x, m, p, z in zip(ids, images, maps, probs, profiles)], class_names)
+    """
+    if not (name.startswith("explorer") and name.endswith(".npz")):
+        raise ValueError(f"explorer file names match {FILE_GLOB}, not {name!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {}
+    meta_items = []
+    for i, raw in enumerate(list(items)[:MAX_ITEMS]):
+        item = _coerce(raw)
+        boxes = _array(item.boxes)
+        entry = {
+            "id": str(item.id), "target": None if item.target is None else int(item.target), "labels": _ints(item.labels),
+            "boxes": boxes.reshape(-1, 4).tolist() if boxes is not None and boxes.size else [],
+            "box_labels": _ints(item.box_labels) or [], "maps": [str(m) for m in item.maps],
+            "probs": item.probs is not None, "profile": item.profile is not None, "source": item.source,
+        }
+        if item.image is not None:
+            arrays[f"image_{i}"] = image_uint8(item.image)
+        for j, m in enumerate(item.maps.values()):
+            arrays[f"map_{i}_{j}"] = _array(m).reshape(_array(m).shape[-2:])
+        if item.probs is not None:
+            arrays[f"probs_{i}"] = _array(item.probs).reshape(-1)
+        if item.profile is not None:
+            arrays[f"profile_{i}"] = _array(item.profile).reshape(-1)
+        meta_items.append(entry)
+    meta = {"format": FORMAT, "class_names": [str(c) for c in class_names or []], "items": meta_items}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    path = out / name
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".explorer", suffix=".npz")
+    with os.fdopen(fd, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_explorer_items(path: str | Path) -> tuple[list[ExplorerItem], list[str]]:
+    """The items and class names of one explorer file (no pickle is loaded)."""
+    with np.load(path, allow_pickle=False) as npz:
+        meta = json.loads(npz["meta"].tobytes().decode())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{Path(path).name}: format {meta.get('format')!r}, expected {FORMAT}")
+        items = []
+        for i, e in enumerate(meta["items"]):
+            items.append(ExplorerItem(
+                id=e["id"], image=npz[f"image_{i}"] if f"image_{i}" in npz.files else None,
+                maps={m: npz[f"map_{i}_{j}"] for j, m in enumerate(e["maps"])},
+                boxes=np.asarray(e.get("boxes") or np.zeros((0, 4)), dtype=np.float32), box_labels=e.get("box_labels") or [],
+                probs=npz[f"probs_{i}"] if e.get("probs") else None, target=e.get("target"), labels=e.get("labels"),
+                profile=npz[f"profile_{i}"] if e.get("profile") else None, source=e.get("source", ""),
+            ))
+    return items, list(meta.get("class_names") or [])
+
+
+def merge_items(groups: Iterable[list[ExplorerItem]]) -> list[ExplorerItem]:
+    """Items of several files as one list; items with the same id are joined (maps added, missing fields filled)."""
+    merged: dict[str, ExplorerItem] = {}
+    for items in groups:
+        for item in items:
+            have = merged.get(item.id)
+            if have is None:
+                merged[item.id] = ExplorerItem(**{**item.__dict__, "maps": dict(item.maps)})
+                continue
+            for name, m in item.maps.items():
+                have.maps.setdefault(name, m)
+            for attr in ("image", "boxes", "box_labels", "probs", "target", "labels", "profile"):
+                mine = getattr(have, attr)
+                if mine is None or (hasattr(mine, "__len__") and len(mine) == 0):
+                    setattr(have, attr, getattr(item, attr))
+            have.source = ", ".join(dict.fromkeys(s for s in (have.source, item.source) if s))
+    return list(merged.values())[:MAX_ITEMS]
+
+
+def items_from_run(results, limit: int = MAX_ITEMS, with_images: bool = True) -> list[ExplorerItem]:
+    """Explorer items for the first ``limit`` images of a ``cemap run`` folder (``cemap.runner.load_run(folder)``).
+
+    Rows give the maps, probabilities, latent profile and boxes; the images themselves are not in
+    the shards, so they are read again from the run's dataset (left out where it cannot be opened).
+    """
+    dataset = None
+    if with_images:
+        try:
+            dataset = results.dataset()
+        except Exception:  # the dataset may live on another machine; the maps still show
+            dataset = None
+    items = []
+    for r in results.results(maps=list(results.map_names)):
+        row = r.row
+        image = None
+        if dataset is not None:
+            try:
+                image = dataset[int(r.index)].image
+            except Exception:
+                image = None
+        labels = row.get("labels")
+        if labels is not None:
+            labels = [j for j, v in enumerate(np.asarray(labels).reshape(-1)) if v > 0.5]
+        elif row.get("label") is not None:
+            labels = [int(row["label"])]
+        boxes = np.asarray(row.get("boxes") if row.get("boxes") is not None else np.zeros((0, 4)), dtype=np.float32).reshape(-1, 4)
+        items.append(ExplorerItem(
+            id=str(row.get("id", r.index)), image=image, maps=dict(r.maps), boxes=boxes, box_labels=list(row.get("box_labels") or []),
+            probs=row.get("probs"), target=row.get("target"), labels=labels, profile=row.get("latent_ce"), source="run",
+        ))
+        if len(items) >= limit:
+            break
+    return items

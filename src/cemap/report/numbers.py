@@ -1,0 +1,75 @@
+"""Numbers as a reader should see them: rounded to what they can carry, intervals as ``0.72 [0.66, 0.78]``.
+
+An interval is any mapping with ``estimate``, ``low`` and ``high`` (as
+:class:`cemap.evaluate.bootstrap.Interval` writes it: plus ``n`` and ``level``, and ``verdict`` for a
+difference). Its decimals follow its width: enough to show the width with two significant digits,
+never more. A lone number gets at most three significant digits (trailing zeros dropped: its precision is unknown).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+MAX_DECIMALS = 4
+
+
+def is_interval(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool) for k in ("estimate", "low", "high"))
+
+
+def decimals_for_width(width: float) -> int:
+    """Decimals that show an interval of this width with two significant digits (0.12 -> 2, 0.012 -> 3, 1.2 -> 1)."""
+    if not math.isfinite(width) or width <= 0:
+        return 3
+    return int(min(MAX_DECIMALS, max(0, 1 - math.floor(math.log10(width)))))
+
+
+def number(value: float, digits: int = 3) -> str:
+    """``digits`` significant digits, no exponent for ordinary sizes, integers as integers."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if value is None or not math.isfinite(value):
+        return "n/a" if value is None else str(value)
+    if value == 0:
+        return "0"
+    if 1e-4 <= abs(value) < 1e6:
+        magnitude = math.floor(math.log10(abs(value)))
+        decimals = max(0, digits - 1 - magnitude)
+        text = f"{value:.{min(decimals, 6)}f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return f"{value:.{digits - 1}e}"
+
+
+def interval(value: dict, signed: bool | None = None) -> str:
+    """``0.72 [0.66, 0.78]``; a difference (one with a ``verdict``) is signed and followed by its verdict."""
+    est, low, high = float(value["estimate"]), float(value["low"]), float(value["high"])
+    d = decimals_for_width(high - low)
+    signed = ("verdict" in value) if signed is None else signed
+    sign = "+" if signed else ""
+    text = f"{est:{sign}.{d}f} [{low:.{d}f}, {high:.{d}f}]"
+    if value.get("verdict"):
+        text += f" ({value['verdict']})"
+    return text
+
+
+def show(value: Any) -> str:
+    """Any result value as plain text (not yet HTML-escaped)."""
+    if is_interval(value):
+        return interval(value)
+    if value is None:
+        return "n/a"
+    if isinstance(value, (bool, int, float)):
+        return number(value)
+    return str(value)
+
+
+def estimate(value: Any) -> float | None:
+    """The point value of a number or an interval, None for anything else."""
+    if is_interval(value):
+        return float(value["estimate"])
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
