@@ -6,7 +6,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cemap.causal import CEMap
-from cemap.causal.incremental import incremental_masking, local_chain
+import torchvision
+
+from cemap.causal import incremental as inc
+from cemap.causal.incremental import incremental_masking, local_node_names
 from cemap.causal.masks import fill_images
 from cemap.models.classifier import Classifier, Normalize
 from cemap.models.cxr_cnn import CxrCNN
@@ -59,12 +62,12 @@ def _full(clf: Classifier, images, owner, masks, which, fills) -> torch.Tensor:
         return clf.predict_proba(torch.where(masks[which, None], fills[owner], images[owner]))
 
 
-def test_local_chain_covers_every_convolution_of_cxr_cnn():
+def test_the_local_part_covers_every_convolution_of_cxr_cnn():
     clf = _cxr_like()
-    names = [n for n, _ in local_chain(clf)]
-    assert names[0] == "preprocess" and names[-1] == "model.features.14"
+    names = local_node_names(clf)
+    assert names[:2] == ["x", "preprocess"] and names[-1] == "model_features_14"
     engine = incremental_masking(clf)
-    assert engine is not None and engine.sizes[-1] == (8, 8)
+    assert engine is not None and engine.nodes[-1].size == (8, 8)
 
 
 @pytest.mark.parametrize("fill", ["zero", "mean", "blur"])
@@ -125,14 +128,34 @@ def test_windows_are_skipped_where_they_do_not_pay(monkeypatch):
 
 
 class Residual(nn.Module):
+    """A residual block (addition of a branch and the identity) and a downsampling one (1 x 1 stride-2 shortcut)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.stem, self.branch, self.tail = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 14 * 14, 2))
+        self.down, self.short = nn.Sequential(nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(inplace=True), nn.Conv2d(6, 6, 3, padding=1)), nn.Conv2d(4, 6, 1, stride=2)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(6 * 7 * 7, 2))
 
     def forward(self, x):
         y = self.stem(x)
-        return self.head(self.tail(y + self.branch(y)))
+        y = self.tail(y + self.branch(y))
+        y = self.down(y) + self.short(y)
+        return self.head(torch.relu(y))
+
+
+class Dense(nn.Module):
+    """Channel concatenation of branches whose windows differ (two 3 x 3 convolutions deep, one, none)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(4, 3, 3, padding=1), nn.Conv2d(7, 3, 3, padding=1), nn.Conv2d(10, 4, 1)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        x = torch.cat([x, x * 0.5], 1)
+        y = torch.cat([x, F.relu(self.a(x), inplace=True)], 1)
+        y = torch.cat([y, self.b(y)], 1)
+        return self.pool(self.c(y)).mean((2, 3))
 
 
 class Branchy(nn.Module):
@@ -155,19 +178,110 @@ class StandardisedConv(nn.Conv2d):
         return F.conv2d(x, w, self.bias, self.stride, self.padding)
 
 
-def test_a_convolution_with_its_own_forward_ends_the_local_run():
+def _masks(size: int, seed: int = 0) -> torch.Tensor:
+    """Empty, corner, edges, a thin strip, scattered pixels, a centre cell and the whole image."""
+    g = torch.Generator().manual_seed(seed)
+    masks = torch.zeros(8, size, size, dtype=torch.bool)
+    c = max(1, size // 7)
+    masks[1, :c, :c] = True
+    masks[2, size - c :, size // 3 : size // 3 + c] = True
+    masks[3, size // 2 : size // 2 + c, size - c :] = True
+    masks[4, 3:5, :] = True
+    masks[5] = torch.rand(size, size, generator=g) > 0.997
+    masks[6, size // 2 - c // 2 : size // 2 + c - c // 2, size // 2 - c // 2 : size // 2 + c - c // 2] = True
+    masks[7] = True
+    return masks
+
+
+def _check_equal(clf: Classifier, masks: torch.Tensor, images: torch.Tensor, fill: str = "mean", atol: float = 1e-5) -> float:
+    engine = incremental_masking(clf)
+    assert engine is not None
+    b, m = images.shape[0], masks.shape[0]
+    owner, which = torch.arange(b).repeat_interleave(m), torch.arange(m).repeat(b)
+    fills = fill_images(images, fill)
+    with torch.inference_mode():
+        got = engine.probabilities(images, owner, masks, which, fills, chunk_size=5)
+        want = _full(clf, images, owner, masks, which, fills)
+    diff = (got - want).abs().max().item()
+    assert diff <= atol, diff
+    return diff
+
+
+@pytest.mark.parametrize("full_area", [0.0, 0.55, 1.01])  # whole maps from the start, the default switch, windows throughout
+def test_residual_additions_and_downsampling_shortcuts_equal_full_passes(monkeypatch, full_area):
+    monkeypatch.setattr(inc, "FULL_AREA", full_area)
+    torch.manual_seed(7)
+    clf = Classifier(Residual(), ["p", "q"], input_shape=(1, 16, 16))
+    assert "add" in local_node_names(clf) and "add_1" in local_node_names(clf)
+    _check_equal(clf, _masks(16), torch.rand(2, 1, 16, 16))
+
+
+@pytest.mark.parametrize("full_area", [0.0, 0.55, 1.01])
+def test_channel_concatenation_of_branches_with_different_windows_equals_full_passes(monkeypatch, full_area):
+    monkeypatch.setattr(inc, "FULL_AREA", full_area)
+    torch.manual_seed(8)
+    clf = Classifier(Dense(), ["p", "q", "r", "s"], input_shape=(2, 20, 20), head="sigmoid")
+    engine = incremental_masking(clf)
+    assert [n.kind for n in engine.nodes].count("merge") == 3 and engine.nodes[-1].name == "model_pool"
+    plan = engine.plan(_masks(20)[1:2])  # one corner cell: the concatenations read some branches around their windows
+    assert full_area < 1 or not all(all(d) for d in plan.direct)
+    _check_equal(clf, _masks(20), torch.rand(2, 2, 20, 20))
+
+
+def _tiny_densenet() -> Classifier:
+    torch.manual_seed(9)
+    net = torchvision.models.DenseNet(growth_rate=8, block_config=(2, 3, 2), num_init_features=16, bn_size=2, num_classes=3)
+    return Classifier(_with_running_stats(net.eval(), 9), list("abc"), head="sigmoid", input_shape=(3, 64, 64),
+                      preprocess=Normalize([0.5] * 3, [0.25] * 3))
+
+
+def _tiny_resnet() -> Classifier:
+    torch.manual_seed(10)
+    net = torchvision.models.resnet.ResNet(torchvision.models.resnet.Bottleneck, [1, 2, 1, 1], num_classes=3, width_per_group=16)
+    return Classifier(_with_running_stats(net.eval(), 10), list("abc"), head="sigmoid", input_shape=(3, 64, 64),
+                      preprocess=Normalize([0.5] * 3, [0.25] * 3))
+
+
+@pytest.mark.parametrize("build", [_tiny_densenet, _tiny_resnet])
+@pytest.mark.parametrize("full_area", [0.55, 1.01])
+def test_densenet_and_resnet_like_networks_equal_full_passes_up_to_their_global_pooling(monkeypatch, build, full_area):
+    monkeypatch.setattr(inc, "FULL_AREA", full_area)
+    clf = build()
+    engine = incremental_masking(clf)
+    kinds = [n.kind for n in engine.nodes]
+    assert kinds.count("window") == sum(isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) for m in clf.modules())  # every one
+    assert engine.nodes[-1].size in ((4, 4), (2, 2)) and kinds.count("merge") > 0  # the last map before global pooling
+    _check_equal(clf, _masks(64), torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(11)))
+
+
+def test_windows_switch_to_whole_maps_where_they_cover_most_of_them_and_the_estimate_follows_the_mask_size():
+    engine = incremental_masking(_tiny_resnet())
+    small, large = engine.plan(_masks(64)[1:2]), engine.plan(_masks(64)[6:7] | _masks(64)[1:2])
+    assert not small.whole[5] and small.whole[-1] and large.whole.index(True) < small.whole.index(True)
+    assert small.cost < large.cost < engine.plan(_masks(64)[7:]).cost == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("arch", ["densenet121", "resnet50"])
+def test_real_densenet121_and_resnet50_ce_maps_equal_full_passes(arch):
+    torch.manual_seed(12)
+    net = _with_running_stats(getattr(torchvision.models, arch)(weights=None, num_classes=4).eval(), 12)
+    clf = Classifier(net, list("abcd"), head="sigmoid", input_shape=(3, 64, 64), preprocess=Normalize([0.5] * 3, [0.25] * 3))
+    images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(13))
+    fast, slow = CEMap(clf, cell=16), CEMap(clf, cell=16, incremental=False)
+    assert fast.incremental is not None and len(fast.incremental.nodes) > 100
+    assert (fast.attribute(images) - slow.attribute(images)).abs().max() <= 1e-5
+
+
+def test_a_convolution_with_its_own_forward_ends_the_local_part():
     torch.manual_seed(6)
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), StandardisedConv(4, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 16 * 16, 2))
     clf = Classifier(net, ["p", "q"], input_shape=(1, 16, 16))
-    assert [n for n, _ in local_chain(clf)] == ["preprocess", "model.0", "model.1"] and incremental_masking(clf) is None
+    assert local_node_names(clf) == ["x", "preprocess", "model_0", "model_1"]
     images = torch.rand(2, 1, 16, 16)
-    assert torch.allclose(CEMap(clf, cell=4).attribute(images), CEMap(clf, cell=4, incremental=False).attribute(images))
+    assert torch.allclose(CEMap(clf, cell=4).attribute(images), CEMap(clf, cell=4, incremental=False).attribute(images), atol=1e-6)
 
 
-def test_networks_with_convolutions_after_a_non_local_step_or_untraceable_ones_run_full_passes():
-    residual = Classifier(Residual(), ["p", "q"], input_shape=(1, 16, 16))
-    assert [n for n, _ in local_chain(residual)] == ["preprocess", "model.stem"]
-    assert incremental_masking(residual) is None
+def test_untraceable_networks_run_full_passes():
     branchy = Classifier(Branchy(), ["p", "q"], input_shape=(1, 16, 16))
     assert incremental_masking(branchy) is None
     assert CEMap(branchy, cell=4).attribute(torch.rand(1, 1, 16, 16)).shape == (1, 16, 16)
