@@ -12,10 +12,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-# Headless Chromium (Debian package) for the report's browser test; the test skips, saying why, without it.
+# Headless Chromium (Debian package) for the report's browser tests, driven by Playwright's Python package
+# (in .[test]; it uses this system Chromium and downloads no browser); the tests skip, saying why, without it.
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
-	  || echo "chromium could not be installed: the browser test will be skipped"
+	  || echo "chromium could not be installed: the browser tests will be skipped"
 
 demo: $(STAMP)
 	$(BIN)/cemap demo --out out/demo
