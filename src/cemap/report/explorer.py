@@ -204,3 +204,56 @@ def items_from_run(results, limit: int = MAX_ITEMS, with_images: bool = True) ->
         if len(items) >= limit:
             break
     return items
+
+
+def _label_indices(labels: Any) -> list[list[int]] | None:
+    """A batch's labels as class indices per image: N class indices (single-label) or N x K multi-hot."""
+    if labels is None:
+        return None
+    a = _array(labels)
+    if a.ndim == 1:
+        return [[int(v)] for v in a]
+    return [[int(j) for j in np.flatnonzero(row > 0.5)] for row in a]
+
+
+def save_explorer_batch(out: str | Path, images: Any, maps: Mapping[str, Any], ids: Sequence[str], *, boxes: Sequence[Any] | None = None,
+                        box_labels: Sequence[Any] | None = None, probs: Any = None, targets: Any = None, labels: Any = None,
+                        profiles: Any = None, class_names: Sequence[str] | None = None, source: str = "", name: str = "explorer.npz") -> Path:
+    """:func:`save_explorer_items` for a batch, in one call: tensors with the batch first.
+
+    Args:
+        images: B x C x H x W in [0, 1].
+        maps: method name -> B x H x W.
+        ids: B names the reader knows the images by (relative file names, dataset ids).
+        boxes: B tensors of N_i x 4 true boxes; box_labels: B tensors of N_i class indices.
+        probs: B x K predicted probabilities; targets: B classes the maps explain.
+        labels: B class indices, or B x K multi-hot; profiles: B x J latent CE profiles.
+
+    Example (the demo, after its CE maps and latent profiles)::
+
+        save_explorer_batch(out, batch.images, {"CE map": maps}, batch.ids, boxes=batch.boxes, box_labels=batch.box_labels,
+                            probs=probs, labels=batch.labels, profiles=profiles, class_names=clf.class_names, source="demo")
+    """
+    n = min(len(ids), MAX_ITEMS)
+    label_lists = _label_indices(labels)
+    target_list = _ints(targets)
+    items = [
+        ExplorerItem(
+            id=str(ids[i]), image=images[i], maps={m: v[i] for m, v in maps.items()},
+            boxes=boxes[i] if boxes is not None else None, box_labels=_ints(box_labels[i]) if box_labels is not None else None,
+            probs=probs[i] if probs is not None else None, target=target_list[i] if target_list is not None else None,
+            labels=label_lists[i] if label_lists is not None else None, profile=profiles[i] if profiles is not None else None, source=source,
+        )
+        for i in range(n)
+    ]
+    return save_explorer_items(out, items, class_names, name=name)
+
+
+def relative_names(paths: Sequence[str | Path]) -> list[str]:
+    """File names as the reader knows them: relative to the folder that holds them all (``scans/p1/view.png``), never cut short."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        return []
+    parents = [p.resolve().parent for p in paths]
+    root = Path(os.path.commonpath(parents)) if len({p.anchor for p in parents}) == 1 else None
+    return [p.resolve().relative_to(root).as_posix() if root else p.as_posix() for p in paths]
