@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import cemap
-from cemap.attacks import BIM, FGSM, PGD, AttackResult, CarliniWagnerL2, get_attack
+from cemap.attacks import BIM, FGSM, PGD, AttackResult, CarliniWagnerL2, ConfidenceMatchedPGD, MinimalPGD, get_attack
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +219,30 @@ def test_reduced_precision_attacks_step_through_scale_shift_and_judge_with_the_m
     assert len(native_calls) == 1  # success is the float32 model's verdict
     same_direction = ((bf16.adversarial - x).sign() == (fp32.adversarial - x).sign()).float().mean()
     assert same_direction > 0.9  # bf16 gradients through ScaleShift point where fp32's do
+
+
+def test_minimal_pgd_stops_at_the_first_flip_and_pgd_goes_on():
+    net, clf = _linear_sigmoid(seed=4)
+    x = torch.rand(8, 3, 8, 8)
+    with torch.inference_mode():
+        clean = clf(x)[:, 2]
+    minimal = MinimalPGD(clf, eps=0.3, steps=60)(x, labels=2)
+    full = PGD(clf, eps=0.3, steps=60, random_start=False)(x, labels=2)
+    assert minimal.success.all() and full.success.all()
+    with torch.inference_mode():
+        z_min, z_full = clf(minimal.adversarial)[:, 2], clf(full.adversarial)[:, 2]
+    # just across the boundary: |z| smaller than one step's worth of logit change, and far smaller than PGD's
+    assert (minimal.linf < full.linf).all() and (z_min.abs() < z_full.abs()).all()
+    assert ((z_min > 0) != (clean > 0)).all()
+
+
+def test_confidence_matched_pgd_mirrors_the_attacked_logit():
+    net, clf = _linear_sigmoid(seed=5)
+    x = torch.rand(8, 3, 8, 8)
+    with torch.inference_mode():
+        clean = clf(x)[:, 1]
+    res = ConfidenceMatchedPGD(clf, eps=0.5, steps=80)(x, labels=1)
+    with torch.inference_mode():
+        adv = clf(res.adversarial)[:, 1]
+    assert res.success.all()
+    assert torch.allclose(adv, -clean, atol=0.1 * clean.abs().max().item())  # z -> -z: the same confidence, the other side

@@ -62,7 +62,7 @@ def test_detector_separates_saves_and_loads_identically(tmp_path):
     x = np.exp(x) * 1e-3  # positive effects spanning orders of magnitude
     det = CEDetector(C=1.0, log_scale=1e-3, log_features=[True] * 5 + [False], feature_names=[f"f{j}" for j in range(6)],
                      signature_config={"cell": 4}).fit(x, y)
-    scores = det.score_samples(x)
+    scores = det.decision_function(x)
     assert auroc(y, scores) > 0.9
     assert np.mean(det.predict(x[y == 0])) <= 0.1  # threshold at 5% FPR of the clean fitting signatures
     assert np.allclose(det.score_torch(torch.from_numpy(x)).numpy(), scores)
@@ -70,7 +70,7 @@ def test_detector_separates_saves_and_loads_identically(tmp_path):
     with np.load(path, allow_pickle=False) as data:  # plain arrays only: loading runs no code
         assert set(data.files) == {"mean", "scale", "coef", "meta"}
     loaded = CEDetector.load(path)
-    assert np.array_equal(loaded.score_samples(x), scores) and np.array_equal(loaded.predict(x), det.predict(x))
+    assert np.array_equal(loaded.decision_function(x), scores) and np.array_equal(loaded.predict(x), det.predict(x))
     assert loaded.feature_names == det.feature_names and loaded.signature_config == {"cell": 4}
     assert loaded.log_scale == 1e-3 and loaded.log_features == det.log_features
 
@@ -78,10 +78,10 @@ def test_detector_separates_saves_and_loads_identically(tmp_path):
 def test_detector_errors_are_clear(tmp_path):
     x, y = _blobs()
     with pytest.raises(cemap.CemapError, match="not fitted"):
-        CEDetector().score_samples(x)
+        CEDetector().decision_function(x)
     det = CEDetector().fit(x, y)
     with pytest.raises(cemap.CemapError, match="do not fit"):
-        det.score_samples(x[:, :5])
+        det.decision_function(x[:, :5])
     with pytest.raises(cemap.CemapError, match="do not fit"):
         det.score_torch(torch.zeros(3, 7))
     with pytest.raises(cemap.CemapError):
@@ -158,3 +158,96 @@ def test_detect_command_quick(tmp_path):
     assert report["attacks"]["PGD-Linf eps=0.3"]["detection"]["ce"]["auroc"] > 0.7
     assert report["adaptive"] and (tmp_path / "roc_curves.png").exists() and (tmp_path / "ce_detector.npz").exists()
     assert CEDetector.load(tmp_path / "ce_detector.npz").n_features == len(report["signature"]["features"])
+
+
+def test_cedetector_is_a_scikit_learn_estimator():
+    from sklearn.base import clone
+
+    x, y = _blobs()
+    det = CEDetector(C=0.1, log_scale=1e-3, feature_names=[f"f{j}" for j in range(6)])
+    params = det.get_params()
+    assert params == {"C": 0.1, "log_scale": 1e-3, "fpr": 0.05, "feature_names": [f"f{j}" for j in range(6)], "log_features": None,
+                      "signature_config": None}
+    det.fit(x, y)
+    assert det.get_params() == params  # fit leaves the constructor's parameters as given; what it learns ends in "_"
+    assert det.log_features is None and det.log_features_.tolist() == [True] * 6 and det.feature_names_ == params["feature_names"]
+    copy = clone(det)
+    assert copy.get_params() == params and not hasattr(copy, "coef_")
+    assert np.array_equal(copy.fit(x, y).decision_function(x), det.decision_function(x))
+    # decision_function: higher = adversarial; score_samples: scikit-learn's outlier convention, higher = normal
+    assert auroc(y, det.decision_function(x)) > 0.9
+    assert np.array_equal(det.score_samples(x), -det.decision_function(x))
+
+
+def test_log_odds_effects_survive_saturation():
+    from cemap.detect import log_odds
+
+    z = torch.tensor([[2.0, 0.5, -1.0], [60.0, 0.0, -3.0]])
+    lo = log_odds(z, "softmax")
+    p = torch.softmax(z.double(), -1)
+    assert torch.allclose(lo[0].double(), torch.log(p[0]) - torch.log1p(-p[0]), atol=1e-5)
+    assert torch.isfinite(lo).all() and lo[1, 0] == pytest.approx(60.0 - np.log1p(np.exp(-3.0)), abs=1e-4)
+    assert torch.equal(log_odds(z, "sigmoid"), z)
+    # a saturated softmax: float32 probability effects of a change are exactly 0, log-odds effects are not
+    moved = z.clone()
+    moved[1, 0] = 50.0
+    assert torch.softmax(z, -1)[1, 0] == torch.softmax(moved, -1)[1, 0] == 1.0
+    assert (log_odds(z, "softmax") - log_odds(moved, "softmax"))[1, 0] == pytest.approx(10.0, abs=1e-3)
+
+
+def test_log_odds_signature_shares_the_network_and_differs_from_probabilities(tiny_clf, tiny_signature):
+    x = torch.rand(4, 3, 16, 16)
+    sig = CESignature(tiny_clf, tiny_signature.fitted, SignatureConfig(cell=4, effect_scale="log_odds"))
+    assert sig.cemap.classifier.model is tiny_clf.model and sig.feature_names == tiny_signature.feature_names
+    assert torch.equal(tiny_clf.predict_proba(x), torch.softmax(tiny_clf(x), -1))  # the user's classifier is untouched
+    s = sig(x)
+    assert s.shape == tiny_signature(x).shape and not torch.allclose(s, tiny_signature(x))
+    with pytest.raises(cemap.CemapError, match="effect_scale"):
+        SignatureConfig(effect_scale="logit")
+
+
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+def test_every_detectors_features_are_differentiable_and_agree(head):
+    from conftest import TinyNet
+    from cemap.detect import METHODS, DetectorFeatures
+
+    torch.manual_seed(0)
+    clf = cemap.Classifier(TinyNet(), class_names=list("abcd"), head=head, input_shape=(3, 16, 16), default_layer="conv2", name="tiny")
+    images = torch.rand(40, 3, 16, 16)
+    fitted = fit_autoencoder(clf, images, config=AEConfig(code=4, hidden=8, steps=4, batch_size=16), use_cache=False)
+    feats = DetectorFeatures(clf, fitted, images[:30], {"bits": (1,), "median_sizes": (2,)}, lid_k=5, signature=SignatureConfig(cell=4))
+    x = images[30:]
+    arrays = feats(x)
+    assert set(arrays) == set(METHODS)
+    for m, v in arrays.items():
+        assert v.shape == (10, len(feats.info[m].feature_names))
+        xg = x.clone().requires_grad_(True)
+        t = feats.torch(m, xg)
+        assert np.allclose(t.detach().numpy(), v, atol=1e-6), m
+        g = torch.autograd.grad(t.sum(), xg)[0]
+        assert g.abs().sum() > 0, f"{m}: zero input gradient"
+        if feats.info[m].unsupervised is not None:
+            assert feats.info[m].unsupervised(v).shape == (10,)
+
+
+def test_mahalanobis_by_hand():
+    from cemap.evaluate.detection_baselines import Mahalanobis
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(200, 2, generator=gen), torch.randn(200, 2, generator=gen) + torch.tensor([10.0, 0.0])
+    m = Mahalanobis(shrinkage=0.0).fit(torch.cat([a, b]), torch.cat([torch.zeros(200), torch.ones(200)]))
+    d = m.distance(torch.tensor([[0.0, 0.0], [10.0, 3.0], [5.0, 0.0]]))
+    assert d[0] < 0.3 and d[1] == pytest.approx(3.0, rel=0.15) and d[2] > 4
+
+
+def test_vectorised_intervals_are_the_bootstrap_modules():
+    from cemap.evaluate.bootstrap import bootstrap_auroc, bootstrap_tpr_at_fpr, paired_auroc_difference
+    from cemap.evaluate.detection import auroc_difference_interval, auroc_interval, tpr_interval
+
+    rng = np.random.default_rng(3)
+    c, a = np.round(rng.normal(size=30), 1), np.round(rng.normal(size=25) + 0.8, 1)
+    c2, a2 = rng.normal(size=30), rng.normal(size=25) + 1.5
+    for fast, slow in ((auroc_interval(c, a, 300), bootstrap_auroc(c, a, 300)), (tpr_interval(c, a, 0.05, 300), bootstrap_tpr_at_fpr(c, a, 0.05, 300)),
+                       (auroc_difference_interval(c, a, c2, a2, 300), paired_auroc_difference(c, a, c2, a2, 300))):
+        assert fast.estimate == pytest.approx(slow.estimate) and fast.low == pytest.approx(slow.low) and fast.high == pytest.approx(slow.high)
+    assert tpr_interval(c, a).estimate == pytest.approx(tpr_at_fpr(np.r_[np.zeros(30), np.ones(25)], np.r_[c, a]))

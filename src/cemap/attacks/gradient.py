@@ -136,8 +136,9 @@ class ConfidenceMatchedPGD(PGD):
     value (softmax: the new class wins by as many logits as the true class did; sigmoid: the attacked finding's logit
     z becomes -z). Confidence (MSP, max |logit|, entropy) then cannot tell them from clean images.
 
-    Linf PGD (budget ``eps``) on -(margin + clean margin)^2; each sample keeps the misclassified iterate closest to
-    the mirrored margin (else the last one).
+    Linf PGD (budget ``eps``) on -(margin + clean margin)^2 with a step size that decays linearly from ``alpha`` to
+    ``alpha / 20`` (sign steps overshoot a target they do not decay towards); each sample keeps the misclassified
+    iterate closest to the mirrored margin (else the last one).
     """
 
     name = "pgd-confidence-matched"
@@ -166,7 +167,12 @@ class ConfidenceMatchedPGD(PGD):
             better = (margin.detach() < 0) & (gap.detach() < best_gap)
             best[better], best_gap = adv[better], torch.where(better, gap.detach(), best_gap)
             if grad is not None:
-                adv = self._step(adv, images, grad).detach()
+                alpha = self.alpha
+                self.alpha = alpha * (1 - 0.95 * step / max(1, self.steps - 1))
+                try:
+                    adv = self._step(adv, images, grad).detach()
+                finally:
+                    self.alpha = alpha
         never = torch.isinf(best_gap)
         best[never] = adv[never]
         return best, original

@@ -15,19 +15,23 @@ def detect(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Built-in dataset: mnist5k or synthcxr."),
     model: str = typer.Option(None, "--model", "-m", help="Model name (default: the dataset's built-in model)."),
     out: Path = typer.Option(Path("out/detect"), "--out", "-o", help="Folder for detection.json, ce_detector.npz and figures."),
-    quick: bool = typer.Option(False, "--quick", help="Few images and short attacks: a smoke run in about a minute."),
+    quick: bool = typer.Option(False, "--quick", help="Few images and short attacks: a smoke run in under a minute (same as --size quick)."),
+    size: str = typer.Option("full", "--size", help="full (10-20 min on 2 cores), demo (about a minute; what cemap demo runs) or quick."),
     seed: int = SEED,
     threads: int = THREADS,
     quiet: bool = QUIET,
 ) -> None:
-    """Detect adversarial examples with CE signatures and compare with MSP, feature squeezing and LID.
+    """Detect adversarial examples with CE signatures and compare, on equal terms, with MSP, feature squeezing, LID,
+    Mahalanobis and logit statistics: transfer to unseen (minimal, confidence-matched, C&W) attacks and adaptive attacks.
 
     Example: cemap detect --dataset mnist5k --out out/detect-mnist
     """
     setup(seed, threads, quiet)
     from ..studies.detection import format_table, run_detection_study
 
-    report = run_detection_study(dataset=dataset, model=model, out=out, quick=quick, seed=seed)
-    typer.echo(f"{report['dataset']} / {report['model']} @ {report['layer']}: AUROC and TPR@5%FPR on held-out test images (successful adversarials only)")
+    report = run_detection_study(dataset=dataset, model=model, out=out, quick=quick, seed=seed, size="quick" if quick else size)
+    typer.echo(f"{report['dataset']} / {report['model']} @ {report['layer']}: AUROC [95% CI] on held-out test images (successful adversarials only)")
+    for claim in report["headline"]:
+        typer.echo("* " + claim["claim"])
     typer.echo(format_table(report["table"]))
     typer.echo(f"wall time {report['timings_s']['total']:.0f}s; results written to {(out / 'detection.json').resolve()}")
