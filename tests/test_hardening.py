@@ -163,3 +163,184 @@ def test_full_disk_anywhere_is_one_line_from_the_cli(monkeypatch, capsys, tmp_pa
     monkeypatch.setattr("cemap.models.list_models", boom)
     code, _, err = run_cli(["models"], capsys)
     one_line_error(code, err, "no space left", "/x/shard.npz")
+
+
+# --- the fidelity check looks at the autoencoder itself ----------------------------------------------
+
+
+def test_fidelity_refuses_an_autoencoder_that_ignores_its_input(tiny_clf):
+    from cemap.causal.autoencoder import AEConfig, FittedAutoencoder, LatentAutoencoder, fidelity
+    from cemap.causal.split import split_classifier
+
+    split = split_classifier(tiny_clf, "conv2")
+    ae = LatentAutoencoder(8, 4, 8)
+    with torch.no_grad():  # one code for every image: the reconstruction is the same for every image
+        ae.enc1.weight.zero_()
+        ae.enc2.weight.zero_()
+        ae.enc2.bias.fill_(0.5)
+        for m in (tiny_clf.model.fc,):  # outputs that barely vary: output agreement alone would say "ok"
+            m.weight.mul_(1e-4)
+    images = torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    fid = fidelity(FittedAutoencoder(ae.eval(), split, AEConfig(code=4, hidden=8)), tiny_clf, images)
+    assert fid.agreement == 1.0 and fid.mean_kl < 0.05
+    assert not fid.ok and fid.as_dict()["ok"] is False
+    assert any("same for every image" in p for p in fid.problems)
+    assert fid.relative_error > 0.9
+
+
+def test_low_fidelity_is_a_coloured_warning(capsys):
+    from cemap.commands.common import warn_fidelity
+
+    warn_fidelity({"agreement": 1.0, "mean_kl": 0.0, "ok": False, "problems": ["the code is the same for every image"]})
+    err = capsys.readouterr().err
+    assert err.startswith("warning: low autoencoder fidelity") and "same for every image" in err
+    warn_fidelity({"agreement": 1.0, "mean_kl": 0.0, "ok": True})
+    assert capsys.readouterr().err == ""
+
+
+# --- one run folder, one writer ---------------------------------------------------------------------------
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from cemap.runner.layout import RunLayout, RunLock
+lock = RunLock(RunLayout(Path(sys.argv[1])))
+lock.acquire()
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """A second process that holds the run folder's lock (as a run in progress does)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(out), "60"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    yield out, proc
+    proc.kill()
+    proc.wait()
+
+
+def test_a_second_process_is_refused_with_the_holders_pid(holder):
+    from cemap.runner.layout import RunLayout, RunLock
+
+    out, proc = holder
+    with pytest.raises(CemapError, match=f"PID {proc.pid}"):
+        RunLock(RunLayout(out)).acquire()
+    proc.kill()
+    proc.wait()
+    with RunLock(RunLayout(out)):  # the kernel released the dead holder's lock
+        pass
+
+
+@pytest.fixture
+def folder3(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog", "bird"):
+        (root / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray((rng.random((12, 12, 3)) * 255).astype(np.uint8)).save(root / c / f"{i}.png")
+    (root / "dog" / "broken.png").write_bytes(b"not an image")
+    return root
+
+
+def small_run(folder, out, *extra):
+    return ["run", "--dataset", "imagefolder", "--model", "resnet18", "--model-opt", "weights=random", "--model-opt", "num_classes=3",
+            "--model-opt", "size=32", "--data-opt", f"root={folder}", "--data-opt", "size=32", "--out", out, "--quiet", *extra]
+
+
+def test_concurrent_resume_is_refused_and_deletes_nothing(holder, folder3, capsys):
+    out, proc = holder
+    (out / "shards").mkdir()
+    theirs = out / "shards" / f"shard-000000.npz.tmp-{proc.pid}"
+    theirs.write_bytes(b"half written by the other process")
+    code, _, err = run_cli(small_run(folder3, out, "--resume"), capsys)
+    one_line_error(code, err, "in use by another cemap run", f"PID {proc.pid}")
+    assert theirs.exists()
+
+
+def test_discard_partial_keeps_a_live_writers_file(tmp_path):
+    from cemap.runner.layout import RunLayout
+
+    layout = RunLayout(tmp_path)
+    layout.shard_dir.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        dead = layout.shard_dir / "shard-000001.parquet.tmp-999999999"
+        alive = layout.shard_dir / f"shard-000002.parquet.tmp-{live.pid}"
+        for p in (dead, alive):
+            p.write_bytes(b"x")
+        assert layout.discard_partial() == [dead]
+        assert alive.exists() and not dead.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_full_disk_while_committing_a_shard_is_one_line(tmp_path, monkeypatch):
+    from cemap.runner import layout as layout_mod
+    from cemap.runner.layout import RunLayout, atomic_open
+
+    layout = RunLayout(tmp_path)
+
+    def no_space(fh, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", no_space)
+    with pytest.raises(CemapError, match="no space left") as info:
+        with atomic_open(layout.root / "x.npz") as fh:
+            np.savez_compressed(fh, a=np.zeros(3))
+    assert "x.npz" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    assert layout_mod.TMP_MARK
+
+
+# --- validation before any work starts ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--weights", "w.pt"], ["--model-opt weights=w.pt"]),
+        (["--data-opt", "colour=1"], ["no option 'colour'", "root, size"]),
+        (["--model-opt", "wieghts=x"], ["no option 'wieghts'"]),
+        (["--layer", "layer9"], ["unknown layer 'layer9'", "layer3"]),
+        (["--methods", "gradcan"], ["unknown method 'gradcan'"]),
+        (["--attacks", "pgdd"], ["unknown attack 'pgdd'"]),
+        (["--value", "half"], ["--value"]),
+    ],
+)
+def test_run_mistakes_are_refused_before_any_work_and_leave_no_folder(folder3, tmp_path, extra, words, capsys):
+    out = tmp_path / "new" / "run"
+    code, _, err = run_cli(small_run(folder3, out, *extra), capsys)
+    one_line_error(code, err, *words)
+    assert not (tmp_path / "new").exists()
+
+
+def test_run_without_model_on_a_dataset_without_a_builtin_one(folder3, tmp_path, capsys):
+    code, _, err = run_cli(["run", "--dataset", "imagefolder", "--data-opt", f"root={folder3}", "--out", tmp_path / "o"], capsys)
+    one_line_error(code, err, "has no built-in model", "--model")
+
+
+def test_thousand_class_weights_on_a_three_class_folder_are_refused(folder3, tmp_path, capsys):
+    args = small_run(folder3, tmp_path / "o")
+    i = args.index("num_classes=3")
+    del args[i - 1 : i + 1]
+    code, _, err = run_cli(args, capsys)
+    one_line_error(code, err, "1000 outputs", "3 classes", "bird, cat, dog")
+    assert not (tmp_path / "o").exists()
+
+
+def test_class_names_option_is_a_list(folder3):
+    from cemap.commands.run import checked_options, dataset_factory, options
+
+    opts = checked_options("dataset", "imagefolder", dataset_factory("imagefolder"), options([f"root={folder3}", "class_names=a,b,c"], "--data-opt"))
+    assert opts["class_names"] == ["a", "b", "c"]
+    rel = checked_options("dataset", "imagefolder", dataset_factory("imagefolder"), options([f"root={os.path.relpath(folder3)}"], "--data-opt"))
+    assert rel["root"] == str(folder3.resolve())

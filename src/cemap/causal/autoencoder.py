@@ -110,18 +110,44 @@ def model_fingerprint(classifier: Classifier) -> str:
     return h.hexdigest()[:16]
 
 
+# The autoencoder itself must carry each image's information, not only leave the outputs unchanged: a
+# classifier whose outputs barely vary (a random network) agrees with an autoencoder that ignores its input.
+MAX_RELATIVE_ERROR = 0.9  # reconstruction MSE / activation variance across images: 1.0 = no better than the average activation
+MIN_CODE_VARIATION = 1e-4  # variance of the code across images relative to its mean square: 0 = one code for every image
+MIN_PROFILE_VARIATION = 1e-4  # spread of latent CE profiles across images relative to their size
+PROFILE_IMAGES = 16
+
+
 @dataclass
 class Fidelity:
+    """How faithfully the classifier with the autoencoder inserted (f_AE) stands in for the original (f).
+
+    ``agreement`` and ``mean_kl`` compare outputs; ``relative_error`` (reconstruction MSE over the
+    activation's variance across images), ``code_variation`` (the code's variance across images over
+    its mean square) and ``profile_variation`` (how much latent CE profiles differ between images)
+    look at the autoencoder itself. ``problems`` says in words what failed; ``ok`` needs all of it.
+    """
+
     agreement: float
     mean_kl: float
     n: int
+    relative_error: float | None = None
+    code_variation: float | None = None
+    profile_variation: float | None = None
+    problems: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return self.agreement >= 0.98 and self.mean_kl <= 0.05
+        return self.agreement >= 0.98 and self.mean_kl <= 0.05 and not self.problems
 
     def as_dict(self) -> dict:
-        return {"agreement": self.agreement, "mean_kl": self.mean_kl, "n": self.n, "ok": self.ok}
+        out = {"agreement": self.agreement, "mean_kl": self.mean_kl, "n": self.n, "ok": self.ok}
+        for key in ("relative_error", "code_variation", "profile_variation"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.problems:
+            out["problems"] = list(self.problems)
+        return out
 
 
 @dataclass
@@ -240,16 +266,59 @@ def _code_mean(ae: LatentAutoencoder, split: Split, images: torch.Tensor, batch_
 
 
 @torch.inference_mode()
-def fidelity(fitted: FittedAutoencoder, classifier: Classifier, images: torch.Tensor, batch_size: int = 128) -> Fidelity:
-    """Decision agreement between f_AE and f (top-1, or per finding) and mean KL, on held-out images."""
+def fidelity(fitted: FittedAutoencoder, classifier: Classifier, images: torch.Tensor, batch_size: int = 128, check_profiles: bool = True) -> Fidelity:
+    """Decision agreement between f_AE and f (top-1, or per finding) and mean KL, on held-out images, plus checks of
+    the autoencoder itself: does it reconstruct each image's activation better than the average activation, does
+    its code differ between images, and do the latent CE profiles differ between images."""
     images = classifier.check_images(images)
     agree, kl, count = 0.0, 0.0, 0
+    act_sum = act_sq = err_sq = code_sum = code_sq = None
     for x in _batches(images, batch_size):
         act, extras = fitted.split.activation(x)
+        z, _ = fitted.autoencoder.encode(act)
+        recon = fitted.autoencoder.decode(z, act)[0]
         teacher = fitted.split.finish(act, extras)
-        student = fitted.split.finish(fitted.autoencoder(act), extras)
+        student = fitted.split.finish(recon, extras)
         same = classifier.decisions(classifier.probabilities(teacher)) == classifier.decisions(classifier.probabilities(student))
         agree += same.float().mean(-1).sum().item() if same.dim() > 1 else same.float().sum().item()
         kl += prediction_kl(classifier, teacher, student).sum().item()
         count += len(x)
-    return Fidelity(agreement=agree / count, mean_kl=kl / count, n=count)
+        a, zz = act.double().flatten(1), z.double().flatten(1)
+        sums = (a.sum(0), (a * a).sum(0), ((recon.double().flatten(1) - a) ** 2).sum(), zz.sum(0), (zz * zz).sum(0))
+        if act_sum is None:
+            act_sum, act_sq, err_sq, code_sum, code_sq = sums
+        else:
+            act_sum, act_sq, err_sq, code_sum, code_sq = (t + u for t, u in zip((act_sum, act_sq, err_sq, code_sum, code_sq), sums))
+    result = Fidelity(agreement=agree / count, mean_kl=kl / count, n=count)
+    if count < 2:
+        return result
+    act_var = (act_sq / count - (act_sum / count) ** 2).clamp_min(0).mean().item()
+    mse = err_sq.item() / (count * act_sum.numel())
+    code_var = (code_sq / count - (code_sum / count) ** 2).clamp_min(0).mean().item()
+    code_power = (code_sq / count).mean().item()
+    problems = []
+    relative_error = mse / act_var if act_var > 0 else (0.0 if mse == 0 else float("inf"))
+    if relative_error > MAX_RELATIVE_ERROR:
+        problems.append(f"reconstruction error {relative_error:.2f} x the activation's variance across images")
+    code_variation = code_var / code_power if code_power > 0 else 0.0
+    if code_variation < MIN_CODE_VARIATION:
+        problems.append("the code is the same for every image" if code_power > 0 else "the code is zero for every image")
+    profile_variation = _profile_variation(fitted, classifier, images[:PROFILE_IMAGES]) if check_profiles else None
+    if profile_variation is not None and profile_variation < MIN_PROFILE_VARIATION:
+        problems.append("latent CE profiles are the same for every image")
+    result.relative_error, result.code_variation, result.profile_variation = relative_error, code_variation, profile_variation
+    result.problems = tuple(problems)
+    return result
+
+
+def _profile_variation(fitted: FittedAutoencoder, classifier: Classifier, images: torch.Tensor) -> float | None:
+    """Mean over channels of the profiles' standard deviation across images, relative to their mean magnitude (0 = identical)."""
+    from .latent import LatentCE
+
+    if len(images) < 2:
+        return None
+    profiles = LatentCE(classifier, fitted).attribute(images).double()
+    scale = profiles.abs().mean().item()
+    if scale == 0:
+        return 0.0
+    return (profiles.std(0).mean().item()) / scale

@@ -35,6 +35,12 @@ def out_dir(path: Path) -> Path:
     return path
 
 
+def track_output(path: Path) -> None:
+    """Remember the folders of ``path`` that do not exist yet (the command creates them later), to remove them if it fails empty."""
+    path = Path(path)
+    _CREATED.extend(reversed([p for p in [path, *path.parents] if not p.exists()]))
+
+
 def remove_empty_outputs() -> None:
     """After a failed command: remove the output folders it created that hold nothing (innermost first)."""
     for root in reversed(_CREATED):

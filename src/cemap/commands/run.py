@@ -9,7 +9,7 @@ import typer
 
 from ..cli import app
 from ..errors import CemapError
-from .common import QUIET, SEED, THREADS, setup
+from .common import QUIET, SEED, THREADS, setup, track_output, warn_fidelity
 
 
 def names(values: list[str]) -> tuple[str, ...]:
@@ -31,10 +31,71 @@ def options(pairs: list[str], flag: str) -> dict:
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise CemapError(f"{flag} {pair!r} is not KEY=VALUE", f"e.g. {flag} root=/data/images")
         out[key.strip()] = scalar(value.strip())
     return out
+
+
+NAME_LISTS = ("class_names", "findings")
+PATH_KEYS = ("root", "weights", "path", "file", "folder")
+
+
+def checked_options(kind: str, name: str, factory, opts: dict) -> dict:
+    """``opts`` checked against the factory's parameters before any work starts: unknown keys refused, list-valued
+    options split at commas (``class_names=a,b,c``), and values that name existing files or folders made absolute
+    (config.json must mean the same from any working directory)."""
+    import inspect
+
+    from ..errors import check_options
+
+    check_options(kind, name, factory, opts)
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    out = {}
+    for key, value in opts.items():
+        annotation = str(getattr(params.get(key), "annotation", ""))
+        if key in NAME_LISTS or "Sequence[str]" in annotation or "list[str]" in annotation:
+            value = [v.strip() for v in str(value).split(",") if v.strip()]
+        elif "Sequence[" in annotation or "list[" in annotation:
+            value = [scalar(v.strip()) for v in str(value).split(",") if v.strip()]
+        elif isinstance(value, str) and (key in PATH_KEYS or "/" in value) and Path(value).expanduser().exists():
+            value = str(Path(value).expanduser().resolve())
+        out[key] = value
+    return out
+
+
+def model_factory(name: str):
+    from ..models import list_models
+    from ..models.registry import _MODELS
+
+    if name not in list_models():
+        from ..errors import unknown_name
+
+        raise unknown_name("model", name, list_models())
+    return _MODELS[name]
+
+
+def dataset_factory(name: str):
+    from ..data import list_datasets
+    from ..data.registry import _DATASETS
+
+    if name not in list_datasets():
+        from ..errors import unknown_name
+
+        raise unknown_name("dataset", name, list_datasets())
+    return _DATASETS[name]
+
+
+def builtin_model(dataset: str) -> str:
+    from ..models.registry import _DEFAULT_DATASET
+
+    if dataset not in _DEFAULT_DATASET:
+        with_model = ", ".join(f"{d} ({m})" for d, m in sorted(_DEFAULT_DATASET.items()))
+        raise CemapError(f"dataset {dataset!r} has no built-in model", f"pass --model NAME (cemap models lists them); datasets with one: {with_model}")
+    return _DEFAULT_DATASET[dataset]
 
 
 @app.command()
@@ -60,6 +121,7 @@ def run(
     ae_split: str = typer.Option("train", "--ae-split", help="Split that trains the autoencoder."),
     ae_images: int = typer.Option(4000, "--ae-images", help="At most this many training images (spread over the split)."),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes reading images ahead."),
+    weights: str = typer.Option(None, "--weights", hidden=True, help="Not an option of cemap run: use --model-opt weights=FILE."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (under torchrun: one GPU per local rank, nccl)."),
     seed: int = SEED,
     threads: int = THREADS,
@@ -70,12 +132,18 @@ def run(
     Example: cemap run --dataset mnist5k --out out/run --limit 200
     Distributed: torchrun --nproc_per_node=4 -m cemap run --dataset synthcxr --out out/run
     """
+    if weights is not None:
+        raise CemapError("cemap run takes the weights file as a model option", f"use --model-opt weights={weights}")
     setup(seed, threads, quiet)
     from ..runner import RunConfig, run_dataset
 
+    data_options = checked_options("dataset", dataset, dataset_factory(dataset), options(data_opt, "--data-opt"))
+    model = model or builtin_model(dataset)
+    model_options = checked_options("model", model, model_factory(model), options(model_opt, "--model-opt"))
+    track_output(out)
     config = RunConfig(
         dataset=dataset, model=model, split=split, layer=layer,
-        dataset_options=options(data_opt, "--data-opt"), model_options=options(model_opt, "--model-opt"),
+        dataset_options=data_options, model_options=model_options,
         methods=names(methods), attacks=names(attacks), cell=cell, stride=stride, fill=scalar(fill), value=scalar(value),
         batch_size=batch_size, shard_size=shard_size, limit=limit, seed=seed,
         ae_dataset=ae_dataset, ae_split=ae_split, ae_images=ae_images,
@@ -91,3 +159,4 @@ def run(
         + f" on {summary['world_size']} process(es)"
     )
     typer.echo(f"results in {Path(out).resolve()}")
+    warn_fidelity(summary.get("fidelity"))

@@ -48,6 +48,10 @@ class ImageFolder(ImageDataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def item_id(self, index: int) -> str:
+        """The file's path relative to the class tree (what errors.jsonl and the results call the image)."""
+        return str(self.files[index][0].relative_to(self.root))
+
     def __getitem__(self, index: int) -> Sample:
         path, label = self.files[index]
         return Sample(image=read_image(path, self.channels, self.size), labels=torch.tensor(label), id=str(path.relative_to(self.root)))

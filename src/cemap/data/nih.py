@@ -123,6 +123,10 @@ class NIHChestXray14(ImageDataset):
     def __len__(self) -> int:
         return len(self.names)
 
+    def item_id(self, index: int) -> str:
+        """The image's file name, as in Data_Entry_2017.csv (what errors.jsonl calls an unreadable image)."""
+        return self.names[index]
+
     def __getitem__(self, index: int) -> Sample:
         native = load_image(self.paths[index], self.channels)
         h, w = native.shape[-2:]

@@ -24,16 +24,16 @@ from tqdm.auto import tqdm
 from ..causal.autoencoder import model_fingerprint
 from ..data import get_dataset
 from ..data.base import ImageDataset, Sample, collate
-from ..errors import CemapError
+from ..errors import CemapError, unknown_name
 from ..models import Classifier, default_model_for, get_model
 from ..progress import progress_enabled
 from .autoencoder import ensure_autoencoder, load_autoencoder
 from .distributed import Ranks, process_group
-from .layout import RunLayout, ShardPlan, atomic_open, plan_shards, read_json, shards_for_rank, write_json
-from .pipeline import ImagePipeline
+from .layout import RunLayout, RunLock, ShardPlan, atomic_open, plan_shards, read_json, shards_for_rank, write_json
+from .pipeline import RunPipeline
 from .shards import ShardBuffer, identity_columns, identity_fields, read_errors
 
-FORMAT = "cemap-run/1"
+FORMAT = "cemap-run/2"  # 2: the CE map is stored as "ce" (was "cemap")
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,17 @@ def _batches(plan: ShardPlan, size: int) -> list[list[int]]:
     return [list(range(s, min(s + size, plan.stop))) for s in range(plan.start, plan.stop, size)]
 
 
-def _prepare_folder(layout: RunLayout, identity: dict, resume: bool) -> None:
-    """Create or check the run folder; on resume discard half-written files."""
+def _prepare_folder(layout: RunLayout, identity: dict, resume: bool, lock: RunLock | None = None) -> None:
+    """Lock, then create or check the run folder; on resume discard half-written files.
+
+    The lock comes first, so the check for an existing run and the write of config.json cannot
+    interleave with another process's, and discarding temporary files never touches a live run's.
+    """
+    if layout.root.exists() and not layout.root.is_dir():
+        raise CemapError(f"--out {layout.root} is a file, not a folder", "choose a folder for the run")
+    if lock is not None:
+        layout.root.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
     layout.shard_dir.mkdir(parents=True, exist_ok=True)
     if layout.config.exists():
         if not resume:
@@ -141,8 +150,10 @@ class Runner:
         self.plans = plan_shards(self.n_images, config.shard_size)
         self.classifier: Classifier = ranks.main_first(lambda: get_model(config.model_name, **config.model_options)).to(device)
         self.multilabel = self.classifier.multilabel
+        match_class_names(self.classifier, self.dataset, config)
+        check_settings(self.classifier, config)
 
-    def setup(self, resume: bool) -> None:
+    def setup(self, resume: bool, lock: RunLock | None = None) -> None:
         fingerprints = self.ranks.gather(model_fingerprint(self.classifier))
         if len(set(fingerprints)) > 1:
             raise CemapError(
@@ -150,11 +161,11 @@ class Runner:
                 "share one CEMAP_CACHE between nodes, or pass the same weights file to every rank",
             )
         identity = {"format": FORMAT, "config": self.config.as_dict(), "model_fingerprint": fingerprints[0]}
-        self.ranks.share_from_main(lambda: _prepare_folder(self.layout, identity, resume))
+        self.ranks.share_from_main(lambda: _prepare_folder(self.layout, identity, resume, lock))
         self.autoencoder_info = self.ranks.share_from_main(lambda: ensure_autoencoder(self.layout, self.classifier, self.config, self.dataset, self.n_images))
         fitted = load_autoencoder(self.layout, self.classifier)
         c = self.config
-        self.pipeline = ImagePipeline(
+        self.pipeline = RunPipeline(
             self.classifier, fitted, cell=c.cell, stride=c.stride, fill=c.fill, value=c.value, methods=c.methods, attacks=c.attacks
         )
         self.schema = pa.schema(identity_fields(self.multilabel) + self.pipeline.fields())
@@ -250,7 +261,10 @@ class Runner:
             },
         }
         write_json(self.layout.manifest, manifest)
-        return {"out": str(self.layout.root), "n_images": self.n_images, "n_rows": n_rows, "n_errors": n_errors, "n_shards": len(shards), **manifest["last_session"]}
+        return {
+            "out": str(self.layout.root), "n_images": self.n_images, "n_rows": n_rows, "n_errors": n_errors, "n_shards": len(shards),
+            "fidelity": (self.autoencoder_info or {}).get("fidelity"), **manifest["last_session"],
+        }
 
 
 def run_dataset(config: RunConfig, out: Path | str, *, resume: bool = False, workers: int = 0, device: str = "cpu") -> dict:
@@ -263,9 +277,60 @@ def run_dataset(config: RunConfig, out: Path | str, *, resume: bool = False, wor
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise CemapError("--device cuda but no CUDA device is visible", "use --device cpu")
     layout = RunLayout(Path(out))
+    lock = RunLock(layout)  # taken by rank 0 alone, held until the manifest is written
     with process_group(dev) as ranks:
-        runner = Runner(config, layout, ranks, dev, workers)
-        runner.setup(resume)
-        work = ranks.gather(runner.run())
-        ranks.barrier()
-        return ranks.share_from_main(lambda: runner.finish(work))
+        try:
+            runner = Runner(config, layout, ranks, dev, workers)
+            runner.setup(resume, lock)
+            work = ranks.gather(runner.run())
+            ranks.barrier()
+            return ranks.share_from_main(lambda: runner.finish(work))
+        finally:
+            lock.release()
+
+
+def check_settings(classifier: Classifier, config: RunConfig) -> None:
+    """Every name and value the run will use, checked before the folder is touched or anything is trained."""
+    from ..causal import CEMap
+    from ..causal.latent import VALUES
+
+    if config.layer is not None:
+        classifier.resolve_layer(config.layer)
+    if config.methods:
+        from ..explain import list_explainers
+
+        valid = list_explainers()
+        for name in config.methods:
+            if name not in valid:
+                raise unknown_name("method", name, valid)
+    if config.attacks:
+        from ..attacks import list_attacks
+
+        valid = list_attacks()
+        for name in config.attacks:
+            if name.lower() not in valid:
+                raise unknown_name("attack", name, valid)
+    if not isinstance(config.value, (int, float)) and config.value not in VALUES:
+        raise CemapError(f"unknown --value {config.value!r}", "use 'zero', 'mean' (the channel's dataset mean) or a number")
+    CEMap(classifier, cell=config.cell, stride=config.stride, fill=config.fill)  # checks cell, stride and fill
+
+
+def match_class_names(classifier: Classifier, dataset: ImageDataset, config: RunConfig) -> None:
+    """Name the model's outputs after the dataset's classes (an image folder's subfolders) when the model only has
+    placeholders (``class_0``, ...), and refuse a model whose outputs cannot be the dataset's classes."""
+    data_names = list(getattr(dataset, "class_names", None) or [])
+    model_names = list(classifier.class_names)
+    if not data_names or data_names == model_names:
+        return
+    placeholders = all(n == f"class_{i}" for i, n in enumerate(model_names))
+    if len(data_names) == len(model_names):
+        if placeholders:
+            classifier.class_names = data_names
+        return
+    if set(data_names) <= set(model_names):  # e.g. 14 ChestX-ray14 findings among a model's 18
+        return
+    shown = ", ".join(data_names[:8]) + (", ..." if len(data_names) > 8 else "")
+    raise CemapError(
+        f"model {config.model_name} has {len(model_names)} outputs but dataset {config.dataset} has {len(data_names)} classes ({shown})",
+        "use weights trained on these classes (e.g. --model-opt weights=FILE), or a dataset whose classes the model predicts",
+    )

@@ -8,6 +8,8 @@ which is what makes a resumed or distributed run identical to an uninterrupted o
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 from contextlib import contextmanager
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 TMP_MARK = ".tmp-"
+LOCK_NAME = ".lock"
 
 
 @dataclass(frozen=True)
@@ -69,15 +72,98 @@ class RunLayout:
     def shard_errors(self, shard: int) -> Path:
         return self.shard_dir / f"shard-{shard:06d}.errors.jsonl"
 
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_NAME
+
     def is_committed(self, shard: int) -> bool:
         return self.table(shard).exists()
 
     def discard_partial(self) -> list[Path]:
-        """Delete temporary files left by a killed writer; returns what was removed."""
-        removed = [p for p in self.shard_dir.glob(f"*{TMP_MARK}*")] + [p for p in self.root.glob(f"*{TMP_MARK}*")]
-        for p in removed:
+        """Delete temporary files left by a killed writer; returns what was removed.
+
+        Only call it while holding the folder's :class:`RunLock`: then no other process writes
+        here, and a temporary file whose writer (by the PID in its name) is still alive on this
+        machine is kept all the same - nobody deletes another process's files.
+        """
+        removed = []
+        for p in [*self.shard_dir.glob(f"*{TMP_MARK}*"), *self.root.glob(f"*{TMP_MARK}*")]:
+            pid = p.name.rpartition(TMP_MARK)[2]
+            if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
+                continue
             p.unlink(missing_ok=True)
+            removed.append(p)
         return removed
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """An exclusive ``fcntl.flock`` on ``<run folder>/.lock`` for as long as a run writes there.
+
+    A second process is refused at once with the holder's PID (written into the lock file). The
+    kernel drops the lock when its holder dies, so a killed run never leaves a stale lock.
+    """
+
+    def __init__(self, layout: RunLayout) -> None:
+        self.layout = layout
+        self._fh = None
+
+    def acquire(self) -> None:
+        path = self.layout.lock
+        while True:
+            fh = open(path, "a+")
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                fh.seek(0)
+                holder = fh.read().strip() or "unknown"
+                fh.close()
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+                from ..errors import CemapError
+
+                raise CemapError(
+                    f"{self.layout.root} is in use by another cemap run (PID {holder})",
+                    "wait for it to finish or stop it, then continue with --resume; or choose another --out",
+                ) from None
+            try:  # the file we locked may have been removed and recreated meanwhile: lock the current one
+                same = os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            fh.close()
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        """Unlock; a folder that never got its config.json (the run failed before starting) loses its lock file too."""
+        if self._fh is None:
+            return
+        if not self.layout.config.exists():
+            self.layout.lock.unlink(missing_ok=True)
+        fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+        self._fh.close()
+        self._fh = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 @contextmanager
@@ -90,6 +176,12 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # a full disk: one line naming the file, never half a file
+        from ..cache import is_disk_full, write_failed
+
+        if isinstance(exc, OSError) or is_disk_full(exc):
+            raise write_failed(path, exc) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
