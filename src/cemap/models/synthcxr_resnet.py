@@ -14,7 +14,6 @@ training configuration); batch-norm stays as trained (eval mode).
 
 from __future__ import annotations
 
-import torchvision
 from torch import nn
 
 from ..data.registry import get_dataset
@@ -28,6 +27,8 @@ LAYERS = ["conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"]
 
 
 def resnet18_1ch(classes: int) -> nn.Module:
+    import torchvision  # on use: importing cemap stays light
+
     net = torchvision.models.resnet18(weights=None, num_classes=classes)
     net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
     return net
