@@ -22,7 +22,7 @@ from .classifier import Classifier
 from .registry import register_model
 from .training import builtin_weights
 
-TRAIN_CONFIG = {"arch": "resnet18-1ch", "epochs": 8, "lr": 2e-3, "batch_size": 32, "max_shift": 3, "seed": 0}
+TRAIN_CONFIG = {"arch": "resnet18-1ch", "epochs": 4, "lr": 2e-3, "batch_size": 32, "max_shift": 3, "seed": 0}
 LAYERS = ["conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"]
 
 
