@@ -5,12 +5,25 @@ cells are averaged per pixel. With zero fill and non-overlapping cells this is e
 Captum's ``Occlusion`` on the predicted probability (same sign: higher = matters more).
 Networks whose convolutions all come before any non-local layer (cxr-cnn, mnist-cnn, VGG)
 recompute only the windows a cell changes (:mod:`.incremental`), with the same numbers.
+
+Two options (issue 16; both off by default, so the default map's numbers are unchanged):
+
+* ``cells=(c1, c2, ...)``: several grids - each cell size with a half-cell stride, i.e. cells at
+  two offsets per axis - painted separately and averaged. A single grid paints plateaus (every
+  pixel of a cell gets the same value, so the map's maximum is a tie over a whole cell); the
+  average over sizes and offsets varies from pixel to pixel, like the evidence does.
+* ``effect_scale='log-odds'``: the effect is the drop in the target's log-odds, logit(p) -
+  logit(p_do), computed from the network's logits (exact where the probability has saturated
+  at 1.0 in float32, where probability effects are all 0 and the map is flat).
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
+from ..errors import CemapError
 from ..models.classifier import Classifier
 from .batching import as_model_input, autocast, balanced_chunks, default_chunk, prefers_channels_last
 from .effects import class_effect, resolve_targets
@@ -18,6 +31,7 @@ from .incremental import incremental_masking
 from .masks import fill_images, grid_masks
 
 
+EFFECT_SCALES = ("probability", "log-odds")
 INCREMENTAL_CHUNKS = 8  # masked images per incremental pass, in full-pass chunks (cxr-cnn: 256 best of 32-512)
 
 
@@ -57,13 +71,27 @@ class CEMap:
         precision: str = "fp32",
         blur_sigma: float | None = None,
         incremental: bool = True,
+        cells: tuple[int, ...] | None = None,
+        effect_scale: str = "probability",
     ) -> None:
         autocast(precision)  # validates the name before any work
+        if effect_scale not in EFFECT_SCALES:
+            raise CemapError(f"unknown effect scale {effect_scale!r}", f"use one of {', '.join(EFFECT_SCALES)}")
         _, h, w = classifier.input_shape
+        self.effect_scale = effect_scale
+        if effect_scale == "log-odds":
+            classifier = log_odds_view(classifier)
         self.classifier = classifier
         self.cell = cell or default_cell(min(h, w))
         self.stride = stride or self.cell
-        self.masks = grid_masks(h, w, self.cell, self.stride)
+        self.cells = tuple(int(c) for c in cells) if cells else None
+        if self.cells:
+            grids = [grid_masks(h, w, c, max(1, c // 2)) for c in self.cells]
+            self.scale_sizes = [len(g) for g in grids]
+            self.masks = torch.cat(grids)
+        else:
+            self.scale_sizes = None
+            self.masks = grid_masks(h, w, self.cell, self.stride)
         self.fill = fill
         self.blur_sigma = blur_sigma
         self.chunk_size = chunk_size or default_chunk(classifier.input_shape, precision=precision)
@@ -121,4 +149,28 @@ class CEMap:
 
     def attribute(self, images: torch.Tensor, target: int | torch.Tensor | None = None, differentiable: bool = False) -> torch.Tensor:
         effects, _ = self.effects_for_masks(images, self.masks, target, differentiable)
-        return paint(effects, self.masks.to(effects.device))
+        masks = self.masks.to(effects.device)
+        if not self.scale_sizes:
+            return paint(effects, masks)
+        maps = [paint(e, m) for e, m in zip(effects.split(self.scale_sizes, 1), masks.split(self.scale_sizes))]
+        return torch.stack(maps).mean(0)
+
+
+def log_odds(logits: torch.Tensor, head: str) -> torch.Tensor:
+    """B x K log-odds log(p / (1 - p)) of each class, from logits without saturating: the logits
+    themselves for a sigmoid head; logit_k - logsumexp(other logits) for a softmax head."""
+    if head == "sigmoid":
+        return logits.float()
+    z = logits.float()
+    k = z.shape[-1]
+    others = z[..., None, :].expand(*z.shape, k).masked_fill(torch.eye(k, dtype=torch.bool, device=z.device), -float("inf"))
+    return z - torch.logsumexp(others, dim=-1)
+
+
+def log_odds_view(classifier: Classifier) -> Classifier:
+    """A shallow copy of ``classifier`` (same network, same weights) whose ``probabilities`` are log-odds:
+    every masked pass of a CE map then yields log-odds, and the class effect is their drop."""
+    view = copy.copy(classifier)
+    head = classifier.head
+    view.probabilities = lambda logits: log_odds(logits, head)  # instance attribute: the user's classifier is untouched
+    return view
