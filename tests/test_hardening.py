@@ -344,3 +344,108 @@ def test_class_names_option_is_a_list(folder3):
     assert opts["class_names"] == ["a", "b", "c"]
     rel = checked_options("dataset", "imagefolder", dataset_factory("imagefolder"), options([f"root={os.path.relpath(folder3)}"], "--data-opt"))
     assert rel["root"] == str(folder3.resolve())
+
+
+# --- damaged data, weights and typos on the other commands ------------------------------------------------
+
+
+def test_damaged_synthcxr_cache_is_regenerated(own_cache, monkeypatch, capsys):
+    from cemap.data import synthcxr
+
+    made = []
+
+    def generate(cfg, split):
+        made.append(split)
+        return {k: np.arange(6) for k in ("images", "labels", "box_image", "box_label", "boxes", "lung_bits", "has_shortcut")}
+
+    monkeypatch.setattr(synthcxr, "generate", generate)
+    cfg = synthcxr.SynthCXRConfig(n_train=8, n_test=6)
+    first = synthcxr.load_or_generate(cfg, "test")
+    (path,) = (own_cache / "synthcxr").glob("test-*.npz")
+    path.write_bytes(path.read_bytes()[:100])  # half a file
+    again = synthcxr.load_or_generate(cfg, "test")
+    assert made == ["test", "test"] and all(np.array_equal(first[k], again[k]) for k in first)
+    assert "moved aside" in capsys.readouterr().err
+    synthcxr.load_or_generate(cfg, "test")
+    assert made == ["test", "test"]
+
+
+def test_unknown_synthcxr_option_is_named():
+    from cemap.data.synthcxr import SynthCXR
+
+    with pytest.raises(CemapError, match="no option 'n_tset'"):
+        SynthCXR(n_tset=5)
+
+
+@pytest.fixture
+def pngs(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray((np.random.default_rng(i).random((20, 20)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.mark.parametrize("top", ["0", "-1"])
+def test_predict_top_must_be_positive(pngs, top, capsys):
+    code, out, err = run_cli(["predict", pngs, "--model", "resnet18", "--weights", "random", "--top", top], capsys)
+    one_line_error(code, err, f"--top {top}")
+    assert out == ""
+
+
+def test_a_jpeg_passed_as_weights_is_called_an_image(pngs, tmp_path, capsys):
+    from PIL import Image
+
+    jpeg = tmp_path / "weights.pt"
+    Image.new("RGB", (8, 8)).save(jpeg, format="JPEG")
+    code, _, err = run_cli(["predict", pngs, "--model", "resnet18", "--weights", jpeg], capsys)
+    line = one_line_error(code, err, "JPEG image", "weights.pt")
+    assert "pickled code" not in line
+
+
+def test_wrong_architecture_weights_are_one_line(pngs, tmp_path, capsys):
+    import torchvision
+
+    path = tmp_path / "resnet18.pt"
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), path)
+    code, _, err = run_cli(["predict", pngs, "--model", "cxr-cnn", "--weights", path], capsys)
+    one_line_error(code, err, "do not fit the cxr-cnn architecture", "resnet18.pt")
+    code, _, err = run_cli(["predict", pngs, "--model", "resnet50", "--weights", path], capsys)
+    line = one_line_error(code, err, "size mismatch for")
+    assert "torch.Size([" in line and line.count("[") == line.count("]")  # the shapes are never cut in half
+
+
+def test_explain_checks_layer_and_target_before_any_work(pngs, tmp_path, capsys):
+    out = tmp_path / "new" / "explain"
+    code, _, err = run_cli(["explain", pngs, "--model", "resnet18", "--weights", "random", "--layer", "layer9", "--out", out], capsys)
+    one_line_error(code, err, "unknown layer 'layer9'")
+    code, _, err = run_cli(["explain", pngs, "--model", "resnet18", "--weights", "random", "--target", "classs", "--out", out], capsys)
+    line = one_line_error(code, err, "no class 'classs'")
+    assert len(line) < 400 and "classs'" in line and "valid classs" not in line
+    assert not (tmp_path / "new").exists()
+
+
+def test_report_refuses_a_folder_of_images_and_an_unfinished_run(pngs, tmp_path, capsys):
+    code, _, err = run_cli(["report", pngs], capsys)
+    one_line_error(code, err, "not a cemap run folder")
+    assert sorted(p.name for p in pngs.iterdir()) == ["0.png", "1.png"]  # nothing written into it
+    run = tmp_path / "run"
+    (run / "shards").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"format": "cemap-run/1"}))
+    code, _, err = run_cli(["report", run], capsys)
+    one_line_error(code, err, "unfinished", "--resume")
+    assert not (run / "report.html").exists()
+
+
+def test_zero_byte_cache_file_is_named_not_silent(tmp_path, capsys):
+    from cemap.runner.layout import RunLayout
+
+    layout = RunLayout(tmp_path)
+    layout.autoencoder.write_bytes(b"")
+    from cemap.runner.autoencoder import load_autoencoder
+
+    with pytest.raises(CemapError, match="autoencoder.pt") as info:
+        load_autoencoder(layout, None)
+    assert "empty" in str(info.value)

@@ -132,7 +132,7 @@ def move_aside(path: Path, reason: str) -> Path:
         path.unlink(missing_ok=True)
         aside = path
     message = f"warning: cache entry {path} {reason}; moved aside to {aside.name} and rebuilding it"
-    log.warning(message)
+    log.debug(message)
     print(message, file=sys.stderr)
     return aside
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..cli import app
-from .common import QUIET, SEED, THREADS, setup
+from .common import QUIET, SEED, THREADS, setup, track_output, warn_fidelity
 
 
 @app.command()
@@ -33,10 +33,36 @@ def explain(
 
     files = list_image_files(inputs)
     clf = load_classifier(model, weights)
+    check_choices(clf, layer, target, methods)
+    if fit_on is not None:
+        list_image_files([fit_on])
+    track_output(out)
     summary = explain_files(clf, files, out, methods=[m.strip() for m in methods.split(",") if m.strip()], layer=layer, fit_on=fit_on, target=target)
     for row in summary["images"]:
         typer.echo(f"{row['file']}: {row['target']} p={row['probability']:.3f} -> {row['overlay']}")
     if "autoencoder" in summary:
         fid = summary["autoencoder"]["fidelity"]
-        typer.echo(f"autoencoder fidelity on these images: agreement {fid['agreement']:.3f}, mean KL {fid['mean_kl']:.4f}" + ("" if fid["ok"] else " (low: read latent CEs with caution)"))
+        typer.echo(f"autoencoder fidelity on these images: agreement {fid['agreement']:.3f}, mean KL {fid['mean_kl']:.4f}")
+        warn_fidelity(fid, " on these images")
     typer.echo(f"report: {(out / 'report.html').resolve()}")
+
+
+def check_choices(clf, layer: str | None, target: str | None, methods: str) -> None:
+    """--layer, --target and --methods checked against the model before anything is fitted or written."""
+    from ..errors import CemapError
+    from ..explain import list_explainers
+
+    if layer is not None:
+        clf.resolve_layer(layer)  # an unknown layer lists the valid ones, with or without --fit-on
+    valid = list_explainers()
+    for m in (m.strip() for m in methods.split(",")):
+        if m and m not in valid:
+            from ..errors import unknown_name
+
+            raise unknown_name("method", m, valid)
+    if target is not None and target not in clf.class_names and not (target.isdigit() and int(target) < clf.num_classes):
+        close = [n for n in clf.class_names if target.lower() in n.lower() or n.lower() in target.lower()][:5]
+        hint = f"did you mean {', '.join(close)}?" if close else (
+            f"a class name or an index 0..{clf.num_classes - 1}" + (f" (e.g. {', '.join(clf.class_names[:5])}; cemap predict shows them)" if clf.num_classes > 5 else f": {', '.join(clf.class_names)}")
+        )
+        raise CemapError(f"model {clf.name} has no class {target!r}", hint)

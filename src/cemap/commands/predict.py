@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from ..cli import app
-from .common import QUIET, SEED, THREADS, setup
+from ..errors import CemapError
+from .common import QUIET, SEED, THREADS, setup, track_output
 
 
 @app.command()
@@ -26,11 +27,18 @@ def predict(
 
     Example: cemap predict scans/ --model cxr-cnn --top 3 --out predictions.json
     """
+    if top < 1:
+        raise CemapError(f"--top {top} must be at least 1", "e.g. --top 3 for the three most probable classes")
+    if out is not None and out.is_dir():
+        raise CemapError(f"--out {out} is a folder", "pass a file name, e.g. --out predictions.json")
     setup(seed, threads, quiet)
     from ..studies.explain_files import list_image_files, load_classifier, predict_files
 
     files = list_image_files(inputs)
-    rows = predict_files(load_classifier(model, weights), files, top=top)
+    clf = load_classifier(model, weights)
+    if out is not None:
+        track_output(out.parent)
+    rows = predict_files(clf, files, top=min(top, clf.num_classes))
     for row in rows:
         typer.echo(row["file"] + ": " + ", ".join(f"{c['class']} {c['probability']:.3f}" for c in row["top"]))
     if out is not None:

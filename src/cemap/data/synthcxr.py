@@ -12,12 +12,13 @@ without), so a model can learn to cheat; ``shortcut_box`` / ``has_shortcut`` say
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from ..cache import cache_root, config_key
+from ..cache import cache_root, config_key, move_aside, write_failed
 from ..errors import CemapError
 from .base import ImageDataset, Sample
 from .registry import register_dataset
@@ -117,15 +118,41 @@ def load_or_generate(cfg: SynthCXRConfig, split: str, use_cache: bool = True) ->
         key = {k: v for k, v in key.items() if not k.startswith("shortcut_")}
     path = cache_root() / "synthcxr" / f"{split}-{config_key(key)}.npz"
     if use_cache and path.exists():
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files if k != "config"}
+        arrays = _read_cached(path)
+        if arrays is not None:
+            return arrays
     arrays = generate(cfg, split)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, config=np.array(json.dumps(key)), **arrays)
-        tmp.replace(path)
+        tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
+        try:
+            np.savez(tmp, config=np.array(json.dumps(key)), **arrays)
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise write_failed(path, exc) from exc
     return arrays
+
+
+def _read_cached(path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when the file is damaged (zero bytes, truncated, a CRC mismatch): it is then moved
+    aside with a warning naming it, and the split is generated again - the same images, from the same seed."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        if bad is not None:
+            raise ValueError(f"checksum mismatch in {bad}")
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files if k != "config"}
+        missing = {"images", "labels", "box_image", "box_label", "boxes", "lung_bits", "has_shortcut"} - set(arrays)
+        if missing:
+            raise ValueError(f"missing arrays {sorted(missing)}")
+        return arrays
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        move_aside(path, f"is damaged ({type(exc).__name__}: {exc})" if str(exc) else f"is damaged ({type(exc).__name__})")
+        return None
 
 
 @register_dataset("synthcxr")
@@ -139,6 +166,9 @@ class SynthCXR(ImageDataset):
     def __init__(self, split: str = "test", use_cache: bool = True, **config) -> None:
         if split not in SPLITS:
             raise CemapError(f"unknown split {split!r}", "use 'train' or 'test'")
+        unknown = sorted(set(config) - set(SynthCXRConfig.__dataclass_fields__))
+        if unknown:
+            raise CemapError(f"dataset 'synthcxr' has no option {unknown[0]!r}", f"--data-opt keys it takes: use_cache, {', '.join(SynthCXRConfig.__dataclass_fields__)}")
         try:
             self.config = SynthCXRConfig(**config)
         except TypeError as exc:

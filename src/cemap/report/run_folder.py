@@ -58,6 +58,7 @@ class RunFolder:
     explorer: list[ExplorerItem] = field(default_factory=list)  # the images the explorer shows
     class_names: list[str] = field(default_factory=list)
     downloads: dict[str, bytes] = field(default_factory=dict)  # relative name -> bytes of each JSON file offered for download
+    unreadable: list[dict] = field(default_factory=list)  # a cemap run's errors.jsonl: {"index", "id", "reason"} per image it could not read
 
     def get(self, kind: str) -> dict | None:
         """The parsed ``<kind>.json`` or None when the folder has no such (readable) file."""
@@ -134,6 +135,8 @@ def read_run_folder(path: str | Path) -> RunFolder:
             value = _read_json(file, run.problems)
             if value is not None:
                 run.results[kind] = value
+    check_is_run_folder(root, run)
+    run.unreadable = read_unreadable(root, run.problems) if run.get("manifest") is not None else []
     keys = _figure_keys(run.results)
     files = _files(root)
     run.files = [str(p.relative_to(root)) for p in files]
@@ -161,6 +164,39 @@ def read_run_folder(path: str | Path) -> RunFolder:
                 run.problems.append(f"{file.name} is too large to embed for download ({file.stat().st_size:,} bytes); it stays in the folder")
     read_explorer(run)
     return run
+
+
+def check_is_run_folder(root: Path, run: RunFolder) -> None:
+    """Refuse a folder that no cemap command wrote (nothing is written into it), and an unfinished ``cemap run``."""
+    config = root / "config.json"
+    if run.get("manifest") is None and config.is_file() and (root / "shards").is_dir():
+        committed = len(list((root / "shards").glob("shard-*.parquet")))
+        raise CemapError(
+            f"the run in {root} is unfinished ({committed} shard{'s' if committed != 1 else ''} committed, no manifest.json)",
+            f"finish it with the same cemap run options plus --out {root} --resume, then run cemap report again",
+        )
+    if not run.results and not run.problems and not any(root.glob(FILE_GLOB)):
+        raise CemapError(
+            f"{root} is not a cemap run folder (it has none of {', '.join(f'{k}.json' for k in RESULT_FILES)})",
+            "pass the --out folder of cemap demo, evaluate, detect, explain or run",
+        )
+
+
+def read_unreadable(root: Path, problems: list[str]) -> list[dict]:
+    """The images a ``cemap run`` could not read (its errors.jsonl), for the report's list of unreadable files."""
+    path = root / "errors.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    try:
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                if isinstance(row, dict):
+                    rows.append({"index": row.get("index"), "id": str(row.get("id", "")), "reason": str(row.get("reason", ""))})
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        problems.append(f"errors.jsonl could not be read ({exc.__class__.__name__}: {exc})")
+    return rows
 
 
 def read_explorer(run: RunFolder) -> None:

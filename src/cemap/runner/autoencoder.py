@@ -53,7 +53,7 @@ def ensure_autoencoder(layout: RunLayout, classifier: Classifier, config: RunCon
     ``config.ae_dataset`` (default: the run's dataset). Returns what the manifest reports about it.
     """
     if layout.autoencoder.exists():
-        return load_weights(layout.autoencoder)["info"]
+        return _stored(layout)["info"]
     name = config.ae_dataset or config.dataset
     options = config.dataset_options if name == config.dataset else {}
     train = get_dataset(name, split=config.ae_split, **options)
@@ -77,8 +77,19 @@ def ensure_autoencoder(layout: RunLayout, classifier: Classifier, config: RunCon
     return info
 
 
+def _stored(layout: RunLayout) -> dict:
+    """The run's autoencoder file, checked (CRCs) before it is used; a damaged one is a one-line error naming it."""
+    try:
+        stored = load_weights(layout.autoencoder)
+        stored["info"], stored["state_dict"]
+    except (CemapError, KeyError, TypeError) as exc:
+        reason = exc.message if isinstance(exc, CemapError) else f"{layout.autoencoder} is not a run autoencoder file"
+        raise CemapError(reason, f"delete it (rm '{layout.autoencoder}') and continue with --resume: it is fitted again from the same data and seed") from exc
+    return stored
+
+
 def load_autoencoder(layout: RunLayout, classifier: Classifier) -> FittedAutoencoder:
-    stored = load_weights(layout.autoencoder)
+    stored = _stored(layout)
     info, state = stored["info"], stored["state_dict"]
     cfg = AEConfig(**info["config"])
     ae = LatentAutoencoder(state["enc1.weight"].shape[1], cfg.code, cfg.hidden)
