@@ -112,7 +112,11 @@ def model_fingerprint(classifier: Classifier) -> str:
 
 # The autoencoder itself must carry each image's information, not only leave the outputs unchanged: a
 # classifier whose outputs barely vary (a random network) agrees with an autoencoder that ignores its input.
-MAX_RELATIVE_ERROR = 0.9  # reconstruction MSE / activation variance across images: 1.0 = no better than the average activation
+# Measured on the demo's faithful cxr-cnn autoencoder (agreement 0.98, KL 0.018): relative error 1.77 (it is trained on L1
+# and KL, so magnitudes are loose), reconstruction correlation across images well above 0.5. An autoencoder that ignores
+# its input has correlation 0.
+MIN_RECON_CORRELATION = 0.1  # correlation across images between the activation and its reconstruction (per element, pooled)
+MAX_RELATIVE_ERROR = 25.0  # reconstruction MSE / activation variance across images, far beyond any faithful autoencoder
 MIN_CODE_VARIATION = 1e-4  # variance of the code across images relative to its mean square: 0 = one code for every image
 MIN_PROFILE_VARIATION = 1e-4  # spread of latent CE profiles across images relative to their size
 PROFILE_IMAGES = 16
@@ -123,7 +127,8 @@ class Fidelity:
     """How faithfully the classifier with the autoencoder inserted (f_AE) stands in for the original (f).
 
     ``agreement`` and ``mean_kl`` compare outputs; ``relative_error`` (reconstruction MSE over the
-    activation's variance across images), ``code_variation`` (the code's variance across images over
+    activation's variance across images), ``recon_correlation`` (does the reconstruction follow the
+    activation from image to image: 0 when it is the same for every image), ``code_variation`` (the code's variance across images over
     its mean square) and ``profile_variation`` (how much latent CE profiles differ between images)
     look at the autoencoder itself. ``problems`` says in words what failed; ``ok`` needs all of it.
     """
@@ -132,6 +137,7 @@ class Fidelity:
     mean_kl: float
     n: int
     relative_error: float | None = None
+    recon_correlation: float | None = None
     code_variation: float | None = None
     profile_variation: float | None = None
     problems: tuple[str, ...] = ()
@@ -142,7 +148,7 @@ class Fidelity:
 
     def as_dict(self) -> dict:
         out = {"agreement": self.agreement, "mean_kl": self.mean_kl, "n": self.n, "ok": self.ok}
-        for key in ("relative_error", "code_variation", "profile_variation"):
+        for key in ("relative_error", "recon_correlation", "code_variation", "profile_variation"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.problems:
@@ -272,7 +278,7 @@ def fidelity(fitted: FittedAutoencoder, classifier: Classifier, images: torch.Te
     its code differ between images, and do the latent CE profiles differ between images."""
     images = classifier.check_images(images)
     agree, kl, count = 0.0, 0.0, 0
-    act_sum = act_sq = err_sq = code_sum = code_sq = None
+    totals = None
     for x in _batches(images, batch_size):
         act, extras = fitted.split.activation(x)
         z, _ = fitted.autoencoder.encode(act)
@@ -283,30 +289,36 @@ def fidelity(fitted: FittedAutoencoder, classifier: Classifier, images: torch.Te
         agree += same.float().mean(-1).sum().item() if same.dim() > 1 else same.float().sum().item()
         kl += prediction_kl(classifier, teacher, student).sum().item()
         count += len(x)
-        a, zz = act.double().flatten(1), z.double().flatten(1)
-        sums = (a.sum(0), (a * a).sum(0), ((recon.double().flatten(1) - a) ** 2).sum(), zz.sum(0), (zz * zz).sum(0))
-        if act_sum is None:
-            act_sum, act_sq, err_sq, code_sum, code_sq = sums
-        else:
-            act_sum, act_sq, err_sq, code_sum, code_sq = (t + u for t, u in zip((act_sum, act_sq, err_sq, code_sum, code_sq), sums))
+        a, r, zz = act.double().flatten(1), recon.double().flatten(1), z.double().flatten(1)
+        sums = (a.sum(0), (a * a).sum(0), r.sum(0), (r * r).sum(0), (a * r).sum(0), ((r - a) ** 2).sum(), zz.sum(0), (zz * zz).sum(0))
+        totals = sums if totals is None else tuple(t + u for t, u in zip(totals, sums))
     result = Fidelity(agreement=agree / count, mean_kl=kl / count, n=count)
     if count < 2:
         return result
-    act_var = (act_sq / count - (act_sum / count) ** 2).clamp_min(0).mean().item()
-    mse = err_sq.item() / (count * act_sum.numel())
-    code_var = (code_sq / count - (code_sum / count) ** 2).clamp_min(0).mean().item()
-    code_power = (code_sq / count).mean().item()
+    a_sum, a_sq, r_sum, r_sq, ar, err_sq, code_sum, code_sq = (t / count for t in totals)
+    var_a = (a_sq - a_sum**2).clamp_min(0)
+    var_r = (r_sq - r_sum**2).clamp_min(0)
+    cov = (ar - a_sum * r_sum).sum().item()
+    act_var = var_a.mean().item()
+    mse = err_sq.item() / a_sum.numel()
+    code_var = (code_sq - code_sum**2).clamp_min(0).mean().item()
+    code_power = code_sq.mean().item()
     problems = []
     relative_error = mse / act_var if act_var > 0 else (0.0 if mse == 0 else float("inf"))
+    spread = (var_a.sum() * var_r.sum()).sqrt().item()
+    recon_correlation = cov / spread if spread > 0 else 0.0
+    if recon_correlation < MIN_RECON_CORRELATION:
+        problems.append(f"the reconstruction does not follow the activation from image to image (correlation {recon_correlation:.2f})")
     if relative_error > MAX_RELATIVE_ERROR:
-        problems.append(f"reconstruction error {relative_error:.2f} x the activation's variance across images")
+        problems.append(f"reconstruction error {relative_error:.1f} x the activation's variance across images")
     code_variation = code_var / code_power if code_power > 0 else 0.0
     if code_variation < MIN_CODE_VARIATION:
         problems.append("the code is the same for every image" if code_power > 0 else "the code is zero for every image")
     profile_variation = _profile_variation(fitted, classifier, images[:PROFILE_IMAGES]) if check_profiles else None
     if profile_variation is not None and profile_variation < MIN_PROFILE_VARIATION:
         problems.append("latent CE profiles are the same for every image")
-    result.relative_error, result.code_variation, result.profile_variation = relative_error, code_variation, profile_variation
+    result.relative_error, result.recon_correlation = relative_error, recon_correlation
+    result.code_variation, result.profile_variation = code_variation, profile_variation
     result.problems = tuple(problems)
     return result
 
