@@ -17,6 +17,7 @@ def detect(
     out: Path = typer.Option(Path("out/detect"), "--out", "-o", help="Folder for detection.json, ce_detector.npz and figures."),
     quick: bool = typer.Option(False, "--quick", help="Few images and short attacks: a smoke run in under a minute (same as --size quick)."),
     size: str = typer.Option("full", "--size", help="full (10-20 min on 2 cores), demo (about a minute; what cemap demo runs) or quick."),
+    resume: bool = typer.Option(False, "--resume", help="Reuse the attack outcomes an interrupted run saved in --out (features.npz, attacks.json)."),
     seed: int = SEED,
     threads: int = THREADS,
     quiet: bool = QUIET,
@@ -29,7 +30,7 @@ def detect(
     setup(seed, threads, quiet)
     from ..studies.detection import format_table, run_detection_study
 
-    report = run_detection_study(dataset=dataset, model=model, out=out, quick=quick, seed=seed, size="quick" if quick else size)
+    report = run_detection_study(dataset=dataset, model=model, out=out, quick=quick, seed=seed, size="quick" if quick else size, resume=resume)
     typer.echo(f"{report['dataset']} / {report['model']} @ {report['layer']}: AUROC [95% CI] on held-out test images (successful adversarials only)")
     for claim in report["headline"]:
         typer.echo("* " + claim["claim"])

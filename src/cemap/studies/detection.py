@@ -367,12 +367,13 @@ def _fmt(i: dict | None, digits: int = 3) -> str:
 
 def run_detection_study(dataset: str = "mnist5k", model: str | None = None, out: Path = Path("out/detect"), quick: bool = False,
                         seed: int = 0, config: StudyConfig | None = None, size: str | None = None,
-                        context: StudyContext | None = None) -> dict:
+                        context: StudyContext | None = None, resume: bool = False) -> dict:
     """Run the whole study; writes ``out/detection.json``, ``out/features.npz``, ``out/ce_detector.npz`` and figures.
 
     ``size``: "quick", "demo" (the default unless ``quick``: about a minute, what ``cemap demo`` runs) or "full"
     (``cemap detect``: 10-20 min on 2 cores); ``config`` overrides it. ``context``: a StudyContext to reuse
-    (classifier, splits and autoencoder); else one is built from ``dataset``/``model``/``seed``.
+    (classifier, splits and autoencoder); else one is built from ``dataset``/``model``/``seed``. ``resume``: reuse
+    the attack outcomes an interrupted run of the same settings saved in ``out`` (features.npz, attacks.json).
     """
     cfg = config or StudyConfig.sized(size or ("quick" if quick else "demo"), seed)
     ctx = context or StudyContext(dataset=dataset, out=Path(out), seed=seed, quick=quick, model=model)
@@ -394,21 +395,29 @@ def run_detection_study(dataset: str = "mnist5k", model: str | None = None, out:
     study.outcomes = {}
     attacks_json = {}
     parts = {"fit": (study.fit_images, study.fit_labels), "eval": (study.eval_images, study.eval_labels)}
-    for key, spec in study.specs.items():
-        t = time.perf_counter()
-        study.outcomes[key] = {}
-        entry = {"label": spec.label, "kind": spec.kind, "attack": spec.attack.name, "budget": spec.attack.budget()}
-        for part, (images, labels) in parts.items():
-            res = spec.attack(images, labels)
-            ok = res.success.numpy()
-            margin, sat = _margins_and_saturation(spec.attack, clf, images, res.adversarial, res.labels)
-            feats = study.features(res.adversarial[res.success])
-            outcome = AttackOutcome(ok, res.linf.numpy(), res.l2.numpy(), margin, sat, feats)
-            study.outcomes[key][part] = outcome
-            entry[part] = outcome.summary(clean_sat[part], study.clean[part]["msp"][:, 0])
-        attacks_json[key] = entry
-        timings[f"attack {key}"] = time.perf_counter() - t
-        log.info("%s done in %.0fs", spec.label, timings[f"attack {key}"])
+    saved = out / "features.npz"
+    if resume and saved.exists() and (out / "attacks.json").exists():
+        attacks_json = json.loads((out / "attacks.json").read_text())
+        study.outcomes = _load_outcomes(saved, list(study.specs))
+        _progress(out, "attack outcomes restored from features.npz (--resume)")
+    else:
+        for key, spec in study.specs.items():
+            t = time.perf_counter()
+            study.outcomes[key] = {}
+            entry = {"label": spec.label, "kind": spec.kind, "attack": spec.attack.name, "budget": spec.attack.budget()}
+            for part, (images, labels) in parts.items():
+                res = spec.attack(images, labels)
+                ok = res.success.numpy()
+                margin, sat = _margins_and_saturation(spec.attack, clf, images, res.adversarial, res.labels)
+                feats = study.features(res.adversarial[res.success])
+                outcome = AttackOutcome(ok, res.linf.numpy(), res.l2.numpy(), margin, sat, feats)
+                study.outcomes[key][part] = outcome
+                entry[part] = outcome.summary(clean_sat[part], study.clean[part]["msp"][:, 0])
+            attacks_json[key] = entry
+            timings[f"attack {key}"] = time.perf_counter() - t
+            _progress(out, f"{spec.label}: {timings[f'attack {key}']:.0f}s, success {entry['eval']['success_rate']}")
+        _save_features(saved, study)
+        (out / "attacks.json").write_text(json.dumps(attacks_json, indent=2, default=_jsonable))
 
     # detectors: fitted per attack (seen), on PGD at the larger budget, and on the mix
     t = time.perf_counter()
@@ -421,24 +430,32 @@ def run_detection_study(dataset: str = "mnist5k", model: str | None = None, out:
     transfer_rows = {name: [study.row(key, name, fitted[name], seen=key in sources) for key in study.specs] for name, sources in regimes.items()}
     timings["detectors"] = time.perf_counter() - t
 
+    _progress(out, f"detectors: {timings['detectors']:.0f}s")
     t = time.perf_counter()
-    adaptive = {}
+    adaptive, adaptive_errors = {}, {}
     for m in METHODS:
         if fitted["mix"].get(m) is not None:
             ta = time.perf_counter()
-            adaptive[m] = study.adaptive(m, fitted["mix"][m])
+            try:
+                adaptive[m] = study.adaptive(m, fitted["mix"][m])
+            except Exception as exc:  # one detector's attack failing must not lose the study: recorded, reported
+                log.exception("adaptive attack on %s failed", m)
+                adaptive_errors[m] = repr(exc)
             timings[f"adaptive {m}"] = time.perf_counter() - ta
-            log.info("adaptive %s done in %.0fs", m, timings[f"adaptive {m}"])
+            _progress(out, f"adaptive {m}: {timings[f'adaptive {m}']:.0f}s")
     timings["adaptive"] = time.perf_counter() - t
 
-    figures = _figures(out, study, fitted["mix"])
+    try:
+        figures = _figures(out, study, fitted["mix"])
+    except Exception as exc:  # figures are a convenience; the numbers are in the JSON
+        log.exception("detection figures failed")
+        figures = {"error": repr(exc)}
     ce = fitted["mix"].get("ce")
     if ce is not None:
         ce.detector.signature_config = {**cfg.signature.as_dict(), "effect_scale": "log_odds" if ce.variant == "ce_log_odds" else "probability",
                                         "model": ctx.model, "layer": fitted_ae.layer, "dataset": ctx.dataset, "fit_on": list(MIX)}
         ce.detector.save(out / "ce_detector.npz")
         figures["detector"] = "ce_detector.npz"
-    _save_features(out / "features.npz", study)
     timings["total"] = time.perf_counter() - t0
 
     report = {
@@ -470,6 +487,7 @@ def run_detection_study(dataset: str = "mnist5k", model: str | None = None, out:
         "seen": seen_rows,
         "transfer": transfer_rows,
         "adaptive": adaptive,
+        "adaptive_errors": adaptive_errors,
         "table": table(seen_rows, transfer_rows, adaptive, attacks_json),
         "figures": figures,
         "features_file": "features.npz",
@@ -477,6 +495,11 @@ def run_detection_study(dataset: str = "mnist5k", model: str | None = None, out:
     }
     (out / "detection.json").write_text(json.dumps(report, indent=2, default=_jsonable))
     return report
+
+
+def _progress(out: Path, line: str) -> None:
+    with open(out / "progress.txt", "a") as fh:
+        fh.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
 
 def headline(dataset: str, transfer_rows: dict, adaptive: dict) -> list[dict]:
@@ -563,8 +586,21 @@ def _save_features(path: Path, study: Study) -> None:
         for p, o in parts.items():
             arrays[f"{p}/success/{key}"] = o.success
             arrays[f"{p}/margin/{key}"] = o.margin
+            arrays[f"{p}/linf/{key}"], arrays[f"{p}/l2/{key}"], arrays[f"{p}/saturated/{key}"] = o.linf, o.l2, o.saturated
             arrays |= {f"{p}/adversarial/{key}/{m}": v for m, v in o.features.items()}
     np.savez_compressed(path, **arrays)
+
+
+def _load_outcomes(path: Path, keys: list[str]) -> dict[str, dict[str, AttackOutcome]]:
+    with np.load(path, allow_pickle=False) as data:
+        outcomes = {}
+        for key in keys:
+            outcomes[key] = {}
+            for p in ("fit", "eval"):
+                feats = {n.rsplit("/", 1)[1]: data[n] for n in data.files if n.startswith(f"{p}/adversarial/{key}/")}
+                outcomes[key][p] = AttackOutcome(data[f"{p}/success/{key}"], data[f"{p}/linf/{key}"], data[f"{p}/l2/{key}"],
+                                                 data[f"{p}/margin/{key}"], data[f"{p}/saturated/{key}"], feats)
+    return outcomes
 
 
 def _figures(out: Path, study: Study, mix: dict) -> dict:
