@@ -84,11 +84,20 @@ def test_findings_come_first_with_intervals(full_run):
     assert main.index('id="headline"') < main.index('id="settings"') < main.index('id="evaluation"')
     head = section_of(html, "headline")
     assert "ce localises best: pointing game 0.72 [0.66, 0.78], 0.11 above the next, gradcam (0.61 [0.55, 0.68])" in head
+    assert "No intervals were recorded" not in head
     assert "floors: random 0.2" in head and "The autoencoder is faithful" in head and "0.991" in head
-    assert "AUROC from 0.97 (FGSM eps=0.3)" in head and "adaptive attacker: not computed" in head
+    assert "The CE detector tells adversarial from clean images with AUROC 0.97 (FGSM eps=0.3)" in head and "adaptive attacker: not computed" in head
     assert "Not computed in this run: how the latent profile shifts" in head
     assert head.split("<details>")[0].count("<table>") == 1  # one small table on the first screen, the others one click away
     assert "0.7234" not in html  # raw digits never reach the page
+
+
+def test_ties_and_missing_intervals_are_said(tmp_path):
+    rows = [{"method": "scorecam", "pointing_game": 0.923}, {"method": "ig", "pointing_game": 0.923}, {"method": "ce", "pointing_game": 0.846}]
+    (tmp_path / "evaluation.json").write_text(json.dumps({"n_pairs": 13, "rows": rows}))
+    text = headlines(read_run_folder(tmp_path).results)[0].text
+    assert text.startswith("scorecam and ig localise best, tied: pointing game 0.923, 0.077 above the next, ce (0.846)")
+    assert "No intervals were recorded; one pair moves a score by 0.077" in text
 
 
 def test_written_headlines_are_used_verbatim(full_run):
@@ -169,7 +178,8 @@ def test_explorer_from_a_dataset_run_reads_the_shards():
 
     class Result:
         def __init__(self, i):
-            self.index, self.row = i, {"index": i, "id": f"digit_{i}", "label": i % 2, "boxes": [], "box_labels": [], "probs": np.array([0.3, 0.7], np.float32),
+            boxes = np.array([[1, 2, 5, 6]], np.float32) if i == 0 else np.zeros((0, 4), np.float32)  # as RunResults.rows() gives them
+            self.index, self.row = i, {"index": i, "id": f"digit_{i}", "label": i % 2, "boxes": boxes, "box_labels": np.arange(len(boxes)), "probs": np.array([0.3, 0.7], np.float32),
                                        "target": 1, "latent_ce": np.arange(4, dtype=np.float32)}
             self.maps = {"cemap": np.full((8, 8), i, np.float32), "cemap@pgd": np.zeros((8, 8), np.float32)}
 
@@ -186,6 +196,7 @@ def test_explorer_from_a_dataset_run_reads_the_shards():
     found = items_from_run(Run(), limit=5)
     assert [f.id for f in found] == [f"digit_{i}" for i in range(5)] and found[3].labels == [1] and found[2].image is None
     assert list(found[4].maps) == ["cemap", "cemap@pgd"] and found[4].profile.tolist() == [0, 1, 2, 3]
+    assert found[0].boxes.tolist() == [[1, 2, 5, 6]] and found[0].box_labels == [0] and found[1].boxes.shape == (0, 4)
 
 
 def test_explain_folder_without_explorer_file_still_lists_its_images(tmp_path):
@@ -237,7 +248,8 @@ def test_metrics_only_says_not_computed(tmp_path):
     assert "Autoencoder fidelity: not computed" in section_of(html, "headline")
 
 
-def test_empty_folder_renders_and_missing_folder_is_a_clear_error(tmp_path):
+def test_folder_without_settings_renders_and_missing_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "metrics.json").write_text("{}")
     path = write_report(tmp_path)
     assert path == tmp_path / "report.html" and "Not recorded" in path.read_text()
     with pytest.raises(CemapError, match="run folder not found"):

@@ -196,9 +196,11 @@ def items_from_run(results, limit: int = MAX_ITEMS, with_images: bool = True) ->
             labels = [j for j, v in enumerate(np.asarray(labels).reshape(-1)) if v > 0.5]
         elif row.get("label") is not None:
             labels = [int(row["label"])]
-        boxes = np.asarray(row.get("boxes") if row.get("boxes") is not None else np.zeros((0, 4)), dtype=np.float32).reshape(-1, 4)
+        boxes = row.get("boxes")
+        boxes = np.zeros((0, 4), np.float32) if boxes is None or len(boxes) == 0 else np.stack([np.asarray(b, np.float32).reshape(4) for b in boxes])
+        box_labels = row.get("box_labels")
         items.append(ExplorerItem(
-            id=str(row.get("id", r.index)), image=image, maps=dict(r.maps), boxes=boxes, box_labels=list(row.get("box_labels") or []),
+            id=str(row.get("id", r.index)), image=image, maps=dict(r.maps), boxes=boxes, box_labels=[] if box_labels is None else _ints(box_labels),
             probs=row.get("probs"), target=row.get("target"), labels=labels, profile=row.get("latent_ce"), source="run",
         ))
         if len(items) >= limit:

@@ -24,6 +24,11 @@ class Claim:
     source: str  # the JSON file it comes from
     table: list[dict] = field(default_factory=list)
     derived: bool = False  # True when the report derived it (the study wrote no headline)
+    rank: int = 1  # order within its source: 0 = a verdict, 1 = the study's own headline, 2 = derived numbers
+
+
+# The order of the questions on the first screen: localisation, the latent experiments, detection, concepts.
+SOURCE_ORDER = ("evaluation.json", "metrics.json", "latent_controls.json", "study.json", "detection.json", "latent_concepts.json", "manifest.json", "explain.json")
 
 
 def _rows(value: Any) -> list[dict]:
@@ -90,22 +95,29 @@ def evaluation_claims(evaluation: dict | None) -> list[Claim]:
     real = [r for r in scored if _method(r).lower() not in FLOORS] or scored
     ranked = sorted(real, key=lambda r: estimate(r["pointing_game"]), reverse=True)
     best = ranked[0]
-    text = f"{_method(best)} localises best: pointing game {show(best['pointing_game'])}"
-    if len(ranked) > 1:
-        second = ranked[1]
-        gap = estimate(best["pointing_game"]) - estimate(second["pointing_game"])
-        text += f", {number(gap, 2)} above the next, {_method(second)} ({show(second['pointing_game'])})"
+    score = lambda r: estimate(r["pointing_game"])  # noqa: E731
+    tied = [r for r in ranked[1:] if abs(score(r) - score(best)) < 1e-9]
+    if tied:
+        text = f"{_method(best)} and {', '.join(_method(r) for r in tied)} localise best, tied: pointing game {show(best['pointing_game'])}"
+    else:
+        text = f"{_method(best)} localises best: pointing game {show(best['pointing_game'])}"
+    rest = [r for r in ranked[1:] if r not in tied]
+    if rest:
+        text += f", {number(score(best) - score(rest[0]), 2)} above the next, {_method(rest[0])} ({show(rest[0]['pointing_game'])})"
     ce = next((r for r in ranked if _method(r).lower() in ("ce", "ce map", "cemap")), None)
-    if ce is not None and ce is not best:
+    if ce is not None and ce is not best and ce not in tied:
         text += f"; the CE map scores {show(ce['pointing_game'])} (rank {ranked.index(ce) + 1} of {len(ranked)})"
     floors = [r for r in scored if _method(r).lower() in FLOORS]
     if floors:
         text += "; floors: " + ", ".join(f"{_method(r)} {show(r['pointing_game'])}" for r in floors)
     pairs = evaluation.get("n_pairs")
-    text += f" (over {number(pairs)} image-finding pairs)." if isinstance(pairs, int) else "."
+    text += f" (over {number(pairs)} image-finding pairs)" if isinstance(pairs, int) else ""
+    if not is_interval(best["pointing_game"]) and isinstance(pairs, int) and pairs > 0:
+        text += f". No intervals were recorded; one pair moves a score by {number(1 / pairs, 2)}, so small gaps decide nothing"
     keys = [(k, words) for k, words, _ in EVAL_METRICS if any(k in r for r in rows)]
-    table = [{"method": _method(r), **{words: r.get(k) for k, words in keys}} for r in sorted(scored, key=lambda r: -estimate(r["pointing_game"]))]
-    return [Claim(text, "evaluation.json", table, derived=True)]
+    picked = ranked[:3] + ([ce] if ce is not None and ce not in ranked[:3] else []) + floors  # the best, CE and the floors; all rows are in the evaluation section
+    table = [{"method": _method(r), **{words: r.get(k) for k, words in keys}} for r in picked]
+    return [Claim(text + ".", "evaluation.json", table, derived=True)]
 
 
 def demo_localisation(metrics: dict | None) -> list[Claim]:
@@ -138,6 +150,10 @@ def _auroc_of(row: dict, prefix: str = "ce") -> Any:
     return None
 
 
+DETECTION_COLUMNS = [("row", "attack"), ("success_rate", "attack success"), ("evasion_rate", "evades the detector"), ("ce_auroc", "CE AUROC"),
+                     ("ce_tpr5", "CE TPR at 5% FPR"), ("msp_auroc", "MSP AUROC"), ("feature_squeezing_auroc", "squeezing AUROC"), ("lid_auroc", "LID AUROC")]
+
+
 def detection_claims(detection: dict | None) -> list[Claim]:
     if not isinstance(detection, dict):
         return []
@@ -146,26 +162,42 @@ def detection_claims(detection: dict | None) -> list[Claim]:
     if not scored:
         return [Claim("Adversarial detection: not computed (no AUROC in detection.json).", "detection.json", derived=True)]
     label = lambda r: str(r.get("row", r.get("attack", "?")))  # noqa: E731
+    auroc = lambda r: estimate(_auroc_of(r))  # noqa: E731
     adaptive = [r for r in scored if "adaptive" in label(r).lower()]
-    plain = [r for r in scored if r not in adaptive]
-    text = ""
+    transfer = [r for r in scored if "transfer" in label(r).lower()]
+    plain = [r for r in scored if r not in adaptive and r not in transfer]
+
+    def span(group: list[dict]) -> str:
+        lo, hi = min(group, key=auroc), max(group, key=auroc)
+        return f"{show(_auroc_of(lo))} ({label(lo)})" + ("" if lo is hi else f" to {show(_auroc_of(hi))} ({label(hi)})")
+
+    parts = []
     if plain:
-        lo = min(plain, key=lambda r: estimate(_auroc_of(r)))
-        hi = max(plain, key=lambda r: estimate(_auroc_of(r)))
-        text = f"The CE detector tells adversarial from clean images with AUROC from {show(_auroc_of(lo))} ({label(lo)}) to {show(_auroc_of(hi))} ({label(hi)})"
+        parts.append(f"The CE detector tells adversarial from clean images with AUROC {span(plain)}")
+    if transfer:
+        parts.append(f"trained on one attack and tested on another, {span(transfer)}")
     if adaptive:
-        worst = min(adaptive, key=lambda r: estimate(_auroc_of(r)))
-        text += ("; " if text else "The CE detector ") + f"against the adaptive attacker who knows it: AUROC {show(_auroc_of(worst))} ({label(worst)})"
+        worst = min(adaptive, key=auroc)
+        text = f"against the adaptive attacker who knows the detector, AUROC {show(_auroc_of(worst))} - {label(worst)}"
+        if worst.get("evasion_rate") is not None:
+            text += f", evading it on {show(worst['evasion_rate'])} of images"
+        parts.append(text)
     else:
-        text += "; against an adaptive attacker: not computed"
-    text += " (0.5 = chance)."
-    keep = [k for k in ("row", "attack", "success_rate", "ce_auroc", "ce_tpr@5%fpr", "msp_auroc", "squeeze_auroc", "lid_auroc") if any(k in r for r in rows)]
-    table = [{k: r.get(k) for k in keep} for r in rows] if keep else []
-    return [Claim(text, "detection.json", table, derived=True)]
+        parts.append("against an adaptive attacker: not computed")
+    keep = [(k, w) for k, w in DETECTION_COLUMNS if any(k in r for r in rows)]
+    table = [{w: r.get(k) for k, w in keep} for r in rows] if keep else []
+    return [Claim("; ".join(parts) + " (AUROC 0.5 = chance).", "detection.json", table, derived=True)]
 
 
 def concept_claims(concepts: dict | None, threshold: float = 0.9) -> list[Claim]:
     """Derived from latent_concepts.json when it wrote no headline: how many concepts have a channel aligned with AUROC >= 0.9."""
+    coverage = (concepts or {}).get("coverage") if isinstance(concepts, dict) else None
+    if isinstance(coverage, dict) and isinstance(coverage.get("aligned"), list) and isinstance(coverage.get("not_aligned"), list):
+        yes, no = coverage["aligned"], coverage["not_aligned"]
+        t = coverage.get("threshold", threshold)
+        text = f"{len(yes)} of {len(yes) + len(no)} concepts have a latent channel aligned with AUROC >= {t}"
+        text += (f" ({', '.join(map(str, yes))})" if yes else "") + (f"; none for {', '.join(map(str, no))}" if no else "") + "."
+        return [Claim(text, "latent_concepts.json", derived=True)]
     rows = concept_rows(concepts)
     if not rows:
         return []
@@ -207,7 +239,19 @@ def concept_rows(concepts: dict | None) -> list[dict]:
 
 
 def concept_labels(concepts: dict | None) -> dict[int, str]:
-    """Channel -> its best-aligned concept in words (``"Effusion, AUROC 0.93"``), for profile charts."""
+    """Channel -> its best-aligned concept in words (``"Effusion, AUROC 0.93"``), for profile charts.
+
+    Taken from latent_concepts.json's ``labels`` (``"Z2 - Effusion, AUROC 0.93"``, or ``"Z5"`` for an
+    unaligned channel) where it has them, else from its per-channel rows.
+    """
+    written = (concepts or {}).get("labels") if isinstance(concepts, dict) else None
+    if isinstance(written, list) and all(isinstance(t, str) for t in written):
+        out = {}
+        for text in written:
+            m = re.fullmatch(r"\s*Z(\d+)\s*(?:-\s*(.+))?", text)
+            if m and m.group(2):
+                out[int(m.group(1))] = m.group(2).strip()
+        return out
     labels: dict[int, tuple[float, str]] = {}
     for r in concept_rows(concepts):
         score = r["score"] if r["score"] is not None else -1.0
@@ -217,12 +261,37 @@ def concept_labels(concepts: dict | None) -> dict[int, str]:
     return {j: t for j, (_, t) in sorted(labels.items())}
 
 
+def run_claims(manifest: dict | None) -> list[Claim]:
+    """A ``cemap run`` folder: how much of the split it covered."""
+    if not isinstance(manifest, dict) or manifest.get("n_rows") is None:
+        return []
+    n, rows, errors = manifest.get("n_images"), manifest.get("n_rows"), manifest.get("n_errors", 0)
+    maps = manifest.get("map_names") or []
+    text = f"Per-image results for {number(rows)}" + (f" of {number(n)}" if isinstance(n, int) else "") + f" images ({number(errors)} unreadable)"
+    text += (": maps (" + ", ".join(map(str, maps)) + ")" if maps else ":") + ", predicted probabilities and latent CE profiles, in the shards."
+    return [Claim(text, "manifest.json", derived=True)]
+
+
+def control_verdicts(controls: dict | None) -> list[Claim]:
+    """latent_controls.json's verdict on each of the paper's latent claims, once controlled."""
+    claims = (controls or {}).get("claims") if isinstance(controls, dict) else None
+    out = []
+    for entry in claims.values() if isinstance(claims, dict) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("claim"), str) and entry.get("verdict"):
+            verdict = str(entry["verdict"]).rstrip(".")
+            out.append(Claim(f"The paper's claim that {entry['claim']}: {verdict}.", "latent_controls.json", derived=True, rank=0))
+    return out
+
+
 def derived_headlines(results: dict[str, dict], have: set[str]) -> list[Claim]:
     """Claims derived from the numbers for every study file that wrote no headline of its own."""
     claims: list[Claim] = []
+    if "manifest.json" not in have:
+        claims += run_claims(results.get("manifest"))
     if "evaluation.json" not in have:
         claims += evaluation_claims(results.get("evaluation")) or demo_localisation(results.get("metrics"))
-    if "latent_controls.json" not in have and "study.json" not in have:
+    claims += control_verdicts(results.get("latent_controls"))
+    if "latent_controls.json" not in have and "study.json" not in have and not results.get("latent_controls"):
         claims += profile_claims(results.get("study"))
     if "detection.json" not in have:
         claims += detection_claims(results.get("detection"))
@@ -234,7 +303,12 @@ def derived_headlines(results: dict[str, dict], have: set[str]) -> list[Claim]:
 def headlines(results: dict[str, dict]) -> list[Claim]:
     """Written headlines first, then derived ones; an empty list when nothing was measured."""
     written = written_headlines(results)
-    return written + derived_headlines(results, {c.source for c in written})
+    claims = written + derived_headlines(results, {c.source for c in written})
+    for c in claims:
+        if c.derived and c.rank == 1:
+            c.rank = 2
+    order = {s: i for i, s in enumerate(SOURCE_ORDER)}
+    return sorted(claims, key=lambda c: (order.get(c.source, len(order)), c.rank))  # stable: each study's own order is kept
 
 
 def not_computed(results: dict[str, dict]) -> list[str]:

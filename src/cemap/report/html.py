@@ -29,6 +29,8 @@ from .run_folder import Figure, RunFolder, read_run_folder
 CSP_BASE = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 CSP = CSP_BASE  # a report without the explorer runs no script at all
 MAX_LIST = 8  # longer lists of numbers are summarised, not printed
+CLAIMS_PER_SOURCE = 2  # headline claims per study file on the first screen
+HEADLINE_ROWS = 6  # rows of the one table on the first screen
 MAX_COLUMNS = 9  # wider tables show their first columns; the whole table is one click away
 
 CSS = """
@@ -41,7 +43,7 @@ section{background:#fff;border:1px solid #e0e3e8;border-radius:8px;padding:10px 
 h2{font-size:1.1rem;margin:4px 0 8px}h3{font-size:.98rem;margin:12px 0 6px}
 p.how{color:#4a5263;font-size:.9rem;margin:4px 0 8px}
 table{border-collapse:collapse;font-size:.84rem;margin:6px 0 10px;width:auto;max-width:100%}
-th,td{border:1px solid #e0e3e8;padding:3px 7px;text-align:left;vertical-align:top;overflow-wrap:anywhere}th{background:#f0f2f5;font-weight:600}
+th,td{border:1px solid #e0e3e8;padding:3px 7px;text-align:left;vertical-align:top;overflow-wrap:anywhere}th{background:#f0f2f5;font-weight:600;overflow-wrap:normal}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .gallery{display:flex;flex-wrap:wrap;gap:4px 18px;align-items:flex-start}figure{margin:10px 0 16px;max-width:100%}figure img{max-width:100%;height:auto;border:1px solid #e0e3e8}
 figcaption{font-size:.8rem;color:#4a5263;font-family:ui-monospace,monospace;overflow-wrap:anywhere}
@@ -51,7 +53,7 @@ figcaption{font-size:.8rem;color:#4a5263;font-family:ui-monospace,monospace;over
 details summary{cursor:pointer;color:#33598a;margin:6px 0}
 ul.files{columns:2;font-family:ui-monospace,monospace;font-size:.8rem}ul.files li{overflow-wrap:anywhere}
 #headline{border-left:5px solid #33598a}
-#headline ul.claims{margin:4px 0 8px;padding-left:20px}#headline ul.claims li{margin:3px 0}
+#headline ul.claims{margin:4px 0 6px;padding-left:20px;font-size:.95rem}#headline ul.claims li{margin:2px 0}
 #headline .fid{font-weight:600;margin:6px 0}
 .src{color:#8a93a3;font-size:.75rem}
 ul.words{margin:4px 0;padding-left:20px}
@@ -67,9 +69,13 @@ def fmt(value: Any) -> str:
     if value is None:
         return "&mdash;"
     if isinstance(value, list):
-        if len(value) > MAX_LIST:
-            return esc(f"[{len(value)} values]")
-        return esc(", ".join(show(v) for v in value)) if all(not isinstance(v, (dict, list)) for v in value) else esc(json.dumps(value, default=str))
+        if value and all(isinstance(v, list) for v in value):
+            widths = {len(v) for v in value}
+            shape = f"{len(value)} x {widths.pop()}" if len(widths) == 1 else f"{len(value)} lists of"
+            return esc(f"[{shape} values: see the JSON file]")
+        if len(value) > MAX_LIST or any(isinstance(v, (dict, list)) for v in value):
+            return esc(f"[{len(value)} values: see the JSON file]")
+        return esc(", ".join(show(v) for v in value))
     if isinstance(value, dict) and not is_interval(value):
         return esc(json.dumps(value, default=str))
     return esc(show(value))
@@ -183,13 +189,22 @@ def headline_section(run: RunFolder) -> str:
     claims = headlines(run.results)
     sentence, cls = fidelity_sentence(run.results)
     body = f'<p class="fid {cls}">{esc(sentence)}</p>'
-    body += f'<ul class="claims">{"".join(claim_html(c) for c in claims)}</ul>' if claims else ""
+    shown, more, per_source = [], [], {}
+    for c in claims:  # the first screen keeps a few claims per study; the rest are one click away
+        per_source[c.source] = per_source.get(c.source, 0) + 1
+        (shown if per_source[c.source] <= CLAIMS_PER_SOURCE else more).append(c)
+    body += f'<ul class="claims">{"".join(claim_html(c) for c in shown)}</ul>' if shown else ""
+    if more:
+        body += f'<details><summary>{len(more)} more findings</summary><ul class="claims">{"".join(claim_html(c) for c in more)}</ul></details>'
     gaps = not_computed(run.results)
     if gaps:
         body += missing("Not computed in this run: " + "; ".join(gaps) + ".")
     tables = [c for c in claims if c.table]
     if tables:
-        body += f"<h3>{esc(tables[0].source)}</h3>" + table(tables[0].table, max_columns=7)
+        rows = tables[0].table
+        body += f"<h3>{esc(tables[0].source)}</h3>" + table(rows[:HEADLINE_ROWS], max_columns=7)
+        if len(rows) > HEADLINE_ROWS:
+            body += f"<details><summary>All {len(rows)} rows</summary>{table(rows)}</details>"
     if len(tables) > 1:
         body += "<details><summary>The other headline tables</summary>" + "".join(f"<h3>{esc(c.source)}</h3>" + table(c.table) for c in tables[1:]) + "</details>"
     return section("What this run found", body, "headline")
@@ -299,11 +314,34 @@ def concepts_section(run: RunFolder) -> str:
     if doc is None:
         return ""
     rows = concept_rows(doc)
-    text = how("What each concept channel Z_j responds to, measured on images with ground truth: how well its pooled activation predicts each finding or class (AUROC), and where its activation lies. A channel is labelled by its best-aligned concept in the profile charts and the explorer.")
+    text = how("What each concept channel Z_j responds to, measured on held-out images with ground truth: how well its pooled activation predicts each finding or class (AUROC, with its interval for the best one), the share of its activation energy inside that finding's boxes (against the share of the image the boxes cover), and the class causal effect of switching it off. A channel is labelled by its best-aligned concept in the profile charts and the explorer.")
     body = text
+    box_area = doc.get("box_area") if isinstance(doc.get("box_area"), dict) else {}
+    table_rows = []
+    for r in rows:
+        raw, best = r["row"], r["concept"]
+        row = {"channel": f"Z{r['channel']}", "best-aligned concept": best, "AUROC": raw.get("best_auroc", r["score"])}
+        energy = raw.get("energy_in_box")
+        if isinstance(energy, dict) and energy.get(best) is not None:
+            area = box_area.get(best)
+            row["energy in its boxes"] = f"{show(energy[best])} (flat: {show(area)})" if area is not None else energy[best]
+        effect = raw.get("class_effect")
+        if isinstance(effect, dict) and best in effect:
+            row["class CE when off"] = effect[best]
+        tops = raw.get("top_images")
+        if isinstance(tops, list) and tops:
+            row["top images"] = ", ".join(str(t.get("id", t.get("index"))) for t in tops if isinstance(t, dict))
+        table_rows.append(row)
+    if table_rows:
+        body += table(table_rows, first="channel")
+    else:
+        body += missing("latent_concepts.json holds no per-channel rows this report can read.")
+    skip = ("rows", "channels", "labels") if rows else ()
+    body += raw_details({k: v for k, v in doc.items() if k != "rows"} if rows else doc, "All recorded concept values", skip=skip)
     if rows:
-        body += table([{"channel": f"Z{r['channel']}", **{k: v for k, v in flatten(r["row"]).items() if k not in ("channel", "index", "z", "j")}} for r in rows], first="channel")
-    body += raw_details(doc, "All recorded concept values", skip=("channels",) if rows else ())
+        per_concept = [{"channel": f"Z{r['channel']}", **{f"AUROC {c}": v for c, v in r["row"]["auroc"].items()}} for r in rows if isinstance(r["row"].get("auroc"), dict)]
+        if per_concept:
+            body += f"<details><summary>AUROC of every channel for every concept</summary>{table(per_concept, first='channel', max_columns=10_000)}</details>"
     body += figures_html([f for f in run.figures if "concept" in f.name.lower()], "No concept figures in this folder.")
     return section("Latent channels explained", body, "concepts")
 
@@ -325,9 +363,16 @@ def profiles_section(run: RunFolder) -> str:
         body += "<h3>Profile summary per condition</h3>" + table([{"condition": k, **flatten(v)} for k, v in summary.items()], first="condition")
     controls = run.get("latent_controls")
     if isinstance(controls, dict):
-        body += "<h3>Each condition beside its control</h3>" + how("From latent_controls.json: every shift with its paired bootstrap interval, and the difference between a condition and its control.")
-        head = next(((k, v) for k, v in controls.items() if k not in ("headline", "figures") and isinstance(v, list) and v and all(isinstance(r, dict) for r in v)), None)
-        body += (table([flatten(r) for r in head[1]]) if head else "") + raw_details(controls, "All recorded control values")
+        body += "<h3>Each condition beside its control</h3>" + how("From latent_controls.json: every shift with its paired bootstrap interval, and the difference between a condition and its control (on the same held-out images).")
+        for entry in controls.get("headline") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("claim"), str):
+                body += f"<p>{esc(entry['claim'])}</p>" + (table([flatten(r) for r in entry["table"] if isinstance(r, dict)]) if isinstance(entry.get("table"), list) and entry["table"] else "")
+        for key, entry in (controls.get("claims") or {}).items():
+            if isinstance(entry, dict) and isinstance(entry.get("forms"), dict) and entry["forms"]:
+                forms = [{"form of the claim": f, "holds": v} for f, v in entry["forms"].items()]
+                body += f"<h3>{esc(entry.get('claim', key))}</h3><p>{esc(entry.get('verdict', ''))}</p>" + table(forms)
+        body += figures_html([f for f in run.figures if "control" in f.name.lower()], "No control figure in this folder.")
+        body += raw_details(controls, "All recorded control values")
     return section("Latent CE profiles: clean, masked box, adversarial", body, "profiles")
 
 
@@ -390,7 +435,7 @@ def timings_section(run: RunFolder) -> str:
 
 
 def other_section(run: RunFolder) -> str:
-    figs = [f for f in run.figures_in("other") if "concept" not in f.name.lower()]
+    figs = [f for f in run.figures_in("other") if not any(w in f.name.lower() for w in ("concept", "control"))]
     return section("Other figures", figures_html(figs, ""), "other") if figs else ""
 
 

@@ -3,7 +3,7 @@
 An interval is any mapping with ``estimate``, ``low`` and ``high`` (as
 :class:`cemap.evaluate.bootstrap.Interval` writes it: plus ``n`` and ``level``, and ``verdict`` for a
 difference). Its decimals follow its width: enough to show the width with two significant digits,
-never more. A lone number gets at most three significant digits (trailing zeros dropped: its precision is unknown).
+never more. A lone number gets three significant digits (fewer only where the value is exactly that short, e.g. 0.01 or 1).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def number(value: float, digits: int = 3) -> str:
         magnitude = math.floor(math.log10(abs(value)))
         decimals = max(0, digits - 1 - magnitude)
         text = f"{value:.{min(decimals, 6)}f}"
-        return text.rstrip("0").rstrip(".") if "." in text else text
+        short = text.rstrip("0").rstrip(".") if "." in text else text
+        return short if float(short) == value else text  # 0.01 stays 0.01; a measured 0.8500001 shows as 0.850
     return f"{value:.{digits - 1}e}"
 
 
