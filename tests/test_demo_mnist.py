@@ -4,11 +4,12 @@ import json
 import subprocess
 import sys
 
+from cemap.studies.context import StudyContext
 from cemap.studies.overview import run_overview
 
 
 def test_mnist_demo_quality_and_outputs(tmp_path, mnist_clf, mnist_ae):
-    metrics = run_overview("mnist5k", out=tmp_path, n_images=4)
+    metrics = run_overview(StudyContext("mnist5k", tmp_path), n_images=4)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["classifier"]["accuracy"] >= 0.97
     fid = saved["autoencoder"]["fidelity"]

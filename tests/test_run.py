@@ -102,7 +102,7 @@ def test_reader_gives_rows_and_maps_that_fit_the_model(reference):
     assert (reference.column("label") == probs.argmax(1)).mean() > 0.8  # mnist-cnn reads the PNGs correctly
     assert reference.column("latent_ce").shape == (N_TEST, 16)
     first = next(reference.results())
-    assert first.maps["cemap"].shape == (28, 28) and first.maps["cemap"].dtype == np.float32
+    assert first.maps["ce"].shape == (28, 28) and first.maps["ce"].dtype == np.float32
     assert reference.summary()["autoencoder_fidelity"]["n"] > 0
     with pytest.raises(CemapError, match="no map"):
         next(reference.results(maps=["gradcam"]))
@@ -160,7 +160,7 @@ def test_baseline_maps_and_attacks_are_stored_per_image(tmp_path, digits):
     )
     summary = run_dataset(config, tmp_path / "run")
     run = load_run(tmp_path / "run")
-    assert summary["n_rows"] == 5 and run.map_names == ["cemap", "gradcam", "cemap@fgsm"]
+    assert summary["n_rows"] == 5 and run.map_names == ["ce", "gradcam", "ce@fgsm"]
     assert run.manifest["attacks"]["fgsm"]["eps"] == pytest.approx(8 / 255)
     for r in run.results(maps=run.map_names):
         assert all(m.shape == (28, 28) and np.isfinite(m).all() for m in r.maps.values())

@@ -91,9 +91,21 @@ class LatentCE:
         effect: str = "ece",
         differentiable: bool = False,
     ) -> torch.Tensor:
-        """B x k effects; ``differentiable=True`` keeps the graph (for adaptive attacks)."""
+        """Latent CE profile: the effect of each do(Z_j = v) on the prediction.
+
+        Args:
+            images: B x C x H x W in [0, 1].
+            target: with ``effect='class'``, the class / finding whose probability drop is measured (None: the
+                model's choice). ECE sums over every class, so a target with ``effect='ece'`` is refused, never ignored.
+            effect: "ece" (expected causal effect) or "class" (class CE of ``target``).
+            differentiable: keep the graph (for adaptive attacks).
+        Returns:
+            B x k effects, higher = the channel matters more.
+        """
         if effect not in EFFECTS:
             raise CemapError(f"unknown effect {effect!r}", f"use one of {', '.join(EFFECTS)}")
+        if target is not None and effect == "ece":
+            raise CemapError("a target was given, but the expected causal effect (ECE) sums over every class", "pass effect='class' to measure the target's own probability drop")
         images = self.classifier.check_images(images)
         grad_ctx = contextlib.nullcontext() if differentiable else torch.inference_mode()
         with grad_ctx, autocast(self.precision):

@@ -1,4 +1,6 @@
-"""The one signature every explanation method shares: ``explain(images, target) -> B x H x W``.
+"""The one verb every explanation method shares: ``attribute(images, target=None) -> B x H x W``.
+
+The same verb as :class:`cemap.CEMap`, :class:`cemap.AdaptiveCEMap` and Captum; ``explain`` is an alias.
 
 Maps are float tensors at input resolution where **higher = more important for the target**
 (the same convention as CE maps). ``target`` is one class (or, for a multi-label model, one
@@ -24,11 +26,23 @@ class Explainer:
         self.classifier = classifier
         self.batch_size = batch_size or default_chunk(classifier.input_shape)
 
-    def explain(self, images: torch.Tensor, target: int | torch.Tensor | None = None) -> torch.Tensor:
+    def attribute(self, images: torch.Tensor, target: int | torch.Tensor | None = None) -> torch.Tensor:
+        """Maps of ``images`` for ``target``.
+
+        Args:
+            images: B x C x H x W (or C x H x W) in [0, 1].
+            target: one class / finding for all images, B of them, or None for the model's own choice.
+        Returns:
+            B x H x W float maps, higher = more important for the target.
+        """
         images = self.classifier.check_images(images)
         targets = self.resolve_targets(images, target)
         maps = [self._explain(images[s], targets[s]) for s in chunks(len(images), self.batch_size)]
         return torch.cat(maps).float()
+
+    def explain(self, images: torch.Tensor, target: int | torch.Tensor | None = None) -> torch.Tensor:
+        """Alias of :meth:`attribute`."""
+        return self.attribute(images, target)
 
     def resolve_targets(self, images: torch.Tensor, target: int | torch.Tensor | None) -> torch.Tensor:
         """B class indices; the model's own choice when ``target`` is None."""

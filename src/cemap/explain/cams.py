@@ -33,12 +33,6 @@ class ClassActivationMap(BaseCAM):
         self.class_weights = class_weights
 
     def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads) -> np.ndarray:
-        if activations.shape[1] != self.class_weights.shape[1]:
-            raise CemapError(
-                f"CAM needs the CAM layer to feed global pooling and the final linear layer, but it has {activations.shape[1]} channels "
-                f"and the linear layer takes {self.class_weights.shape[1]}",
-                "set cam_layer to the last spatial layer before pooling, or use gradcam (its generalisation)",
-            )
         return self.class_weights[[t.category for t in targets]]
 
 
@@ -75,8 +69,29 @@ class _CAMExplainer(Explainer):
 
 @register_explainer("cam")
 class CAMExplainer(_CAMExplainer):
+    """Refused at construction (CemapError) when the model has no CAM structure: global pooling into one linear head."""
+
     def _build(self) -> BaseCAM:
-        return ClassActivationMap(self.model, [self.hooked], final_linear_weights(self.classifier))
+        weights = final_linear_weights(self.classifier)
+        channels = self._layer_channels()
+        if channels != weights.shape[1]:
+            raise CemapError(
+                f"CAM needs the CAM layer to feed global pooling and the final linear layer, but {self.layer} has {channels} channels "
+                f"and the linear layer takes {weights.shape[1]}",
+                "set cam_layer to the last spatial layer before pooling, or use gradcam (its generalisation)",
+            )
+        return ClassActivationMap(self.model, [self.hooked], weights)
+
+    def _layer_channels(self) -> int:
+        """Channels of the CAM layer's output, read from one forward pass of a blank image."""
+        seen = []
+        handle = self.hooked.register_forward_hook(lambda module, args, out: seen.append(out.shape[1]))
+        try:
+            with torch.inference_mode():
+                self.model(torch.zeros(1, *self.classifier.input_shape))
+        finally:
+            handle.remove()
+        return seen[0]
 
 
 @register_explainer("gradcam")

@@ -7,6 +7,7 @@ they become probabilities (softmax over classes, or one sigmoid per finding).
 
 from __future__ import annotations
 
+import copy as copy_module
 from typing import Sequence
 
 import torch
@@ -29,6 +30,16 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+def _own_copy(module: nn.Module | None) -> nn.Module | None:
+    if module is None:
+        return None
+    try:
+        return copy_module.deepcopy(module)
+    except Exception as exc:  # a module holding an uncopyable resource (open file, lock, C++ handle)
+        raise CemapError(f"cannot copy {type(module).__name__} ({exc})",
+                         "pass copy=False to let the Classifier freeze your module in place (eval mode, no parameter gradients)") from exc
+
+
 class Classifier(nn.Module):
     def __init__(
         self,
@@ -41,8 +52,25 @@ class Classifier(nn.Module):
         default_layer: str | None = None,
         name: str = "",
         cam_layer: str | None = None,
+        copy: bool = True,
     ) -> None:
+        """Wrap ``model`` (which returns logits) as a frozen classifier on images in [0, 1].
+
+        Args:
+            model: the network; with ``copy=True`` (default) the Classifier freezes its own deep copy
+                (eval mode, no parameter gradients), so the caller's module keeps its mode, its
+                ``requires_grad`` flags and any later training of its own. ``copy=False`` shares the
+                module and freezes *it* - for models too large to hold twice.
+            class_names: one name per output.
+            head: "softmax" (one class per image) or "sigmoid" (one yes/no per finding).
+            input_shape: C x H x W the model takes.
+            preprocess: module applied to [0, 1] images before the model (e.g. ``Normalize``); copied like ``model``.
+            layers / default_layer: the layers a latent autoencoder may sit on, and the default one.
+            cam_layer: the layer class-activation maps read (None: the last spatial one).
+        """
         super().__init__()
+        if copy:
+            model, preprocess = _own_copy(model), _own_copy(preprocess)
         if head not in HEADS:
             raise CemapError(f"unknown head {head!r}", f"use one of {', '.join(HEADS)}")
         self.model = model
@@ -58,7 +86,7 @@ class Classifier(nn.Module):
         self.cam_layer = cam_layer
         for p in self.parameters():
             p.requires_grad_(False)
-        self.eval()  # a frozen classifier: dropout off and BatchNorm on running statistics, wrapper included
+        self.eval()  # a frozen classifier: dropout off and BatchNorm on running statistics, wrapper included (its own copy by default)
 
     @property
     def multilabel(self) -> bool:

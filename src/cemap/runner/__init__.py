@@ -4,9 +4,9 @@ Run a whole split: ``run_dataset(RunConfig(dataset="mnist5k"), "out/run")`` or
 ``cemap run --dataset mnist5k --out out/run``; under ``torchrun --nproc_per_node=N -m cemap run
 ...`` each rank computes every N-th shard (several nodes work the same way, provided the run
 folder is on a filesystem they all see). Read it back without recomputing:
-``load_run("out/run").results(maps=["cemap"])``.
+``load_run("out/run").results(maps=["ce"])``.
 
-Folder format (``cemap-run/1``)::
+Folder format (``cemap-run/2``)::
 
     config.json            what determines the results (RunConfig + model weight fingerprint);
                            written first, compared on --resume
@@ -17,8 +17,8 @@ Folder format (``cemap-run/1``)::
                            position order, one row per readable image; written last, so its
                            presence marks the shard committed
       shard-000123.npz     compressed float32 maps, key -> n_rows x H x W in the same row order,
-                           plus "index" (the positions); keys: "cemap", each baseline method,
-                           "cemap@<attack>" (CE map of the adversarial image)
+                           plus "index" (the positions); keys: "ce" (the CE map), each baseline method,
+                           "ce@<attack>" (CE map of the adversarial image)
       shard-000123.errors.jsonl   {"index", "id", "reason"} per unreadable image
     errors.jsonl           all shards' errors, in position order (written at the end)
     manifest.json          written by rank 0 once every shard is committed: config, class names,

@@ -1,9 +1,8 @@
-"""What a run computes for each batch of images: predictions, the latent CE profile, the CE map,
-and - only when asked - baseline maps and adversarial attacks with their CE signatures.
+"""What a run stores for each batch: the shared per-image pipeline's results as Parquet columns and maps.
 
-Baselines and attacks are imported lazily, so a plain run never loads Captum or
-pytorch-grad-cam. Maps always explain the clean prediction (the same target class for the
-clean image, every baseline and every adversarial copy), so they can be compared pixel for pixel.
+The computing is :class:`cemap.pipeline.ImagePipeline` (the one ``cemap explain`` and the demo use);
+this module only says which columns a run's rows carry. The CE map is always computed, and named
+``"ce"`` like the method, so ``--methods ce`` asks for nothing twice.
 """
 
 from __future__ import annotations
@@ -14,25 +13,19 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from ..causal import CEMap, FittedAutoencoder, LatentCE, resolve_targets
-from ..errors import CemapError
+from ..causal import FittedAutoencoder
 from ..models.classifier import Classifier
+from ..pipeline import CE, ImagePipeline
 
-CE_MAP = "cemap"
-
-
-def adversarial_map_name(attack: str) -> str:
-    return f"{CE_MAP}@{attack}"
+CE_MAP = CE
 
 
-def _numpy(values) -> np.ndarray:
-    if torch.is_tensor(values):
-        return values.detach().cpu().float().numpy()
-    return np.asarray(values, dtype=np.float32)
+def _numpy(values: torch.Tensor) -> np.ndarray:
+    return values.detach().cpu().float().numpy()
 
 
-class ImagePipeline:
-    """``pipeline(images, seed)`` -> (per-image columns, per-image maps) for one batch."""
+class RunPipeline:
+    """``pipeline(images, seed)`` -> (per-image columns, per-image maps) for one batch of a run."""
 
     def __init__(
         self,
@@ -46,35 +39,23 @@ class ImagePipeline:
         methods: Sequence[str] = (),
         attacks: Sequence[str] = (),
     ) -> None:
-        if CE_MAP in methods:
-            raise CemapError("'cemap' is always computed", "list only baseline methods in --methods")
-        self.classifier = classifier
-        self.cemap = CEMap(classifier, cell=cell, stride=stride, fill=fill)
-        self.latent = LatentCE(classifier, fitted, value=value)
-        self.explainers = self._explainers(methods)
-        self.attacks = self._attacks(attacks)
+        self.images = ImagePipeline(classifier, fitted, methods=(CE, *methods), ce_options={"cell": cell, "stride": stride, "fill": fill},
+                                    value=value, attacks=attacks)
 
-    def _explainers(self, methods: Sequence[str]) -> dict:
-        if not methods:
-            return {}
-        from ..explain import get_explainer
+    @property
+    def cemap(self):
+        return self.images.cemap
 
-        return {name: get_explainer(name, self.classifier) for name in methods}
-
-    def _attacks(self, attacks: Sequence[str]) -> dict:
-        if not attacks:
-            return {}
-        from ..attacks import get_attack
-
-        return {name: get_attack(name, self.classifier) for name in attacks}
+    @property
+    def attacks(self) -> list[str]:
+        return list(self.images.attacks)
 
     @property
     def map_names(self) -> list[str]:
-        return [CE_MAP, *self.explainers, *(adversarial_map_name(a) for a in self.attacks)]
+        return self.images.map_names
 
     def attack_budgets(self) -> dict[str, dict]:
-        """Each attack's configuration (norm, eps, steps, ...), for the manifest."""
-        return {name: attack.budget() for name, attack in self.attacks.items()}
+        return self.images.attack_budgets()
 
     def fields(self) -> list[pa.Field]:
         """The Parquet columns this pipeline adds to each image's row."""
@@ -91,29 +72,17 @@ class ImagePipeline:
         return fields
 
     def __call__(self, images: torch.Tensor, seed: int) -> tuple[dict[str, list], dict[str, np.ndarray]]:
-        """Everything for one batch; ``seed`` fixes any randomness (attack starts) for exactly this batch."""
-        torch.manual_seed(seed)
-        clf = self.classifier
-        with torch.inference_mode():
-            probs = clf.predict_proba(images)
-        targets = resolve_targets(probs, None)
-        columns: dict[str, list] = {
-            "probs": list(_numpy(probs)),
-            "target": targets.tolist(),
-            "latent_ce": list(_numpy(self.latent.attribute(images))),
-        }
-        maps = {CE_MAP: _numpy(self.cemap.attribute(images, targets))}
-        for name, explainer in self.explainers.items():
-            maps[name] = _numpy(explainer.explain(images, targets))
-        for name, attack in self.attacks.items():
-            result = attack(images)
-            adv = result.adversarial.detach()
-            with torch.inference_mode():
-                adv_probs = clf.predict_proba(adv)
-            columns[f"{name}.success"] = [bool(s) for s in result.success.tolist()]
-            columns[f"{name}.linf"] = _numpy(result.linf).tolist()
-            columns[f"{name}.l2"] = _numpy(result.l2).tolist()
-            columns[f"{name}.probs"] = list(_numpy(adv_probs))
-            columns[f"{name}.latent_ce"] = list(_numpy(self.latent.attribute(adv)))
-            maps[adversarial_map_name(name)] = _numpy(self.cemap.attribute(adv, targets))
-        return columns, maps
+        """Everything for one batch; ``seed`` seeds the attacks' random starts for exactly this batch (no global RNG)."""
+        for attack in self.images.attacks.values():
+            if hasattr(attack, "seed"):
+                attack.seed = seed
+        out = self.images(images)
+        columns: dict[str, list] = {"probs": list(_numpy(out.probs)), "target": out.targets.tolist(), "latent_ce": list(_numpy(out.latent))}
+        for name, outcome in out.attacks.items():
+            res = outcome.result
+            columns[f"{name}.success"] = [bool(s) for s in res.success.tolist()]
+            columns[f"{name}.linf"] = _numpy(res.linf).tolist()
+            columns[f"{name}.l2"] = _numpy(res.l2).tolist()
+            columns[f"{name}.probs"] = list(_numpy(outcome.probs))
+            columns[f"{name}.latent_ce"] = list(_numpy(outcome.latent))
+        return columns, {name: _numpy(m) for name, m in out.maps.items()}

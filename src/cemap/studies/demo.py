@@ -1,7 +1,7 @@
 """The full study behind ``cemap demo``: the paper's experiments and cemap's measurements, one run folder, one report.
 
 Stages, each timed:
-1. demo - train or load the built-in model and its latent autoencoder, CE maps and clean latent
+1. overview - train or load the built-in model and its latent autoencoder, CE maps and clean latent
    CE profiles (``cemap.studies.overview.run_overview``: metrics.json, ce_maps.png, latent_profiles.png);
 2. conditions - the latent CE profiles of the same test images clean, with their true finding
    box masked (``LatentCE.attribute_masked``) and under a PGD attack: the paper's experiments;
@@ -24,20 +24,18 @@ import torch
 from tqdm.auto import tqdm
 
 from ..attacks import PGD
-from ..causal import LatentCE, fit_autoencoder
+from ..causal import LatentCE
 from ..causal.autoencoder import model_fingerprint
-from ..data import get_dataset
-from ..data.base import stack_images
-from .overview import run_overview
-from .detection import DEFAULT_LINF, LINF_BUDGETS, run_detection_study
-from ..evaluate.localisation import box_masks
 from ..errors import CemapError
-from .evaluation import EvalConfig, run_evaluation
+from ..evaluate.localisation import box_masks
 from ..explain import get_explainer, list_explainers
-from ..models import default_model_for, get_model
 from ..progress import progress_enabled
 from ..report.figures import profile_bars
 from ..report.html import write_report
+from .context import StudyContext
+from .detection import DEFAULT_LINF, LINF_BUDGETS, run_detection_study
+from .evaluation import EvalConfig, run_evaluation
+from .overview import run_overview
 from .stage_cache import run_cached
 
 
@@ -59,10 +57,10 @@ class StudyPlan:
         return cls()
 
 
-def _profile_images(dataset: str, n: int, seed: int):
+def _profile_images(ctx: StudyContext, n: int):
     """``n`` seeded test images - those with boxes where the dataset has any - with their boxes."""
-    test = get_dataset(dataset, split="test")
-    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed)).tolist()
+    test = ctx.test
+    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(ctx.seed)).tolist()
     boxed = [i for i in order if test[i].boxes.numel()]
     return test.batch((boxed or order)[:n])
 
@@ -76,12 +74,11 @@ def _summary(profiles: torch.Tensor, clean: torch.Tensor, paired: torch.Tensor |
     return row
 
 
-def condition_profiles(dataset: str, out: Path, plan: StudyPlan, seed: int = 0) -> dict:
+def condition_profiles(ctx: StudyContext, plan: StudyPlan) -> dict:
     """Latent CE profiles clean / true box masked / adversarial (PGD, successful only); writes latent_profiles_conditions.png."""
-    clf = get_model(default_model_for(dataset))
-    fitted = fit_autoencoder(clf, stack_images(get_dataset(dataset, split="train")), data_key=f"{dataset}-train")
+    clf, fitted = ctx.classifier, ctx.autoencoder
     latent = LatentCE(clf, fitted)
-    batch = _profile_images(dataset, plan.profile_images, seed)
+    batch = _profile_images(ctx, plan.profile_images)
     clean = latent.attribute(batch.images)
     everyone = torch.arange(len(clean))
     conditions = {"clean": clean}
@@ -92,8 +89,8 @@ def condition_profiles(dataset: str, out: Path, plan: StudyPlan, seed: int = 0) 
         conditions["true box masked"] = latent.attribute_masked(batch.images, masks)
         summary["true box masked"] = _summary(conditions["true box masked"], clean, everyone)
     else:
-        summary["true box masked"] = {"n": 0, "note": f"not computed: {dataset} has no ground-truth boxes"}
-    eps = LINF_BUDGETS.get(dataset, DEFAULT_LINF)[1]
+        summary["true box masked"] = {"n": 0, "note": f"not computed: {ctx.dataset} has no ground-truth boxes"}
+    eps = LINF_BUDGETS.get(ctx.dataset, DEFAULT_LINF)[1]
     attack = PGD(clf, eps=eps, steps=plan.pgd_steps)
     result = attack(batch.images, None if clf.multilabel else batch.labels)
     ok = result.success
@@ -103,45 +100,46 @@ def condition_profiles(dataset: str, out: Path, plan: StudyPlan, seed: int = 0) 
         summary[name] = {**_summary(conditions[name], clean, everyone[ok]), "attack_success_rate": float(ok.float().mean())}
     else:
         summary[name] = {"n": 0, "attack_success_rate": 0.0, "note": "no attack succeeded"}
-    figure = profile_bars(conditions, out / "latent_profiles_conditions.png")
+    figure = profile_bars(conditions, ctx.out / "latent_profiles_conditions.png")
     return {"layer": fitted.layer, "images": batch.ids, "conditions": summary, "figure": figure.name}
 
 
-def applicable_methods(dataset: str) -> tuple[list[str], dict[str, str]]:
-    """The explanation methods that work on the dataset's built-in model, and why each other one does not (e.g. CAM needs global pooling)."""
-    clf = get_model(default_model_for(dataset))
-    image = get_dataset(dataset, split="test")[0].image[None]
+def applicable_methods(classifier) -> tuple[list[str], dict[str, str]]:
+    """The explanation methods that can be built for ``classifier``, and why each other one cannot (e.g. CAM needs global pooling).
+
+    A method that does not fit a model refuses at construction, so nothing is run to find out.
+    """
     usable, skipped = [], {}
     for name in list_explainers():
         try:
-            get_explainer(name, clf).explain(image)
+            get_explainer(name, classifier)
             usable.append(name)
         except CemapError as exc:
             skipped[name] = str(exc)
     return usable, skipped
 
 
-def _stage_key(dataset: str, quick: bool, seed: int) -> dict:
+def _stage_key(ctx: StudyContext) -> dict:
     """What every stage's result depends on besides its own settings and the code: the data and the model's weights."""
-    model = default_model_for(dataset)
-    return {"dataset": dataset, "quick": quick, "seed": seed, "model": model, "weights": model_fingerprint(get_model(model))}
+    return {"dataset": ctx.dataset, "quick": ctx.quick, "seed": ctx.seed, "model": ctx.model, "weights": model_fingerprint(ctx.classifier)}
 
 
-def _evaluation_stage(dataset: str, out: Path, cfg: EvalConfig, tune: bool) -> dict:
-    methods, skipped = applicable_methods(dataset)
-    evaluation = run_evaluation(dataset, methods=methods, out=out, config=cfg, tune=tune)
+def _evaluation_stage(ctx: StudyContext, cfg: EvalConfig, tune: bool) -> dict:
+    methods, skipped = applicable_methods(ctx.classifier)
+    evaluation = run_evaluation(ctx.dataset, methods=methods, out=ctx.out, config=cfg, tune=tune)
     return {"n_images": evaluation["n_images"], "n_pairs": evaluation["n_pairs"], "methods": methods, "methods_not_applicable": skipped}
 
 
 def run_demo(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: bool = False, seed: int = 0, reuse: bool = True) -> dict:
     """Run every stage into ``out`` and return study.json's content; report.html is written last.
 
+    The classifier, data and autoencoder are built once (:class:`StudyContext`) and handed to each stage.
     A stage whose inputs (settings, model weights, cemap's code) are unchanged since an earlier run is
     restored from the cache instead of recomputed (:mod:`cemap.studies.stage_cache`); ``reuse=False`` recomputes all.
     """
     plan = StudyPlan.for_mode(quick)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    ctx = StudyContext(dataset, Path(out), seed=seed, quick=quick)
+    ctx.out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     provenance: dict[str, dict] = {}
     t0 = time.perf_counter()
@@ -154,19 +152,19 @@ def run_demo(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: boo
         if key is None:
             value = fn()
         else:
-            value, provenance[name] = run_cached(name, key, out, fn, reuse)
+            value, provenance[name] = run_cached(name, key, ctx.out, fn, reuse)
         timings[name] = time.perf_counter() - t
         bar.update()
         return value
 
-    base = stage("model", lambda: _stage_key(dataset, quick, seed))
-    metrics = stage("demo", lambda: run_overview(dataset=dataset, out=out, n_images=plan.figure_images, seed=seed), {**base, "plan": asdict(plan)})
-    profiles = stage("conditions", lambda: condition_profiles(dataset, out, plan, seed), {**base, "plan": asdict(plan)})
+    base = stage("model", lambda: _stage_key(ctx))
+    metrics = stage("overview", lambda: run_overview(ctx, n_images=plan.figure_images), {**base, "plan": asdict(plan)})
+    profiles = stage("conditions", lambda: condition_profiles(ctx, plan), {**base, "plan": asdict(plan)})
     cfg = EvalConfig(n_images=plan.eval_images, n_robust=plan.eval_robust, steps=plan.eval_steps, seed=seed)
     # CE's fill and cell are chosen on the train split when it has boxes, never on the test images reported
     tune = "ce_map_pointing_game" in metrics
-    evaluation = stage("evaluation", lambda: _evaluation_stage(dataset, out, cfg, tune), {**base, "config": asdict(cfg), "tune": tune})
-    detection = stage("detection", lambda: {"layer": run_detection_study(dataset=dataset, out=out, quick=quick, seed=seed)["layer"]}, base)
+    evaluation = stage("evaluation", lambda: _evaluation_stage(ctx, cfg, tune), {**base, "config": asdict(cfg), "tune": tune})
+    detection = stage("detection", lambda: {"layer": run_detection_study(dataset=dataset, out=ctx.out, quick=quick, seed=seed)["layer"]}, base)
     study = {
         "dataset": dataset,
         "model": metrics["model"],
@@ -184,6 +182,6 @@ def run_demo(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: boo
     }
     bar.close()
     timings["total"] = time.perf_counter() - t0
-    (out / "study.json").write_text(json.dumps(study, indent=2))
-    study["report"] = str(write_report(out))
+    (ctx.out / "study.json").write_text(json.dumps(study, indent=2))
+    study["report"] = str(write_report(ctx.out))
     return study

@@ -17,11 +17,11 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..causal import LatentCE, fidelity, fit_autoencoder
+from ..causal import fidelity, fit_autoencoder
 from ..causal.autoencoder import Fidelity, FittedAutoencoder
 from ..data.images import IMAGE_SUFFIXES, is_image_file, read_image
 from ..errors import CemapError, unknown_name
-from ..explain import get_explainer
+from ..pipeline import ImagePipeline
 from ..models import Classifier, get_model
 from ..progress import progress_enabled
 from ..report.figures import overlay_grid, profile_bars
@@ -138,24 +138,21 @@ def explain_files(
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    explainers = {m: get_explainer(m, classifier) for m in methods}
     fitted, n_fit = fit_on_files(classifier, fit_on, layer) if fit_on is not None else (None, 0)
     timings["autoencoder"] = time.perf_counter() - t
-    latent = LatentCE(classifier, fitted) if fitted is not None else None
+    pipeline = ImagePipeline(classifier, fitted, methods=methods)
     wanted = resolve_target(classifier, target)
-    rows, profiles, agree, kl = [], [], 0.0, 0.0
+    rows, profiles, agree, kl, problems = [], [], 0.0, 0.0, []
     t = time.perf_counter()
     for start in tqdm(range(0, len(files), BATCH), desc="explain", disable=not progress_enabled(), leave=False):
         chunk = list(files[start : start + BATCH])
         images = load_images(chunk, classifier)
-        with torch.inference_mode():
-            probs = classifier.predict_proba(images)
-        targets = probs.argmax(-1) if wanted is None else torch.full((len(images),), wanted)
-        maps = {m: e.explain(images, targets) for m, e in explainers.items()}
-        profile = latent.attribute(images) if latent is not None else None
+        result = pipeline(images, None if wanted is None else torch.full((len(images),), wanted))
+        probs, targets, maps, profile = result.probs, result.targets, result.maps, result.latent
         if fitted is not None:
             fid = fidelity(fitted, classifier, images)
             agree, kl = agree + fid.agreement * fid.n, kl + fid.mean_kl * fid.n
+            problems += [p for p in fid.problems if p not in problems]
             profiles.append(profile)
         for i, path in enumerate(chunk):
             stem, t_i = _safe_stem(start + i, path), int(targets[i])
@@ -186,7 +183,7 @@ def explain_files(
         n = len(files)
         summary["autoencoder"] = {
             "fit_on": str(fit_on), "fit_images": n_fit, "code_channels": fitted.autoencoder.code_channels,
-            "fidelity": Fidelity(agreement=agree / n, mean_kl=kl / n, n=n).as_dict(),
+            "fidelity": Fidelity(agreement=agree / n, mean_kl=kl / n, n=n, problems=tuple(problems)).as_dict(),
         }
         summary["figures"]["latent_profiles"] = profile_bars({"explained images": torch.cat(profiles)}, out / "latent_profiles.png").name
     (out / "explain.json").write_text(json.dumps(summary, indent=2))

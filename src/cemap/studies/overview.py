@@ -1,5 +1,5 @@
-"""The demo study on built-in data: train or load the model and its autoencoder, compute CE maps
-and latent CE profiles for test images, and write metrics.json and PNG figures."""
+"""The overview stage of a study: classifier quality, autoencoder fidelity, CE maps and clean latent CE
+profiles of a few test images (metrics.json and PNG figures)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import time
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
 
-from ..causal import CEMap, LatentCE, fidelity, fit_autoencoder
-from ..data import get_dataset
-from ..data.base import stack_images
+from ..causal import CEMap, fidelity
 from ..evaluate.classification import accuracy, macro_auroc, per_class_auroc
 from ..evaluate.localisation import pointing_game_hits
-from ..models import default_model_for, get_model
-from ..report.figures import draw_boxes, overlay_grid, plt, profile_bars
+from ..pipeline import ImagePipeline
+from ..report.figures import draw_boxes, overlay_grid, profile_bars
+from .context import StudyContext
 
 POINTING_PAIRS = 200  # (test image, finding) pairs with boxes scored by the pointing game
 
@@ -34,7 +34,8 @@ BOX_COLOURS = ["red", "gold", "cyan", "lime", "magenta", "orange", "deepskyblue"
 def samples_with_boxes(batch, class_names: list[str], path: Path, columns: int = 4) -> Path:
     """Grid of images with their ground-truth boxes, one colour per finding (docs/figures/synthcxr_samples.png)."""
     rows = (len(batch) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows), squeeze=False)
+    fig = Figure(figsize=(2.4 * columns, 2.6 * rows))  # no pyplot: the user's backend is never touched
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax, image, boxes, labels in zip(axes.flat, batch.images, batch.boxes, batch.box_labels):
         ax.imshow(image.mean(0), cmap="gray", vmin=0, vmax=1)
         for box, label in zip(boxes, labels.tolist()):
@@ -44,7 +45,6 @@ def samples_with_boxes(batch, class_names: list[str], path: Path, columns: int =
         ax.set_axis_off()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -87,33 +87,34 @@ def box_pointing_game(ce: CEMap, dataset, limit: int = POINTING_PAIRS) -> dict:
     return {"n": len(hits), "hit_rate": float(hits.float().mean()), "per_finding": per_finding}
 
 
-def run_overview(dataset: str = "mnist5k", out: Path = Path("out/demo"), n_images: int = 8, seed: int = 0) -> dict:
-    """Run the study and return the metrics it wrote to ``out/metrics.json``."""
+def run_overview(ctx: StudyContext, n_images: int = 8) -> dict:
+    """Classifier quality, autoencoder fidelity, CE maps and clean latent profiles of ``n_images`` seeded test images.
+
+    Writes ``metrics.json`` (returned), ``ce_maps.png``, ``latent_profiles.png`` and, for data with boxes,
+    ``samples.png`` into ``ctx.out``.
+    """
+    out = ctx.out
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    train, test = get_dataset(dataset, split="train"), get_dataset(dataset, split="test")
-    model_name = default_model_for(dataset)
-    clf = get_model(model_name)
+    test, clf = ctx.test, ctx.classifier
     test_all = test.batch(range(len(test)))
     timings["model"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    fitted = fit_autoencoder(clf, stack_images(train), data_key=f"{dataset}-train")
+    fitted = ctx.autoencoder
     fid = fidelity(fitted, clf, test_all.images)
     timings["autoencoder"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    torch.manual_seed(seed)
-    chosen = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n_images].tolist()
+    chosen = torch.randperm(len(test), generator=torch.Generator().manual_seed(ctx.seed))[:n_images].tolist()
     batch = test.batch(chosen)
-    ce = CEMap(clf)
-    maps = ce.attribute(batch.images)
-    profiles = LatentCE(clf, fitted).attribute(batch.images)
+    pipeline = ImagePipeline(clf, fitted)
+    result = pipeline(batch.images)
+    maps, profiles = result.maps["ce"], result.latent
     timings["effects"] = time.perf_counter() - t
 
-    with torch.inference_mode():
-        pred = clf.decisions(clf.predict_proba(batch.images))
+    pred = clf.decisions(result.probs)
     titles = [f"{i}: pred {clf.class_names[int(p)]}" if not clf.multilabel else i for i, p in zip(batch.ids, pred)]
     has_boxes = any(len(b) for b in test_all.boxes)
     figures = {
@@ -121,14 +122,15 @@ def run_overview(dataset: str = "mnist5k", out: Path = Path("out/demo"), n_image
         "latent_profiles": profile_bars({"clean": profiles}, out / "latent_profiles.png").name,
     }
     localisation = {}
+    ce = pipeline.cemap
     if has_boxes:
         t = time.perf_counter()
         localisation = {"ce_map_pointing_game": box_pointing_game(ce, test)}
         timings["pointing_game"] = time.perf_counter() - t
         figures["samples"] = samples_with_boxes(batch, test.class_names, out / "samples.png").name
     metrics = {
-        "dataset": dataset,
-        "model": model_name,
+        "dataset": ctx.dataset,
+        "model": ctx.model,
         "layer": fitted.layer,
         "split_method": fitted.split.method,
         "classifier": classifier_quality(clf, test_all.images, test_all.labels),
