@@ -449,3 +449,9 @@ def test_zero_byte_cache_file_is_named_not_silent(tmp_path, capsys):
     with pytest.raises(CemapError, match="autoencoder.pt") as info:
         load_autoencoder(layout, None)
     assert "empty" in str(info.value)
+
+
+def test_any_failed_command_leaves_no_empty_out_folder(tmp_path, capsys):
+    out = tmp_path / "a" / "b"
+    code, _, err = run_cli(["evaluate", "--dataset", "nosuch", "--out", out], capsys)
+    assert code == 2 and not (tmp_path / "a").exists(), err
