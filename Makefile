@@ -6,10 +6,11 @@ PYTHON ?= python3
 
 .PHONY: demo test test-slow browser bench clean
 
-$(STAMP): pyproject.toml
+# pyproject.toml states compatible ranges; constraints.txt pins the versions this repository is tested with.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt torch torchvision
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 # Headless Chromium (Debian package) for the report's browser tests, driven by Playwright's Python package
