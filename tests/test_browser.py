@@ -10,6 +10,8 @@ first screen (1280 x 800)::
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import shutil
@@ -19,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cemap.report.explorer import ExplorerItem, save_explorer_items
+from cemap.report.explorer import ExplorerItem, image_uint8, save_explorer_items
 from cemap.report.html import write_report
 
 pytestmark = pytest.mark.browser
@@ -54,6 +56,11 @@ class Page:
 
     def js(self, expression: str):
         return self.page.evaluate(expression)
+
+
+def decode(uri: str) -> np.ndarray:
+    assert uri.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
 
 
 def synthetic_run(out: Path) -> list[ExplorerItem]:
@@ -92,6 +99,7 @@ def test_explorer_opens_the_right_image_shows_every_map_and_switches_methods(bro
         big = pg.locator("#xp-main img[data-role=image]")
         assert big.get_attribute("src") == thumbs.nth(k).locator("img").get_attribute("src")  # the image itself, in its own colours
         assert big.get_attribute("alt") == items[k].id
+        np.testing.assert_array_equal(decode(big.get_attribute("src")), image_uint8(items[k].image))  # its own pixels and colours
         shown = pg.locator("#xp-maps figure").evaluate_all("fs => fs.map(f => f.getAttribute('data-method'))")
         assert shown == list(items[k].maps)
         decoded = pg.locator("#xp-maps img").evaluate_all("is => is.map(i => i.complete && i.naturalWidth)")

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from cemap.errors import CemapError
-from cemap.report.explorer import ExplorerItem, items_from_run, load_explorer_items, merge_items, save_explorer_items
+from cemap.report.explorer import ExplorerItem, image_uint8, items_from_run, load_explorer_items, merge_items, save_explorer_items
 from cemap.report.headline import concept_labels, headlines
 from cemap.report.html import render_html, write_report
 from cemap.report.numbers import interval, number, show
@@ -164,6 +164,8 @@ def test_explorer_file_round_trip_and_merge(tmp_path):
     back, names = load_explorer_items(tmp_path / "explorer.npz")
     assert names == ["no", "yes"] and [b.id for b in back] == ["img_0.png", "img_1.png"]
     assert back[0].image.shape == (32, 32, 3) and back[0].image.dtype == np.uint8
+    np.testing.assert_array_equal(image_uint8(back[0].image), back[0].image)  # a loaded image is shown as saved, not rescaled
+    np.testing.assert_array_equal(back[0].image, image_uint8(original[0].image))
     np.testing.assert_allclose(back[1].maps["CE map"], original[1].maps["CE map"], rtol=1e-6)
     assert back[0].boxes.tolist() == [[2, 3, 10, 12]] and back[0].target == 1 and back[0].labels == [1]
     extra = ExplorerItem(id="img_0.png", maps={"occlusion": np.ones((32, 32))}, source="evaluation")

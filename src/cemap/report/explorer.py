@@ -68,7 +68,9 @@ def _array(value: Any) -> np.ndarray | None:
 
 
 def image_uint8(image: Any) -> np.ndarray:
-    """[0, 1] image of any common layout -> uint8 H x W or H x W x 3 (its own colours)."""
+    """[0, 1] image (or uint8 0..255) of any common layout -> uint8 H x W or H x W x 3 (its own colours)."""
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8:
+        image = image.astype(np.float32) / 255.0
     a = _array(image)
     if a.ndim == 3 and a.shape[0] in (1, 3):  # C x H x W, torch's layout
         a = np.moveaxis(a, 0, -1)

@@ -426,7 +426,12 @@ def dataset_run_section(run: RunFolder) -> str:
         return ""
     text = how("A dataset-scale run (cemap run): per-image rows in shards/*.parquet and maps in shards/*.npz; unreadable images are listed in errors.jsonl.")
     facts = {k: manifest.get(k) for k in ("n_images", "n_rows", "n_errors", "complete") if k in manifest}
-    return section("Dataset-scale run", text + (key_values(facts) if facts else "") + raw_details(manifest, "The whole manifest", skip=("class_names", "columns")), "dataset-run")
+    body = text + (key_values(facts) if facts else "")
+    unreadable = getattr(run, "unreadable", None) or []
+    if unreadable:
+        body += f"<h3>Images that could not be read ({len(unreadable)})</h3>" + table(unreadable[:200])
+        body += missing(f"{len(unreadable) - 200} more in errors.jsonl") if len(unreadable) > 200 else ""
+    return section("Dataset-scale run", body + raw_details(manifest, "The whole manifest", skip=("class_names", "columns")), "dataset-run")
 
 
 def timings_section(run: RunFolder) -> str:
