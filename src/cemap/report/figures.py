@@ -90,16 +90,23 @@ def overlay_grid(
     return save(fig, path)
 
 
-def channel_labels(k: int, concepts: dict[int, str] | None = None) -> list[str]:
-    """``Z0`` .. ``Z{k-1}``, each followed by its concept where one is known (``Z2 - Effusion, AUROC 0.93``)."""
+def channel_labels(k: int, concepts: dict[int, str] | Sequence[str] | None = None) -> list[str]:
+    """``Z0`` .. ``Z{k-1}``, each followed by its concept where one is known (``Z2 - Effusion, AUROC 0.93``).
+
+    ``concepts`` is either channel -> words (``{2: "Effusion, AUROC 0.93"}``) or the k full labels
+    (``ConceptTable.labels()``: ``["Z0", "Z1 - Mass, AUROC 0.91", ...]``).
+    """
+    if isinstance(concepts, (list, tuple)):
+        return [str(t) for t in concepts] if len(concepts) == k else channel_labels(k)
     concepts = concepts or {}
     return [f"Z{j} - {concepts[j]}" if concepts.get(j) else f"Z{j}" for j in range(k)]
 
 
-def profile_bars(profiles: dict[str, torch.Tensor], path: Path, ylabel: str = "latent CE (ECE)", concepts: dict[int, str] | None = None) -> Path:
+def profile_bars(profiles: dict[str, torch.Tensor], path: Path, ylabel: str = "latent CE (ECE)", concepts: dict[int, str] | Sequence[str] | None = None) -> Path:
     """Mean +- std latent CE per concept channel, one bar group per condition (clean, masked, adversarial...).
 
-    ``concepts`` (channel -> words, e.g. ``{2: "Effusion, AUROC 0.93"}``) labels the channels by what they respond to.
+    ``concepts`` (channel -> words, e.g. ``{2: "Effusion, AUROC 0.93"}``, or the k labels of
+    ``ConceptTable.labels()``) labels the channels by what they respond to.
     """
     names = list(profiles)
     k = next(iter(profiles.values())).shape[1]
