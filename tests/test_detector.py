@@ -154,10 +154,20 @@ def test_detect_command_quick(tmp_path):
         pytest.fail(f"cemap detect exited with {exc.code}")
     report = json.loads((tmp_path / "detection.json").read_text())
     assert report["protocol"]["only_successful_adversarials"] is True
-    assert {"FGSM eps=0.3", "PGD-Linf eps=0.3", "C&W-L2 kappa=5"} <= set(report["attacks"])
-    assert report["attacks"]["PGD-Linf eps=0.3"]["detection"]["ce"]["auroc"] > 0.7
-    assert report["adaptive"] and (tmp_path / "roc_curves.png").exists() and (tmp_path / "ce_detector.npz").exists()
-    assert CEDetector.load(tmp_path / "ce_detector.npz").n_features == len(report["signature"]["features"])
+    assert {"fgsm_high", "pgd_high", "pgd_minimal", "pgd_matched", "cw"} <= set(report["attacks"])
+    assert report["headline"] and all(c["claim"] and c["table"] for c in report["headline"])
+    unseen = [r for r in report["transfer"]["mix"] if not r["seen"]]
+    assert {r["attack"] for r in unseen} >= {"pgd_minimal", "pgd_matched", "cw"}
+    for r in unseen:
+        for m, cell in r["supervised"].items():
+            if cell is not None:
+                assert cell["auroc"]["low"] <= cell["auroc"]["estimate"] <= cell["auroc"]["high"], m
+    assert set(report["adaptive"]) == {"ce", "msp", "feature_squeezing", "lid", "mahalanobis", "logit_stats"}
+    for a in report["adaptive"].values():
+        assert a["gradient_check"]["nonzero_share"] > 0 and 0 <= a["worst_case_per_image"]["evasion_rate"] <= 1
+    assert (tmp_path / "roc_curves.png").exists() and (tmp_path / "ce_detector.npz").exists()
+    features = report["detectors"][report["selection"]["mix"]["ce"]["variant"]]["features"]
+    assert CEDetector.load(tmp_path / "ce_detector.npz").n_features == len(features)
 
 
 def test_cedetector_is_a_scikit_learn_estimator():

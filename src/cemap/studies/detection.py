@@ -76,22 +76,23 @@ class StudyConfig:
     adaptive_restarts: int = 1
     lid_k: int = 20
     n_boot: int = 2000
+    seen_rows: bool = True  # also fit one detector per attack and score it on that attack (the "seen" rows)
     seed: int = 0
     signature: SignatureConfig = field(default_factory=SignatureConfig)
 
     @classmethod
     def quick(cls, seed: int = 0) -> "StudyConfig":
-        """A smoke-sized study (well under a minute on 2 cores): every table, few images, short attacks."""
-        return cls(n_fit=24, n_eval=24, n_reference=80, pgd_steps=10, minimal_steps=30, matched_steps=30, cw_steps=15, cw_search_steps=2,
-                   n_adaptive=8, adaptive_steps=10, adaptive_checkpoints=(5, 10), adaptive_weights=(0.1, 1.0), adaptive_restarts=1,
-                   lid_k=10, n_boot=300, seed=seed)
+        """A smoke-sized study: every attack, detector and table of the transfer protocol on a handful of images."""
+        return cls(n_fit=16, n_eval=16, n_reference=60, pgd_steps=5, minimal_steps=20, matched_steps=20, cw_steps=10, cw_search_steps=2,
+                   n_adaptive=6, adaptive_steps=5, adaptive_checkpoints=(5,), adaptive_weights=(1.0,), adaptive_restarts=1,
+                   lid_k=10, n_boot=200, seen_rows=False, seed=seed)
 
     @classmethod
     def demo(cls, seed: int = 0) -> "StudyConfig":
-        """The size ``cemap demo`` runs (about a minute on 2 cores): the full protocol on fewer images, a shorter sweep."""
-        return cls(n_fit=48, n_eval=48, n_reference=150, pgd_steps=10, minimal_steps=40, matched_steps=40, cw_steps=25, cw_search_steps=3,
-                   n_adaptive=12, adaptive_steps=20, adaptive_checkpoints=(5, 20), adaptive_weights=(0.1, 1.0, 10.0), adaptive_restarts=1,
-                   lid_k=15, n_boot=1000, seed=seed)
+        """The size ``cemap demo`` runs (about a minute on 2 free cores): the transfer protocol on fewer images, a short sweep."""
+        return cls(n_fit=32, n_eval=32, n_reference=100, pgd_steps=10, minimal_steps=30, matched_steps=30, cw_steps=15, cw_search_steps=2,
+                   n_adaptive=8, adaptive_steps=10, adaptive_checkpoints=(5, 10), adaptive_weights=(0.1, 1.0), adaptive_restarts=1,
+                   lid_k=15, n_boot=1000, seen_rows=False, seed=seed)
 
     @classmethod
     def sized(cls, size: str, seed: int = 0) -> "StudyConfig":
@@ -428,7 +429,7 @@ def run_detection_study(dataset: str = "mnist5k", model: str | None = None, out:
     regimes = {"pgd_high": (SINGLE,), "mix": MIX}
     fitted = {name: {m: study.fit(m, sources) for m in METHODS} for name, sources in regimes.items()}
     seen_rows = []
-    for key in study.specs:
+    for key in study.specs if cfg.seen_rows else ():
         per_attack = fitted[SINGLE] if key == SINGLE else {m: study.fit(m, (key,)) for m in METHODS}
         seen_rows.append(study.row(key, key, per_attack, seen=True))
     transfer_rows = {name: [study.row(key, name, fitted[name], seen=key in sources) for key in study.specs] for name, sources in regimes.items()}
@@ -555,9 +556,9 @@ def table(seen_rows: list[dict], transfer_rows: dict, adaptive: dict, attacks: d
     rows = []
     for group, rs in (("seen", seen_rows), ("fit on PGD high", transfer_rows["pgd_high"]), ("fit on mix", transfer_rows["mix"])):
         for r in rs:
-            if group != "seen" and r["seen"]:
+            if group != "seen" and r["seen"] and seen_rows:
                 continue
-            row = {"row": f"{group}: {r['label']}", "success_rate": round(attacks[r["attack"]]["eval"]["success_rate"] or 0.0, 3), "n": r["n_adversarial"]}
+            row = {"row": f"{group}: {r['label']}" + (" (seen)" if group != "seen" and r["seen"] else ""), "success_rate": round(attacks[r["attack"]]["eval"]["success_rate"] or 0.0, 3), "n": r["n_adversarial"]}
             for m in METHODS:
                 c = r["supervised"].get(m)
                 row[f"{m}_auroc"] = _fmt(c["auroc"]) if c else "-"
