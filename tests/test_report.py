@@ -302,3 +302,14 @@ def test_dataset_run_manifest_is_rendered(tmp_path):
     html = render_html(read_run_folder(tmp_path))
     assert "chexnet" in html and "Low fidelity" in html and "Dataset-scale run" in html and "n_rows" in html
     assert "The autoencoder is NOT faithful" in section_of(html, "headline")
+
+
+def test_many_json_files_keep_the_study_results_downloadable(full_run, monkeypatch):
+    import cemap.report.run_folder as rf
+
+    for i in range(5):
+        (full_run / f"{i:04d}_image.json").write_text(json.dumps({"pad": "x" * 400}))
+    monkeypatch.setattr(rf, "MAX_DOWNLOADS_TOTAL", 1500)
+    run = read_run_folder(full_run)
+    assert {"metrics.json", "evaluation.json", "detection.json"} <= set(run.downloads) and len(run.downloads) < 8
+    assert any("more JSON files" in p and "not embedded" in p for p in run.problems)

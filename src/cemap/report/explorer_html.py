@@ -188,7 +188,7 @@ EXPLORER_JS = r"""
   function renderProfile(item) {
     var box = byId("xp-profile");
     box.textContent = "";
-    if (!item.profile) { box.appendChild(el("p", "xp-note", "Not computed for this image (no autoencoder in this run).")); return; }
+    if (!item.profile) { box.appendChild(el("p", "xp-note", "Not saved for this image (the study that explained it computed no latent profile).")); return; }
     var scale = Math.max.apply(null, item.profile.map(Math.abs)) || 1;
     item.profile.forEach(function (v, j) {
       var label = "Z" + j + (concepts[j] ? " - " + concepts[j] : "");

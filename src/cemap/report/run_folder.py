@@ -22,6 +22,7 @@ from .explorer import FILE_GLOB, ExplorerItem, items_from_run, load_explorer_ite
 
 RESULT_FILES = ("metrics", "study", "evaluation", "detection", "latent_controls", "latent_concepts", "explain", "manifest")
 MAX_DOWNLOAD_BYTES = 4_000_000  # JSON files larger than this are listed, not embedded
+MAX_DOWNLOADS_TOTAL = 8_000_000  # and beyond this many bytes only the study results are
 IMAGE_SUFFIXES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
 MAX_FIGURES = 200
 MAX_DEPTH = 3
@@ -156,14 +157,26 @@ def read_run_folder(path: str | Path) -> RunFolder:
             run.problems.append(f"{name} is not a readable image ({exc.__class__.__name__})")
             continue
         run.figures.append(Figure(file, name, figure_section(f"{keys.get(file.name, '')} {file.stem}"), width, height))
-    for file in files:
-        if file.suffix.lower() == ".json" and file.parent == root:
-            if file.stat().st_size <= MAX_DOWNLOAD_BYTES:
-                run.downloads[file.name] = file.read_bytes()
-            else:
-                run.problems.append(f"{file.name} is too large to embed for download ({file.stat().st_size:,} bytes); it stays in the folder")
+    read_downloads(run, [f for f in files if f.suffix.lower() == ".json" and f.parent == root])
     read_explorer(run)
     return run
+
+
+def read_downloads(run: RunFolder, files: list[Path]) -> None:
+    """The JSON files the report offers for download: the study results first, then others while the budget lasts."""
+    studies = {f"{k}.json" for k in RESULT_FILES}
+    total, skipped = 0, []
+    for file in sorted(files, key=lambda f: (f.name not in studies, f.name)):
+        size = file.stat().st_size
+        if size > MAX_DOWNLOAD_BYTES:
+            run.problems.append(f"{file.name} is too large to embed for download ({size:,} bytes); it stays in the folder")
+        elif total + size > MAX_DOWNLOADS_TOTAL and file.name not in studies:
+            skipped.append(file.name)
+        else:
+            run.downloads[file.name] = file.read_bytes()
+            total += size
+    if skipped:
+        run.problems.append(f"{len(skipped)} more JSON files (e.g. {skipped[0]}) are not embedded for download, to keep the report small; they stay in the folder")
 
 
 def check_is_run_folder(root: Path, run: RunFolder) -> None:
