@@ -154,7 +154,9 @@ def test_explorer_script_is_the_only_one_and_allowed_by_its_hash(full_run):
     assert len(executable) == 1 and len(scripts) == 2
     digest = base64.b64encode(hashlib.sha256(executable[0].encode()).digest()).decode()
     csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
-    assert f"script-src 'sha256-{digest}'" in csp and "unsafe-inline" not in csp.split("script-src")[1]
+    assert f"script-src 'sha256-{digest}'" in csp and "unsafe" not in csp
+    style = re.search(r"<style>(.*?)</style>", html, flags=re.S).group(1)
+    assert f"style-src 'sha256-{base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()}'" in csp
     assert html.count('class="xp-thumb"') == 3 and "Image explorer (3 images)" in html
 
 

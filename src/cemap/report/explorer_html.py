@@ -257,7 +257,7 @@ PANEL_HTML = """
 
 
 def script_hash(script: str = EXPLORER_JS) -> str:
-    """The CSP source that allows exactly this inline script: ``'sha256-...'``."""
+    """The CSP source that allows exactly this inline script (or style sheet): ``'sha256-...'``."""
     return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii") + "'"
 
 

@@ -26,8 +26,7 @@ from .headline import Claim, concept_labels, concept_rows, fidelity_sentence, he
 from .numbers import is_interval, number, show
 from .run_folder import Figure, RunFolder, read_run_folder
 
-CSP_BASE = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-CSP = CSP_BASE  # a report without the explorer runs no script at all
+CSP_BASE = "default-src 'none'; img-src data:; base-uri 'none'; form-action 'none'"
 MAX_LIST = 8  # longer lists of numbers are summarised, not printed
 CLAIMS_PER_SOURCE = 2  # headline claims per study file on the first screen
 HEADLINE_ROWS = 6  # rows of the one table on the first screen
@@ -474,8 +473,9 @@ NAV = [("headline", "Findings"), ("settings", "Settings"), ("explorer", "Images"
        ("maps", "Maps"), ("profiles", "Profiles"), ("evaluation", "Evaluation"), ("detection", "Detection"), ("values", "All values"), ("files", "Files")]
 
 
-def content_security_policy(script: str) -> str:
-    return CSP_BASE + (f"; script-src {script_hash(script)}" if script else "; script-src 'none'")
+def content_security_policy(script: str, style: str) -> str:
+    """Only this page's own style sheet and script run, each allowed by its SHA-256 hash (none: no script at all)."""
+    return CSP_BASE + f"; style-src {script_hash(style)}" + (f"; script-src {script_hash(script)}" if script else "; script-src 'none'")
 
 
 def render_html(run: RunFolder) -> str:
@@ -490,11 +490,12 @@ def render_html(run: RunFolder) -> str:
     ]
     body = "".join(sections)
     nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in NAV if f'id="{a}"' in body)
+    style = CSS + (EXPLORER_CSS if script else "")
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy(script)}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy(script, style)}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{CSS}{EXPLORER_CSS}</style></head><body>"
+        f"<title>{esc(title)}</title><style>{style}</style></head><body>"
         f"<header><h1>{esc(title)}</h1><p>{esc(str(run.path))} &middot; cemap {esc(__version__)} &middot; {esc(stamp)}</p><nav>{nav}</nav></header>"
         f"<main>{body}</main>" + (f"<script>{script}</script>" if script else "") + "</body></html>"
     )
