@@ -455,3 +455,28 @@ def test_any_failed_command_leaves_no_empty_out_folder(tmp_path, capsys):
     out = tmp_path / "a" / "b"
     code, _, err = run_cli(["evaluate", "--dataset", "nosuch", "--out", out], capsys)
     assert code == 2 and not (tmp_path / "a").exists(), err
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 64 kB tmpfs (a really full disk) where this machine lets the test mount one; skipped elsewhere (ENOSPC is simulated above)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    yield mount
+    if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)  # torch's writer may keep a handle open after the failure
+
+
+def test_a_really_full_disk_keeps_the_old_entry_and_no_temporary_file(small_fs):
+    from cemap.cache import load_weights, save_atomic
+
+    path = small_fs / "entry.pt"
+    save_atomic({"w": torch.zeros(10)}, path)
+    with pytest.raises(CemapError, match="no space left") as info:
+        save_atomic({"w": torch.zeros(100_000)}, path)
+    assert "entry.pt" in str(info.value)
+    assert sorted(p.name for p in small_fs.iterdir()) == ["entry.pt"]
+    assert torch.equal(load_weights(path)["w"], torch.zeros(10))

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -66,12 +67,29 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 def disk_full_error(path: Path, exc: BaseException) -> CemapError:
-    return CemapError(f"no space left on the device while writing {path}", f"free some space (or point --out / CEMAP_CACHE elsewhere) and rerun; nothing already written was lost")
+    path = Path(path)
+    in_run = any((p / "config.json").is_file() for p in (path.parent, path.parent.parent))  # inside a cemap run folder
+    again = "continue with the same command plus --resume: every committed shard is kept" if in_run else "rerun: nothing already written was lost"
+    return CemapError(f"no space left on the device while writing {path}", f"free some space (or choose another --out / CEMAP_CACHE), then {again}")
+
+
+def torch_writer_error(exc: BaseException) -> bool:
+    """torch.save's zip writer reports a failed write (a full disk among others) as a RuntimeError without errno."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("inline_container" in text or "unexpected pos" in text or "PytorchStreamWriter" in text)
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 4 << 20
+    except OSError:
+        return False
 
 
 def write_failed(path: Path, exc: BaseException) -> CemapError:
     """The one-line error for a failed write of ``path``."""
-    if is_disk_full(exc):
+    path = Path(path)
+    if is_disk_full(exc) or (torch_writer_error(exc) and _nearly_full(path.parent)):
         return disk_full_error(path, exc)
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
     return CemapError(f"could not write {path} ({reason})", "check that the folder is writable and has free space")

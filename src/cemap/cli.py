@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+from pathlib import Path
 
 import typer
 import typer.core
@@ -89,12 +90,12 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"error: {message}{hint}", err=True)
         sys.exit(2)
     except (OSError, RuntimeError) as exc:
-        from .cache import is_disk_full
+        from .cache import _nearly_full, is_disk_full, torch_writer_error
 
-        if not is_disk_full(exc):
-            raise
         where = next((e.filename for e in _chain(exc) if isinstance(e, OSError) and e.filename), None)
-        _fail(f"no space left on the device{f' while writing {where}' if where else ''} (free some space and rerun; with cemap run, --resume keeps every committed shard)")
+        if not (is_disk_full(exc) or torch_writer_error(exc) and _nearly_full(Path(where or ".").parent)):
+            raise
+        _fail(f"no space left on the device{f' while writing {where}' if where else ''} (free some space and rerun; a cemap run continues with --resume and keeps every committed shard)")
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:

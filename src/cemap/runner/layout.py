@@ -177,9 +177,9 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:  # a full disk: one line naming the file, never half a file
-        from ..cache import is_disk_full, write_failed
+        from ..cache import is_disk_full, torch_writer_error, write_failed
 
-        if isinstance(exc, OSError) or is_disk_full(exc):
+        if isinstance(exc, OSError) or is_disk_full(exc) or torch_writer_error(exc):
             raise write_failed(path, exc) from exc
         raise
     finally:
