@@ -67,8 +67,20 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _track_out(argv: list[str]) -> None:
+    """Note the folders of ``--out`` that do not exist yet: a failed command removes them again when they stay empty."""
+    from .commands.common import _CREATED, track_output
+
+    _CREATED.clear()  # only this command's folders (tests run several commands in one process)
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if arg in ("--out", "-o") and i + 1 < len(argv) else arg.partition("=")[2] if arg.startswith("--out=") else None
+        if value:
+            track_output(Path(value))
+
+
 def main(argv: list[str] | None = None) -> None:
     _load_commands()
+    _track_out(list(sys.argv[1:] if argv is None else argv))
     tune_allocator()  # the command owns its process; `import cemap` alone never retunes the allocator
     try:
         app(args=argv, prog_name="cemap", standalone_mode=False)
