@@ -40,7 +40,8 @@ def evaluate(
     out: Path = typer.Option(Path("out/evaluate"), "--out", "-o", help="Folder for evaluation.json and overlays.png."),
     benchmark: bool = typer.Option(False, "--benchmark", help="Issue 16's held-out protocol (synthcxr only): every figure with a paired bootstrap 95% interval, "
                                    "CE chosen on train, reported on a held-out generator seed for each model and size. Long: minutes to hours on 2 cores."),
-    models: str = typer.Option("cxr-cnn,resnet18-cxr", "--models", help="--benchmark: comma-separated models (trained on first use)."),
+    models: str = typer.Option("cxr-cnn,resnet18-slim-cxr", "--models", help="--benchmark: comma-separated models, trained on first use "
+                               "(resnet18-cxr: full-width ResNet-18, hours to train on 2 cores)."),
     sizes: str = typer.Option("64,128", "--sizes", help="--benchmark: comma-separated synthcxr image sizes."),
     heldout_seed: int = typer.Option(None, "--heldout-seed", help="--benchmark: synthcxr generator seed of the held-out test split (default 20261130)."),
     n_faithful: int = typer.Option(64, "--n-faithful", help="--benchmark: pairs for ROAD / deletion / insertion."),

@@ -1,4 +1,8 @@
-"""resnet18-cxr: torchvision's ResNet-18 trained from scratch on synthcxr, the benchmark's second model family.
+"""resnet18-cxr and resnet18-slim-cxr: ResNet-18s trained from scratch on synthcxr, the benchmark's second model family.
+
+``resnet18-slim-cxr`` (ResNet-18's topology at a quarter of its width) is the one the shared
+2-core machine could train during the session that built the benchmark; ``resnet18-cxr`` is
+torchvision's full-width ResNet-18 for a machine with time to train it.
 
 Issue 16 asks for DenseNet-121 (CheXNet's architecture) "if it trains in about 30 minutes on 2
 cores". It does not here: a DenseNet-121 forward at 128 px is ~0.95 GFLOP (ResNet-18: ~0.6) and,
@@ -47,3 +51,64 @@ def resnet18_cxr(weights: str | None = None, train_config: dict | None = None, s
         cam_layer="layer4", name="resnet18-cxr",
     )
 
+
+
+SLIM_CONFIG = {"arch": "resnet18-slim-1ch-16-32-64-128", "epochs": 8, "lr": 3e-3, "batch_size": 32, "max_shift": 3, "seed": 0}
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else None
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class SlimResNet18(nn.Module):
+    """ResNet-18's topology (stem, 4 stages of 2 basic blocks, global pooling, linear head) at a quarter of its width."""
+
+    def __init__(self, classes: int, widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, widths[0], 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        stages, cin = [], widths[0]
+        for i, w in enumerate(widths):
+            stages.append(nn.Sequential(_BasicBlock(cin, w, 1 if i == 0 else 2), _BasicBlock(w, w, 1)))
+            cin = w
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(widths[-1], classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+@register_model("resnet18-slim-cxr")
+def resnet18_slim_cxr(weights: str | None = None, train_config: dict | None = None, size: int = 64) -> Classifier:
+    """ResNet-18 topology at quarter width (16-32-64-128 channels, ~0.7 M parameters) for synthcxr at ``size`` px.
+
+    The benchmark's second model family on the shared 2-core machine, where full-width ResNet-18
+    (5.6 s per batch of 32 at 64 px measured on a quiet machine, several times that under the
+    session's load) could not be trained in the time available; same blocks, residual
+    connections, batch-norm and 1/32-resolution CAM layer as ResNet-18, 1/16 of its FLOPs.
+    """
+    config = {**SLIM_CONFIG, **(train_config or {}), "size": size, "data_version": GENERATOR_VERSION}
+    net = builtin_weights(
+        "resnet18-slim-cxr", lambda: SlimResNet18(len(FINDINGS)), config, lambda: get_dataset("synthcxr", split="train", size=size),
+        multilabel=True, weights=weights,
+    )
+    return Classifier(
+        net, class_names=FINDINGS, head="sigmoid", input_shape=(1, size, size), layers=LAYERS, default_layer="layer2",
+        cam_layer="layer4", name="resnet18-slim-cxr",
+    )

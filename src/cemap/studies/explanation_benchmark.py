@@ -66,7 +66,7 @@ FLOORS = ("random", "centre")
 class BenchmarkConfig:
     """Everything that fixes the benchmark's numbers (written into evaluation.json)."""
 
-    models: tuple[str, ...] = ("cxr-cnn", "resnet18-cxr")
+    models: tuple[str, ...] = ("cxr-cnn", "resnet18-slim-cxr")
     sizes: tuple[int, ...] = (64, 128)
     heldout_seed: int = HELDOUT_SEED
     n_images: int = 100  # held-out test images with boxes per (model, size)
@@ -87,6 +87,7 @@ class BenchmarkConfig:
 def _register_peers() -> None:
     """RISE, Kernel SHAP and ce-ms register on import (not yet in cemap.explain's default list, which the demo runs)."""
     from ..explain import ce_multiscale, rise, superpixels  # noqa: F401
+    from ..models import synthcxr_resnet  # noqa: F401  (registers resnet18-cxr, resnet18-slim-cxr)
 
 
 def _generator(seed: int, stream: str) -> torch.Generator:
