@@ -172,3 +172,20 @@ def test_a_real_run_folder_renders_and_its_first_screen_states_the_findings(brow
         pg.screenshot(path=shot)  # the first screen, 1280 x 800
     assert page.errors == [], f"console errors: {page.errors}"
     pg.close()
+
+
+@needs_chromium
+def test_the_checks_are_not_vacuous(browser, tmp_path):
+    """A broken image, a script the CSP blocks and a console error are all seen by the checks above."""
+    page_file = tmp_path / "bad.html"
+    page_file.write_text(
+        "<!DOCTYPE html><html><head><meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:\">"
+        "<title>t</title></head><body><img alt=\"bad\" src=\"data:image/png;base64,AAAA\"><script>window.__pwned = 1</script>"
+        "<img src=x onerror=\"window.__pwned = 2\"></body></html>"
+    )
+    page = Page(browser, page_file)
+    page.page.wait_for_load_state("load")
+    broken = page.page.locator("img").evaluate_all("is => is.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt)")
+    assert "bad" in broken and page.js("window.__pwned") is None
+    assert any("Content Security Policy" in e for e in page.errors), page.errors
+    page.page.close()
