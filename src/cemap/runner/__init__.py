@@ -8,6 +8,8 @@ folder is on a filesystem they all see). Read it back without recomputing:
 
 Folder format (``cemap-run/2``)::
 
+    .lock                  held (fcntl.flock, the holder's PID inside) by the one process that writes here;
+                           a second cemap run on the folder is refused at once, naming that PID
     config.json            what determines the results (RunConfig + model weight fingerprint);
                            written first, compared on --resume
     autoencoder.pt         the latent autoencoder every session and rank uses (weights_only
@@ -31,7 +33,9 @@ Row columns: ``index`` (position in the dataset split), ``id``, ``label`` (singl
 code channel) and, per attack A, ``A.success``, ``A.linf``, ``A.l2``, ``A.probs``, ``A.latent_ce``.
 
 Files are written to a temporary sibling and renamed (``os.replace``), so a kill leaves at most
-temporary files, which ``--resume`` deletes before recomputing the shards that lack a table.
+temporary files, which ``--resume`` deletes (under the lock, and never one whose writer is still
+alive) before recomputing the shards that lack a table. A full disk stops the run with one line
+naming the file; every committed shard stays, and ``--resume`` continues once there is space.
 A dataset reports an unreadable item by raising CemapError (or OSError) from ``__getitem__``;
 it may define ``item_id(index)`` so the errors file names the item.
 """
