@@ -236,11 +236,16 @@ PLAN_WORDS = {
 def settings_words(run: RunFolder) -> list[str]:
     words = []
     dataset, model = _first(run, "dataset"), _first(run, "model")
-    if dataset or model:
+    explain = run.get("explain")
+    if explain is not None and not dataset:
+        words.append(f"Model {model or 'not recorded'} on {number(explain.get('n_images'))} image files given to cemap explain.")
+    elif dataset or model:
         words.append(f"Model {model or 'not recorded'} on dataset {dataset or 'not recorded'}"
                      + (f" (split: {_first(run, 'split')})" if _first(run, "split") else "") + ".")
-    layer, split = _first(run, "layer"), _first(run, "split_method")
     ae = _first(run, "autoencoder")
+    layer, split = _first(run, "layer"), _first(run, "split_method")
+    if isinstance(ae, dict):  # a cemap run keeps them with its autoencoder
+        layer, split = layer or ae.get("layer"), split or ae.get("split_method")
     if layer:
         text = f"Latent interventions at layer {layer}"
         if split:
@@ -248,9 +253,19 @@ def settings_words(run: RunFolder) -> list[str]:
         if isinstance(ae, dict) and ae.get("code_channels"):
             text += f", through an autoencoder with {ae['code_channels']} concept channels Z0..Z{int(ae['code_channels']) - 1}"
         words.append(text + ".")
-    ce = _first(run, "ce_map")
+    ce = _first(run, "ce_map") or (run.get("manifest") or {}).get("cemap")
     if isinstance(ce, dict):
         words.append(_ce_words(ce))
+    value = ((run.get("manifest") or {}).get("config") or {}).get("value")
+    if value is not None:
+        words.append(f"Latent intervention: do(Z_j = {value}).")
+    attacks = (run.get("manifest") or {}).get("attacks")
+    if isinstance(attacks, dict) and attacks:
+        said = []
+        for name, budget in attacks.items():
+            b = budget if isinstance(budget, dict) else {}
+            said.append(f"{name}" + (f" ({str(b.get('norm', '')).replace('linf', 'L-inf').replace('l2', 'L2')} eps {number(b['eps'])})" if "eps" in b else ""))
+        words.append("Attacks per image: " + ", ".join(said) + ".")
     methods = _first(run, "methods")
     if isinstance(methods, list) and methods:
         words.append("Explanation methods: " + ", ".join(map(str, methods)) + ".")
@@ -261,7 +276,13 @@ def settings_words(run: RunFolder) -> list[str]:
         words.append(mode + ", ".join(said) + ".")
     evaluation = run.get("evaluation")
     if isinstance(evaluation, dict) and evaluation.get("n_pairs") is not None:
-        words.append(f"Evaluation over {number(evaluation.get('n_images'))} images ({number(evaluation.get('n_pairs'))} image-finding pairs).")
+        text = f"Evaluation over {number(evaluation.get('n_images'))} images ({number(evaluation.get('n_pairs'))} image-finding pairs)"
+        cfg = evaluation.get("config") if isinstance(evaluation.get("config"), dict) else {}
+        extra = [f"{cfg['steps']} deletion / insertion steps" if cfg.get("steps") else "", f"{cfg['n_robust']} pairs for robustness" if cfg.get("n_robust") else ""]
+        tuned = (evaluation.get("ce_tuning") or {}).get("chosen") if isinstance(evaluation.get("ce_tuning"), dict) else None
+        if isinstance(tuned, dict):
+            extra.append("CE settings chosen on the train split: " + ", ".join(f"{k} {v}" for k, v in tuned.items()))
+        words.append(text + (": " + "; ".join(e for e in extra if e) if any(extra) else "") + ".")
     seed = _first(run, "seed")
     if seed is not None:
         words.append(f"Random seed {seed}.")
