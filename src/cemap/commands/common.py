@@ -13,6 +13,25 @@ from ..progress import set_progress
 SEED = typer.Option(0, "--seed", help="Random seed for everything random in the run.")
 THREADS = typer.Option(0, "--threads", help="CPU threads for torch (0 = all cores).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars; only the final summary.")
+DEVICE = typer.Option("cpu", "--device", help="Where the model runs: cpu, cuda or cuda:N.")
+
+
+def check_device(device: str) -> str:
+    """``device`` when it is usable here; a one-line error (exit 2) for an unknown name or a GPU that is not present."""
+    from ..errors import CemapError
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise CemapError(f"unknown device {device!r}", "use cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CemapError(f"--device {device} but no CUDA device is visible", "use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CemapError(f"--device {device} but only {torch.cuda.device_count()} CUDA device(s) are visible", "use --device cuda:0")
+    elif dev.type != "cpu":
+        raise CemapError(f"unsupported device {device!r}", "use cpu, cuda or cuda:N")
+    return device
 
 # Folders this process created for its output: a failed command removes those left empty (cli.main).
 _CREATED: list[Path] = []
