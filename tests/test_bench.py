@@ -14,14 +14,18 @@ from cemap.causal.batching import balanced_chunks
 from cemap.cli import main
 
 
-def test_bench_quick_writes_every_section(tmp_path, capsys, mnist_clf):
+def test_bench_quick_writes_every_section(tmp_path, capsys, monkeypatch, mnist_clf):
+    import cemap.studies.bench as bench
+
+    monkeypatch.setattr(bench, "PEAK_GEMMS", ((256, 256, 256), (512, 128, 256)))  # small kernels: the structure is what is tested
+    monkeypatch.setattr(bench, "PEAK_CONVS", ((2, 16, 16, 28, 3),))
     out = tmp_path / "bench.json"
     try:
         main(["bench", "--quick", "--model", "mnist-cnn", "--repeats", "1", "--no-quality", "--threads", "1", "--out", str(out)])
     except SystemExit as exc:
         assert exc.code in (0, None)
     result = json.loads(out.read_text())
-    assert {"config", "environment", "model", "ce_map", "latent_sweep", "pgd", "efficiency"} <= set(result)
+    assert {"config", "environment", "model", "ce_map", "latent_sweep", "pgd", "efficiency", "incremental"} <= set(result)
     assert result["model"]["name"] == "mnist-cnn" and result["model"]["input_shape"] == [1, 28, 28]
     env = result["environment"]
     assert env["threads"] == 1 and env["torch"] == torch.__version__
@@ -51,11 +55,40 @@ def test_bench_quick_writes_every_section(tmp_path, capsys, mnist_clf):
 
     for precision in ("fp32", "bf16"):
         eff = result["efficiency"][precision]
-        assert eff["matmul_peak_gflops"] > 0 and eff["achieved_gflops"] > 0
-        assert math.isclose(eff["fraction_of_peak"], eff["achieved_gflops"] / eff["matmul_peak_gflops"])
+        assert eff["peak_gflops"] > 0 and eff["achieved_gflops"] > 0 and eff["effective_gflops"] >= eff["achieved_gflops"]
+        peak = eff["peak"]
+        assert peak["gflops"] == max(t["gflops"] for t in peak["trials"]) == peak["found_by"]["gflops"]
+        assert {t["kind"] for t in peak["trials"]} == {"gemm", "conv2d"} and "best of" in peak["method"]
+        if eff["above_peak"]:
+            assert eff["fraction_of_peak"] is None and "underestimated" in eff["flag"]
+        else:
+            assert math.isclose(eff["fraction_of_peak"], eff["achieved_gflops"] / eff["peak_gflops"])
+    assert 0 < result["efficiency"]["executed_gflop_per_image"] < result["efficiency"]["dense_map_gflop_per_image"]  # windows
     assert result["efficiency"]["forward_gflop_per_image"] > 0
+    inc = result["incremental"]
+    assert set(inc) == {"mnist-cnn", "resnet50"}
+    for row in inc.values():
+        assert row["max_abs_diff_vs_full_passes"] <= 1e-5 and row["speedup_vs_full_passes"] > 0 and row["s_per_image"]["full_passes"] > 0
     table = capsys.readouterr().out
     assert "ce_map" in table and "latent_sweep" in table and "efficiency" in table
+
+
+def test_a_fraction_above_the_peak_is_flagged_not_reported():
+    from cemap.studies.bench import fraction_of_peak
+
+    assert fraction_of_peak(50.0, 100.0) == {"fraction_of_peak": 0.5, "above_peak": False}
+    over = fraction_of_peak(139.0, 100.0)
+    assert over["fraction_of_peak"] is None and over["above_peak"] and "underestimated" in over["flag"]
+
+
+def test_bench_on_cuda_without_a_gpu_fails_with_one_line(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the no-GPU error cannot be shown here")
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--quick", "--device", "cuda"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no CUDA device" in err[0]
 
 
 def test_timed_takes_the_median_of_its_repeats():

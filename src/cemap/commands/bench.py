@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..cli import app
-from .common import SEED, THREADS, setup
+from .common import DEVICE, SEED, THREADS, check_device, setup
 
 
 @app.command()
@@ -24,19 +24,23 @@ def bench(
     quality: bool = typer.Option(True, "--quality/--no-quality",
                                  help="Also measure, with the trained cxr-cnn on synthcxr, adaptive vs dense maps (pointing game, "
                                       "rank correlation) and PGD success in fp32 vs bf16."),
+    resnet50: bool = typer.Option(True, "--resnet50/--no-resnet50", help="Also time ResNet-50 (random weights) CE maps with and without windows."),
+    device: str = DEVICE,
     seed: int = SEED,
     threads: int = THREADS,
 ) -> None:
     """Measure CE maps, latent sweeps, PGD and efficiency against the anchors; write JSON and print a table.
 
     Each figure is the median of the repeats after a warm-up, all in one run on the same inputs.
-    Example: cemap bench --out bench.json
+    Example: cemap bench --out bench.json   (on a GPU: cemap bench --device cuda)
     """
+    check_device(device)
     setup(seed, threads, quiet=True)
     from ..studies.bench import BenchConfig, format_table, run_bench
 
     overrides = {k: v for k, v in {"images": images, "repeats": repeats}.items() if v > 0}
-    base = dict(model=model, weights=weights, threads=threads, seed=seed, anchors_in_process=anchors_in_process, **overrides)
+    base = dict(model=model, weights=weights, threads=threads, seed=seed, anchors_in_process=anchors_in_process,
+                device=device, compare_resnet50=resnet50, **overrides)
     config = BenchConfig.quick(**base) if quick else BenchConfig(**base)
     result = run_bench(config, quality=quality)
     out.parent.mkdir(parents=True, exist_ok=True)
