@@ -315,3 +315,12 @@ def test_many_json_files_keep_the_study_results_downloadable(full_run, monkeypat
     run = read_run_folder(full_run)
     assert {"metrics.json", "evaluation.json", "detection.json"} <= set(run.downloads) and len(run.downloads) < 8
     assert any("more JSON files" in p and "not embedded" in p for p in run.problems)
+
+
+def test_explained_images_are_captioned_by_their_real_file_names(tmp_path):
+    png(tmp_path / "0000_scan_1_.png")
+    (tmp_path / "explain.json").write_text(json.dumps({"model": "m", "images": [{"file": "scan 1?.png", "overlay": "0000_scan_1_.png", "json": "0000_scan_1_.json"}],
+                                                       "figures": {"overlays": ["0000_scan_1_.png"]}}))
+    save_explorer_items(tmp_path, [ExplorerItem(id="ward 2/scan 1?.png", image=np.zeros((8, 8)), source="explain")])
+    html = render_html(read_run_folder(tmp_path))
+    assert "<figcaption>ward 2/scan 1?.png" in section_of(html, "maps") and "<td>ward 2/scan 1?.png</td>" in section_of(html, "explained")

@@ -136,17 +136,30 @@ def section(title: str, body: str, anchor: str) -> str:
     return f'<section id="{esc(anchor)}"><h2>{esc(title)}</h2>{body}</section>'
 
 
-def figure_html(fig: Figure) -> str:
+def figure_html(fig: Figure, caption: str | None = None) -> str:
+    """The figure inlined; its caption is what it shows (an explained file's real name) where known, else its file name."""
     data = base64.b64encode(fig.path.read_bytes()).decode("ascii")
+    text = esc(fig.name) if caption is None else f"{esc(caption)} <span class=\"src\">({esc(fig.name)})</span>"
     return (
-        f'<figure><img src="data:{fig.mime};base64,{data}" alt="{esc(fig.name)}" width="{fig.width}" height="{fig.height}">'
-        f"<figcaption>{esc(fig.name)}</figcaption></figure>"
+        f'<figure><img src="data:{fig.mime};base64,{data}" alt="{esc(caption or fig.name)}" width="{fig.width}" height="{fig.height}">'
+        f"<figcaption>{text}</figcaption></figure>"
     )
 
 
-def figures_html(figs: Iterable[Figure], none: str) -> str:
-    figs = list(figs)
-    return f'<div class="gallery">{"".join(figure_html(f) for f in figs)}</div>' if figs else missing(none)
+def figures_html(figs: Iterable[Figure], none: str, captions: dict[str, str] | None = None) -> str:
+    figs, captions = list(figs), captions or {}
+    return f'<div class="gallery">{"".join(figure_html(f, captions.get(f.name)) for f in figs)}</div>' if figs else missing(none)
+
+
+def explained_names(run: RunFolder) -> dict[str, str]:
+    """Overlay file of each image cemap explain explained -> the image's real (relative) file name."""
+    rows = [r for r in ((run.get("explain") or {}).get("images") or []) if isinstance(r, dict)]
+    items = [i for i in run.explorer if "explain" in i.source]
+    names = {}
+    for k, row in enumerate(rows):
+        if isinstance(row.get("overlay"), str):
+            names[row["overlay"]] = items[k].id if k < len(items) else str(row.get("file", row["overlay"]))
+    return names
 
 
 def raw_details(result: dict[str, Any], label: str, skip: Iterable[str] = ()) -> str:
@@ -368,7 +381,7 @@ def concepts_section(run: RunFolder) -> str:
 
 def maps_section(run: RunFolder) -> str:
     text = how("Each row is one image (green boxes: the true finding locations, where known). The CE map paints the drop in the predicted probability when each grid cell is masked: red = masking it lowers the prediction, so the model relies on it; blue = masking it raises the prediction. Baselines (CAMs, Occlusion, Integrated Gradients, random, centre) sit beside it on the same scale convention.")
-    return section("CE maps beside the baselines", text + figures_html(run.figures_in("maps"), "Not computed: no overlay figures in this folder."), "maps")
+    return section("CE maps beside the baselines", text + figures_html(run.figures_in("maps"), "Not computed: no overlay figures in this folder.", explained_names(run)), "maps")
 
 
 def profiles_section(run: RunFolder) -> str:
@@ -436,7 +449,8 @@ def explained_section(run: RunFolder) -> str:
     if result is None:
         return ""
     rows = [r for r in result.get("images") or [] if isinstance(r, dict)]
-    body = table([{"file": r.get("file"), "explained class": r.get("target"), "probability": r.get("probability"), "overlay": r.get("overlay")} for r in rows]) if rows else ""
+    names = explained_names(run)
+    body = table([{"file": names.get(r.get("overlay"), r.get("file")), "explained class": r.get("target"), "probability": r.get("probability"), "overlay": r.get("overlay")} for r in rows]) if rows else ""
     return section("Explained images", body + raw_details(result, "All recorded explain values", skip=("images",)), "explained")
 
 
