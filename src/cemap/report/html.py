@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 from .. import __version__
 from .explorer_html import EXPLORER_CSS, explorer_html, script_hash
-from .headline import Claim, concept_labels, concept_rows, fidelity_sentence, headlines, not_computed
+from .headline import DETECTION_COLUMNS, Claim, concept_labels, concept_rows, fidelity_sentence, headlines, not_computed
 from .numbers import is_interval, number, show
 from .run_folder import Figure, RunFolder, read_run_folder
 
@@ -433,8 +433,9 @@ def detection_section(run: RunFolder) -> str:
     if result is None:
         body = text + missing("Not computed: no detection.json in this folder (run cemap detect or the full cemap demo).")
     else:
-        rows = [flatten(r) for r in result.get("table") or [] if isinstance(r, dict)]
-        body = text + (table(rows, first="row") if rows else "")
+        words = dict(DETECTION_COLUMNS) | {"ce_tpr5": "CE TPR at 5% FPR", "msp_tpr5": "MSP TPR", "feature_squeezing_tpr5": "squeezing TPR", "lid_tpr5": "LID TPR"}
+        rows = [{words.get(k, k): v for k, v in flatten(r).items()} for r in result.get("table") or [] if isinstance(r, dict)]
+        body = text + (table(rows, first="attack") if rows else "")
         protocol = result.get("protocol")
         if isinstance(protocol, dict):
             body += "<h3>Protocol</h3>" + key_values(flatten(protocol))
