@@ -480,3 +480,19 @@ def test_a_really_full_disk_keeps_the_old_entry_and_no_temporary_file(small_fs):
     assert "entry.pt" in str(info.value)
     assert sorted(p.name for p in small_fs.iterdir()) == ["entry.pt"]
     assert torch.equal(load_weights(path)["w"], torch.zeros(10))
+
+
+def test_an_unexpected_end_of_file_is_one_line_and_ctrl_c_says_interrupted(monkeypatch, capsys):
+    def eof():
+        raise EOFError("Ran out of input")
+
+    monkeypatch.setattr("cemap.models.list_models", eof)
+    code, _, err = run_cli(["models"], capsys)
+    one_line_error(code, err, "ended before it was complete", "Ran out of input")
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("cemap.models.list_models", interrupt)
+    code, _, err = run_cli(["models"], capsys)
+    assert code == 130 and "interrupted" in err

@@ -83,7 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     _track_out(list(sys.argv[1:] if argv is None else argv))
     tune_allocator()  # the command owns its process; `import cemap` alone never retunes the allocator
     try:
-        app(args=argv, prog_name="cemap", standalone_mode=False)
+        code = app(args=argv, prog_name="cemap", standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C inside a command into Exit(130), returned (not raised) outside standalone mode
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except CemapError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -91,8 +95,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:  # click turns an EOFError raised anywhere inside a command into Abort
-        _fail("aborted: a file ended before it was complete (an empty or truncated file?)", 1)
+    except typer.Abort as exc:  # click turns an EOFError or a KeyboardInterrupt raised inside a command into Abort
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            typer.echo("interrupted; results written so far are kept", err=True)
+            sys.exit(130)
+        cause = exc.__cause__
+        detail = f" ({cause})" if cause is not None and str(cause) else ""
+        _fail(f"a file ended before it was complete{detail}: an empty or truncated input, weights or cache file (delete or replace it and rerun)")
     except typer.TyperException as exc:  # usage errors (bad flag, unknown command, bad value) in non-standalone mode
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
