@@ -52,7 +52,7 @@ def box_mask(height: int, width: int, boxes: torch.Tensor) -> torch.Tensor:
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = max(1, int(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    t = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)  # on the images' device (GPU fills)
     k = torch.exp(-(t**2) / (2 * sigma**2))
     k = k / k.sum()
     c = images.shape[1]

@@ -1,0 +1,73 @@
+"""The GPU path: CE maps (windows and full passes), fills and the bench's peak on a CUDA device. Each test skips,
+saying why, where no GPU is visible; the no-GPU errors are tested here too."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from cemap.causal import CEMap
+from cemap.causal.adaptive import AdaptiveCEMap
+from cemap.causal.masks import fill_images
+from cemap.cli import main
+from cemap.models.classifier import Classifier, Normalize
+
+NO_GPU = "no CUDA device visible (torch.cuda.is_available() is False): the GPU path is tested by scripts/gpu_check.sh on a GPU machine"
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_GPU)
+
+
+def _densenet(size: int = 64) -> Classifier:
+    torch.manual_seed(0)
+    net = torchvision.models.densenet121(weights=None, num_classes=4).eval()
+    return Classifier(net, list("abcd"), head="sigmoid", input_shape=(3, size, size), preprocess=Normalize([0.5] * 3, [0.25] * 3))
+
+
+@cuda
+@pytest.mark.parametrize("fill", ["zero", "mean", "blur"])
+def test_ce_maps_on_the_gpu_equal_the_cpu_ones(fill):
+    clf = _densenet()
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    cpu = CEMap(clf, cell=16, fill=fill, incremental=False).attribute(images)
+    gpu_clf = _densenet().cuda()
+    fast, slow = CEMap(gpu_clf, cell=16, fill=fill), CEMap(gpu_clf, cell=16, fill=fill, incremental=False)
+    a, b = fast.attribute(images.cuda()), slow.attribute(images.cuda())
+    assert a.device.type == "cuda" and (a - b).abs().max() <= 1e-4 and (b.cpu() - cpu).abs().max() <= 1e-4
+
+
+@cuda
+def test_bf16_and_adaptive_maps_run_on_the_gpu():
+    clf = _densenet().cuda()
+    images = torch.rand(2, 3, 64, 64, device="cuda")
+    fp32 = CEMap(clf, cell=16).attribute(images)
+    assert (CEMap(clf, cell=16, precision="bf16").attribute(images) - fp32).abs().max() < 0.05
+    assert AdaptiveCEMap(clf, cell=16, precision="bf16").attribute(images).shape == (2, 64, 64)
+
+
+@cuda
+def test_fills_stay_on_the_device():
+    images = torch.rand(2, 3, 32, 32, device="cuda")
+    for fill in ("zero", "max", "mean", "blur", 0.3):
+        assert fill_images(images, fill).device == images.device
+
+
+@cuda
+def test_the_bench_peak_is_measured_on_the_gpu(monkeypatch):
+    import cemap.studies.bench as bench
+
+    monkeypatch.setattr(bench, "PEAK_GEMMS", ((1024, 1024, 1024),))
+    monkeypatch.setattr(bench, "PEAK_CONVS", ((8, 64, 64, 56, 3),))
+    peak = bench.measured_peak(torch.bfloat16, repeats=2, device="cuda")
+    assert peak["gflops"] > 0 and len(peak["trials"]) == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible: the no-GPU error cannot be shown here")
+@pytest.mark.parametrize("argv", [["bench", "--quick", "--device", "cuda"], ["run", "--dataset", "mnist5k", "--device", "cuda", "--limit", "1"]])
+def test_commands_asked_for_cuda_without_a_gpu_fail_with_one_line(argv, tmp_path, capsys):
+    if argv[0] == "run":
+        argv = [*argv, "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "CUDA" in err[0], err
