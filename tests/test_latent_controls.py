@@ -27,8 +27,8 @@ def test_box_controls_stay_in_the_lung_and_off_the_lesions():
     boxes = [torch.tensor([[4.0, 6.0, 10.0, 12.0], [20.0, 10.0, 26.0, 14.0]]), torch.tensor([[19.0, 20.0, 27.0, 27.0]])]
     box_labels = [torch.tensor([0, 3]), torch.tensor([1])]
     batch = SimpleNamespace(images=images, boxes=boxes, box_labels=box_labels)
-    lesion, ctrl, fill, ctrl_fill, share = lc._box_regions(fake_ctx(lung), batch, [0, 1], torch.tensor([0, 1]), placements=3)
-    assert share.tolist() == [1.0, 1.0]
+    lesion, ctrl, fill, ctrl_fill, (share, squeezed) = lc._box_regions(fake_ctx(lung), batch, [0, 1], torch.tensor([0, 1]), placements=3)
+    assert share.tolist() == [1.0, 1.0] and squeezed == 0
     assert lesion[0].sum() == 36 and lesion[1].sum() == 56
     assert not lesion[0, 10:14, 20:26].any()  # only the chosen finding's box is masked
     for i in range(2):
@@ -95,7 +95,7 @@ def test_holm():
 def test_study_on_mnist(tmp_path, mnist_clf, mnist_ae):
     """End to end on a few MNIST digits (the built-in model and autoencoder come from the cache)."""
     ctx = StudyContext("mnist5k", tmp_path, seed=0, quick=True)
-    res = lc.run_latent_controls(ctx, n_images=6, pgd_steps=3, placements=2, concept_images=40)
+    res = lc.run_latent_controls(ctx, n_images=6, pgd_steps=3, placements=2, concept_images=40, align_images=100)
     js = json.loads((tmp_path / "latent_controls.json").read_text())
     assert js == json.loads(json.dumps(res.to_json()))
     assert (tmp_path / "latent_controls.png").stat().st_size > 1000
@@ -119,7 +119,7 @@ def test_study_on_mnist(tmp_path, mnist_clf, mnist_ae):
 @pytest.mark.slow
 def test_study_on_synthcxr(tmp_path):
     ctx = StudyContext("synthcxr", tmp_path, seed=0, quick=True)
-    res = lc.run_latent_controls(ctx, n_images=12, pgd_steps=5, placements=2, concept_images=64)
+    res = lc.run_latent_controls(ctx, n_images=12, pgd_steps=5, placements=2, concept_images=64, align_images=200)
     js = res.to_json()
     assert js["masking"]["condition"].startswith("true lesion box")
     assert "Effusion" in js["concepts"]["coverage"]["best_channel"]

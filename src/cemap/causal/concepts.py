@@ -194,6 +194,15 @@ def channel_codes(classifier: Classifier, fitted: FittedAutoencoder, images: tor
     return torch.cat(out)
 
 
+@torch.inference_mode()
+def pooled_alignment(classifier: Classifier, fitted: FittedAutoencoder, images: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """k x K AUROCs of each channel's pooled activation for each concept: the alignment alone, without the causal
+    effects (cheap: one prefix and encoder pass per image), e.g. to choose aligned channels on one split and measure
+    on another."""
+    pooled = channel_codes(classifier, fitted, images).mean(dim=(2, 3))
+    return auroc_matrix(pooled.numpy(), one_hot_labels(labels, len(classifier.class_names)).numpy())
+
+
 def upsample(codes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Code maps (... x h x w) bilinearly resized to the image (... x H x W), kept non-negative."""
     lead = codes.shape[:-2]

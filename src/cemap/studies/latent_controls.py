@@ -41,7 +41,7 @@ import torch
 
 from ..attacks import PGD
 from ..causal import LatentCE
-from ..causal.concepts import ALIGNED, ConceptTable, concept_table
+from ..causal.concepts import ALIGNED, ConceptTable, concept_table, pooled_alignment
 from ..causal.effects import expected_effect
 from ..causal.masks import box_mask, gaussian_blur
 from ..errors import CemapError
@@ -51,7 +51,7 @@ from .context import StudyContext
 # PGD-Linf budget per dataset: the larger of the detection study's two budgets (the demo's attack).
 LINF = {"mnist5k": 0.3}
 DEFAULT_LINF = 8 / 255
-BLUR_SIGMAS = (0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0)
+BLUR_SIGMAS = (0.5, 0.7, 1.0, 1.4, 2.0, 2.8)
 STROKE = 0.5  # MNIST pixels above this are strokes
 ALPHA = 0.05
 MEASURES = {
@@ -59,6 +59,7 @@ MEASURES = {
     "finding_l1": "L1 shift of the finding's own latent class-CE profile",
     "finding_drop": "drop of the finding's probability p_AE(f|x) - p_AE(f|x_do)",
     "aligned_minus_other": "mean |shift| of channels aligned with the finding minus mean |shift| of the others (ECE profile)",
+    "ece_l1_per_pixel_l2": "L1 shift of the latent ECE profile per unit of pixel change (divided by the L2 norm of x_do - x)",
 }
 
 
@@ -89,6 +90,7 @@ class LatentControls:
     claims: dict
     concepts: ConceptTable = field(repr=False)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     files: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -108,12 +110,13 @@ class LatentControls:
             "adversarial": self.adversarial,
             "concepts": {"file": self.files.get("concepts"), "coverage": self.concepts.coverage(), "labels": self.concepts.labels()},
             "seconds": round(self.seconds, 2),
+            "cpu_seconds": round(self.cpu_seconds, 2),
             "files": self.files,
         }
 
 
 def run_latent_controls(ctx: StudyContext, n_images: int, pgd_steps: int, placements: int = 4,
-                        concept_images: int | None = None) -> LatentControls:
+                        concept_images: int | None = None, align_images: int = 500) -> LatentControls:
     """The controlled latent experiments on ``n_images`` held-out test images of ``ctx``; writes
     ``latent_controls.json``, ``latent_controls.png`` and ``latent_concepts.json`` under ``ctx.out``.
 
@@ -122,9 +125,11 @@ def run_latent_controls(ctx: StudyContext, n_images: int, pgd_steps: int, placem
         pgd_steps: PGD-Linf steps.
         placements: control placements of the masked region per image.
         concept_images: other test images the concept table is measured on (default 3 x n_images, at least 64),
-            disjoint from the study images so that choosing the aligned channels never sees them.
+            disjoint from the study images (latent_concepts.json).
+        align_images: train images on which the channels aligned with each finding are chosen (AUROC >= ALIGNED,
+            else the single best channel), so that the choice never sees the images it is measured on.
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     clf, fitted, test = ctx.classifier, ctx.autoencoder, ctx.test
     latent = LatentCE(clf, fitted)
     study_idx, concept_idx = _choose_images(ctx, n_images, concept_images or max(64, 3 * n_images))
@@ -139,7 +144,7 @@ def run_latent_controls(ctx: StudyContext, n_images: int, pgd_steps: int, placem
 
     # masking: the finding's region against the same area elsewhere
     if has_boxes:
-        region, controls, fills, ctrl_fills, lung_share = _box_regions(ctx, study, study_idx, findings, placements)
+        region, controls, fills, ctrl_fills, (lung_share, squeezed) = _box_regions(ctx, study, study_idx, findings, placements)
         mask_names = ("true lesion box masked (zero fill)", f"same box shape elsewhere in the lung field ({placements} placements, zero fill)")
     else:
         region, controls, fills, ctrl_fills = _stroke_regions(ctx, images, placements)
@@ -148,9 +153,11 @@ def run_latent_controls(ctx: StudyContext, n_images: int, pgd_steps: int, placem
     ctrl_images = torch.where(controls[:, :, None], ctrl_fills, images[:, None]).flatten(0, 1)
     p_mask = _profiles(latent, masked, findings)
     p_ctrl = _profiles(latent, ctrl_images, findings.repeat_interleave(placements))
-    aligned = [_aligned(table, clf.class_names[f]) for f in findings.tolist()]
-    m_cond = _measures(p_mask, clean, aligned)
-    m_ctrl = {k: v.reshape(len(images), placements).mean(1) for k, v in _measures(p_ctrl, _repeat(clean, placements), _rep_list(aligned, placements)).items()}
+    selection = _aligned_on_train(ctx, align_images)
+    aligned = [selection[clf.class_names[f]]["channels"] for f in findings.tolist()]
+    m_cond = _measures(p_mask, clean, aligned, _l2(masked, images))
+    m_ctrl = {k: v.reshape(len(images), placements).mean(1)
+              for k, v in _measures(p_ctrl, _repeat(clean, placements), _rep_list(aligned, placements), _l2(ctrl_images, images.repeat_interleave(placements, 0))).items()}
     ch_cond = (p_mask.ece - clean.ece).abs()
     ch_ctrl = (p_ctrl.ece.reshape(len(images), placements, -1) - clean.ece[:, None]).abs().mean(1)
     masking = {
@@ -159,12 +166,16 @@ def run_latent_controls(ctx: StudyContext, n_images: int, pgd_steps: int, placem
         "n": len(images),
         "pixels_changed": {"condition_l2": _mean_norm(masked, images), "control_l2": _mean_norm(ctrl_images, images.repeat_interleave(placements, 0)),
                            "condition_area": float(region.float().mean()), "control_area": float(controls.float().mean())},
+        "aligned_channels": {"chosen_on": f"{min(align_images, len(ctx.train))} train images", "rule": f"pooled-activation AUROC >= {ALIGNED}, else the best channel",
+                             "by_concept": selection},
         "comparisons": [_compare(m_cond, m_ctrl, ctx.seed, control=mask_names[1])],
         "per_channel": [_per_channel(ch_cond, ch_ctrl, table, mask_names[1], ctx.seed)],
     }
+    masking["by_finding"] = _by_finding(m_cond, m_ctrl, findings, clf.class_names, ctx.seed)
     if has_boxes:
         masking["control_placement"] = {"mean_share_inside_lung": float(lung_share.mean()),
-                                        "images_where_it_fits_entirely_inside_the_lung": int((lung_share >= 1).sum())}
+                                        "images_where_it_fits_entirely_inside_the_lung": int((lung_share >= 1).sum()),
+                                        "images_where_every_place_touches_a_lesion": squeezed}
 
     # adversarial: PGD against noise and corruptions of matched size
     eps = LINF.get(ctx.dataset, DEFAULT_LINF)
@@ -186,14 +197,14 @@ def run_latent_controls(ctx: StudyContext, n_images: int, pgd_steps: int, placem
             "Gaussian blur (L2 closest to PGD's)": _matched_blur(x, l2),
         }
         p_adv = _profiles(latent, adv, f)
-        m_adv = _measures(p_adv, base, al)
+        m_adv = _measures(p_adv, base, al, _l2(adv, x))
         ch_adv = (p_adv.ece - base.ece).abs()
         adversarial["pixels_changed"]["PGD"] = _norms(adv, x)
         adversarial["condition"] = adversarial["attack"]
         for name, xc in perturbed.items():
             pc = _profiles(latent, xc, f)
             adversarial["pixels_changed"][name] = _norms(xc, x)
-            adversarial["comparisons"].append(_compare(m_adv, _measures(pc, base, al), ctx.seed, control=name))
+            adversarial["comparisons"].append(_compare(m_adv, _measures(pc, base, al, _l2(xc, x)), ctx.seed, control=name))
             adversarial["per_channel"].append(_per_channel(ch_adv, (pc.ece - base.ece).abs(), table, name, ctx.seed))
     else:
         adversarial["note"] = "fewer than 2 attacks succeeded: nothing to compare"
@@ -209,7 +220,7 @@ def run_latent_controls(ctx: StudyContext, n_images: int, pgd_steps: int, placem
         settings={"n_images": n_images, "pgd_steps": pgd_steps, "placements": placements, "concept_images": len(concept_idx),
                   "intervention_value": "zero", "aligned_threshold": ALIGNED, "alpha": ALPHA, "seed": ctx.seed, "quick": ctx.quick},
         masking=masking, adversarial=adversarial, headline=headline, claims=claims, concepts=table,
-        seconds=time.perf_counter() - t0, files=files,
+        seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0, files=files,
     )
     (out / files["json"]).write_text(json.dumps(res.to_json(), indent=1))
     return res
@@ -249,15 +260,17 @@ def _findings(batch, clf, ctx: StudyContext) -> torch.Tensor:
 
 
 def _box_regions(ctx: StudyContext, batch, indices, findings, placements):
-    """(lesion masks N x H x W, control masks N x P x H x W, fills, control fills, lung share): the finding's box(es),
-    and the same box shape at ``placements`` random places that touch no lesion, chosen among those most inside the lung
-    field (entirely inside it wherever such a place exists); ``lung share`` is each control's share inside the lung."""
+    """(lesion masks N x H x W, control masks N x P x H x W, fills, control fills, (lung share, squeezed)): the finding's
+    box(es), and the same box shape at ``placements`` random places that touch no lesion, chosen among those most inside
+    the lung field (entirely inside it wherever such a place exists); ``lung share`` is each control's share inside the
+    lung; ``squeezed`` counts the images where every place touches a lesion (the control then loses those pixels)."""
     images = batch.images
     n, _, h, w = images.shape
     gen = ctx.generator("latent_controls/placements")
     lesion = torch.zeros(n, h, w, dtype=torch.bool)
     ctrl = torch.zeros(n, placements, h, w, dtype=torch.bool)
     share = torch.ones(n)
+    squeezed = 0
     for i, (bx, bl, f) in enumerate(zip(batch.boxes, batch.box_labels, findings.tolist())):
         lesion[i] = box_mask(h, w, bx[bl == f])
         anything = box_mask(h, w, bx)
@@ -267,6 +280,7 @@ def _box_regions(ctx: StudyContext, batch, indices, findings, placements):
             clear = _window_sums(anything.float(), bh, bw) == 0  # places that touch no lesion
             inside = _window_sums((lung & ~anything).float(), bh, bw) / max(bh * bw, 1)
             score = torch.where(clear, inside, inside - 2) if clear.any() else inside
+            squeezed += int(not clear.any())
             best = score.max()
             share[i] = float(best)
             ys, xs = torch.nonzero(score >= best - 1e-6, as_tuple=True)
@@ -275,7 +289,7 @@ def _box_regions(ctx: StudyContext, batch, indices, findings, placements):
                 ctrl[i, p, ys[c] : ys[c] + bh, xs[c] : xs[c] + bw] = True
         ctrl[i] &= ~anything  # only where every place touches a lesion: never mask one
     zeros = torch.zeros_like(images)
-    return lesion, ctrl, zeros, zeros[:, None].expand(n, placements, *images.shape[1:]), share
+    return lesion, ctrl, zeros, zeros[:, None].expand(n, placements, *images.shape[1:]), (share, squeezed)
 
 
 def _int_boxes(boxes: torch.Tensor, h: int, w: int) -> list[tuple[int, int, int, int]]:
@@ -357,6 +371,10 @@ def _norms(a: torch.Tensor, b: torch.Tensor) -> dict:
     return {"l2": float(d.norm(dim=1).mean()), "linf": float(d.abs().amax(1).mean())}
 
 
+def _l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).flatten(1).norm(dim=1)
+
+
 def _mean_norm(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).flatten(1).norm(dim=1).mean())
 
@@ -386,12 +404,22 @@ def _rep_list(items: list, times: int) -> list:
     return [x for x in items for _ in range(times)]
 
 
-def _aligned(table: ConceptTable, concept: str) -> list[int]:
-    """Channels aligned with ``concept`` at AUROC >= ALIGNED on the concept images, else its single best channel."""
-    return table.aligned_channels(concept) or [table.best_channel(concept)[0]]
+def _aligned_on_train(ctx: StudyContext, n: int) -> dict:
+    """Per concept: the channels whose pooled activation predicts it with AUROC >= ALIGNED on ``n`` seeded train images
+    (else the single best channel), with those AUROCs."""
+    train = ctx.train
+    idx = torch.randperm(len(train), generator=ctx.generator("latent_controls/align"))[:n].tolist()
+    batch = train.batch(idx)
+    auc = pooled_alignment(ctx.classifier, ctx.autoencoder, batch.images, batch.labels)
+    out = {}
+    for c, name in enumerate(ctx.classifier.class_names):
+        col = np.where(np.isfinite(auc[:, c]), auc[:, c], -1.0)
+        chosen = [int(j) for j in np.argsort(-col) if col[j] >= ALIGNED] or [int(np.argmax(col))]
+        out[name] = {"channels": chosen, "names": [f"Z{j}" for j in chosen], "train_auroc": [round(float(col[j]), 4) for j in chosen]}
+    return out
 
 
-def _measures(cond: Profiles, clean: Profiles, aligned: list[list[int]]) -> dict[str, np.ndarray]:
+def _measures(cond: Profiles, clean: Profiles, aligned: list[list[int]], pixel_l2: torch.Tensor) -> dict[str, np.ndarray]:
     shift = (cond.ece - clean.ece).abs()
     k = shift.shape[1]
     sel = torch.zeros(len(shift), k, dtype=torch.bool)
@@ -404,6 +432,7 @@ def _measures(cond: Profiles, clean: Profiles, aligned: list[list[int]]) -> dict
         "finding_l1": (cond.finding - clean.finding).abs().sum(1).numpy(),
         "finding_drop": (clean.prob - cond.prob).numpy(),
         "aligned_minus_other": (inside - outside).numpy(),
+        "ece_l1_per_pixel_l2": (shift.sum(1) / pixel_l2.clamp_min(1e-12)).numpy(),
     }
 
 
@@ -415,6 +444,16 @@ def _compare(cond: dict, ctrl: dict, seed: int, control: str = "") -> dict:
         rows[m] = {"condition": bootstrap_mean(cond[m], seed=seed).to_json(), "control": bootstrap_mean(ctrl[m], seed=seed).to_json(),
                    "difference": {**diff.to_json(), "reads": _reads(diff.verdict)}}
     return {"control": control, "measures": rows}
+
+
+def _by_finding(cond: dict, ctrl: dict, findings: torch.Tensor, names: list[str], seed: int) -> dict:
+    """The condition-minus-control differences split by the finding (or class) that was masked."""
+    out = {}
+    for f in findings.unique().tolist():
+        sel = (findings == f).numpy()
+        out[names[f]] = {"n": int(sel.sum()), **{m: paired_difference(cond[m][sel], ctrl[m][sel], seed=seed).to_json()
+                                                  for m in ("ece_l1", "finding_l1", "aligned_minus_other")}}
+    return out
 
 
 def _reads(verdict: str) -> str:
@@ -483,7 +522,8 @@ def _claims(dataset: str, masking: dict, adversarial: dict, has_boxes: bool) -> 
     forms = {"as stated (ECE profile L1)": _holds(mc, "ece_l1"),
              "per finding (the finding's class-CE profile)": _holds(mc, "finding_l1"),
              "per channel (>= 1 channel moves more, Holm)": masking["per_channel"][0]["n_moves_more"] > 0,
-             "aligned channels move more than the others, beyond the control": _holds(mc, "aligned_minus_other")}
+             "aligned channels move more than the others, beyond the control": _holds(mc, "aligned_minus_other"),
+             "per unit of pixel change (ECE profile L1 / pixel L2)": _holds(mc, "ece_l1_per_pixel_l2")}
     lesion = {"claim": f"masking {what} moves the latent profile more than masking the same area elsewhere", "forms": forms,
               "verdict": _verdict(forms), "positive_control": {"finding_drop": mc["measures"]["finding_drop"]["difference"],
                                                                 "reads": "masking the finding's own region lowers its probability more than the control region"
@@ -500,11 +540,13 @@ def _claims(dataset: str, masking: dict, adversarial: dict, has_boxes: bool) -> 
                           f"{_iv(c['measures']['ece_l1']['difference'])} ({c['measures']['ece_l1']['difference']['reads']})."),
                 "table": _table_rows(adversarial["condition"], c)})
         per_ch = {p["control"]: p for p in adversarial["per_channel"]}
+        l2_names = [n for n in comps if "L-inf" not in n]
         forms = {"as stated (ECE profile L1, vs noise of the same L-inf)": _holds(linf, "ece_l1"),
-                 "at matched L2 (vs Gaussian noise and blur, ECE profile L1)": all(_holds(c, "ece_l1") for c in l2s),
-                 "per finding (the attacked finding's class-CE profile, vs every control)": all(_holds(c, "finding_l1") for c in comps.values()),
-                 "per channel (>= 1 channel moves more than under every control, Holm)": bool(
-                     set.intersection(*[{r["channel"] for r in p["channels"] if r["moves_more"]} for p in per_ch.values()])),
+                 "at matched L2 (ECE profile L1, vs Gaussian noise and blur)": all(_holds(c, "ece_l1") for c in l2s),
+                 "per finding, at matched L-inf (the attacked finding's class-CE profile)": _holds(linf, "finding_l1"),
+                 "per finding, at matched L2 (the attacked finding's class-CE profile, vs Gaussian noise and blur)": all(_holds(c, "finding_l1") for c in l2s),
+                 "per channel, at matched L2 (>= 1 channel moves more than under Gaussian noise and under blur, Holm)": bool(
+                     set.intersection(*[{r["channel"] for r in per_ch[n]["channels"] if r["moves_more"]} for n in l2_names])),
                  "aligned channels move more than the others, beyond every control": all(_holds(c, "aligned_minus_other") for c in comps.values())}
         claims["adversarial_specific"] = {"claim": "an adversarial perturbation moves the latent profile more than random or natural perturbations of the same size",
                                           "forms": forms, "verdict": _verdict(forms)}
