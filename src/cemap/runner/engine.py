@@ -119,11 +119,8 @@ def _prepare_folder(layout: RunLayout, identity: dict, resume: bool, lock: RunLo
     The lock comes first, so the check for an existing run and the write of config.json cannot
     interleave with another process's, and discarding temporary files never touches a live run's.
     """
-    if layout.root.exists() and not layout.root.is_dir():
-        raise CemapError(f"--out {layout.root} is a file, not a folder", "choose a folder for the run")
     if lock is not None:
-        layout.root.mkdir(parents=True, exist_ok=True)
-        lock.acquire()
+        lock.acquire()  # normally held already (run_dataset takes it first)
     layout.shard_dir.mkdir(parents=True, exist_ok=True)
     if layout.config.exists():
         if not resume:
@@ -280,6 +277,8 @@ def run_dataset(config: RunConfig, out: Path | str, *, resume: bool = False, wor
     lock = RunLock(layout)  # taken by rank 0 alone, held until the manifest is written
     with process_group(dev) as ranks:
         try:
+            # First of all, so a second process is refused before it builds (or trains) a model.
+            ranks.share_from_main(lock.acquire)
             runner = Runner(config, layout, ranks, dev, workers)
             runner.setup(resume, lock)
             work = ranks.gather(runner.run())

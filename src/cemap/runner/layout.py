@@ -116,8 +116,26 @@ class RunLock:
     def __init__(self, layout: RunLayout) -> None:
         self.layout = layout
         self._fh = None
+        self._created: list[Path] = []
+
+    @property
+    def held(self) -> bool:
+        return self._fh is not None
 
     def acquire(self) -> None:
+        """Lock the folder (creating it if needed); a CemapError naming the holder's PID when another process has it."""
+        from ..errors import CemapError
+
+        if self._fh is not None:
+            return
+        root = self.layout.root
+        if root.exists() and not root.is_dir():
+            raise CemapError(f"--out {root} is a file, not a folder", "choose a folder for the run")
+        self._created = [p for p in [root, *root.parents] if not p.exists()]
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CemapError(f"cannot create the run folder {root} ({exc.strerror or exc})", "choose a writable --out") from exc
         path = self.layout.lock
         while True:
             fh = open(path, "a+")
@@ -149,14 +167,22 @@ class RunLock:
         self._fh = fh
 
     def release(self) -> None:
-        """Unlock; a folder that never got its config.json (the run failed before starting) loses its lock file too."""
+        """Unlock. A run that failed before writing config.json leaves nothing behind: no lock file, and the folders
+        this lock created are removed again while empty."""
         if self._fh is None:
             return
-        if not self.layout.config.exists():
+        started = self.layout.config.exists()
+        if not started:
             self.layout.lock.unlink(missing_ok=True)
         fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
         self._fh.close()
         self._fh = None
+        if not started:
+            for folder in [self.layout.shard_dir, *self._created]:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
 
     def __enter__(self) -> RunLock:
         self.acquire()
