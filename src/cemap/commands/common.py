@@ -33,6 +33,25 @@ def check_device(device: str) -> str:
         raise CemapError(f"unsupported device {device!r}", "use cpu, cuda or cuda:N")
     return device
 
+
+def cpu_only(command: str, device: str) -> None:
+    """For commands whose studies run on the CPU only so far: a GPU asked for is one clear line (exit 2), not a crash."""
+    from ..errors import CemapError
+
+    if torch.device(check_device(device)).type != "cpu":
+        raise CemapError(f"cemap {command} runs on the CPU only for now (--device {device})",
+                         "use --device cpu; cemap run --device cuda and cemap bench --device cuda run on a GPU")
+
+
+def on_device(classifier, device: str):
+    """``classifier`` moved to ``device``, taking images from the CPU (each batch is moved to the device as it comes)."""
+    if torch.device(device).type == "cpu":
+        return classifier
+    classifier = classifier.to(device)
+    forward = classifier.forward
+    classifier.forward = lambda images, *a, **k: forward(images.to(device, non_blocking=True), *a, **k)
+    return classifier
+
 # Folders this process created for its output: a failed command removes those left empty (cli.main).
 _CREATED: list[Path] = []
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from ..cli import app
-from .common import QUIET, SEED, THREADS, setup
+from .common import DEVICE, QUIET, SEED, THREADS, cpu_only, setup
 
 
 @app.command()
@@ -18,6 +18,7 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="A small subset of every stage: the same report in a fraction of the time."),
     out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="Run folder for the JSON results, figures and report.html."),
     recompute: bool = typer.Option(False, "--recompute", help="Recompute every stage instead of restoring those cached by an earlier identical run (models and autoencoders are still reused)."),
+    device: str = DEVICE,
     seed: int = SEED,
     threads: int = THREADS,
     quiet: bool = QUIET,
@@ -26,6 +27,7 @@ def demo(
 
     Example: cemap demo --quick --out out/demo-quick
     """
+    cpu_only("demo", device)
     setup(seed, threads, quiet)
     from ..models import default_model_for
     from ..studies.demo import run_demo

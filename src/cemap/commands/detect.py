@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..cli import app
-from .common import QUIET, SEED, THREADS, setup
+from .common import DEVICE, QUIET, SEED, THREADS, cpu_only, setup
 
 
 @app.command()
@@ -18,6 +18,7 @@ def detect(
     quick: bool = typer.Option(False, "--quick", help="Few images and short attacks: a smoke run in under a minute (same as --size quick)."),
     size: str = typer.Option("full", "--size", help="full (10-20 min on 2 cores), demo (about a minute; what cemap demo runs) or quick."),
     resume: bool = typer.Option(False, "--resume", help="Reuse the attack outcomes an interrupted run saved in --out (features.npz, attacks.json)."),
+    device: str = DEVICE,
     seed: int = SEED,
     threads: int = THREADS,
     quiet: bool = QUIET,
@@ -27,6 +28,7 @@ def detect(
 
     Example: cemap detect --dataset mnist5k --out out/detect-mnist
     """
+    cpu_only("detect", device)
     setup(seed, threads, quiet)
     from ..studies.detection import format_table, run_detection_study
 

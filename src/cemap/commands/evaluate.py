@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..cli import app
-from .common import QUIET, SEED, THREADS, out_dir, setup
+from .common import DEVICE, QUIET, SEED, THREADS, cpu_only, out_dir, setup
 
 
 def _options(ce_cell: int | None, ce_stride: int | None, ce_fill: str | None, ig_steps: int | None) -> dict[str, dict]:
@@ -46,6 +46,7 @@ def evaluate(
     heldout_seed: int = typer.Option(None, "--heldout-seed", help="--benchmark: synthcxr generator seed of the held-out test split (default 20261130)."),
     n_faithful: int = typer.Option(64, "--n-faithful", help="--benchmark: pairs for ROAD / deletion / insertion."),
     n_sanity: int = typer.Option(12, "--n-sanity", help="--benchmark: pairs for the randomisation sanity check (3 seeds, cascading and independent)."),
+    device: str = DEVICE,
     seed: int = SEED,
     threads: int = THREADS,
     quiet: bool = QUIET,
@@ -57,6 +58,7 @@ def evaluate(
 
     Example: cemap evaluate --dataset synthcxr --methods ce,gradcam,random --n-images 100 --out out/eval
     """
+    cpu_only("evaluate", device)
     setup(seed, threads, quiet)
     if benchmark:
         _benchmark(dataset, models, sizes, heldout_seed, n_images, n_faithful, n_sanity, steps, seed, out)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..cli import app
-from .common import QUIET, SEED, THREADS, setup, track_output, warn_fidelity
+from .common import DEVICE, QUIET, SEED, THREADS, cpu_only, setup, track_output, warn_fidelity
 
 
 @app.command()
@@ -20,6 +20,7 @@ def explain(
     methods: str = typer.Option("ce,gradcam", "--methods", help="Comma-separated maps: ce, cam, gradcam, gradcam++, scorecam, occlusion, integrated-gradients, random, centre."),
     target: str = typer.Option(None, "--target", "-t", help="Class or finding to explain (name or index; default: the most probable per image)."),
     out: Path = typer.Option(Path("out/explain"), "--out", "-o", help="Folder for overlays, one JSON per image, explain.json and report.html."),
+    device: str = DEVICE,
     seed: int = SEED,
     threads: int = THREADS,
     quiet: bool = QUIET,
@@ -28,6 +29,7 @@ def explain(
 
     Example: cemap explain scans/ --model chexnet --weights chexnet.pth --fit-on scans/ --methods ce,gradcam --out out/scans
     """
+    cpu_only("explain", device)
     setup(seed, threads, quiet)
     from ..studies.explain_files import explain_files, list_image_files, load_classifier
 

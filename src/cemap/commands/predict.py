@@ -9,7 +9,7 @@ import typer
 
 from ..cli import app
 from ..errors import CemapError
-from .common import QUIET, SEED, THREADS, setup, track_output
+from .common import DEVICE, QUIET, SEED, THREADS, check_device, on_device, setup, track_output
 
 
 @app.command()
@@ -19,6 +19,7 @@ def predict(
     weights: Path = typer.Option(None, "--weights", "-w", help="State-dict file for the model (loaded weights-only)."),
     top: int = typer.Option(3, "--top", help="How many classes (or findings) to show per image."),
     out: Path = typer.Option(None, "--out", "-o", help="Also write the predictions to this JSON file."),
+    device: str = DEVICE,
     seed: int = SEED,
     threads: int = THREADS,
     quiet: bool = QUIET,
@@ -31,11 +32,12 @@ def predict(
         raise CemapError(f"--top {top} must be at least 1", "e.g. --top 3 for the three most probable classes")
     if out is not None and out.is_dir():
         raise CemapError(f"--out {out} is a folder", "pass a file name, e.g. --out predictions.json")
+    check_device(device)
     setup(seed, threads, quiet)
     from ..studies.explain_files import list_image_files, load_classifier, predict_files
 
     files = list_image_files(inputs)
-    clf = load_classifier(model, weights)
+    clf = on_device(load_classifier(model, weights), device)
     if out is not None:
         track_output(out.parent)
     rows = predict_files(clf, files, top=min(top, clf.num_classes))
