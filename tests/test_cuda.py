@@ -62,10 +62,12 @@ def test_the_bench_peak_is_measured_on_the_gpu(monkeypatch):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible: the no-GPU error cannot be shown here")
-@pytest.mark.parametrize("argv", [["bench", "--quick", "--device", "cuda"], ["run", "--dataset", "mnist5k", "--device", "cuda", "--limit", "1"]])
+@pytest.mark.parametrize("argv", [
+    ["bench", "--quick"], ["run", "--dataset", "mnist5k", "--limit", "1", "--out", "{tmp}/run"], ["predict", "{tmp}", "--model", "mnist-cnn"],
+    ["explain", "{tmp}", "--model", "mnist-cnn"], ["evaluate", "--dataset", "mnist5k"], ["detect", "--dataset", "mnist5k"], ["demo", "--quick"],
+])
 def test_commands_asked_for_cuda_without_a_gpu_fail_with_one_line(argv, tmp_path, capsys):
-    if argv[0] == "run":
-        argv = [*argv, "--out", str(tmp_path / "run")]
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--device", "cuda"]
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
