@@ -44,8 +44,9 @@ def evaluate(
                                "(resnet18-cxr: full-width ResNet-18, hours to train on 2 cores)."),
     sizes: str = typer.Option("64,128", "--sizes", help="--benchmark: comma-separated synthcxr image sizes."),
     heldout_seed: int = typer.Option(None, "--heldout-seed", help="--benchmark: synthcxr generator seed of the held-out test split (default 20261130)."),
-    n_faithful: int = typer.Option(64, "--n-faithful", help="--benchmark: pairs for ROAD / deletion / insertion."),
-    n_sanity: int = typer.Option(12, "--n-sanity", help="--benchmark: pairs for the randomisation sanity check (3 seeds, cascading and independent)."),
+    n_faithful: int = typer.Option(32, "--n-faithful", help="--benchmark: pairs for ROAD / deletion / insertion."),
+    tune_images: int = typer.Option(16, "--tune-images", help="--benchmark: seed-0 train images CE's settings are chosen on."),
+    n_sanity: int = typer.Option(6, "--n-sanity", help="--benchmark: pairs for the randomisation sanity check (3 seeds, cascading and independent)."),
     device: str = DEVICE,
     seed: int = SEED,
     threads: int = THREADS,
@@ -61,7 +62,7 @@ def evaluate(
     cpu_only("evaluate", device)
     setup(seed, threads, quiet)
     if benchmark:
-        _benchmark(dataset, models, sizes, heldout_seed, n_images, n_faithful, n_sanity, steps, seed, out)
+        _benchmark(dataset, models, sizes, heldout_seed, n_images, n_faithful, n_sanity, tune_images, steps, seed, out)
         return
     from ..studies.evaluation import EvalConfig, format_table, run_evaluation
 
@@ -76,7 +77,7 @@ def evaluate(
 
 
 def _benchmark(dataset: str, models: str, sizes: str, heldout_seed: int | None, n_images: int | None, n_faithful: int, n_sanity: int,
-               steps: int, seed: int, out: Path) -> None:
+               tune_images: int, steps: int, seed: int, out: Path) -> None:
     from ..errors import CemapError
     from ..studies.explanation_benchmark import HELDOUT_SEED, BenchmarkConfig, format_run, run_benchmark
 
@@ -84,8 +85,8 @@ def _benchmark(dataset: str, models: str, sizes: str, heldout_seed: int | None, 
         raise CemapError("--benchmark runs on synthcxr (it needs boxes and a generator seed to hold out)", "use --dataset synthcxr")
     cfg = BenchmarkConfig(
         models=tuple(m.strip() for m in models.split(",") if m.strip()), sizes=tuple(int(s) for s in sizes.split(",") if s.strip()),
-        heldout_seed=HELDOUT_SEED if heldout_seed is None else heldout_seed, n_images=n_images or 100, n_faithful=n_faithful,
-        n_sanity=n_sanity, steps=steps, seed=seed,
+        heldout_seed=HELDOUT_SEED if heldout_seed is None else heldout_seed, n_images=n_images or 40, n_faithful=n_faithful,
+        n_sanity=n_sanity, tune_images=tune_images, steps=steps, seed=seed,
     )
     doc = run_benchmark(cfg, out_dir(out))
     for run in doc["runs"]:
