@@ -201,10 +201,17 @@ def headline_section(run: RunFolder) -> str:
     claims = headlines(run.results)
     sentence, cls = fidelity_sentence(run.results)
     body = f'<p class="fid {cls}">{esc(sentence)}</p>'
-    shown, more, per_source = [], [], {}
-    for c in claims:  # the first screen keeps a few claims per study; the rest are one click away
-        per_source[c.source] = per_source.get(c.source, 0) + 1
-        (shown if per_source[c.source] <= CLAIMS_PER_SOURCE else more).append(c)
+    shown_ids = set()
+    for source in dict.fromkeys(c.source for c in claims):  # the first screen keeps a few claims per study; the rest are one click away
+        group = [c for c in claims if c.source == source]
+        verdicts, others = [c for c in group if c.rank == 0], [c for c in group if c.rank != 0]
+        room = 1 if verdicts else CLAIMS_PER_SOURCE
+        picked = others[:1]
+        adaptive = next((c for c in others[1:] if "adaptive" in c.text.lower()), None)  # what the detector achieves against an attacker who knows it
+        picked += [adaptive] if adaptive is not None and room > 1 else others[1:room]
+        shown_ids |= {id(c) for c in verdicts + picked[:room]}
+    shown = [c for c in claims if id(c) in shown_ids]
+    more = [c for c in claims if id(c) not in shown_ids]
     body += f'<ul class="claims">{"".join(claim_html(c) for c in shown)}</ul>' if shown else ""
     if more:
         body += f'<details><summary>{len(more)} more findings</summary><ul class="claims">{"".join(claim_html(c) for c in more)}</ul></details>'
