@@ -118,3 +118,11 @@ def test_concepts_on_mnist(mnist_clf, mnist_test, mnist_ae):
         assert name in mnist_clf.class_names and 0.5 <= auc <= 1.0
         assert table.label(j).startswith(f"Z{j} - {name}, AUROC ")
     assert table.rows[0].energy_in_box[name] is None
+
+
+def test_coverage_intervals(square_data):
+    images, labels, boxes, box_labels = square_data
+    clf = cemap.Classifier(Brightness(), class_names=["no", "yes"], head="softmax", input_shape=(1, 16, 16), default_layer="act", name="bright")
+    best = concept_table(clf, planted(clf), images, labels, n_boot=100).coverage()["best_channel"]
+    assert best["yes"] == {"channel": "Z2", "auroc": 1.0, "low": 1.0, "high": 1.0}
+    assert best["no"]["auroc"] == 0.5  # the best a constant channel reaches

@@ -98,7 +98,7 @@ def test_study_on_mnist(tmp_path, mnist_clf, mnist_ae):
     res = lc.run_latent_controls(ctx, n_images=6, pgd_steps=3, placements=2, concept_images=40, align_images=100)
     js = json.loads((tmp_path / "latent_controls.json").read_text())
     assert js == json.loads(json.dumps(res.to_json()))
-    assert (tmp_path / "latent_controls.png").stat().st_size > 1000
+    assert (tmp_path / "latent_controls.png").stat().st_size > 1000 and (tmp_path / "latent_concepts.png").stat().st_size > 1000
     concepts = json.loads((tmp_path / "latent_concepts.json").read_text())
     assert len(concepts["rows"]) == 16 and set(concepts["images"]).isdisjoint(js["images"])
     assert js["n_images"] == 6 and js["headline"] and js["headline"][0]["table"]

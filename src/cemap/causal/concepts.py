@@ -82,6 +82,9 @@ class ConceptTable:
     value: str
     pooled: torch.Tensor = field(repr=False)
     maps: torch.Tensor = field(repr=False)
+    truth: torch.Tensor = field(repr=False)  # N x K {0, 1}
+    n_boot: int = N_BOOT
+    seed: int = 0
 
     @property
     def k(self) -> int:
@@ -121,8 +124,13 @@ class ConceptTable:
             "n_aligned": sum(bool(v) for v in aligned.values()),
             "n_not_aligned": sum(not v for v in aligned.values()),
             "channels": {c: [f"Z{j}" for j in v] for c, v in aligned.items()},
-            "best_channel": {c: {"channel": f"Z{self.best_channel(c)[0]}", "auroc": _num(self.best_channel(c)[1])} for c in self.concepts},
+            "best_channel": {c: self._best_with_interval(i, c) for i, c in enumerate(self.concepts)},
         }
+
+    def _best_with_interval(self, i: int, concept: str) -> dict:
+        j, _ = self.best_channel(concept)
+        iv = auroc_interval(self.pooled[:, j].numpy(), self.truth[:, i].numpy(), self.n_boot, self.seed + 1000 + i)
+        return {"channel": f"Z{j}", "auroc": _num(iv.estimate), "low": _num(iv.low), "high": _num(iv.high)}
 
     def to_json(self) -> dict:
         return {
@@ -291,7 +299,7 @@ def concept_table(
         concepts=names, rows=rows, n_images=n,
         positives={c: int(truth[:, i].sum()) for i, c in enumerate(names)},
         box_area={c: None if area is None else _num(area[i]) for i, c in enumerate(names)},
-        layer=fitted.layer, value=str(value), pooled=pooled, maps=maps,
+        layer=fitted.layer, value=str(value), pooled=pooled, maps=maps, truth=truth, n_boot=n_boot, seed=seed,
     )
 
 

@@ -116,7 +116,7 @@ class LatentControls:
 
 
 def run_latent_controls(ctx: StudyContext, n_images: int, pgd_steps: int, placements: int = 4,
-                        concept_images: int | None = None, align_images: int = 500) -> LatentControls:
+                        concept_images: int | None = None, align_images: int | None = None) -> LatentControls:
     """The controlled latent experiments on ``n_images`` held-out test images of ``ctx``; writes
     ``latent_controls.json``, ``latent_controls.png`` and ``latent_concepts.json`` under ``ctx.out``.
 
@@ -127,9 +127,11 @@ def run_latent_controls(ctx: StudyContext, n_images: int, pgd_steps: int, placem
         concept_images: other test images the concept table is measured on (default 3 x n_images, at least 64),
             disjoint from the study images (latent_concepts.json).
         align_images: train images on which the channels aligned with each finding are chosen (AUROC >= ALIGNED,
-            else the single best channel), so that the choice never sees the images it is measured on.
+            else the single best channel), so that the choice never sees the images it is measured on
+            (default 500, 200 when ``ctx.quick``).
     """
     t0, c0 = time.perf_counter(), time.process_time()
+    align_images = align_images or (200 if ctx.quick else 500)
     clf, fitted, test = ctx.classifier, ctx.autoencoder, ctx.test
     latent = LatentCE(clf, fitted)
     study_idx, concept_idx = _choose_images(ctx, n_images, concept_images or max(64, 3 * n_images))
@@ -213,11 +215,14 @@ def run_latent_controls(ctx: StudyContext, n_images: int, pgd_steps: int, placem
     out = Path(ctx.out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": "latent_controls.json", "figure": "latent_controls.png", "concepts": "latent_concepts.json"}
-    (out / files["concepts"]).write_text(json.dumps({"dataset": ctx.dataset, "model": ctx.model, "images": cbatch.ids, **table.to_json()}, indent=1))
+    files["concepts_figure"] = "latent_concepts.png"
+    (out / files["concepts"]).write_text(json.dumps({"dataset": ctx.dataset, "model": ctx.model, "images": cbatch.ids, **table.to_json()},
+                                                    separators=(",", ":")))
     _figure(masking, adversarial, table, out / files["figure"], ctx.dataset)
+    _concept_figure(table, cbatch.images, out / files["concepts_figure"], ctx.dataset)
     res = LatentControls(
         dataset=ctx.dataset, model=ctx.model, layer=fitted.layer, images=study.ids,
-        settings={"n_images": n_images, "pgd_steps": pgd_steps, "placements": placements, "concept_images": len(concept_idx),
+        settings={"n_images": n_images, "pgd_steps": pgd_steps, "placements": placements, "concept_images": len(concept_idx), "align_images": align_images,
                   "intervention_value": "zero", "aligned_threshold": ALIGNED, "alpha": ALPHA, "seed": ctx.seed, "quick": ctx.quick},
         masking=masking, adversarial=adversarial, headline=headline, claims=claims, concepts=table,
         seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0, files=files,
@@ -563,6 +568,30 @@ def _verdict(forms: dict[str, bool]) -> str:
     if forms[names[0]]:
         return "holds as stated" + (f"; also {'; '.join(sharper)}" if sharper else "") + (f"; not {'; '.join(fails)}" if fails else "")
     return f"does not hold as stated; holds only {'; '.join(sharper)}" if sharper else "does not hold in any measured form"
+
+
+def _concept_figure(table: ConceptTable, images: torch.Tensor, path: Path, dataset: str) -> Path:
+    """Each channel's most activating held-out image with the channel's activation map over it, titled by its concept."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    k, cols = table.k, 8
+    rows = -(-k // cols)
+    fig = Figure(figsize=(2.0 * cols, 2.25 * rows))
+    FigureCanvasAgg(fig)
+    for j in range(k):
+        ax = fig.add_subplot(rows, cols, j + 1)
+        i = table.rows[j].top_images[0]
+        img = images[i].float()
+        ax.imshow(img.permute(1, 2, 0).numpy() if img.shape[0] == 3 else img[0].numpy(), cmap="gray", vmin=0, vmax=1)
+        m = table.maps[j, 0].numpy()
+        ax.imshow(m, cmap="inferno", alpha=0.45, vmin=0, vmax=max(float(m.max()), 1e-6))
+        ax.set_title(table.label(j), fontsize=6.5)
+        ax.set_axis_off()
+    fig.suptitle(f"{dataset}: each latent channel's most activating held-out image, activation overlaid", fontsize=9)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.01, wspace=0.05, hspace=0.25)
+    fig.savefig(path, dpi=80)
+    return path
 
 
 # ---- figure -----------------------------------------------------------------------------------------
