@@ -440,8 +440,12 @@ def detection_section(run: RunFolder) -> str:
     if result is None:
         body = text + missing("Not computed: no detection.json in this folder (run cemap detect or the full cemap demo).")
     else:
-        words = dict(DETECTION_COLUMNS) | {"ce_tpr5": "CE TPR at 5% FPR", "msp_tpr5": "MSP TPR", "feature_squeezing_tpr5": "squeezing TPR", "lid_tpr5": "LID TPR"}
-        rows = [{words.get(k, k): v for k, v in flatten(r).items()} for r in result.get("table") or [] if isinstance(r, dict)]
+        words = dict(DETECTION_COLUMNS) | {"ce_tpr5": "CE TPR at 5% FPR", "msp_tpr5": "MSP TPR", "feature_squeezing_tpr5": "squeezing TPR", "lid_tpr5": "LID TPR",
+                                         "mahalanobis_auroc": "Mahalanobis AUROC", "mahalanobis_tpr5": "Mahalanobis TPR", "logit_stats_auroc": "logit-stats AUROC",
+                                         "logit_stats_tpr5": "logit-stats TPR", "ce_minus_best": "CE minus the best baseline"}
+        group = lambda k: 2 if k.endswith("_auroc") else 4 if "tpr" in k else 3 if k.startswith("ce_") else 1 if k != "row" else 0  # noqa: E731
+        rows = [{words.get(k, k): v for k, v in sorted(flatten(r).items(), key=lambda kv: group(kv[0]))}  # AUROCs before TPRs
+                for r in result.get("table") or [] if isinstance(r, dict)]
         body = text + (table(rows, first="attack") if rows else "")
         protocol = result.get("protocol")
         if isinstance(protocol, dict):
