@@ -3,8 +3,9 @@
 Stages, each timed:
 1. overview - train or load the built-in model and its latent autoencoder, CE maps and clean latent
    CE profiles (``cemap.studies.overview.run_overview``: metrics.json, ce_maps.png, latent_profiles.png);
-2. conditions - the latent CE profiles of the same test images clean, with their true finding
-   box masked (``LatentCE.attribute_masked``) and under a PGD attack: the paper's experiments;
+2. latent_controls - the paper's latent experiments (the finding's box masked, a PGD attack) each
+   beside its control (the same box elsewhere in the lung, matched noise), with intervals
+   (:mod:`cemap.studies.latent_controls`), and what each latent channel responds to (latent_concepts.json);
 3. evaluation - CE maps against every baseline on ground truth (evaluation.json, overlays.png);
 4. detection - attacks, CE-signature detector and its baselines (detection.json, ROC, histograms);
 5. report - study.json and a self-contained report.html.
@@ -20,21 +21,17 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
-from ..attacks import PGD
-from ..causal import LatentCE
 from ..causal.autoencoder import model_fingerprint
 from ..errors import CemapError
-from ..evaluate.localisation import box_masks
 from ..explain import get_explainer, list_explainers
 from ..progress import progress_enabled
-from ..report.figures import profile_bars
 from ..report.html import write_report
 from .context import StudyContext
-from .detection import DEFAULT_LINF, LINF_BUDGETS, run_detection_study
+from .detection import run_detection_study
 from .evaluation import EvalConfig, run_evaluation
+from .latent_controls import run_latent_controls
 from .overview import run_overview
 from .stage_cache import run_cached
 
@@ -46,6 +43,7 @@ class StudyPlan:
     figure_images: int = 8
     profile_images: int = 64
     pgd_steps: int = 20
+    placements: int = 4  # control placements of each masked lesion box
     eval_images: int = 200
     eval_robust: int = 32
     eval_steps: int = 16
@@ -53,55 +51,14 @@ class StudyPlan:
     @classmethod
     def for_mode(cls, quick: bool) -> "StudyPlan":
         if quick:
-            return cls(figure_images=4, profile_images=16, pgd_steps=5, eval_images=8, eval_robust=4, eval_steps=8)
+            return cls(figure_images=4, profile_images=16, pgd_steps=5, placements=2, eval_images=8, eval_robust=4, eval_steps=8)
         return cls()
 
 
-def _profile_images(ctx: StudyContext, n: int):
-    """``n`` seeded test images - those with boxes where the dataset has any - with their boxes."""
-    test = ctx.test
-    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(ctx.seed)).tolist()
-    boxed = [i for i in order if test[i].boxes.numel()]
-    return test.batch((boxed or order)[:n])
-
-
-def _summary(profiles: torch.Tensor, clean: torch.Tensor, paired: torch.Tensor | None) -> dict:
-    """Per condition: size, mean total ECE, its strongest channel and the mean L1 shift from the same images' clean profiles."""
-    mean = profiles.mean(0)
-    row = {"n": len(profiles), "mean_total_ece": float(profiles.sum(1).mean()), "top_channel": f"Z{int(mean.argmax())}"}
-    if paired is not None and len(paired):
-        row["l1_shift_from_clean"] = float((profiles - clean[paired]).abs().sum(1).mean())
-    return row
-
-
-def condition_profiles(ctx: StudyContext, plan: StudyPlan) -> dict:
-    """Latent CE profiles clean / true box masked / adversarial (PGD, successful only); writes latent_profiles_conditions.png."""
-    clf, fitted = ctx.classifier, ctx.autoencoder
-    latent = LatentCE(clf, fitted)
-    batch = _profile_images(ctx, plan.profile_images)
-    clean = latent.attribute(batch.images)
-    everyone = torch.arange(len(clean))
-    conditions = {"clean": clean}
-    summary = {"clean": _summary(clean, clean, everyone)}
-    has_boxes = [b.numel() > 0 for b in batch.boxes]
-    if all(has_boxes):
-        masks = box_masks(tuple(batch.images.shape[-2:]), batch.boxes)
-        conditions["true box masked"] = latent.attribute_masked(batch.images, masks)
-        summary["true box masked"] = _summary(conditions["true box masked"], clean, everyone)
-    else:
-        summary["true box masked"] = {"n": 0, "note": f"not computed: {ctx.dataset} has no ground-truth boxes"}
-    eps = LINF_BUDGETS.get(ctx.dataset, DEFAULT_LINF)[1]
-    attack = PGD(clf, eps=eps, steps=plan.pgd_steps)
-    result = attack(batch.images, None if clf.multilabel else batch.labels)
-    ok = result.success
-    name = f"adversarial (PGD-Linf eps {eps:.3g})"
-    if ok.any():
-        conditions[name] = latent.attribute(result.adversarial[ok])
-        summary[name] = {**_summary(conditions[name], clean, everyone[ok]), "attack_success_rate": float(ok.float().mean())}
-    else:
-        summary[name] = {"n": 0, "attack_success_rate": 0.0, "note": "no attack succeeded"}
-    figure = profile_bars(conditions, ctx.out / "latent_profiles_conditions.png")
-    return {"layer": fitted.layer, "images": batch.ids, "conditions": summary, "figure": figure.name}
+def latent_controls_stage(ctx: StudyContext, plan: StudyPlan) -> dict:
+    """The paper's latent experiments beside their controls (latent_controls.json, latent_concepts.json, latent_controls.png)."""
+    result = run_latent_controls(ctx, n_images=plan.profile_images, pgd_steps=plan.pgd_steps, placements=plan.placements)
+    return {"layer": result.layer, "images": result.images, "claims": result.claims, "headline": result.headline, "files": result.files}
 
 
 def applicable_methods(classifier) -> tuple[list[str], dict[str, str]]:
@@ -159,7 +116,7 @@ def run_demo(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: boo
 
     base = stage("model", lambda: _stage_key(ctx))
     metrics = stage("overview", lambda: run_overview(ctx, n_images=plan.figure_images), {**base, "plan": asdict(plan)})
-    profiles = stage("conditions", lambda: condition_profiles(ctx, plan), {**base, "plan": asdict(plan)})
+    controls = stage("latent_controls", lambda: latent_controls_stage(ctx, plan), {**base, "plan": asdict(plan)})
     cfg = EvalConfig(n_images=plan.eval_images, n_robust=plan.eval_robust, steps=plan.eval_steps, seed=seed)
     # CE's fill and cell are chosen on the train split when it has boxes, never on the test images reported
     tune = "ce_map_pointing_game" in metrics
@@ -172,11 +129,10 @@ def run_demo(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: boo
         "quick": quick,
         "seed": seed,
         "settings": {"plan": asdict(plan)},
-        "latent_profiles": profiles["conditions"],
-        "profile_images": profiles["images"],
+        "latent_controls": {"claims": controls["claims"], "files": controls["files"]},
+        "profile_images": controls["images"],
         "evaluation": evaluation,
         "detection": detection,
-        "figures": {"latent_profiles_conditions": profiles["figure"]},
         "timings_s": timings,
         "stages": provenance,
     }
