@@ -180,16 +180,16 @@ def test_demo_quick_runs_the_whole_study(tmp_path, capsys):
     code, stdout, _ = run_cli(["demo", "--dataset", "mnist5k", "--quick", "--out", str(out), "--quiet"], capsys)
     assert code == 0 and "report:" in stdout
     study = json.loads((out / "study.json").read_text())
-    assert set(study["timings_s"]) >= {"demo", "conditions", "evaluation", "detection", "total"}
-    assert {"clean", "true box masked"} <= set(study["latent_profiles"])
-    for name in ("metrics.json", "evaluation.json", "detection.json", "latent_profiles_conditions.png", "report.html"):
+    assert set(study["timings_s"]) >= {"overview", "latent_controls", "evaluation", "detection", "total"}
+    assert set(study["latent_controls"]["claims"]) and study["latent_controls"]["files"]
+    for name in ("metrics.json", "evaluation.json", "detection.json", "latent_controls.json", "latent_concepts.json", "report.html"):
         assert (out / name).is_file(), name
     html = (out / "report.html").read_text()
     assert "no evaluation.json" not in html and "no detection.json" not in html and html.count("<img ") >= 6
     # the same study again: every stage restored from the cache, the same results, a fresh report
     again = tmp_path / "again"
     code, stdout, _ = run_cli(["demo", "--dataset", "mnist5k", "--quick", "--out", str(again), "--quiet"], capsys)
-    assert code == 0 and "restored from an earlier identical run: demo, conditions, evaluation, detection" in stdout
+    assert code == 0 and "restored from an earlier identical run: overview, latent_controls, evaluation, detection" in stdout
     assert all("restored_from" in p for p in json.loads((again / "study.json").read_text())["stages"].values())
     for name in ("metrics.json", "evaluation.json", "detection.json", "overlays.png"):
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
