@@ -159,12 +159,14 @@ def _seed_generator(seed: int) -> torch.Generator:
 def randomisation_test(
     make_explainer: Callable[[Classifier], object], classifier: Classifier, images: torch.Tensor, targets: torch.Tensor,
     maps: torch.Tensor | None = None, seeds=SANITY_SEEDS, mode: str = "cascading", blocks: list[str] | None = None,
+    full_only: bool = False,
 ) -> list[dict]:
     """Adebayo et al.'s model-randomisation test for one method.
 
     Returns one record per (seed, step): {"seed", "step" (number of blocks randomised for
     cascading, the block's index for independent), "blocks" (names randomised), and the B-value
     tensors of :func:`map_similarity`}. ``make_explainer(clf)`` builds the method for a model.
+    ``full_only``: cascading straight to the fully randomised network (what the pass criterion reads).
     """
     if mode not in ("cascading", "independent"):
         raise ValueError(f"unknown mode {mode!r}: use 'cascading' or 'independent'")
@@ -172,7 +174,7 @@ def randomisation_test(
     trained = maps if maps is not None else _attribute(make_explainer(classifier), images, targets)
     records = []
     for seed in seeds:
-        for step in range(len(blocks)):
+        for step in ([len(blocks) - 1] if full_only and mode == "cascading" else range(len(blocks))):
             chosen = blocks[: step + 1] if mode == "cascading" else [blocks[step]]
             clf = randomised_blocks(classifier, chosen, _seed_generator(1000 * seed + step))
             randomised = _attribute(make_explainer(clf), images, targets)

@@ -150,7 +150,7 @@ def choose_ce(clf, size: int, cfg: BenchmarkConfig) -> dict:
     chosen = None
     for cand in sorted((c for c in scored if c["method"] == "ce-ms"), key=lambda c: -c["score"]):
         recs = randomisation_test(lambda c, o=cand["options"]: get_explainer("ce-ms", c, **o), clf, sane.images, sane.targets,
-                                  cand["_maps"][: len(sane)], cfg.sanity_seeds, "cascading", blocks[:])
+                                  cand["_maps"][: len(sane)], cfg.sanity_seeds, "cascading", blocks, full_only=True)
         verdict = sanity_verdict([r for r in recs if r["step"] == len(blocks)])
         cand["train_sanity_passes"] = verdict["passes"]
         log.info("CE candidate %s: train sanity %s", cand["options"], verdict["passes"])
