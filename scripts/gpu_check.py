@@ -88,8 +88,11 @@ def cemap_run(device: str, limit: int, workdir: Path) -> dict:
     manifest = out_dir / "manifest.json"
     rate = None
     if manifest.exists():
-        summary = json.loads(manifest.read_text())
-        rate = (summary.get("summary") or summary).get("images_per_s")
+        try:
+            summary = json.loads(manifest.read_text())
+            rate = (summary.get("summary") or summary).get("images_per_s")
+        except (ValueError, AttributeError):
+            rate = None
     for line in proc.stdout.splitlines():
         if "images/s" in line:
             try:
@@ -140,15 +143,24 @@ def main() -> int:
     started = time.perf_counter()
     result = {"gpu": torch.cuda.get_device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda}
     log(f"{result['gpu']}, torch {result['torch']}, CUDA {result['cuda']}")
-    result["densenet121_ce_maps"] = densenet_maps(device, args.batch)
+    sections = [("densenet121_ce_maps", lambda tmp: densenet_maps(device, args.batch))]
+    if not args.skip_run:
+        sections.append(("cemap_run", lambda tmp: cemap_run(device, args.run_images, tmp)))
+    if not args.skip_bench:
+        sections.append(("bench_quick", lambda tmp: bench_quick(device, tmp, args.bench_timeout)))
     with tempfile.TemporaryDirectory(prefix="cemap-gpu-check-") as tmp:
-        if not args.skip_run:
-            result["cemap_run"] = cemap_run(device, args.run_images, Path(tmp))
-        if not args.skip_bench:
-            result["bench_quick"] = bench_quick(device, Path(tmp), args.bench_timeout)
+        for name, section in sections:  # one failing section does not lose the others
+            try:
+                result[name] = section(Path(tmp))
+            except Exception as exc:  # noqa: BLE001 - reported, and the check goes on
+                log(f"{name} failed: {type(exc).__name__}: {exc}")
+                result[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            Path(args.out).write_text(json.dumps(result, indent=2, default=str))
     result["wall_s"] = time.perf_counter() - started
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    Path(args.out).write_text(json.dumps(result, indent=2, default=str))
     m = result["densenet121_ce_maps"]
+    if "error" in m:
+        return 1
     log("summary: DenseNet-121 224 px CE maps/s: "
         f"fp32 {m['dense_fp32']['maps_per_s']:.2f}, bf16 {m['dense_bf16']['maps_per_s']:.2f}, adaptive bf16 {m['adaptive_bf16']['maps_per_s']:.2f}"
         + (f"; cemap run {result['cemap_run']['images_per_s']:.2f} images/s, ChestX-ray14 in {result['cemap_run']['projected_chestxray14_h']:.2f} h"
