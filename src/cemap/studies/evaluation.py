@@ -35,6 +35,7 @@ from ..evaluate.shortcut import marker_share
 from ..explain import get_explainer, list_explainers
 from ..models import default_model_for, get_model
 from ..models.classifier import Classifier
+from ..report.explorer import save_explorer_batch
 from ..report.figures import overlay_grid
 
 log = logging.getLogger(__name__)
@@ -258,6 +259,11 @@ def run_evaluation(
         out.mkdir(parents=True, exist_ok=True)
         boxes = [pairs.boxes[i] for i in shown] if pairs.has_boxes else None
         overlay_grid(pairs.images[shown], figure_maps, out / "overlays.png", titles=[pairs.ids[i] for i in shown], boxes=boxes)
+        with torch.inference_mode():
+            shown_probs = clf.predict_proba(pairs.images[shown])
+        save_explorer_batch(out, pairs.images[shown], figure_maps, [pairs.ids[i] for i in shown], boxes=[pairs.boxes[i] for i in shown],
+                            box_labels=[torch.full((len(pairs.boxes[i]),), int(pairs.targets[i])) for i in shown], probs=shown_probs,
+                            targets=pairs.targets[shown], class_names=clf.class_names, source="evaluation", name="explorer_evaluation.npz")
         doc["figures"] = {"overlays": "overlays.png"}
         (out / "evaluation.json").write_text(json.dumps(doc, indent=2, default=_json_default))
     return doc

@@ -24,6 +24,7 @@ from ..errors import CemapError, unknown_name
 from ..pipeline import ImagePipeline
 from ..models import Classifier, get_model
 from ..progress import progress_enabled
+from ..report.explorer import MAX_ITEMS, ExplorerItem, relative_names, save_explorer_items
 from ..report.figures import overlay_grid, profile_bars
 
 DEFAULT_METHODS = ("ce", "gradcam")
@@ -143,6 +144,7 @@ def explain_files(
     pipeline = ImagePipeline(classifier, fitted, methods=methods)
     wanted = resolve_target(classifier, target)
     rows, profiles, agree, kl, problems = [], [], 0.0, 0.0, []
+    names, explorer = relative_names(files), []
     t = time.perf_counter()
     for start in tqdm(range(0, len(files), BATCH), desc="explain", disable=not progress_enabled(), leave=False):
         chunk = list(files[start : start + BATCH])
@@ -168,6 +170,9 @@ def explain_files(
                 "overlay": f"{stem}.png",
             }
             (out / f"{stem}.json").write_text(json.dumps(row, indent=2))
+            if start + i < MAX_ITEMS:  # the explorer shows the first MAX_ITEMS images
+                explorer.append(ExplorerItem(id=names[start + i], image=images[i], maps={m: maps[m][i] for m in maps}, probs=probs[i], target=t_i,
+                                             profile=profile[i] if profile is not None else None, source="explain"))
             rows.append({"file": path.name, "target": row["target"], "probability": row["probability"], "overlay": row["overlay"], "json": f"{stem}.json"})
     timings["explain"] = time.perf_counter() - t
     summary = {
@@ -187,5 +192,6 @@ def explain_files(
         }
         summary["figures"]["latent_profiles"] = profile_bars({"explained images": torch.cat(profiles)}, out / "latent_profiles.png").name
     (out / "explain.json").write_text(json.dumps(summary, indent=2))
+    save_explorer_items(out, explorer, classifier.class_names)
     write_report(out)
     return summary

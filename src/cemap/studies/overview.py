@@ -14,6 +14,7 @@ from ..causal import CEMap, fidelity
 from ..evaluate.classification import accuracy, macro_auroc, per_class_auroc
 from ..evaluate.localisation import pointing_game_hits
 from ..pipeline import ImagePipeline
+from ..report.explorer import save_explorer_batch
 from ..report.figures import draw_boxes, overlay_grid, profile_bars
 from .context import StudyContext
 
@@ -121,6 +122,8 @@ def run_overview(ctx: StudyContext, n_images: int = 8) -> dict:
         "ce_maps": overlay_grid(batch.images, {"CE map": maps}, out / "ce_maps.png", titles=titles, boxes=batch.boxes if has_boxes else None).name,
         "latent_profiles": profile_bars({"clean": profiles}, out / "latent_profiles.png").name,
     }
+    save_explorer_batch(out, batch.images, {"CE map": maps}, batch.ids, boxes=batch.boxes, box_labels=batch.box_labels, probs=result.probs,
+                        targets=result.targets, labels=batch.labels, profiles=profiles, class_names=clf.class_names, source="demo")
     localisation = {}
     ce = pipeline.cemap
     if has_boxes:
