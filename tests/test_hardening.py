@@ -7,6 +7,7 @@ from tiny networks in a temporary CEMAP_CACHE, never in the shared one.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import subprocess
@@ -496,3 +497,24 @@ def test_an_unexpected_end_of_file_is_one_line_and_ctrl_c_says_interrupted(monke
     monkeypatch.setattr("cemap.models.list_models", interrupt)
     code, _, err = run_cli(["models"], capsys)
     assert code == 130 and "interrupted" in err
+
+
+def test_a_small_run_names_classes_and_files_and_stores_absolute_paths(folder3, tmp_path, monkeypatch, capsys):
+    """The folder's class names, each unreadable file by its relative path, and absolute paths in config.json."""
+    from cemap.causal.autoencoder import AEConfig
+    from cemap.runner import autoencoder as run_ae
+    from cemap.runner import load_run
+
+    monkeypatch.setattr(run_ae, "AEConfig", functools.partial(AEConfig, steps=3, batch_size=4))  # seconds, not minutes
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(small_run(os.path.relpath(folder3, tmp_path), "run", "--layer", "layer3", "--shard-size", "4"), capsys)
+    assert code == 0, err
+    run = load_run(tmp_path / "run")
+    assert run.class_names == ["bird", "cat", "dog"]
+    assert [e["id"] for e in run.errors()] == ["dog/broken.png"]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert config["dataset_options"]["root"] == str(folder3.resolve())
+    fid = run.manifest["autoencoder"]["fidelity"]
+    assert set(fid) >= {"agreement", "mean_kl", "ok", "recon_correlation", "code_variation"}
+    if not fid["ok"]:
+        assert "warning: low autoencoder fidelity" in err
