@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CemapError
-from ..evaluate.bootstrap import N_BOOT, Interval, _percentiles
+from ..evaluate.bootstrap import LEVEL, N_BOOT, Interval
 from ..models.classifier import Classifier
 from .autoencoder import FittedAutoencoder
 from .latent import LatentCE
@@ -188,7 +188,9 @@ def auroc_interval(scores: np.ndarray, positive: np.ndarray, n_boot: int = N_BOO
     cp = np.stack([np.bincount(r, minlength=len(pos)) for r in rng.integers(0, len(pos), (n_boot, len(pos)))]).astype(float)
     cn = np.stack([np.bincount(r, minlength=len(neg)) for r in rng.integers(0, len(neg), (n_boot, len(neg)))]).astype(float)
     samples = ((cp @ pairs) * cn).sum(1) / (len(pos) * len(neg))
-    return Interval(float(pairs.mean()), *_percentiles(samples, 0.95), int(min(len(pos), len(neg))))
+    tail = 100 * (1 - LEVEL) / 2
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return Interval(float(pairs.mean()), float(low), float(high), int(min(len(pos), len(neg))))
 
 
 @torch.inference_mode()

@@ -45,7 +45,7 @@ from ..causal.concepts import ALIGNED, ConceptTable, concept_table, pooled_align
 from ..causal.effects import expected_effect
 from ..causal.masks import box_mask, gaussian_blur
 from ..errors import CemapError
-from ..evaluate.bootstrap import Interval, bootstrap_mean, paired_difference
+from ..evaluate.bootstrap import bootstrap_mean, paired_difference
 from .context import StudyContext
 
 # PGD-Linf budget per dataset: the larger of the detection study's two budgets (the demo's attack).
