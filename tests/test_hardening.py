@@ -518,3 +518,10 @@ def test_a_small_run_names_classes_and_files_and_stores_absolute_paths(folder3, 
     assert set(fid) >= {"agreement", "mean_kl", "ok", "recon_correlation", "code_variation"}
     if not fid["ok"]:
         assert "warning: low autoencoder fidelity" in err
+
+
+def test_imagefolder_class_names_as_text_are_split_at_commas(folder3):
+    from cemap.data import get_dataset
+
+    data = get_dataset("imagefolder", root=str(folder3), class_names="dog,cat", size=12)
+    assert data.class_names == ["dog", "cat"] and len(data) == 5

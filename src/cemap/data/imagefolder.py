@@ -36,6 +36,8 @@ class ImageFolder(ImageDataset):
         base = Path(root).expanduser()
         tree = base / split if (base / split).is_dir() else base
         found = sorted(p.name for p in tree.iterdir() if p.is_dir())
+        if isinstance(class_names, str):  # "a,b,c" from a command line, never a list of single characters
+            class_names = [c.strip() for c in class_names.split(",") if c.strip()]
         self.class_names = list(class_names) if class_names is not None else found
         missing = [c for c in self.class_names if not (tree / c).is_dir()]
         if not self.class_names or missing:
