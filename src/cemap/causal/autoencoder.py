@@ -119,7 +119,7 @@ MIN_RECON_CORRELATION = 0.1  # correlation across images between the activation 
 MAX_RELATIVE_ERROR = 25.0  # reconstruction MSE / activation variance across images, far beyond any faithful autoencoder
 MIN_CODE_VARIATION = 1e-4  # variance of the code across images relative to its mean square: 0 = one code for every image
 MIN_PROFILE_VARIATION = 1e-4  # spread of latent CE profiles across images relative to their size
-PROFILE_IMAGES = 16
+PROFILE_IMAGES = 8  # latent CE profiles cost k + 1 suffix passes per image: a few images tell identical from different
 
 
 @dataclass
