@@ -123,3 +123,15 @@ def test_study_on_synthcxr(tmp_path):
     js = res.to_json()
     assert js["masking"]["condition"].startswith("true lesion box")
     assert "Effusion" in js["concepts"]["coverage"]["best_channel"]
+
+
+def test_claims_and_figure_without_comparisons(tmp_path):
+    """A dataset with neither boxes nor strokes, and an attack that never succeeded: verdicts say so, the figure still draws."""
+    masking = {"comparisons": [], "per_channel": [], "note": "not computed: no boxes"}
+    adversarial = {"comparisons": [], "per_channel": [], "note": "fewer than 2 attacks succeeded: nothing to compare"}
+    headline, claims = lc._claims("x", masking, adversarial, False)
+    assert headline == []
+    assert claims["lesion_specific"]["verdict"] == "not computed: no boxes"
+    assert claims["adversarial_specific"]["verdict"].startswith("not measured: fewer than 2")
+    lc._figure(masking, adversarial, SimpleNamespace(label=lambda j: f"Z{j}"), tmp_path / "f.png", "x")
+    assert (tmp_path / "f.png").exists()

@@ -53,6 +53,7 @@ LINF = {"mnist5k": 0.3}
 DEFAULT_LINF = 8 / 255
 BLUR_SIGMAS = (0.5, 0.7, 1.0, 1.4, 2.0, 2.8)
 STROKE = 0.5  # MNIST pixels above this are strokes
+STROKE_DATASETS = ("mnist5k",)  # datasets without boxes whose strokes (bright on black) can be masked
 ALPHA = 0.05
 MEASURES = {
     "ece_l1": "L1 shift of the latent ECE profile",
@@ -141,43 +142,54 @@ def run_latent_controls(ctx: StudyContext, n_images: int, pgd_steps: int, placem
                           ids=cbatch.ids, seed=ctx.seed)
     images = study.images
     has_boxes = _has_boxes(test)
-    findings = _findings(study, clf, ctx) if has_boxes else study.labels.long().reshape(-1)
-    clean = _profiles(latent, images, findings)
-
-    # masking: the finding's region against the same area elsewhere
+    kind = "boxes" if has_boxes else "strokes" if ctx.dataset in STROKE_DATASETS else None
     if has_boxes:
-        region, controls, fills, ctrl_fills, (lung_share, squeezed) = _box_regions(ctx, study, study_idx, findings, placements)
-        mask_names = ("true lesion box masked (zero fill)", f"same box shape elsewhere in the lung field ({placements} placements, zero fill)")
+        findings = _findings(study, clf, ctx)
+    elif clf.multilabel:  # no boxes to say which finding: the most probable one
+        with torch.inference_mode():
+            findings = clf.probabilities(images).argmax(1)
     else:
-        region, controls, fills, ctrl_fills = _stroke_regions(ctx, images, placements)
-        mask_names = ("strokes erased (fill 0)", f"background region of the same area, filled with the stroke intensities ({placements} placements)")
-    masked = torch.where(region[:, None], fills, images)
-    ctrl_images = torch.where(controls[:, :, None], ctrl_fills, images[:, None]).flatten(0, 1)
-    p_mask = _profiles(latent, masked, findings)
-    p_ctrl = _profiles(latent, ctrl_images, findings.repeat_interleave(placements))
+        findings = study.labels.long().reshape(-1)
+    clean = _profiles(latent, images, findings)
     selection = _aligned_on_train(ctx, align_images)
     aligned = [selection[clf.class_names[f]]["channels"] for f in findings.tolist()]
-    m_cond = _measures(p_mask, clean, aligned, _l2(masked, images))
-    m_ctrl = {k: v.reshape(len(images), placements).mean(1)
-              for k, v in _measures(p_ctrl, _repeat(clean, placements), _rep_list(aligned, placements), _l2(ctrl_images, images.repeat_interleave(placements, 0))).items()}
-    ch_cond = (p_mask.ece - clean.ece).abs()
-    ch_ctrl = (p_ctrl.ece.reshape(len(images), placements, -1) - clean.ece[:, None]).abs().mean(1)
-    masking = {
-        "condition": mask_names[0],
-        "control": mask_names[1],
-        "n": len(images),
-        "pixels_changed": {"condition_l2": _mean_norm(masked, images), "control_l2": _mean_norm(ctrl_images, images.repeat_interleave(placements, 0)),
-                           "condition_area": float(region.float().mean()), "control_area": float(controls.float().mean())},
-        "aligned_channels": {"chosen_on": f"{min(align_images, len(ctx.train))} train images", "rule": f"pooled-activation AUROC >= {ALIGNED}, else the best channel",
-                             "by_concept": selection},
-        "comparisons": [_compare(m_cond, m_ctrl, ctx.seed, control=mask_names[1])],
-        "per_channel": [_per_channel(ch_cond, ch_ctrl, table, mask_names[1], ctx.seed)],
-    }
-    masking["by_finding"] = _by_finding(m_cond, m_ctrl, findings, clf.class_names, ctx.seed)
-    if has_boxes:
-        masking["control_placement"] = {"mean_share_inside_lung": float(lung_share.mean()),
-                                        "images_where_it_fits_entirely_inside_the_lung": int((lung_share >= 1).sum()),
-                                        "images_where_every_place_touches_a_lesion": squeezed}
+    masking = {"aligned_channels": {"chosen_on": f"{min(align_images, len(ctx.train))} train images",
+                                    "rule": f"pooled-activation AUROC >= {ALIGNED}, else the best channel", "by_concept": selection},
+               "comparisons": [], "per_channel": []}
+
+    # masking: the finding's region against the same area elsewhere
+    if kind is None:
+        masking["note"] = f"not computed: {ctx.dataset} has no boxes, and strokes are defined only for {', '.join(STROKE_DATASETS)}"
+    else:
+        if kind == "boxes":
+            region, controls, fills, ctrl_fills, (lung_share, squeezed) = _box_regions(ctx, study, study_idx, findings, placements)
+            mask_names = ("true lesion box masked (zero fill)", f"same box shape elsewhere in the lung field ({placements} placements, zero fill)")
+        else:
+            region, controls, fills, ctrl_fills = _stroke_regions(ctx, images, placements)
+            mask_names = ("strokes erased (fill 0)", f"background region of the same area, filled with the stroke intensities ({placements} placements)")
+        masked = torch.where(region[:, None], fills, images)
+        ctrl_images = torch.where(controls[:, :, None], ctrl_fills, images[:, None]).flatten(0, 1)
+        p_mask = _profiles(latent, masked, findings)
+        p_ctrl = _profiles(latent, ctrl_images, findings.repeat_interleave(placements))
+        m_cond = _measures(p_mask, clean, aligned, _l2(masked, images))
+        m_ctrl = {k: v.reshape(len(images), placements).mean(1)
+                  for k, v in _measures(p_ctrl, _repeat(clean, placements), _rep_list(aligned, placements), _l2(ctrl_images, images.repeat_interleave(placements, 0))).items()}
+        ch_cond = (p_mask.ece - clean.ece).abs()
+        ch_ctrl = (p_ctrl.ece.reshape(len(images), placements, -1) - clean.ece[:, None]).abs().mean(1)
+        masking.update({
+            "condition": mask_names[0],
+            "control": mask_names[1],
+            "n": len(images),
+            "pixels_changed": {"condition_l2": _mean_norm(masked, images), "control_l2": _mean_norm(ctrl_images, images.repeat_interleave(placements, 0)),
+                               "condition_area": float(region.float().mean()), "control_area": float(controls.float().mean())},
+            "comparisons": [_compare(m_cond, m_ctrl, ctx.seed, control=mask_names[1])],
+            "per_channel": [_per_channel(ch_cond, ch_ctrl, table, mask_names[1], ctx.seed)],
+            "by_finding": _by_finding(m_cond, m_ctrl, findings, clf.class_names, ctx.seed),
+        })
+        if kind == "boxes":
+            masking["control_placement"] = {"mean_share_inside_lung": float(lung_share.mean()),
+                                            "images_where_it_fits_entirely_inside_the_lung": int((lung_share >= 1).sum()),
+                                            "images_where_every_place_touches_a_lesion": squeezed}
 
     # adversarial: PGD against noise and corruptions of matched size
     eps = LINF.get(ctx.dataset, DEFAULT_LINF)
@@ -514,6 +526,13 @@ def _holds(comp: dict, measure: str) -> bool:
 
 
 def _claims(dataset: str, masking: dict, adversarial: dict, has_boxes: bool) -> tuple[list[dict], dict]:
+    headline, claims = _masking_claims(dataset, masking, has_boxes) if masking["comparisons"] else (
+        [], {"lesion_specific": {"claim": "masking the finding's region moves the latent profile more than masking the same area elsewhere",
+                                 "forms": {}, "verdict": masking.get("note", "not measured")}})
+    return _adversarial_claims(dataset, adversarial, headline, claims)
+
+
+def _masking_claims(dataset: str, masking: dict, has_boxes: bool) -> tuple[list[dict], dict]:
     mc = masking["comparisons"][0]
     what = "the lesion" if has_boxes else "the strokes"
     ece = mc["measures"]["ece_l1"]
@@ -533,7 +552,10 @@ def _claims(dataset: str, masking: dict, adversarial: dict, has_boxes: bool) -> 
               "verdict": _verdict(forms), "positive_control": {"finding_drop": mc["measures"]["finding_drop"]["difference"],
                                                                 "reads": "masking the finding's own region lowers its probability more than the control region"
                                                                 if _holds(mc, "finding_drop") else "masking the finding's own region does not lower its probability more than the control region"}}
-    claims = {"lesion_specific": lesion}
+    return headline, {"lesion_specific": lesion}
+
+
+def _adversarial_claims(dataset: str, adversarial: dict, headline: list[dict], claims: dict) -> tuple[list[dict], dict]:
     if adversarial["comparisons"]:
         comps = {c["control"]: c for c in adversarial["comparisons"]}
         linf = next(c for n, c in comps.items() if "L-inf" in n)
@@ -605,7 +627,7 @@ def _figure(masking: dict, adversarial: dict, table: ConceptTable, path: Path, d
     grid = fig.add_gridspec(2, 2, width_ratios=[1, 1.6])
     ax = fig.add_subplot(grid[0, 0])
     bars = [("mask: " + ("lesion" if "lesion" in masking["condition"] else "strokes"), masking["comparisons"][0]["measures"]["ece_l1"]["condition"], "C3"),
-            ("mask: elsewhere", masking["comparisons"][0]["measures"]["ece_l1"]["control"], "C7")]
+            ("mask: elsewhere", masking["comparisons"][0]["measures"]["ece_l1"]["control"], "C7")] if masking["comparisons"] else []
     if adversarial["comparisons"]:
         bars.append(("PGD", adversarial["comparisons"][0]["measures"]["ece_l1"]["condition"], "C0"))
     for c in adversarial["comparisons"]:
@@ -618,7 +640,7 @@ def _figure(masking: dict, adversarial: dict, table: ConceptTable, path: Path, d
     ax.set_ylabel("latent ECE profile L1 shift")
     ax.set_title(f"{dataset}: condition (colour) beside control (grey), 95% CI", fontsize=9)
     ax2 = fig.add_subplot(grid[1, 0])
-    rows = [("mask", masking["comparisons"][0])] + [("PGD vs " + ("sign noise" if "L-inf" in c["control"] else "Gauss L2" if "noise" in c["control"] else "blur L2"), c)
+    rows = [("mask", c) for c in masking["comparisons"]] + [("PGD vs " + ("sign noise" if "L-inf" in c["control"] else "Gauss L2" if "noise" in c["control"] else "blur L2"), c)
                                                     for c in adversarial["comparisons"]]
     for i, (name, comp) in enumerate(rows):
         for j, m in enumerate(("ece_l1", "finding_l1")):
@@ -629,8 +651,9 @@ def _figure(masking: dict, adversarial: dict, table: ConceptTable, path: Path, d
     ax2.set_xticks(range(len(rows)))
     ax2.set_xticklabels([r[0] for r in rows], rotation=30, ha="right", fontsize=8)
     ax2.set_ylabel("condition - control (L1 shift)")
-    ax2.legend(fontsize=7)
-    panels = [("masking", masking["per_channel"][0])] + [("PGD vs " + p["control"], p) for p in adversarial["per_channel"] if "matched L2" in p["control"]]
+    if rows:
+        ax2.legend(fontsize=7)
+    panels = [("masking", p) for p in masking["per_channel"]] + [("PGD vs " + p["control"], p) for p in adversarial["per_channel"] if "matched L2" in p["control"]]
     for r, (title, pc) in enumerate(panels[:2]):
         ax3 = fig.add_subplot(grid[r, 1])
         k = len(pc["channels"])
