@@ -525,3 +525,11 @@ def test_imagefolder_class_names_as_text_are_split_at_commas(folder3):
 
     data = get_dataset("imagefolder", root=str(folder3), class_names="dog,cat", size=12)
     assert data.class_names == ["dog", "cat"] and len(data) == 5
+
+
+def test_half_a_weights_file_is_called_truncated(pngs, tmp_path, capsys):
+    path = tmp_path / "half.pt"
+    torch.save(small_net().state_dict(), path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    code, _, err = run_cli(["predict", pngs, "--model", "resnet18", "--weights", path], capsys)
+    one_line_error(code, err, "half.pt", "truncated")

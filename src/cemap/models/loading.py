@@ -35,7 +35,9 @@ def load_state_dict_file(path: str | Path, allowed: Sequence[type] = ()) -> dict
     except Exception as exc:  # corrupt or not a torch file at all
         from ..cache import damage
 
-        problem = damage(path) if zipfile.is_zipfile(path) else None
+        with open(path, "rb") as fh:
+            zipped = fh.read(2) == b"PK"
+        problem = damage(path) if zipped or zipfile.is_zipfile(path) else None
         what = f"it {problem}" if problem else exc.__class__.__name__
         raise CemapError(f"cannot read checkpoint {path} ({what})", "is it a complete PyTorch .pt/.pth file?") from exc
     if isinstance(obj, torch.nn.Module):
