@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -233,7 +233,7 @@ def run_evaluation(
     tuning = None
     if tune and "ce" in methods and "ce" not in cfg.method_options:
         tuning = cached_tune_ce(clf, dataset, opts, cfg)
-        cfg.method_options["ce"] = tuning["chosen"]
+        cfg = replace(cfg, method_options={**cfg.method_options, "ce": tuning["chosen"]})  # the caller's config stays as it was
     pairs = evaluation_pairs(test, cfg.n_images, cfg.seed)
     markers = _marker_masks(test, pairs)
     shown = torch.linspace(0, len(pairs) - 1, min(cfg.n_figure, len(pairs))).round().long().unique()
