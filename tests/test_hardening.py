@@ -315,6 +315,7 @@ def test_full_disk_while_committing_a_shard_is_one_line(tmp_path, monkeypatch):
         (["--methods", "gradcan"], ["unknown method 'gradcan'"]),
         (["--attacks", "pgdd"], ["unknown attack 'pgdd'"]),
         (["--value", "half"], ["--value"]),
+        (["--ae-dataset", "mnist"], ["unknown dataset 'mnist'"]),
     ],
 )
 def test_run_mistakes_are_refused_before_any_work_and_leave_no_folder(folder3, tmp_path, extra, words, capsys):

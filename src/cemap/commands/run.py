@@ -138,6 +138,8 @@ def run(
     from ..runner import RunConfig, run_dataset
 
     data_options = checked_options("dataset", dataset, dataset_factory(dataset), options(data_opt, "--data-opt"))
+    if ae_dataset is not None:
+        dataset_factory(ae_dataset)  # an unknown name is refused now, not after the folder is prepared
     model = model or builtin_model(dataset)
     model_options = checked_options("model", model, model_factory(model), options(model_opt, "--model-opt"))
     track_output(out)
