@@ -534,3 +534,18 @@ def test_half_a_weights_file_is_called_truncated(pngs, tmp_path, capsys):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     code, _, err = run_cli(["predict", pngs, "--model", "resnet18", "--weights", path], capsys)
     one_line_error(code, err, "half.pt", "truncated")
+
+
+def test_a_damaged_committed_shard_is_named_with_how_to_recompute_it(tmp_path):
+    from cemap.runner.engine import Runner
+    from cemap.runner.layout import RunLayout
+
+    layout = RunLayout(tmp_path)
+    layout.shard_dir.mkdir()
+    layout.table(3).write_bytes(b"PAR1 not really")
+    layout.shard_errors(3).write_text("")
+    runner = Runner.__new__(Runner)
+    runner.layout = layout
+    with pytest.raises(CemapError, match="shard 3 .* is damaged") as info:
+        runner._read_shard(3)
+    assert "shard-000003.*" in str(info.value) and "--resume" in str(info.value)

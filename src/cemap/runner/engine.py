@@ -215,6 +215,17 @@ class Runner:
         bar.close()
         return total, time.perf_counter() - start
 
+    def _read_shard(self, shard: int) -> tuple[list[dict], int]:
+        """A committed shard's errors and row count; a damaged shard file is one line saying how to recompute it."""
+        try:
+            return read_errors(self.layout, shard), pq.read_metadata(self.layout.table(shard)).num_rows
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            stem = self.layout.table(shard).with_suffix("")
+            raise CemapError(
+                f"shard {shard} of {self.layout.root} is damaged ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})",
+                f"delete {stem}.* and continue with --resume: that shard is computed again",
+            ) from exc
+
     def finish(self, work: list[tuple[int, float]]) -> dict:
         """Rank 0 after the barrier: verify every shard, merge errors, write the manifest; returns the summary."""
         missing = [p.index for p in self.plans if not self.layout.is_committed(p.index)]
@@ -223,9 +234,8 @@ class Runner:
         shards, n_rows, n_errors = [], 0, 0
         with atomic_open(self.layout.errors, "w") as merged:
             for p in self.plans:
-                errors = read_errors(self.layout, p.index)
+                errors, rows = self._read_shard(p.index)
                 merged.writelines(json.dumps(e, sort_keys=True) + "\n" for e in errors)
-                rows = pq.read_metadata(self.layout.table(p.index)).num_rows
                 shards.append({"index": p.index, "start": p.start, "stop": p.stop, "rows": rows, "errors": len(errors)})
                 n_rows, n_errors = n_rows + rows, n_errors + len(errors)
         processed = sum(n for n, _ in work)
