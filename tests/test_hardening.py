@@ -549,3 +549,21 @@ def test_a_damaged_committed_shard_is_named_with_how_to_recompute_it(tmp_path):
     with pytest.raises(CemapError, match="shard 3 .* is damaged") as info:
         runner._read_shard(3)
     assert "shard-000003.*" in str(info.value) and "--resume" in str(info.value)
+
+
+def test_damaged_lung_mask_cache_is_decoded_again(own_cache, monkeypatch, capsys):
+    from cemap.data import synthcxr_anatomy as anatomy
+
+    res = anatomy.MASK_RES
+    monkeypatch.setattr(anatomy, "_decode_masks", lambda zip_path: (np.ones((3, res, res), bool), ["a", "b", "c"]))  # not 25 s of decoding
+    monkeypatch.setattr(anatomy, "_two_lungs", lambda mask: True)
+    anatomy.lung_masks.cache_clear()
+    path = own_cache / "synthcxr" / f"lung_masks_{anatomy.MASK_RES}.npz"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    try:
+        masks, names = anatomy.lung_masks()
+    finally:
+        anatomy.lung_masks.cache_clear()
+    assert len(masks) == len(names) == 3 and "moved aside" in capsys.readouterr().err
+    assert path.with_name(path.name + ".damaged").exists() and path.stat().st_size > 0

@@ -187,3 +187,27 @@ def load_cached(path: Path) -> dict[str, Any] | None:
             problem = f"holds a {type(obj).__name__}, not a cache entry"
     move_aside(path, problem)
     return None
+
+
+def load_npz_cached(path: Path, required: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The arrays of a cached ``.npz`` (pickles refused), or None on a miss - including a damaged file (zero bytes,
+    truncated, a CRC mismatch, an array missing), which is moved aside with a warning naming it, never used."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        if bad is not None:
+            raise ValueError(f"checksum mismatch in {bad}")
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        missing = sorted(set(required) - set(arrays))
+        if missing:
+            raise ValueError(f"missing arrays {missing}")
+        return arrays
+    except (OSError, EOFError, ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as exc:
+        move_aside(path, f"is damaged ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})")
+        return None

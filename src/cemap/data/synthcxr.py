@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..cache import cache_root, config_key, move_aside, write_failed
+from ..cache import cache_root, config_key, load_npz_cached, write_failed
 from ..errors import CemapError
 from .base import ImageDataset, Sample
 from .registry import register_dataset
@@ -137,22 +137,8 @@ def load_or_generate(cfg: SynthCXRConfig, split: str, use_cache: bool = True) ->
 def _read_cached(path) -> dict[str, np.ndarray] | None:
     """The cached arrays, or None when the file is damaged (zero bytes, truncated, a CRC mismatch): it is then moved
     aside with a warning naming it, and the split is generated again - the same images, from the same seed."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-        if bad is not None:
-            raise ValueError(f"checksum mismatch in {bad}")
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files if k != "config"}
-        missing = {"images", "labels", "box_image", "box_label", "boxes", "lung_bits", "has_shortcut"} - set(arrays)
-        if missing:
-            raise ValueError(f"missing arrays {sorted(missing)}")
-        return arrays
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        move_aside(path, f"is damaged ({type(exc).__name__}: {exc})" if str(exc) else f"is damaged ({type(exc).__name__})")
-        return None
+    arrays = load_npz_cached(path, ("images", "labels", "box_image", "box_label", "boxes", "lung_bits", "has_shortcut"))
+    return None if arrays is None else {k: v for k, v in arrays.items() if k != "config"}
 
 
 @register_dataset("synthcxr")

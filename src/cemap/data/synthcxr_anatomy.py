@@ -10,13 +10,14 @@ import csv
 import gzip
 import importlib.util
 import io
+import os
 import zipfile
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from ..cache import cache_root
+from ..cache import cache_root, load_npz_cached, write_failed
 from ..errors import CemapError
 
 MASK_RES = 256
@@ -60,16 +61,20 @@ def _two_lungs(mask: np.ndarray) -> bool:
 def lung_masks() -> tuple[np.ndarray, tuple[str, ...]]:
     """(M x 256 x 256 bool masks, their file names), usable masks only, in a fixed order."""
     path = cache_root() / "synthcxr" / f"lung_masks_{MASK_RES}.npz"
-    if path.exists():
-        with np.load(path) as f:
-            return np.unpackbits(f["bits"], axis=-1)[..., :MASK_RES].astype(bool), tuple(f["names"].tolist())
+    cached = load_npz_cached(path, ("bits", "names"))  # a damaged file is moved aside and decoded again
+    if cached is not None:
+        return np.unpackbits(cached["bits"], axis=-1)[..., :MASK_RES].astype(bool), tuple(cached["names"].tolist())
     masks, names = _decode_masks(xrv_data_dir() / "semantic_masks_v7labs_lungs.zip")
     keep = [i for i, m in enumerate(masks) if _two_lungs(m)]
     masks, names = masks[keep], [names[i] for i in keep]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, bits=np.packbits(masks, axis=-1), names=np.array(names))
-    tmp.replace(path)
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
+    try:
+        np.savez_compressed(tmp, bits=np.packbits(masks, axis=-1), names=np.array(names))
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_failed(path, exc) from exc
     return masks, tuple(names)
 
 
