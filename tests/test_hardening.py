@@ -567,3 +567,26 @@ def test_damaged_lung_mask_cache_is_decoded_again(own_cache, monkeypatch, capsys
         anatomy.lung_masks.cache_clear()
     assert len(masks) == len(names) == 3 and "moved aside" in capsys.readouterr().err
     assert path.with_name(path.name + ".damaged").exists() and path.stat().st_size > 0
+
+
+def test_damaged_study_stage_is_computed_again(own_cache, tmp_path, capsys):
+    from cemap.studies.stage_cache import run_cached
+
+    out = tmp_path / "out"
+    out.mkdir()
+    calls = []
+
+    def compute():
+        calls.append(1)
+        (out / "fig.png").write_bytes(b"the real figure")
+        return {"auroc": 0.9}
+
+    assert run_cached("stage", {"k": 1}, out, compute)[0] == {"auroc": 0.9}
+    (stored,) = (own_cache / "study").glob("stage-*/files/fig.png")
+    stored.write_bytes(b"the real figurX")  # one byte flipped in the cache
+    (out / "fig.png").unlink()
+    value, provenance = run_cached("stage", {"k": 1}, out, compute)
+    assert len(calls) == 2 and "restored_from" not in provenance and (out / "fig.png").read_bytes() == b"the real figure"
+    assert "moved aside" in capsys.readouterr().err
+    run_cached("stage", {"k": 1}, out, compute)
+    assert len(calls) == 2

@@ -142,12 +142,17 @@ def damage(path: Path) -> str | None:
 
 
 def move_aside(path: Path, reason: str) -> Path:
-    """Rename a damaged entry to ``<path>.damaged`` (replacing an older one) and warn on stderr."""
+    """Rename a damaged entry (file or folder) to ``<path>.damaged`` (replacing an older one) and warn on stderr."""
     aside = path.with_name(path.name + DAMAGED_SUFFIX)
     try:
+        if aside.is_dir():
+            shutil.rmtree(aside)
         os.replace(path, aside)
     except OSError:
-        path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
         aside = path
     message = f"warning: cache entry {path} {reason}; moved aside to {aside.name} and rebuilding it"
     log.debug(message)

@@ -53,8 +53,8 @@ def run_cached(name: str, key: dict[str, Any], out: Path, compute: Callable[[], 
     """
     entry = stage_entry(name, key)
     manifest = entry / MANIFEST
-    if reuse and manifest.exists():
-        stored = json.loads(manifest.read_text())
+    stored = _verified(entry) if reuse and manifest.exists() else None  # a damaged entry is moved aside, never restored
+    if stored is not None:
         for rel in stored["files"]:
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(entry / "files" / rel, out / rel)
@@ -75,9 +75,36 @@ def _store(entry: Path, value: Any, written: list[str], out: Path, seconds: floa
         (tmp / "files" / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(out / rel, tmp / "files" / rel)
     tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / MANIFEST).write_text(json.dumps({"value": value, "files": written, "seconds": seconds}))
+    digests = {rel: _sha256(tmp / "files" / rel) for rel in written}
+    (tmp / MANIFEST).write_text(json.dumps({"value": value, "files": written, "sha256": digests, "seconds": seconds}))
     shutil.rmtree(entry, ignore_errors=True)
     try:
         os.replace(tmp, entry)
     except OSError:  # another run stored the same stage in the meantime: keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified(entry: Path) -> dict | None:
+    """The entry's stage.json when it and every stored file are intact (each file's SHA-256 as stored), else None:
+    the damaged entry is then moved aside with a warning naming it, and the stage is computed again."""
+    from ..cache import move_aside
+
+    try:
+        stored = json.loads((entry / MANIFEST).read_text())
+        digests = stored.get("sha256")
+        for rel in stored["files"]:
+            if digests is not None and _sha256(entry / "files" / rel) != digests.get(rel):
+                raise ValueError(f"{rel} does not match its checksum")
+        stored["value"], stored["seconds"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        move_aside(entry, f"is damaged ({exc})")
+        return None
+    return stored
