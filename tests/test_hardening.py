@@ -590,3 +590,14 @@ def test_damaged_study_stage_is_computed_again(own_cache, tmp_path, capsys):
     assert "moved aside" in capsys.readouterr().err
     run_cached("stage", {"k": 1}, out, compute)
     assert len(calls) == 2
+
+
+def test_damaged_json_cache_entry_is_moved_aside(own_cache, capsys):
+    from cemap.cache import cache_path, load_json_cached, save_json_atomic
+
+    path = cache_path("tuning", "m-ce", {"k": 1}, suffix=".json")
+    save_json_atomic({"chosen": {"cell": 4}}, path)
+    assert load_json_cached(path, ("chosen",)) == {"chosen": {"cell": 4}}
+    path.write_text('{"chosen": {"ce')
+    assert load_json_cached(path, ("chosen",)) is None
+    assert not path.exists() and "moved aside" in capsys.readouterr().err

@@ -216,3 +216,19 @@ def load_npz_cached(path: Path, required: tuple[str, ...] = ()) -> dict[str, Any
     except (OSError, EOFError, ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as exc:
         move_aside(path, f"is damaged ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})")
         return None
+
+
+def load_json_cached(path: Path, required: tuple[str, ...] = ()) -> Any | None:
+    """A cached JSON object, or None on a miss - including a damaged file (empty, cut short, not an object, a key
+    missing), which is moved aside with a warning naming it, never used."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text())
+        if not isinstance(value, dict) or any(k not in value for k in required):
+            raise ValueError("not the object that was stored")
+        return value
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        move_aside(path, f"is damaged ({type(exc).__name__}: {exc})")
+        return None

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import torch
 
-from ..cache import cache_path, save_json_atomic
+from ..cache import cache_path, load_json_cached, save_json_atomic
 from ..causal.autoencoder import model_fingerprint
 from ..data import get_dataset
 from ..data.base import ImageDataset
@@ -190,8 +190,9 @@ def cached_tune_ce(classifier: Classifier, dataset: str, dataset_options: dict, 
     key = {"model": model_fingerprint(classifier), "dataset": dataset, "options": dataset_options, "seed": cfg.seed,
            "images": TUNE_IMAGES, "fills": CE_FILLS, "cells": CE_CELLS, "tolerance_224": cfg.tolerance_224, "iobb_level": cfg.iobb_level}
     path = cache_path("tuning", f"{classifier.name or 'model'}-ce", key, suffix=".json")
-    if path.exists():
-        return {**json.loads(path.read_text()), "from_cache": str(path)}
+    stored = load_json_cached(path, ("chosen",))  # a damaged entry is moved aside and the tuning repeated
+    if stored is not None:
+        return {**stored, "from_cache": str(path)}
     t0 = time.perf_counter()
     best, scores = tune_ce(classifier, get_dataset(dataset, split="train", **dataset_options), TUNE_IMAGES, cfg.seed, cfg)
     tuning = {"split": "train", "chosen": best, "candidates": scores, "seconds": time.perf_counter() - t0}
