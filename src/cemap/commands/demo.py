@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from ..cli import app
-from .common import DEVICE, QUIET, SEED, THREADS, cpu_only, setup
+from .common import DEVICE, QUIET, SEED, THREADS, cpu_only, setup, warn_fidelity
 
 
 @app.command()
@@ -40,6 +40,7 @@ def demo(
     report = Path(study["report"])
     typer.echo(f"{study['model']} on {dataset} @ {study['layer']}: classifier {metrics['classifier']}")
     typer.echo(f"autoencoder fidelity: agreement {fid['agreement']:.4f}, mean KL {fid['mean_kl']:.4f}")
+    warn_fidelity(fid)
     for condition, row in study["latent_profiles"].items():
         typer.echo(f"latent CE profile, {condition}: n={row['n']}" + (f", L1 shift from clean {row['l1_shift_from_clean']:.4f}" if "l1_shift_from_clean" in row else ""))
     restored = [name for name, p in study["stages"].items() if "restored_from" in p]

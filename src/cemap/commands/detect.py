@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..cli import app
-from .common import DEVICE, QUIET, SEED, THREADS, cpu_only, setup
+from .common import DEVICE, QUIET, SEED, THREADS, cpu_only, setup, warn_fidelity
 
 
 @app.command()
@@ -38,3 +38,4 @@ def detect(
         typer.echo("* " + claim["claim"])
     typer.echo(format_table(report["table"]))
     typer.echo(f"wall time {report['timings_s']['total']:.0f}s; results written to {(out / 'detection.json').resolve()}")
+    warn_fidelity(report.get("autoencoder_fidelity"))
