@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -153,8 +152,6 @@ def test_full_disk_while_saving_is_one_line_and_leaves_no_temporary_file(tmp_pat
 
 
 def test_full_disk_anywhere_is_one_line_from_the_cli(monkeypatch, capsys, tmp_path):
-    import cemap.commands.listing as listing
-
     def boom():
         try:
             raise OSError(errno.ENOSPC, "No space left on device", "/x/shard.npz")
