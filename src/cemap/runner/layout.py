@@ -138,7 +138,10 @@ class RunLock:
             raise CemapError(f"cannot create the run folder {root} ({exc.strerror or exc})", "choose a writable --out") from exc
         path = self.layout.lock
         while True:
-            fh = open(path, "a+")
+            try:
+                fh = open(path, "a+")
+            except OSError as exc:
+                raise CemapError(f"cannot write to the run folder {root} ({exc.strerror or exc})", "choose a writable --out") from exc
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
