@@ -598,3 +598,14 @@ def test_damaged_json_cache_entry_is_moved_aside(own_cache, capsys):
     path.write_text('{"chosen": {"ce')
     assert load_json_cached(path, ("chosen",)) is None
     assert not path.exists() and "moved aside" in capsys.readouterr().err
+
+
+def test_fidelity_of_copies_of_one_image_is_not_called_a_collapse(tiny_clf):
+    from cemap.causal.autoencoder import AEConfig, FittedAutoencoder, LatentAutoencoder, fidelity
+    from cemap.causal.split import split_classifier
+
+    torch.manual_seed(0)
+    ae = LatentAutoencoder(8, 4, 8).eval()
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    fid = fidelity(FittedAutoencoder(ae, split_classifier(tiny_clf, "conv2"), AEConfig(code=4, hidden=8)), tiny_clf, image.repeat(4, 1, 1, 1))
+    assert fid.problems == ()

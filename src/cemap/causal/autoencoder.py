@@ -303,6 +303,9 @@ def fidelity(fitted: FittedAutoencoder, classifier: Classifier, images: torch.Te
     mse = err_sq.item() / a_sum.numel()
     code_var = (code_sq - code_sum**2).clamp_min(0).mean().item()
     code_power = code_sq.mean().item()
+    act_power = a_sq.mean().item()
+    if act_power == 0 or act_var / act_power < 1e-8:  # the images themselves give one activation: nothing to tell apart
+        return result
     problems = []
     relative_error = mse / act_var if act_var > 0 else (0.0 if mse == 0 else float("inf"))
     spread = (var_a.sum() * var_r.sum()).sqrt().item()
