@@ -182,7 +182,7 @@ def read_downloads(run: RunFolder, files: list[Path]) -> None:
 def check_is_run_folder(root: Path, run: RunFolder) -> None:
     """Refuse a folder that no cemap command wrote (nothing is written into it), and an unfinished ``cemap run``."""
     config = root / "config.json"
-    if run.get("manifest") is None and config.is_file() and (root / "shards").is_dir():
+    if run.get("manifest") is None and config.is_file() and ((root / "shards").is_dir() or "cemap-run" in config.read_text(errors="replace")[:4096]):
         committed = len(list((root / "shards").glob("shard-*.parquet")))
         raise CemapError(
             f"the run in {root} is unfinished ({committed} shard{'s' if committed != 1 else ''} committed, no manifest.json)",
