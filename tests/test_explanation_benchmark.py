@@ -63,3 +63,12 @@ def test_benchmark_end_to_end_small(tmp_path):
     assert set(run["rows"]) == set(cfg.methods) and run["ce_choice"]["split"].startswith("train")
     assert {"low", "high", "n"} <= set(run["rows"]["gradcam"]["pointing_game"])
     assert run["ce_minus"]["gradcam"]["road"]["verdict"] in ("better", "no different", "worse", "undetermined")
+
+
+def test_benchmark_cli_needs_synthcxr(tmp_path, capsys):
+    from cemap.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--dataset", "mnist5k", "--benchmark", "--out", str(tmp_path)])
+    assert exit_info.value.code != 0
+    assert "synthcxr" in capsys.readouterr().err
