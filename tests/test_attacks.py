@@ -90,7 +90,7 @@ def test_sigmoid_head_attacks_one_finding():
 def test_sigmoid_pgd_reads_the_clean_decision_off_its_first_step():
     net, clf = _linear_sigmoid(seed=1)
     forwards = []
-    net.register_forward_hook(lambda *_: forwards.append(1))
+    clf.model.register_forward_hook(lambda *_: forwards.append(1))  # the classifier runs its own frozen copy of net
     x = torch.rand(8, 3, 8, 8)
     res = PGD(clf, eps=0.3, alpha=0.05, steps=4, random_start=False, loss="ce")(x, labels=2)
     assert len(forwards) == 4  # the steps only: no forward of its own for the clean decision, none for success yet
@@ -208,7 +208,7 @@ def test_reduced_precision_attacks_step_through_scale_shift_and_judge_with_the_m
     net = _bn_net()
     clf = cemap.Classifier(net, class_names=list("abcd"), input_shape=(3, 8, 8), layers=["2"], default_layer="2")
     native_calls = []
-    net[2].register_forward_hook(lambda *_: native_calls.append(1))
+    clf.model[2].register_forward_hook(lambda *_: native_calls.append(1))  # the classifier runs its own frozen copy of net
     x = torch.rand(6, 3, 8, 8)
     fp32 = PGD(clf, eps=0.05, steps=3, random_start=False)(x)
     assert len(native_calls) == 1 + 3  # labels, then every step through the model's own batch-norm
