@@ -80,6 +80,7 @@ class StudyConfig:
     adaptive_restarts: int = 1
     lid_k: int = 20
     n_boot: int = 2000
+    adaptive_methods: tuple[str, ...] | None = None  # None: every detector
     seen_rows: bool = True  # also fit one detector per attack and score it on that attack (the "seen" rows)
     seed: int = 0
     signature: SignatureConfig = field(default_factory=SignatureConfig)
@@ -449,7 +450,7 @@ def run_detection_study(dataset: str = "mnist5k", model: str | None = None, out:
     _progress(out, f"detectors: {timings['detectors']:.0f}s")
     t = time.perf_counter()
     adaptive, adaptive_errors = {}, {}
-    for m in METHODS:
+    for m in cfg.adaptive_methods or METHODS:
         if fitted["mix"].get(m) is not None:
             ta = time.perf_counter()
             try:
