@@ -543,7 +543,9 @@ def headline(dataset: str, transfer_rows: dict, adaptive: dict) -> list[dict]:
                  "success_rate": round(a["worst_case_per_image"]["success_rate"], 3), "gradient_nonzero": a["gradient_check"]["nonzero_share"],
                  "gradient_descent_share": a["gradient_check"]["descent_share"]} for m, a in adaptive.items()]
         ce = adaptive.get("ce")
-        others = {m: a["worst_case_per_image"]["evasion_rate"] for m, a in adaptive.items() if m != "ce"}
+        # the most robust baseline: lowest evasion, then highest worst-case AUROC
+        others = {m: (a["worst_case_per_image"]["evasion_rate"], -_nan0(a["worst_case_per_image"]["auroc"]["estimate"]))
+                  for m, a in adaptive.items() if m != "ce"}
         if ce is not None and others:
             best = min(others, key=others.get)
             w, wb = ce["worst_case_per_image"], adaptive[best]["worst_case_per_image"]
@@ -553,6 +555,10 @@ def headline(dataset: str, transfer_rows: dict, adaptive: dict) -> list[dict]:
                      f"{best}: AUROC {_fmt(wb['auroc'])}, TPR {_fmt(wb['tpr_at_5fpr'])}, evasion {wb['evasion_rate']:.2f}.")
             claims.append({"claim": claim, "table": rows})
     return claims
+
+
+def _nan0(x) -> float:
+    return 0.0 if x is None or x != x else float(x)
 
 
 def _claim_row(row: dict) -> dict:
