@@ -158,7 +158,9 @@ def test_explain_writes_overlays_json_and_report(digits, tmp_path, mnist_clf, ca
         assert set(per_image["maps"]) == {"ce", "gradcam", "random"} and len(per_image["latent_profile"]) == 16
         assert (out / row["overlay"]).stat().st_size > 1000
     html = (out / "report.html").read_text()
-    assert html.count("<img ") == 4 and "digit0.png" in html and "report:" in stdout
+    # three overlays and the latent profile figure; the explorer: one thumbnail per image and its colour scale
+    assert html.count('class="xp-thumb"') == 3 and html.count('<img class="px"') == 3 and html.count('alt="colour scale"') == 1
+    assert html.count("<img ") == 4 + 3 + 1 and "digit0.png" in html and "report:" in stdout
 
 
 def test_explain_without_fit_on_skips_the_latent_profile(digits, tmp_path, mnist_clf, capsys):
