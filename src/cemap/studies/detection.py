@@ -327,7 +327,7 @@ class Study:
             all_best = np.minimum(all_best, best)
             rows.append({"detector_weight": weight, "steps": steps, "restarts": len(runs), **self._adaptive_metrics(best, clean_scores, det)})
         worst = self._adaptive_metrics(all_best, clean_scores, det)
-        by_auroc = min((r for r in rows if r["auroc"]["estimate"] == r["auroc"]["estimate"]), key=lambda r: r["auroc"]["estimate"], default=None)
+        by_auroc = min((r for r in rows if _nan0(r["auroc"]["estimate"]) == r["auroc"]["estimate"]), key=lambda r: r["auroc"]["estimate"], default=None)
         return {"method": method, "features": fitted.variant, "n_attacked": n, "eps": eps, "alpha": alpha, "kappa": 1.0,
                 "gradient_check": grad_check, "sweep": rows,
                 "worst_case_per_image": {"what": "each image's successful adversarial with the lowest detector score over the whole sweep", **worst},
@@ -370,7 +370,7 @@ def _jsonable(value):
 
 
 def _fmt(i: dict | None, digits: int = 3) -> str:
-    if not i or i.get("estimate") is None or i["estimate"] != i["estimate"]:
+    if not i or i.get("estimate") is None or i["estimate"] != i["estimate"]:  # null or NaN: too few samples
         return "-"
     return f"{i['estimate']:.{digits}f} [{i['low']:.{digits}f}, {i['high']:.{digits}f}]"
 
@@ -510,8 +510,20 @@ def run_detection_study(dataset: str = "mnist5k", model: str | None = None, out:
         "features_file": "features.npz",
         "timings_s": timings,
     }
-    (out / "detection.json").write_text(json.dumps(report, indent=2, default=_jsonable))
+    report = _no_nan(json.loads(json.dumps(report, default=_jsonable)))
+    (out / "detection.json").write_text(json.dumps(report, indent=2, allow_nan=False))
     return report
+
+
+def _no_nan(value):
+    """NaN (an interval with fewer than two samples on a side) as JSON null, so that strict parsers read the file."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
 
 
 def _progress(out: Path, line: str) -> None:
