@@ -204,7 +204,7 @@ class Study:
 
     # data
     def pick(self) -> None:
-        clf, cfg = self.clf, self.cfg
+        cfg = self.cfg
         order = torch.randperm(len(self.ctx.train), generator=self.ctx.generator("detection/train-order")).tolist()
         reference_ids, candidates = order[-cfg.n_reference:], order[: len(order) - cfg.n_reference]
         self.fit_images, self.fit_labels = self._correct(self.ctx.train, candidates, cfg.n_fit)
