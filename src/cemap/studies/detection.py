@@ -500,6 +500,7 @@ def run_detection_study(dataset: str = "mnist5k", model: str | None = None, out:
                       "mahalanobis": {"layers": [f"{fitted_ae.layer} (channel means)", "logits"], "classes": "predicted class (sigmoid: most probable finding)"}},
         "study_config": cfg.to_json(),
         "attacks": attacks_json,
+        "signature_collapse": {"what": "share of evaluation images whose CE-map effects are all exactly 0", **signature_collapse(study)},
         "selection": {name: {m: (f.validation if f else None) for m, f in by.items()} for name, by in fitted.items()},
         "seen": seen_rows,
         "transfer": transfer_rows,
@@ -524,6 +525,24 @@ def _no_nan(value):
     if isinstance(value, list):
         return [_no_nan(v) for v in value]
     return value
+
+
+MAP_EFFECTS = ("map_peak", "map_trough", "map_mean", "map_positive_mass", "map_negative_mass")
+
+
+def signature_collapse(study: "Study") -> dict:
+    """Per attack (evaluation part), the share of images whose CE-map effects are all exactly 0, on each effect scale:
+    a float32 probability of exactly 1.0 moves under no mask, so probability effects vanish on saturated outputs."""
+    out = {}
+    for variant in ("ce", "ce_log_odds"):
+        names = study.features.info[variant].feature_names
+        cols = [i for i, n in enumerate(names) if n in MAP_EFFECTS]
+        if not cols:
+            continue
+        zero = lambda a: float(np.mean(np.all(a[:, cols] == 0, 1))) if len(a) else None  # noqa: E731
+        out["probability" if variant == "ce" else "log_odds"] = {
+            "clean": zero(study.clean["eval"][variant]), **{k: zero(o["eval"].features[variant]) for k, o in study.outcomes.items()}}
+    return out
 
 
 def _progress(out: Path, line: str) -> None:
