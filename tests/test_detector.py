@@ -261,3 +261,23 @@ def test_vectorised_intervals_are_the_bootstrap_modules():
                        (auroc_difference_interval(c, a, c2, a2, 300), paired_auroc_difference(c, a, c2, a2, 300))):
         assert fast.estimate == pytest.approx(slow.estimate) and fast.low == pytest.approx(slow.low) and fast.high == pytest.approx(slow.high)
     assert tpr_interval(c, a).estimate == pytest.approx(tpr_at_fpr(np.r_[np.zeros(30), np.ones(25)], np.r_[c, a]))
+
+
+def test_headline_reads_the_verdict_from_the_interval():
+    from cemap.studies.detection import headline
+
+    def cell(est, low, high):
+        return {"auroc": {"estimate": est, "low": low, "high": high, "n": 40, "level": 0.95},
+                "tpr_at_5fpr": {"estimate": 0.5, "low": 0.3, "high": 0.7, "n": 40, "level": 0.95}}
+
+    def row(attack, kind, low, high):
+        return {"attack": attack, "label": attack, "kind": kind, "fit_on": "mix", "seen": False, "n_adversarial": 40,
+                "supervised": {"ce": cell(0.8, 0.7, 0.9), "msp": cell(0.6, 0.5, 0.7)}, "unsupervised": {},
+                "ce_minus_best_baseline": {"baseline": "msp", "estimate": (low + high) / 2, "low": low, "high": high,
+                                           "verdict": "better" if low > 0 else "worse" if high < 0 else "no different"}}
+
+    rows = [row("pgd_minimal", "minimal", 0.05, 0.3), row("pgd_matched", "confidence-matched", -0.1, 0.2),
+            row("cw", "converged C&W", -0.3, -0.01), row("pgd_high", "standard", 0.1, 0.2)]
+    claims = headline("toy", {"mix": rows, "pgd_high": []}, {})
+    assert [c["claim"].split("CE is ")[1] for c in claims] == ["better than it.", "no different from it.", "worse than it."]
+    assert "0.800 [0.700, 0.900]" in claims[0]["claim"] and claims[0]["table"][0]["attack"] == "pgd_minimal"
