@@ -16,7 +16,7 @@ def detect(
     model: str = typer.Option(None, "--model", "-m", help="Model name (default: the dataset's built-in model)."),
     out: Path = typer.Option(Path("out/detect"), "--out", "-o", help="Folder for detection.json, ce_detector.npz and figures."),
     quick: bool = typer.Option(False, "--quick", help="Few images and short attacks: a smoke run in under a minute (same as --size quick)."),
-    size: str = typer.Option("full", "--size", help="full (10-20 min on 2 cores), demo (about a minute; what cemap demo runs) or quick."),
+    size: str = typer.Option("full", "--size", help="full (15-35 min on 2 shared cores), demo (about a minute of CPU; what cemap demo runs) or quick."),
     resume: bool = typer.Option(False, "--resume", help="Reuse the attack outcomes an interrupted run saved in --out (features.npz, attacks.json)."),
     device: str = DEVICE,
     seed: int = SEED,

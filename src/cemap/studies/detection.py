@@ -34,6 +34,7 @@ import torch
 
 from ..attacks import FGSM, PGD, Attack, CarliniWagnerL2, ConfidenceMatchedPGD, MinimalPGD
 from ..causal import fidelity
+from ..errors import CemapError
 from ..detect import BASELINE_METHODS, AdaptivePGD, CEDetector, DetectorFeatures, SignatureConfig, select_detector
 from ..evaluate.detection import auroc, auroc_difference_interval, auroc_interval, roc_points, tpr_interval
 from ..report.detection_figures import roc_panels, signature_histograms
@@ -103,7 +104,7 @@ class StudyConfig:
     @classmethod
     def sized(cls, size: str, seed: int = 0) -> "StudyConfig":
         if size not in SIZES:
-            raise ValueError(f"unknown study size {size!r}; use one of {', '.join(SIZES)}")
+            raise CemapError(f"unknown study size {size!r}", f"use one of {', '.join(SIZES)}")
         return cls(seed=seed) if size == "full" else getattr(cls, size)(seed)
 
     def to_json(self) -> dict:
