@@ -41,8 +41,8 @@ def demo(
     typer.echo(f"{study['model']} on {dataset} @ {study['layer']}: classifier {metrics['classifier']}")
     typer.echo(f"autoencoder fidelity: agreement {fid['agreement']:.4f}, mean KL {fid['mean_kl']:.4f}")
     warn_fidelity(fid)
-    for condition, row in study["latent_profiles"].items():
-        typer.echo(f"latent CE profile, {condition}: n={row['n']}" + (f", L1 shift from clean {row['l1_shift_from_clean']:.4f}" if "l1_shift_from_clean" in row else ""))
+    for name, claim in study["latent_controls"]["claims"].items():
+        typer.echo(f"latent experiment, {name.replace('_', '-')} (beside its control): {claim['verdict']}")
     restored = [name for name, p in study["stages"].items() if "restored_from" in p]
     if restored:
         typer.echo(f"restored from an earlier identical run: {', '.join(restored)} (--recompute to redo)")
