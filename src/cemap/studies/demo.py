@@ -121,7 +121,7 @@ def run_demo(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: boo
     # CE's fill and cell are chosen on the train split when it has boxes, never on the test images reported
     tune = "ce_map_pointing_game" in metrics
     evaluation = stage("evaluation", lambda: _evaluation_stage(ctx, cfg, tune), {**base, "config": asdict(cfg), "tune": tune})
-    detection = stage("detection", lambda: {"layer": run_detection_study(dataset=dataset, out=ctx.out, quick=quick, seed=seed)["layer"]}, base)
+    detection = stage("detection", lambda: {"layer": run_detection_study(dataset, out=ctx.out, quick=quick, seed=seed, context=ctx)["layer"]}, base)
     study = {
         "dataset": dataset,
         "model": metrics["model"],
