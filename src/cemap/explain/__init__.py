@@ -10,6 +10,7 @@ from . import causal_effect  # noqa: F401, I001
 from . import cams  # noqa: F401
 from . import attribution  # noqa: F401
 from . import floors  # noqa: F401
+from . import ce_multiscale, rise, superpixels  # noqa: F401  (ce-ms, RISE, Kernel SHAP)
 from .base import Explainer
 from .gradients import CloneOutput, default_cam_layer, gradient_safe_copy
 from .registry import get_explainer, list_explainers, register_explainer

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..causal.autoencoder import model_fingerprint
 from ..errors import CemapError
-from ..explain import get_explainer, list_explainers
+from ..explain import get_explainer
 from ..progress import progress_enabled
 from ..report.html import write_report
 from .context import StudyContext
@@ -61,13 +61,18 @@ def latent_controls_stage(ctx: StudyContext, plan: StudyPlan) -> dict:
     return {"layer": result.layer, "images": result.images, "claims": result.claims, "headline": result.headline, "files": result.files}
 
 
-def applicable_methods(classifier) -> tuple[list[str], dict[str, str]]:
-    """The explanation methods that can be built for ``classifier``, and why each other one cannot (e.g. CAM needs global pooling).
+# The demo compares CE with the CAM family, Occlusion, IG and the floors; the perturbation peers (RISE, Kernel SHAP)
+# and the multi-scale CE map cost minutes per image set on a CPU and run in `cemap evaluate --benchmark`.
+DEMO_METHODS = ("ce", "cam", "gradcam", "gradcam++", "scorecam", "occlusion", "integrated-gradients", "random", "centre")
+
+
+def applicable_methods(classifier, methods=DEMO_METHODS) -> tuple[list[str], dict[str, str]]:
+    """The ``methods`` that can be built for ``classifier``, and why each other one cannot (e.g. CAM needs global pooling).
 
     A method that does not fit a model refuses at construction, so nothing is run to find out.
     """
     usable, skipped = [], {}
-    for name in list_explainers():
+    for name in methods:
         try:
             get_explainer(name, classifier)
             usable.append(name)

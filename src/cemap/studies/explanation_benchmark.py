@@ -85,12 +85,6 @@ class BenchmarkConfig:
     method_options: dict = field(default_factory=lambda: {"rise": {"n_masks": 300}, "kernelshap": {"n_samples": 96}, "integrated-gradients": {"n_steps": 16}})
 
 
-def _register_peers() -> None:
-    """RISE, Kernel SHAP and ce-ms register on import (not yet in cemap.explain's default list, which the demo runs)."""
-    from ..explain import ce_multiscale, rise, superpixels  # noqa: F401
-    from ..models import synthcxr_resnet  # noqa: F401  (registers resnet18-cxr, resnet18-slim-cxr)
-
-
 def _generator(seed: int, stream: str) -> torch.Generator:
     import hashlib
 
@@ -192,7 +186,6 @@ def _json_intervals(values: dict[str, np.ndarray]) -> dict:
 
 def run_one(model: str, size: int, cfg: BenchmarkConfig) -> dict:
     """The whole protocol for one (model, size): CE chosen on train, every method on the held-out pairs."""
-    _register_peers()
     t0 = time.perf_counter()
     clf = get_model(model, size=size)
     choice = choose_ce(clf, size, cfg)
