@@ -1,14 +1,27 @@
-"""Shared fixtures. Built-in models are trained once per cache (CEMAP_CACHE) and reused by every test."""
+"""Shared fixtures. The tests never touch the user's cache: they run in a temporary one, where the built-in
+models are trained once per session and reused by every test (and by the subprocesses tests start).
+
+``CEMAP_TEST_CACHE=DIR`` reuses a developer's warm test cache instead (never set in CI).
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
 from torch import nn
 
 os.environ.setdefault("CEMAP_QUIET", "1")
+_OWN_CACHE = "CEMAP_TEST_CACHE" not in os.environ
+os.environ["CEMAP_CACHE"] = os.environ.get("CEMAP_TEST_CACHE") or tempfile.mkdtemp(prefix="cemap-test-cache-")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OWN_CACHE:
+        shutil.rmtree(os.environ["CEMAP_CACHE"], ignore_errors=True)
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
