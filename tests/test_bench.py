@@ -40,7 +40,7 @@ def test_bench_quick_writes_every_section(tmp_path, capsys, monkeypatch, mnist_c
     assert ce["captum_max_abs_diff_vs_dense_fp32"] < 1e-5  # the same occlusion, computed two ways (cemap's on windows)
     assert ce["dense_uses_windows"] is True and "effective" in result["efficiency"]["note"]
     assert ce["bf16_max_abs_diff_vs_fp32"] < 0.1
-    assert -1 <= ce["adaptive_rank_correlation"]["fp32"] <= 1
+    assert ce["adaptive_rank_correlation"]["fp32"] > 0  # the interpolated cells follow the dense map
 
     lat = result["latent_sweep"]
     assert lat["interventions"] == 16 and lat["max_abs_diff_vs_reference"]["fp32"] < 1e-5
@@ -48,7 +48,8 @@ def test_bench_quick_writes_every_section(tmp_path, capsys, monkeypatch, mnist_c
 
     pgd = result["pgd"]
     assert pgd["fp32_identical_to_torchattacks"] is True and pgd["fp32_fraction_differing"] == 0
-    assert all(0 <= v <= 1 for v in pgd["success_rate"].values())
+    rates = pgd["success_rate"]
+    assert rates["cemap_fp32"] == rates["torchattacks_fp32"]  # bit-identical attacks succeed on the same images
     prof = pgd["fp32_profile"]
     assert prof["extra_forwards"] == 0 and prof["forward_s"] > 0 and prof["forward_backward_s"] > 0  # softmax head from the clean image: steps only
     assert 0 < prof["share_in_steps"] and prof["share_in_extra_forwards"] == 0
@@ -132,7 +133,7 @@ def test_bench_quality_sections_on_the_trained_cxr_cnn():
     cfg = BenchConfig.quick()
     adaptive = adaptive_quality(8, cfg)
     assert adaptive["images"] == 8 and adaptive["forward_passes_per_image"]["adaptive"] < adaptive["forward_passes_per_image"]["dense"]
-    assert 0 <= adaptive["pointing_game"]["adaptive"] <= 1 and -1 <= adaptive["rank_correlation"]["mean"] <= 1
+    assert adaptive["pointing_game"]["adaptive"] >= adaptive["pointing_game"]["dense"] - 0.15 and adaptive["rank_correlation"]["mean"] > 0.7
     q = pgd_quality(32, cfg)
     rates = [row["success_rate"]["fp32"] for row in q["budgets"]]
     assert q["images"] == 32 and rates[0] < rates[-1] and rates[-1] > 0.5
