@@ -13,6 +13,10 @@ from cemap.evaluate.faithfulness import (
 )
 
 
+# pytorch-grad-cam's ROAD (the cross-check's reference) hands torch tensors to numpy, which warns on NumPy 2.
+pytestmark = pytest.mark.filterwarnings("ignore:__array_wrap__ must accept:DeprecationWarning")
+
+
 class SmallNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -108,7 +108,7 @@ def test_shortcut_marker_correlates_with_its_finding():
 def test_bad_options():
     with pytest.raises(CemapError, match="size"):
         SynthCXR(size=512)
-    with pytest.raises(CemapError, match="bad synthcxr option"):
+    with pytest.raises(CemapError, match="has no option .colour.*keys it takes"):
         SynthCXR(colour=True)
     with pytest.raises(CemapError, match="split"):
         SynthCXR(split="val")
