@@ -41,16 +41,17 @@ def resnet18_1ch(classes: int) -> nn.Module:
 @register_model("resnet18-cxr")
 def resnet18_cxr(weights: str | None = None, train_config: dict | None = None, size: int = 128) -> Classifier:
     """ResNet-18 for synthcxr at ``size`` px, trained on first use (minutes at 64 px, longer at 128 on 2 cores)."""
-    config = {**TRAIN_CONFIG, **(train_config or {}), "size": size, "data_version": GENERATOR_VERSION}
-    net = builtin_weights(
-        "resnet18-cxr", lambda: resnet18_1ch(len(FINDINGS)), config, lambda: get_dataset("synthcxr", split="train", size=size),
-        multilabel=True, weights=weights,
-    )
+    return _synthcxr_classifier("resnet18-cxr", lambda: resnet18_1ch(len(FINDINGS)), {**TRAIN_CONFIG, **(train_config or {})}, size, weights)
+
+
+def _synthcxr_classifier(name: str, make_net, config: dict, size: int, weights: str | None) -> Classifier:
+    """A ResNet-style multi-label synthcxr classifier: weights from ``weights``, the cache, or trained on first use."""
+    config = {**config, "size": size, "data_version": GENERATOR_VERSION}
+    net = builtin_weights(name, make_net, config, lambda: get_dataset("synthcxr", split="train", size=size), multilabel=True, weights=weights)
     return Classifier(
         net, class_names=FINDINGS, head="sigmoid", input_shape=(1, size, size), layers=LAYERS, default_layer="layer2",
-        cam_layer="layer4", name="resnet18-cxr",
+        cam_layer="layer4", name=name,
     )
-
 
 
 SLIM_CONFIG = {"arch": "resnet18-slim-1ch-16-32-64-128", "epochs": 8, "lr": 3e-3, "batch_size": 32, "max_shift": 3, "seed": 0}
@@ -103,12 +104,4 @@ def resnet18_slim_cxr(weights: str | None = None, train_config: dict | None = No
     session's load) could not be trained in the time available; same blocks, residual
     connections, batch-norm and 1/32-resolution CAM layer as ResNet-18, 1/16 of its FLOPs.
     """
-    config = {**SLIM_CONFIG, **(train_config or {}), "size": size, "data_version": GENERATOR_VERSION}
-    net = builtin_weights(
-        "resnet18-slim-cxr", lambda: SlimResNet18(len(FINDINGS)), config, lambda: get_dataset("synthcxr", split="train", size=size),
-        multilabel=True, weights=weights,
-    )
-    return Classifier(
-        net, class_names=FINDINGS, head="sigmoid", input_shape=(1, size, size), layers=LAYERS, default_layer="layer2",
-        cam_layer="layer4", name="resnet18-slim-cxr",
-    )
+    return _synthcxr_classifier("resnet18-slim-cxr", lambda: SlimResNet18(len(FINDINGS)), {**SLIM_CONFIG, **(train_config or {})}, size, weights)
