@@ -61,6 +61,24 @@ def test_the_bench_peak_is_measured_on_the_gpu(monkeypatch):
     assert peak["gflops"] > 0 and len(peak["trials"]) == 2
 
 
+@cuda
+def test_the_autoencoder_trains_and_intervenes_where_the_classifier_runs():
+    """``cemap run --device cuda`` fits the autoencoder with the classifier on the GPU and CPU-side images."""
+    from cemap.causal.autoencoder import AEConfig, fidelity, fit_autoencoder
+    from cemap.causal.latent import LatentCE
+
+    images = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    cfg = AEConfig(steps=20, batch_size=4)
+    profiles = {}
+    for device in ("cpu", "cuda"):
+        clf = _densenet().to(device)
+        fitted = fit_autoencoder(clf, images, layer="features.denseblock2", config=cfg, use_cache=False)
+        assert next(fitted.autoencoder.parameters()).device.type == device
+        assert 0 <= fidelity(fitted, clf, images).agreement <= 1
+        profiles[device] = LatentCE(clf, fitted).attribute(images.to(device)).cpu()
+    assert (profiles["cuda"] - profiles["cpu"]).abs().max() < 0.05  # 20 steps of Adam on two devices: close, not identical
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible: the no-GPU error cannot be shown here")
 @pytest.mark.parametrize("argv", [
     ["bench", "--quick"], ["run", "--dataset", "mnist5k", "--limit", "1", "--out", "{tmp}/run"], ["predict", "{tmp}", "--model", "mnist-cnn"],

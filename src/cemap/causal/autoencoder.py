@@ -191,10 +191,12 @@ def fit_autoencoder(
     """Train (or load from cache) the autoencoder at ``layer`` on ``images`` (N x C x H x W in [0, 1])."""
     cfg = config or AEConfig()
     images = classifier.check_images(images)
+    data_key = data_key or _data_fingerprint(images)
+    images = images.to(classifier.device)  # trained where the classifier runs (the initial weights are drawn on the CPU)
     split = split_classifier(classifier, layer)
     channels = _channels(split, images)
-    ae = seeded_init(lambda: LatentAutoencoder(channels, cfg.code, cfg.hidden), cfg.seed)
-    key = {"model": model_fingerprint(classifier), "layer": split.layer, "data": data_key or _data_fingerprint(images), "init": "seeded", **asdict(cfg)}
+    ae = seeded_init(lambda: LatentAutoencoder(channels, cfg.code, cfg.hidden), cfg.seed).to(classifier.device)
+    key = {"model": model_fingerprint(classifier), "layer": split.layer, "data": data_key, "init": "seeded", **asdict(cfg)}
     path = cache_path("autoencoders", classifier.name or "model", key)
     entry = load_cached(path) if use_cache else None  # a damaged entry is moved aside and retrained, never used
     if entry is not None:
@@ -203,7 +205,7 @@ def fit_autoencoder(
             return FittedAutoencoder(ae.eval(), split, cfg)
         except (KeyError, RuntimeError, TypeError):
             move_aside(path, "does not hold this autoencoder's weights")
-            ae = seeded_init(lambda: LatentAutoencoder(channels, cfg.code, cfg.hidden), cfg.seed)
+            ae = seeded_init(lambda: LatentAutoencoder(channels, cfg.code, cfg.hidden), cfg.seed).to(classifier.device)
     _train(ae, split, classifier, images, cfg)
     ae.code_mean.copy_(_code_mean(ae, split, images, cfg.batch_size))
     if use_cache:
@@ -212,7 +214,7 @@ def fit_autoencoder(
 
 
 def _data_fingerprint(images: torch.Tensor) -> str:
-    return hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()[:16]
+    return hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 def _minibatches(n: int, batch_size: int, steps: int, generator: torch.Generator) -> Iterable[torch.Tensor]:
@@ -264,7 +266,7 @@ def _train(ae: LatentAutoencoder, split: Split, classifier: Classifier, images: 
 
 @torch.inference_mode()
 def _code_mean(ae: LatentAutoencoder, split: Split, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    total = torch.zeros(ae.code_channels)
+    total = torch.zeros(ae.code_channels, device=images.device)
     for x in _batches(images, batch_size):
         act, _ = split.activation(x)
         total += ae.encode(act)[0].mean(dim=(2, 3)).sum(0)
@@ -276,7 +278,7 @@ def fidelity(fitted: FittedAutoencoder, classifier: Classifier, images: torch.Te
     """Decision agreement between f_AE and f (top-1, or per finding) and mean KL, on held-out images, plus checks of
     the autoencoder itself: does it reconstruct each image's activation better than the average activation, does
     its code differ between images, and do the latent CE profiles differ between images."""
-    images = classifier.check_images(images)
+    images = classifier.check_images(images).to(classifier.device)
     agree, kl, count = 0.0, 0.0, 0
     totals = None
     for x in _batches(images, batch_size):

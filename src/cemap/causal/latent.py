@@ -62,9 +62,9 @@ class LatentCE:
         act, extras = split.activation(as_model_input(images, self.channels_last))
         z, _ = ae.encode(act)
         b, k = z.shape[:2]
-        chosen = torch.cat([torch.zeros(1, k, dtype=torch.bool), torch.eye(k, dtype=torch.bool)])[None, :, :, None, None]
+        chosen = torch.cat([torch.zeros(1, k, dtype=torch.bool), torch.eye(k, dtype=torch.bool)]).to(z.device)[None, :, :, None, None]
         z_do = torch.where(chosen, self._values().to(z)[None, None, :, None, None], z[:, None]).reshape(b * (k + 1), *z.shape[1:])
-        owner = torch.arange(b).repeat_interleave(k + 1)
+        owner = torch.arange(b, device=z.device).repeat_interleave(k + 1)
         size = self._chunk(act)
         act_like = act[:1].expand(size, *act.shape[1:])
         out = []

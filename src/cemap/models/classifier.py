@@ -96,6 +96,12 @@ class Classifier(nn.Module):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights live (inputs must be moved there): the first parameter's device, else the CPU."""
+        param = next(self.model.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for images in [0, 1]."""
         return self.model(self.preprocess(images))

@@ -418,7 +418,7 @@ def _map_section(clf, x, targets, cfg, anchors) -> dict:
                             **{k: anchors[k]["cpu_median_s"] / n for k in ("captum_ppe1", f"captum_ppe{dense['fp32'].masks.shape[0]}")}},
         "speedup_vs_best_captum": {k: _ratio(best, _per_image(v, n)) for k, v in t.items()},
         "bf16_max_abs_diff_vs_fp32": float((maps["dense_bf16"] - maps["dense_fp32"]).abs().max()),
-        "captum_max_abs_diff_vs_dense_fp32": float((anchors["captum_ppe1_map"] - maps["dense_fp32"]).abs().max()),
+        "captum_max_abs_diff_vs_dense_fp32": float((anchors["captum_ppe1_map"].cpu() - maps["dense_fp32"].cpu()).abs().max()),
         "adaptive_rank_correlation": {
             p: statistics.mean(rank_correlation(_cell_values(maps[f"dense_{p}"], adaptive[p]), _cell_values(maps[f"adaptive_{p}"], adaptive[p])))
             for p in ("fp32", "bf16")
@@ -439,7 +439,7 @@ def _latent_section(clf, x, fitted, cfg, anchors) -> dict:
         "layer": fitted.layer, "interventions": LATENT_K, "images": n,
         "s_per_image": {"cemap_fp32": _per_image(t["fp32"], n), "cemap_bf16": _per_image(t["bf16"], n), "reference_fp32": ref},
         "speedup_vs_reference": {"cemap_fp32": _ratio(ref, _per_image(t["fp32"], n)), "cemap_bf16": _ratio(ref, _per_image(t["bf16"], n))},
-        "max_abs_diff_vs_reference": {p: float((ece[p] - anchors["latent_reference_ece"]).abs().max()) for p in ece},
+        "max_abs_diff_vs_reference": {p: float((ece[p].cpu() - anchors["latent_reference_ece"].cpu()).abs().max()) for p in ece},
     }
 
 
@@ -466,7 +466,7 @@ def _pgd_section(clf, px, labels, cfg, anchors, eps: float, alpha: float) -> dic
         "speedup_vs_torchattacks_fp32": {p: _ratio(ta_time["fp32"], _per_image(t[p], n)) for p in t},
         "speedup_vs_torchattacks_same_precision": {p: _ratio(ta_time[p], _per_image(t[p], n)) for p in t},
         "success_rate": {"cemap_fp32": rate["fp32"], "cemap_bf16": rate["bf16"], "torchattacks_fp32": ta_rate["fp32"], "torchattacks_bf16": ta_rate["bf16"]},
-        "fp32_identical_to_torchattacks": bool(torch.equal(adv["fp32"], ta["fp32"])),
+        "fp32_identical_to_torchattacks": bool(torch.equal(adv["fp32"].cpu(), ta["fp32"].cpu())),
         "fp32_max_abs_diff_vs_torchattacks": float((adv["fp32"] - ta["fp32"]).abs().max()),
         # Sigmoid heads: torchattacks' cross-entropy over [0, z_t] equals cemap's BCE only up to rounding, which
         # flips the sign of near-zero gradient entries over the steps; softmax heads share the loss exactly.
