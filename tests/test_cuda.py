@@ -79,10 +79,37 @@ def test_the_autoencoder_trains_and_intervenes_where_the_classifier_runs():
     assert (profiles["cuda"] - profiles["cpu"]).abs().max() < 0.05  # 20 steps of Adam on two devices: close, not identical
 
 
+@cuda
+@pytest.mark.parametrize("method", ["ce-ms", "gradcam", "integrated-gradients", "occlusion", "rise", "kernelshap"])
+def test_explainers_drive_a_gpu_classifier_from_cpu_images(method):
+    """The benchmark keeps images, maps and metrics on the CPU while the network runs on the GPU."""
+    from cemap.explain import get_explainer
+
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    options = {"rise": {"n_masks": 64}, "kernelshap": {"n_samples": 32}, "integrated-gradients": {"n_steps": 8}}.get(method, {})
+    cpu = get_explainer(method, _densenet(), **options).attribute(images, 1)
+    gpu = get_explainer(method, _densenet().cuda(), **options).attribute(images, 1)
+    assert gpu.device.type == "cpu" and gpu.shape == cpu.shape
+    assert torch.corrcoef(torch.stack([gpu.flatten(), cpu.flatten()]))[0, 1] > 0.99
+
+
+@cuda
+def test_randomised_copies_are_the_same_network_on_every_device():
+    from cemap.evaluate.sanity import randomised_blocks
+
+    blocks = ["features.denseblock4"]
+    on_cpu = randomised_blocks(_densenet(), blocks, torch.Generator().manual_seed(0))
+    on_gpu = randomised_blocks(_densenet().cuda(), blocks, torch.Generator().manual_seed(0))
+    assert on_gpu.device.type == "cuda"
+    for (name, a), b in zip(on_cpu.state_dict().items(), on_gpu.state_dict().values()):
+        assert torch.equal(a, b.cpu()), name
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible: the no-GPU error cannot be shown here")
 @pytest.mark.parametrize("argv", [
     ["bench", "--quick"], ["run", "--dataset", "mnist5k", "--limit", "1", "--out", "{tmp}/run"], ["predict", "{tmp}", "--model", "mnist-cnn"],
-    ["explain", "{tmp}", "--model", "mnist-cnn"], ["evaluate", "--dataset", "mnist5k"], ["detect", "--dataset", "mnist5k"], ["demo", "--quick"],
+    ["explain", "{tmp}", "--model", "mnist-cnn"], ["evaluate", "--dataset", "mnist5k"],
+    ["evaluate", "--dataset", "synthcxr", "--benchmark"], ["detect", "--dataset", "mnist5k"], ["demo", "--quick"],
 ])
 def test_commands_asked_for_cuda_without_a_gpu_fail_with_one_line(argv, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--device", "cuda"]

@@ -57,3 +57,16 @@ def test_superpixels_and_kernelshap_point_at_the_evidence():
     assert torch.equal(state, torch.random.get_rng_state())
     assert torch.equal(maps, explainer.attribute(images, torch.tensor([0, 1])))  # seeded
     assert maps[0, :8, :8].mean() > maps[0, 8:, 8:].mean() and maps[1, 8:, 8:].mean() > maps[1, :8, :8].mean()
+
+
+def test_kernelshap_gives_one_superpixel_the_whole_change(monkeypatch):
+    """SLIC can return one segment (a featureless image): Captum then fails on a NaN distribution; the one player gets it all."""
+    import cemap.explain.superpixels as sp
+
+    monkeypatch.setattr(sp, "superpixels", lambda image, *a, **k: torch.zeros(image.shape[1:], dtype=torch.long))
+    clf = _clf()
+    images = torch.full((1, 1, 16, 16), 0.2)
+    images[:, :, :8, :8] = 0.9
+    maps = get_explainer("kernelshap", clf).attribute(images, 0)
+    expected = clf.predict_proba(images)[0, 0] - clf.predict_proba(torch.full_like(images, float(images.mean())))[0, 0]
+    assert torch.allclose(maps, torch.full_like(maps, float(expected))) and expected > 0

@@ -113,13 +113,15 @@ class CEMap:
         the graph (adaptive attacks differentiate through the map).
         """
         images = self.classifier.check_images(images)
+        home = images.device  # computed where the classifier runs, returned where the images came from
+        images = images.to(self.classifier.device)
         if differentiable:
             probs = self.masked_probabilities(images, masks)
         else:
             with torch.inference_mode():
                 distinct, inverse = distinct_images(images)
                 probs = self.masked_probabilities(distinct, masks)[inverse]
-        p, p_do = probs[:, 0], probs[:, 1:]
+        p, p_do = probs[:, 0].to(home), probs[:, 1:].to(home)
         targets = resolve_targets(p.detach(), target)
         return class_effect(p, p_do, targets), targets
 

@@ -44,13 +44,8 @@ def cpu_only(command: str, device: str) -> None:
 
 
 def on_device(classifier, device: str):
-    """``classifier`` moved to ``device``, taking images from the CPU (each batch is moved to the device as it comes)."""
-    if torch.device(device).type == "cpu":
-        return classifier
-    classifier = classifier.to(device)
-    forward = classifier.forward
-    classifier.forward = lambda images, *a, **k: forward(images.to(device, non_blocking=True), *a, **k)
-    return classifier
+    """``classifier`` moved to ``device``; it still takes images from the CPU (``Classifier.forward`` moves each batch)."""
+    return classifier if torch.device(device).type == "cpu" else classifier.to(device)
 
 # Folders this process created for its output: a failed command removes those left empty (cli.main).
 _CREATED: list[Path] = []

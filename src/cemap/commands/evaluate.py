@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..cli import app
-from .common import DEVICE, QUIET, SEED, THREADS, cpu_only, out_dir, setup
+from .common import DEVICE, QUIET, SEED, THREADS, check_device, cpu_only, out_dir, setup
 
 
 def _options(ce_cell: int | None, ce_stride: int | None, ce_fill: str | None, ig_steps: int | None) -> dict[str, dict]:
@@ -59,10 +59,13 @@ def evaluate(
 
     Example: cemap evaluate --dataset synthcxr --methods ce,gradcam,random --n-images 100 --out out/eval
     """
-    cpu_only("evaluate", device)
+    if benchmark:
+        check_device(device)
+    else:
+        cpu_only("evaluate", device)
     setup(seed, threads, quiet)
     if benchmark:
-        _benchmark(dataset, models, sizes, heldout_seed, n_images, n_faithful, n_sanity, tune_images, steps, seed, out)
+        _benchmark(dataset, models, sizes, heldout_seed, n_images, n_faithful, n_sanity, tune_images, steps, seed, device, out)
         return
     from ..studies.evaluation import EvalConfig, format_table, run_evaluation
 
@@ -77,7 +80,7 @@ def evaluate(
 
 
 def _benchmark(dataset: str, models: str, sizes: str, heldout_seed: int | None, n_images: int | None, n_faithful: int, n_sanity: int,
-               tune_images: int, steps: int, seed: int, out: Path) -> None:
+               tune_images: int, steps: int, seed: int, device: str, out: Path) -> None:
     from ..errors import CemapError
     from ..studies.explanation_benchmark import HELDOUT_SEED, BenchmarkConfig, format_run, run_benchmark
 
@@ -86,7 +89,7 @@ def _benchmark(dataset: str, models: str, sizes: str, heldout_seed: int | None, 
     cfg = BenchmarkConfig(
         models=tuple(m.strip() for m in models.split(",") if m.strip()), sizes=tuple(int(s) for s in sizes.split(",") if s.strip()),
         heldout_seed=HELDOUT_SEED if heldout_seed is None else heldout_seed, n_images=n_images or 40, n_faithful=n_faithful,
-        n_sanity=n_sanity, tune_images=tune_images, steps=steps, seed=seed,
+        n_sanity=n_sanity, tune_images=tune_images, steps=steps, seed=seed, device=device,
     )
     doc = run_benchmark(cfg, out_dir(out))
     for run in doc["runs"]:

@@ -108,14 +108,15 @@ def _reinit(module: torch.nn.Module, generator: torch.Generator) -> None:
 
 def randomised_blocks(classifier: Classifier, blocks: list[str], generator: torch.Generator) -> Classifier:
     """A deep copy of ``classifier`` with the named blocks ('a+b' = several) re-initialised from ``generator``."""
-    clone = copy.deepcopy(classifier)
+    device = classifier.device
+    clone = copy.deepcopy(classifier).cpu()  # drawn from the CPU generator: the same random network on every device
     modules = dict(clone.model.named_modules())
     for block in blocks:
         for name in block.split("+"):
             _reinit(modules[name], generator)
     for p in clone.parameters():
         p.requires_grad_(False)
-    return clone.eval()
+    return clone.to(device).eval()
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:

@@ -59,6 +59,10 @@ class SuperpixelKernelShap(Explainer):
             torch.manual_seed(self.seed)
             for img, t in zip(images, targets):
                 labels = superpixels(img, self.n_segments, self.compactness)
+                if int(labels.max()) == 0:  # one superpixel (a featureless image): Captum cannot sample; the one player gets it all
+                    p = self.classifier.predict_proba(torch.stack([img, torch.full_like(img, float(img.mean()))]))[:, int(t)]
+                    out.append(torch.full(img.shape[1:], float(p[0] - p[1]) * img.shape[0]))
+                    continue
                 attr = method.attribute(
                     img[None], baselines=float(img.mean()), target=int(t), feature_mask=labels[None, None].expand_as(img[None]),
                     n_samples=self.n_samples, perturbations_per_eval=self.chunk_size,

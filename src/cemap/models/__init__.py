@@ -4,6 +4,6 @@ from .classifier import Classifier, Normalize
 from .registry import default_model_for, get_model, list_models, register_model
 from . import mnist_cnn  # noqa: F401  (registers mnist-cnn)
 from . import cxr_cnn, torchvision_models, xrv  # noqa: F401  (registers cxr-cnn, torchvision architectures, torchxrayvision models)
-from . import synthcxr_resnet  # noqa: F401  (registers resnet18-cxr, resnet18-slim-cxr)
+from . import synthcxr_nets  # noqa: F401  (registers densenet121-cxr, resnet18-cxr, resnet18-slim-cxr)
 
 __all__ = ["Classifier", "Normalize", "default_model_for", "get_model", "list_models", "register_model"]

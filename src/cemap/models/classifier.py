@@ -103,8 +103,9 @@ class Classifier(nn.Module):
         return param.device if param is not None else torch.device("cpu")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits for images in [0, 1]."""
-        return self.model(self.preprocess(images))
+        """Logits for images in [0, 1], on the images' device: the network runs where its weights are, so code that
+        keeps images on the CPU (Captum, metrics) can drive a classifier on a GPU. Same device: no copy."""
+        return self.model(self.preprocess(images.to(self.device))).to(images.device)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=-1) if self.head == "softmax" else torch.sigmoid(logits)

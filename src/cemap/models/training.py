@@ -44,10 +44,15 @@ def fit_classifier(
     max_shift: int = 0,
     preprocess: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
     desc: str = "training",
+    device: str = "cpu",
 ) -> nn.Module:
-    """Train ``net`` (returning logits) with Adam and cross-entropy or BCE; deterministic for a seed."""
+    """Train ``net`` (returning logits) with Adam and cross-entropy or BCE; deterministic for a seed and device.
+
+    ``device`` is where the steps run (batches are drawn and shifted on the CPU); the trained net is returned on the CPU.
+    """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
+    net = net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * ((len(train) + batch_size - 1) // batch_size))
     loader = train.loader(batch_size=batch_size, shuffle=True, seed=seed)
@@ -55,15 +60,16 @@ def fit_classifier(
     bar = tqdm(total=epochs * len(loader), desc=desc, disable=not progress_enabled(), leave=False)
     for _ in range(epochs):
         for batch in loader:
-            x = preprocess(random_shift(batch.images, max_shift, gen))
+            x = preprocess(random_shift(batch.images, max_shift, gen).to(device))
             logits = net(x)
+            labels = batch.labels.to(device)
             if multilabel:
-                loss = F.binary_cross_entropy_with_logits(logits, batch.labels.float())
+                loss = F.binary_cross_entropy_with_logits(logits, labels.float())
             else:
-                loss = F.cross_entropy(logits, batch.labels)
+                loss = F.cross_entropy(logits, labels)
             optimiser_step(opt, sched, loss, bar)
     bar.close()
-    return net.eval()
+    return net.cpu().eval()
 
 
 def optimiser_step(opt: torch.optim.Optimizer, sched, loss: torch.Tensor, bar) -> None:
@@ -109,7 +115,8 @@ def builtin_weights(
 ) -> nn.Module:
     """A built-in model's weights: the user's file if given, else the cache, else trained on first use.
 
-    ``config`` holds epochs, lr, batch_size, seed and max_shift, and is the cache key. The weights
+    ``config`` holds epochs, lr, batch_size, seed, max_shift and optionally ``device`` (where to train: weights
+    trained on a GPU differ from CPU-trained ones, so the device is part of the key), and is the cache key. The weights
     are kept channels-last, so oneDNN runs every convolution and pooling of these small CNNs in its
     preferred layout (cxr-cnn's forward is about 2x faster, mostly in max-pooling).
     """
@@ -133,5 +140,6 @@ def builtin_weights(
             seed=config["seed"],
             max_shift=config["max_shift"],
             desc=f"training {name}",
+            device=config.get("device", "cpu"),
         ),
     )

@@ -82,6 +82,7 @@ class BenchmarkConfig:
     road_fractions: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
     steps: int = 16
     seed: int = 0  # pair subsets, tie-breaking and ROAD noise
+    device: str = "cpu"  # where the networks run (and train on first use); data, maps and metrics stay on the CPU
     method_options: dict = field(default_factory=lambda: {"rise": {"n_masks": 300}, "kernelshap": {"n_samples": 96}, "integrated-gradients": {"n_steps": 16}})
 
 
@@ -184,13 +185,30 @@ def _json_intervals(values: dict[str, np.ndarray]) -> dict:
     return {k: bootstrap_mean(v).to_json() for k, v in values.items()}
 
 
+def benchmark_model(model: str, size: int, device: str = "cpu"):
+    """The built-in model at ``size`` px on ``device``; off the CPU it is also trained there on first use (its own cache key)."""
+    options = {} if device == "cpu" else {"train_config": {"device": device}}
+    return get_model(model, size=size, **options).to(device)
+
+
+def model_quality(clf, test) -> dict:
+    """Held-out macro AUROC of the classifier whose maps are scored (a map of a poor model says little)."""
+    from ..evaluate.classification import macro_auroc
+
+    with torch.inference_mode():
+        probs = torch.cat([clf.predict_proba(b.images) for b in test.loader(batch_size=128)])
+    labels = torch.cat([b.labels for b in test.loader(batch_size=128)])
+    return {"heldout_macro_auroc": macro_auroc(probs, labels, clf.class_names), "n_test_images": len(test)}
+
+
 def run_one(model: str, size: int, cfg: BenchmarkConfig) -> dict:
     """The whole protocol for one (model, size): CE chosen on train, every method on the held-out pairs."""
     t0 = time.perf_counter()
-    clf = get_model(model, size=size)
+    clf = benchmark_model(model, size, cfg.device)
     choice = choose_ce(clf, size, cfg)
     options = {**cfg.method_options, "ce-ms": choice["chosen"]}
     test = get_dataset("synthcxr", split="test", seed=cfg.heldout_seed, size=size)
+    quality = model_quality(clf, test)
     pairs = evaluation_pairs(test, cfg.n_images, cfg.seed)
     faithful, sane = pairs.take(cfg.n_faithful), pairs.take(cfg.n_sanity)
     values: dict[str, dict[str, np.ndarray]] = {}
@@ -217,7 +235,8 @@ def run_one(model: str, size: int, cfg: BenchmarkConfig) -> dict:
         means = {m: float(np.nanmean(values[m][k])) for m in values}
         flags[k] = uninformative(means, higher_is_better=k not in LOWER_IS_BETTER and not k.startswith("fp@"))
     return {
-        "model": model, "size": size, "model_fingerprint": model_fingerprint(clf), "n_images": int(torch.unique(pairs.image_index).numel()),
+        "model": model, "size": size, "device": cfg.device, "model_fingerprint": model_fingerprint(clf), "model_quality": quality,
+        "n_images": int(torch.unique(pairs.image_index).numel()),
         "n_pairs": len(pairs), "n_faithful": len(faithful), "n_sanity": len(sane), "ce_choice": choice, "method_options": options,
         "rows": rows, "ce_minus": differences, "uninformative": flags, "sanity": sanity,
         "acceptance": acceptance(values, rows, differences, sanity, cfg), "seconds": time.perf_counter() - t0,
