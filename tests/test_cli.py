@@ -11,25 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cemap.cli import app, main
+from cemap.cli import app
 
-
-def run_cli(args, capsys):
-    """(exit code, stdout, stderr) of ``cemap args`` run in this process."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def one_line_error(code, err, *words):
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    for w in words:
-        assert w in lines[0]
+from cli_helpers import one_line_error, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -19,27 +19,12 @@ import pytest
 import torch
 from torch import nn
 
-from cemap.cli import main
 from cemap.errors import CemapError
 
-
-def run_cli(args, capsys):
-    """(exit code, stdout, stderr) of ``cemap args`` run in this process."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from cli_helpers import one_line_error, run_cli
 
 
-def one_line_error(code, err, *words):
-    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("warning: ")]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
+one_line_error = functools.partial(one_line_error, warnings_allowed=True)
 
 
 @pytest.fixture
