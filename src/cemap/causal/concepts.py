@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CemapError
-from ..evaluate.bootstrap import LEVEL, N_BOOT, Interval
+from ..evaluate.bootstrap import LEVEL, N_BOOT, Interval, pairwise_wins, percentile_interval, resampled_aurocs, stratified_indices
 from ..models.classifier import Classifier
 from .autoencoder import FittedAutoencoder
 from .latent import LatentCE
@@ -177,20 +177,15 @@ def auroc_matrix(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def auroc_interval(scores: np.ndarray, positive: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> Interval:
-    """AUROC of ``scores`` for the binary ``positive`` with a stratified bootstrap interval (each side resampled
-    with its own size), computed exactly from the pair-comparison matrix and the resampling multiplicities."""
+    """AUROC of ``scores`` for the binary ``positive`` with a stratified bootstrap interval (each side resampled with its
+    own size; the positives' resamples are drawn first, as the published concept tables were)."""
     scores, positive = np.asarray(scores, float), np.asarray(positive) > 0
     pos, neg = scores[positive], scores[~positive]
     if len(pos) < 2 or len(neg) < 2:
         return Interval(float("nan"), float("nan"), float("nan"), int(min(len(pos), len(neg))))
-    pairs = (pos[:, None] > neg[None]).astype(float) + 0.5 * (pos[:, None] == neg[None])
-    rng = np.random.default_rng(seed)
-    cp = np.stack([np.bincount(r, minlength=len(pos)) for r in rng.integers(0, len(pos), (n_boot, len(pos)))]).astype(float)
-    cn = np.stack([np.bincount(r, minlength=len(neg)) for r in rng.integers(0, len(neg), (n_boot, len(neg)))]).astype(float)
-    samples = ((cp @ pairs) * cn).sum(1) / (len(pos) * len(neg))
-    tail = 100 * (1 - LEVEL) / 2
-    low, high = np.percentile(samples, [tail, 100 - tail])
-    return Interval(float(pairs.mean()), float(low), float(high), int(min(len(pos), len(neg))))
+    i_pos, i_neg = stratified_indices(len(pos), len(neg), n_boot, seed)
+    estimate = float(pairwise_wins(neg, pos).mean())
+    return Interval(estimate, *percentile_interval(resampled_aurocs(neg, pos, i_neg, i_pos), LEVEL), int(min(len(pos), len(neg))))
 
 
 @torch.inference_mode()

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 N_BOOT = 2000
 LEVEL = 0.95
@@ -60,7 +59,8 @@ def _verdict(low: float, high: float, higher_is_better: bool) -> str:
     return "no different"
 
 
-def _percentiles(samples: np.ndarray, level: float) -> tuple[float, float]:
+def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """(low, high): the central ``level`` percentile interval of the finite ``samples`` (NaN, NaN when there are none)."""
     samples = samples[np.isfinite(samples)]
     if not len(samples):
         return float("nan"), float("nan")
@@ -80,7 +80,7 @@ def bootstrap_statistic(statistic: Callable[[np.ndarray], float], n: int, n_boot
     if n == 0:
         return Interval(float("nan"), float("nan"), float("nan"), 0, level)
     samples = np.array([statistic(idx) for idx in resample_indices(n, n_boot, seed)], dtype=float)
-    return Interval(float(statistic(np.arange(n))), *_percentiles(samples, level), n, level)
+    return Interval(float(statistic(np.arange(n))), *percentile_interval(samples, level), n, level)
 
 
 def bootstrap_mean(values, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
@@ -90,7 +90,7 @@ def bootstrap_mean(values, n_boot: int = N_BOOT, seed: int = 0, level: float = L
     if not len(keep):
         return Interval(float("nan"), float("nan"), float("nan"), 0, level)
     means = keep[resample_indices(len(keep), n_boot, seed)].mean(1)
-    return Interval(float(keep.mean()), *_percentiles(means, level), len(keep), level)
+    return Interval(float(keep.mean()), *percentile_interval(means, level), len(keep), level)
 
 
 def paired_difference(a, b, higher_is_better: bool = True, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Difference:
@@ -109,43 +109,64 @@ def paired_difference(a, b, higher_is_better: bool = True, n_boot: int = N_BOOT,
     if not len(d):
         return Difference(float("nan"), float("nan"), float("nan"), 0, level, "undetermined")
     means = d[resample_indices(len(d), n_boot, seed)].mean(1)
-    low, high = _percentiles(means, level)
+    low, high = percentile_interval(means, level)
     return Difference(float(d.mean()), low, high, len(d), level, _verdict(low, high, higher_is_better))
 
 
-def _auroc(clean: np.ndarray, adv: np.ndarray) -> float:
-    y = np.r_[np.zeros(len(clean)), np.ones(len(adv))]
-    return float(roc_auc_score(y, np.r_[clean, adv]))
-
-
-def _two_sample(n_clean: int, n_adv: int, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_indices(n_first: int, n_second: int, n_boot: int = N_BOOT, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two ``n_boot`` x n index resamples, each side with its own size, drawn first for the first side from one seeded generator."""
     rng = np.random.default_rng(seed)
-    return rng.integers(0, n_clean, size=(n_boot, n_clean)), rng.integers(0, n_adv, size=(n_boot, n_adv))
+    return rng.integers(0, n_first, size=(n_boot, n_first)), rng.integers(0, n_second, size=(n_boot, n_second))
+
+
+def pairwise_wins(clean: np.ndarray, adv: np.ndarray) -> np.ndarray:
+    """n_clean x n_adv: 1 where the adversarial (positive) scores higher, 0.5 on ties: the AUROC is its mean (Mann-Whitney)."""
+    return (adv[None, :] > clean[:, None]) + 0.5 * (adv[None, :] == clean[:, None])
+
+
+def _counts(idx: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros((idx.shape[0], n))
+    np.add.at(out, (np.repeat(np.arange(idx.shape[0]), idx.shape[1]), idx.reshape(-1)), 1.0)
+    return out
+
+
+def resampled_aurocs(clean: np.ndarray, adv: np.ndarray, ic: np.ndarray, ia: np.ndarray) -> np.ndarray:
+    """The AUROC of each resample (rows of ``ic`` / ``ia`` index ``clean`` / ``adv``), exactly, from the pair-comparison
+    matrix and each resample's multiplicities: a few matrix products instead of one ROC per resample (studies report hundreds)."""
+    w = pairwise_wins(clean, adv)
+    return ((_counts(ic, len(clean)) @ w) * _counts(ia, len(adv))).sum(1) / (len(clean) * len(adv))
+
+
+def _scores(*arrays) -> list[np.ndarray]:
+    return [np.asarray(a, float).reshape(-1) for a in arrays]
 
 
 def bootstrap_auroc(clean, adversarial, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
-    """AUROC of scores (higher = adversarial) with a stratified bootstrap interval; ``n`` = the smaller side."""
-    clean, adv = np.asarray(clean, float).reshape(-1), np.asarray(adversarial, float).reshape(-1)
+    """AUROC of scores (higher = adversarial / positive) with a stratified bootstrap interval; ``n`` = the smaller side.
+
+    Args:
+        clean, adversarial: shape (n_clean,), (n_adv,): scores of the negatives and of the positives.
+    Returns:
+        Interval (NaN with fewer than 2 scores on a side).
+    """
+    clean, adv = _scores(clean, adversarial)
     if len(clean) < 2 or len(adv) < 2:
         return Interval(float("nan"), float("nan"), float("nan"), min(len(clean), len(adv)), level)
-    ic, ia = _two_sample(len(clean), len(adv), n_boot, seed)
-    samples = np.array([_auroc(clean[c], adv[a]) for c, a in zip(ic, ia)])
-    return Interval(_auroc(clean, adv), *_percentiles(samples, level), min(len(clean), len(adv)), level)
+    ic, ia = stratified_indices(len(clean), len(adv), n_boot, seed)
+    return Interval(float(pairwise_wins(clean, adv).mean()), *percentile_interval(resampled_aurocs(clean, adv, ic, ia), level), min(len(clean), len(adv)), level)
 
 
 def paired_auroc_difference(clean_a, adv_a, clean_b, adv_b, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Difference:
     """AUROC(a) - AUROC(b) for two detectors scoring the *same* clean and adversarial inputs (same resampled indices)."""
-    clean_a, adv_a = np.asarray(clean_a, float).reshape(-1), np.asarray(adv_a, float).reshape(-1)
-    clean_b, adv_b = np.asarray(clean_b, float).reshape(-1), np.asarray(adv_b, float).reshape(-1)
-    if clean_a.shape != clean_b.shape or adv_a.shape != adv_b.shape:
+    ca, aa, cb, ab = _scores(clean_a, adv_a, clean_b, adv_b)
+    if ca.shape != cb.shape or aa.shape != ab.shape:
         raise ValueError("both detectors must score the same inputs")
-    if len(clean_a) < 2 or len(adv_a) < 2:
-        return Difference(float("nan"), float("nan"), float("nan"), min(len(clean_a), len(adv_a)), level, "undetermined")
-    ic, ia = _two_sample(len(clean_a), len(adv_a), n_boot, seed)
-    samples = np.array([_auroc(clean_a[c], adv_a[a]) - _auroc(clean_b[c], adv_b[a]) for c, a in zip(ic, ia)])
-    low, high = _percentiles(samples, level)
-    estimate = _auroc(clean_a, adv_a) - _auroc(clean_b, adv_b)
-    return Difference(estimate, low, high, min(len(clean_a), len(adv_a)), level, _verdict(low, high, True))
+    if len(ca) < 2 or len(aa) < 2:
+        return Difference(float("nan"), float("nan"), float("nan"), min(len(ca), len(aa)), level, "undetermined")
+    ic, ia = stratified_indices(len(ca), len(aa), n_boot, seed)
+    low, high = percentile_interval(resampled_aurocs(ca, aa, ic, ia) - resampled_aurocs(cb, ab, ic, ia), level)
+    estimate = float(pairwise_wins(ca, aa).mean() - pairwise_wins(cb, ab).mean())
+    return Difference(estimate, low, high, min(len(ca), len(aa)), level, _verdict(low, high, True))
 
 
 def _tpr_at_fpr(clean: np.ndarray, adv: np.ndarray, fpr: float) -> float:
@@ -159,9 +180,12 @@ def _tpr_at_fpr(clean: np.ndarray, adv: np.ndarray, fpr: float) -> float:
 
 def bootstrap_tpr_at_fpr(clean, adversarial, fpr: float = 0.05, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
     """TPR at ``fpr`` (threshold from the clean scores, higher = adversarial) with a stratified bootstrap interval."""
-    clean, adv = np.asarray(clean, float).reshape(-1), np.asarray(adversarial, float).reshape(-1)
+    clean, adv = _scores(clean, adversarial)
     if len(clean) < 2 or len(adv) < 2:
         return Interval(float("nan"), float("nan"), float("nan"), min(len(clean), len(adv)), level)
-    ic, ia = _two_sample(len(clean), len(adv), n_boot, seed)
-    samples = np.array([_tpr_at_fpr(clean[c], adv[a], fpr) for c, a in zip(ic, ia)])
-    return Interval(_tpr_at_fpr(clean, adv, fpr), *_percentiles(samples, level), min(len(clean), len(adv)), level)
+    ic, ia = stratified_indices(len(clean), len(adv), n_boot, seed)
+    allowed = int(np.floor(fpr * len(clean) + 1e-9))
+    desc = -np.sort(-clean[ic], axis=1)
+    thresholds = desc[:, allowed] if allowed < len(clean) else np.full(n_boot, -np.inf)
+    samples = (adv[ia] > thresholds[:, None]).mean(1)
+    return Interval(_tpr_at_fpr(clean, adv, fpr), *percentile_interval(samples, level), min(len(clean), len(adv)), level)

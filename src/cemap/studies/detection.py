@@ -36,7 +36,8 @@ from ..attacks import FGSM, PGD, Attack, CarliniWagnerL2, ConfidenceMatchedPGD, 
 from ..causal import fidelity
 from ..errors import CemapError
 from ..detect import BASELINE_METHODS, AdaptivePGD, CEDetector, DetectorFeatures, SignatureConfig, select_detector
-from ..evaluate.detection import auroc, auroc_difference_interval, auroc_interval, roc_points, tpr_interval
+from ..evaluate.bootstrap import bootstrap_auroc, bootstrap_tpr_at_fpr, paired_auroc_difference
+from ..evaluate.detection import auroc, roc_points
 from ..report.detection_figures import roc_panels, signature_histograms
 from .context import StudyContext
 
@@ -266,8 +267,8 @@ class Study:
                 fitted.detector.decision_function(adv) if len(adv) else np.zeros(0))
 
     def cell(self, clean: np.ndarray, adv: np.ndarray) -> dict:
-        a = auroc_interval(clean, adv, self.cfg.n_boot, self.cfg.seed)
-        t = tpr_interval(clean, adv, 0.05, self.cfg.n_boot, self.cfg.seed)
+        a = bootstrap_auroc(clean, adv, self.cfg.n_boot, self.cfg.seed)
+        t = bootstrap_tpr_at_fpr(clean, adv, 0.05, self.cfg.n_boot, self.cfg.seed)
         return {"auroc": a.to_json(), "tpr_at_5fpr": t.to_json()}
 
     def row(self, key: str, fit_on: str, detectors: dict[str, Fitted | None], seen: bool) -> dict:
@@ -294,7 +295,7 @@ class Study:
         baselines = {m: row["supervised"][m]["auroc"]["estimate"] for m in BASELINE_METHODS if row["supervised"].get(m)}
         if "ce" in scored and baselines:
             best = max(baselines, key=baselines.get)
-            d = auroc_difference_interval(*scored["ce"], *scored[best], n_boot=self.cfg.n_boot, seed=self.cfg.seed)
+            d = paired_auroc_difference(*scored["ce"], *scored[best], n_boot=self.cfg.n_boot, seed=self.cfg.seed)
             row["ce_minus_best_baseline"] = {"baseline": best, **d.to_json()}
         return row
 
