@@ -47,6 +47,8 @@ def evaluate(
     n_faithful: int = typer.Option(32, "--n-faithful", help="--benchmark: pairs for ROAD / deletion / insertion."),
     tune_images: int = typer.Option(16, "--tune-images", help="--benchmark: seed-0 train images CE's settings are chosen on."),
     n_sanity: int = typer.Option(6, "--n-sanity", help="--benchmark: pairs for the randomisation sanity check (3 seeds, cascading and independent)."),
+    train_seed: int = typer.Option(0, "--train-seed", help="--benchmark: training seed of the built-in models (another seed trains, "
+                                   "and caches, another model: run several for a spread over trainings)."),
     device: str = DEVICE,
     seed: int = SEED,
     threads: int = THREADS,
@@ -65,7 +67,7 @@ def evaluate(
         cpu_only("evaluate", device)
     setup(seed, threads, quiet)
     if benchmark:
-        _benchmark(dataset, models, sizes, heldout_seed, n_images, n_faithful, n_sanity, tune_images, steps, seed, device, out)
+        _benchmark(dataset, models, sizes, heldout_seed, n_images, n_faithful, n_sanity, tune_images, steps, seed, device, train_seed, out)
         return
     from ..studies.evaluation import EvalConfig, format_table, run_evaluation
 
@@ -80,7 +82,7 @@ def evaluate(
 
 
 def _benchmark(dataset: str, models: str, sizes: str, heldout_seed: int | None, n_images: int | None, n_faithful: int, n_sanity: int,
-               tune_images: int, steps: int, seed: int, device: str, out: Path) -> None:
+               tune_images: int, steps: int, seed: int, device: str, train_seed: int, out: Path) -> None:
     from ..errors import CemapError
     from ..studies.explanation_benchmark import HELDOUT_SEED, BenchmarkConfig, format_run, run_benchmark
 
@@ -89,7 +91,7 @@ def _benchmark(dataset: str, models: str, sizes: str, heldout_seed: int | None, 
     cfg = BenchmarkConfig(
         models=tuple(m.strip() for m in models.split(",") if m.strip()), sizes=tuple(int(s) for s in sizes.split(",") if s.strip()),
         heldout_seed=HELDOUT_SEED if heldout_seed is None else heldout_seed, n_images=n_images or 40, n_faithful=n_faithful,
-        n_sanity=n_sanity, tune_images=tune_images, steps=steps, seed=seed, device=device,
+        n_sanity=n_sanity, tune_images=tune_images, steps=steps, seed=seed, device=device, train_seed=train_seed,
     )
     doc = run_benchmark(cfg, out_dir(out))
     for run in doc["runs"]:

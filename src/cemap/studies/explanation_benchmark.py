@@ -83,6 +83,7 @@ class BenchmarkConfig:
     steps: int = 16
     seed: int = 0  # pair subsets, tie-breaking and ROAD noise
     device: str = "cpu"  # where the networks run (and train on first use); data, maps and metrics stay on the CPU
+    train_seed: int = 0  # the built-in models' training seed (another seed = another trained model, its own cache entry)
     method_options: dict = field(default_factory=lambda: {"rise": {"n_masks": 300}, "kernelshap": {"n_samples": 96}, "integrated-gradients": {"n_steps": 16}})
 
 
@@ -185,10 +186,15 @@ def _json_intervals(values: dict[str, np.ndarray]) -> dict:
     return {k: bootstrap_mean(v).to_json() for k, v in values.items()}
 
 
-def benchmark_model(model: str, size: int, device: str = "cpu"):
-    """The built-in model at ``size`` px on ``device``; off the CPU it is also trained there on first use (its own cache key)."""
-    options = {} if device == "cpu" else {"train_config": {"device": device}}
-    return get_model(model, size=size, **options).to(device)
+def benchmark_model(model: str, size: int, device: str = "cpu", train_seed: int = 0):
+    """The built-in model at ``size`` px on ``device``, trained from ``train_seed`` on first use; off the CPU it is also
+    trained there (its own cache key: GPU-trained weights are not the CPU-trained ones)."""
+    train: dict = {}
+    if device != "cpu":
+        train["device"] = device
+    if train_seed:
+        train["seed"] = train_seed
+    return get_model(model, size=size, **({"train_config": train} if train else {})).to(device)
 
 
 def model_quality(clf, test) -> dict:
@@ -204,7 +210,7 @@ def model_quality(clf, test) -> dict:
 def run_one(model: str, size: int, cfg: BenchmarkConfig) -> dict:
     """The whole protocol for one (model, size): CE chosen on train, every method on the held-out pairs."""
     t0 = time.perf_counter()
-    clf = benchmark_model(model, size, cfg.device)
+    clf = benchmark_model(model, size, cfg.device, cfg.train_seed)
     choice = choose_ce(clf, size, cfg)
     options = {**cfg.method_options, "ce-ms": choice["chosen"]}
     test = get_dataset("synthcxr", split="test", seed=cfg.heldout_seed, size=size)
@@ -235,7 +241,8 @@ def run_one(model: str, size: int, cfg: BenchmarkConfig) -> dict:
         means = {m: float(np.nanmean(values[m][k])) for m in values}
         flags[k] = uninformative(means, higher_is_better=k not in LOWER_IS_BETTER and not k.startswith("fp@"))
     return {
-        "model": model, "size": size, "device": cfg.device, "model_fingerprint": model_fingerprint(clf), "model_quality": quality,
+        "model": model, "size": size, "device": cfg.device, "train_seed": cfg.train_seed, "model_fingerprint": model_fingerprint(clf),
+        "model_quality": quality,
         "n_images": int(torch.unique(pairs.image_index).numel()),
         "n_pairs": len(pairs), "n_faithful": len(faithful), "n_sanity": len(sane), "ce_choice": choice, "method_options": options,
         "rows": rows, "ce_minus": differences, "uninformative": flags, "sanity": sanity,
