@@ -31,6 +31,28 @@ def quality(run: dict) -> dict | None:
     return model_quality(clf, get_dataset("synthcxr", split="test", seed=HELDOUT_SEED, size=run["size"]))
 
 
+def spread(runs: list[dict]) -> list[dict]:
+    """Per (model, size, device) trained from several seeds: each seed's CE-minus-best-peer difference and verdict on the
+    acceptance metrics, and the range of the differences (the bootstrap intervals cover images, not retraining)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["model"], r["size"], r.get("device", "cpu")), []).append(r)
+    out = []
+    for (model, size, device), rs in groups.items():
+        if len(rs) < 2:
+            continue
+        row = {"model": model, "size": size, "device": device, "train_seeds": [r.get("train_seed", 0) for r in rs]}
+        for k in ("pointing_game", "iobb@0.25"):
+            diffs = [r["acceptance"][k]["difference"] for r in rs]
+            row[k] = {"ce": [r["acceptance"][k]["ce"]["estimate"] for r in rs], "best_peer": [r["acceptance"][k]["best_peer"] for r in rs],
+                      "difference": [d["estimate"] for d in diffs], "verdict": [d["verdict"] for d in diffs],
+                      "difference_range": [min(d["estimate"] for d in diffs), max(d["estimate"] for d in diffs)]}
+        row["sanity_passes"] = [r["acceptance"]["sanity"]["passes"] for r in rs]
+        row["heldout_macro_auroc"] = [(r.get("model_quality") or {}).get("heldout_macro_auroc") for r in rs]
+        out.append(row)
+    return out
+
+
 def main(out: str, sources: list[str]) -> None:
     torch.set_num_threads(1)
     runs, commands, config = [], [], None
@@ -50,12 +72,15 @@ def main(out: str, sources: list[str]) -> None:
         "runs": runs,
         "headline": headline(runs),
         "acceptance_met": all(r["acceptance"]["met"] for r in runs),
+        "spread_over_trainings": spread(runs),
         "commands": commands,
     }
     Path(out).write_text(json.dumps(merged, indent=2))
     for claim in merged["headline"]:
         print("*", claim["claim"])
     print(markdown(runs))
+    for row in merged["spread_over_trainings"]:
+        print(json.dumps(row))
 
 
 def _cell(i: dict) -> str:
@@ -80,7 +105,7 @@ def markdown(runs: list[dict]) -> str:
         worst = max(v["per_seed"], key=lambda s: s["spearman_abs"]["high"])
         cells.append(f"{_cell(worst['spearman_abs'])}: {'passes' if v['passes'] else 'fails'}")
         auroc = (r.get("model_quality") or {}).get("heldout_macro_auroc")
-        where = r.get("device", "cpu")
+        where = r.get("device", "cpu") + (f", training seed {r['train_seed']}" if r.get("train_seed") else "")
         lines.append(f"| {r['model']}, {r['size']} px ({where}) | {'-' if auroc is None else f'{auroc:.3f}'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -271,18 +271,19 @@ def headline(runs: list[dict]) -> list[dict]:
     claims = []
     for r in runs:
         acc = r["acceptance"]
+        where = f"{r['model']} at {r['size']} px" + (f" (training seed {r['train_seed']})" if r.get("train_seed") else "")
         for k, label in (("pointing_game", "single-maximum pointing game"), ("iobb@0.25", "ChestX-ray8 T(IoBB=0.25)")):
             a = acc[k]
             d = a["difference"]
             claims.append({
-                "claim": f"{r['model']} at {r['size']} px, held-out synthcxr ({r['n_pairs']} pairs): CE map {label} {_fmt(a['ce'])} vs best peer "
+                "claim": f"{where}, held-out synthcxr ({r['n_pairs']} pairs): CE map {label} {_fmt(a['ce'])} vs best peer "
                          f"{a['best_peer']} {_fmt(a['peer'])}; difference {d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] - CE is {d['verdict']}.",
                 "table": [{"method": m, k: _fmt(row[k])} for m, row in r["rows"].items()],
             })
         v = r["sanity"].get("ce-ms", {}).get("verdict")
         if v:
             worst = max(v["per_seed"], key=lambda s: s["spearman_abs"]["high"])
-            claims.append({"claim": f"{r['model']} at {r['size']} px: CE map {'passes' if v['passes'] else 'fails'} the randomisation sanity check "
+            claims.append({"claim": f"{where}: CE map {'passes' if v['passes'] else 'fails'} the randomisation sanity check "
                                     f"({v['criterion']}; worst seed |map| Spearman {_fmt(worst['spearman_abs'])}, signed {_fmt(worst['spearman'])})."})
     return claims
 
