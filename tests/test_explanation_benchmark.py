@@ -63,6 +63,27 @@ def test_benchmark_end_to_end_small(tmp_path):
     assert set(run["rows"]) == set(cfg.methods) and run["ce_choice"]["split"].startswith("train")
     assert {"low", "high", "n"} <= set(run["rows"]["gradcam"]["pointing_game"])
     assert run["ce_minus"]["gradcam"]["road"]["verdict"] in ("better", "no different", "worse", "undetermined")
+    assert run["device"] == "cpu" and run["train_seed"] == 0 and 0.5 < run["model_quality"]["heldout_macro_auroc"] <= 1
+
+
+@pytest.mark.parametrize(("device", "seed", "expected"), [
+    ("cpu", 0, {}), ("cpu", 2, {"train_config": {"seed": 2}}), ("cuda", 0, {"train_config": {"device": "cuda"}}),
+    ("cuda", 1, {"train_config": {"device": "cuda", "seed": 1}}),
+])
+def test_benchmark_models_are_keyed_by_training_seed_and_device(monkeypatch, device, seed, expected):
+    """Another training seed or a GPU trains (and caches) another model; the default asks for the built-in one."""
+    import cemap.studies.explanation_benchmark as bench
+
+    asked = {}
+
+    class Placed:
+        def to(self, where):
+            asked["to"] = where
+            return self
+
+    monkeypatch.setattr(bench, "get_model", lambda name, size, **kw: asked.update(name=name, size=size, kw=kw) or Placed())
+    bench.benchmark_model("cxr-cnn", 64, device, seed)
+    assert asked == {"name": "cxr-cnn", "size": 64, "kw": expected, "to": device}
 
 
 def test_benchmark_cli_needs_synthcxr(tmp_path, capsys):
