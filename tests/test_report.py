@@ -324,3 +324,11 @@ def test_explained_images_are_captioned_by_their_real_file_names(tmp_path):
     save_explorer_items(tmp_path, [ExplorerItem(id="ward 2/scan 1?.png", image=np.zeros((8, 8)), source="explain")])
     html = render_html(read_run_folder(tmp_path))
     assert "<figcaption>ward 2/scan 1?.png" in section_of(html, "maps") and "<td>ward 2/scan 1?.png</td>" in section_of(html, "explained")
+
+
+def test_maps_of_a_folder_without_overlays_are_found_in_the_explorer(tmp_path):
+    """A cemap run keeps per-image maps, not overlay figures: the maps section points to the explorer, not to a gap."""
+    (tmp_path / "metrics.json").write_text(json.dumps({"dataset": "synthcxr", "model": "cxr-cnn"}))
+    save_explorer_items(tmp_path, items(2), class_names=["no", "yes"])
+    maps = section_of(render_html(read_run_folder(tmp_path)), "maps")
+    assert "image explorer" in maps and "Not computed" not in maps

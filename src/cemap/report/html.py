@@ -388,7 +388,10 @@ def concepts_section(run: RunFolder) -> str:
 
 def maps_section(run: RunFolder) -> str:
     text = how("Each row is one image (green boxes: the true finding locations, where known). The CE map paints the drop in the predicted probability when each grid cell is masked: red = masking it lowers the prediction, so the model relies on it; blue = masking it raises the prediction. Baselines (CAMs, Occlusion, Integrated Gradients, random, centre) sit beside it on the same scale convention.")
-    return section("CE maps beside the baselines", text + figures_html(run.figures_in("maps"), "Not computed: no overlay figures in this folder.", explained_names(run)), "maps")
+    figures = run.figures_in("maps")
+    if not figures and run.explorer:  # a cemap run keeps each image's maps, not overlay figures: the explorer shows them
+        return section("CE maps beside the baselines", text + how("This folder's maps are per image: open them in the image explorer above."), "maps")
+    return section("CE maps beside the baselines", text + figures_html(figures, "Not computed: no overlay figures in this folder.", explained_names(run)), "maps")
 
 
 def profiles_section(run: RunFolder) -> str:
