@@ -121,7 +121,8 @@ class CEMap:
             with torch.inference_mode():
                 distinct, inverse = distinct_images(images)
                 probs = self.masked_probabilities(distinct, masks)[inverse]
-        p, p_do = probs[:, 0].to(home), probs[:, 1:].to(home)
+        probs = probs.to(home)
+        p, p_do = probs[:, 0], probs[:, 1:]
         targets = resolve_targets(p.detach(), target)
         return class_effect(p, p_do, targets), targets
 

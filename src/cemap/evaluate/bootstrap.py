@@ -169,13 +169,13 @@ def paired_auroc_difference(clean_a, adv_a, clean_b, adv_b, n_boot: int = N_BOOT
     return Difference(estimate, low, high, min(len(ca), len(aa)), level, _verdict(low, high, True))
 
 
-def _tpr_at_fpr(clean: np.ndarray, adv: np.ndarray, fpr: float) -> float:
-    """The highest TPR of any threshold whose FPR is at most ``fpr`` (ties flagged together, as ``roc_curve`` does)."""
-    allowed = int(np.floor(fpr * len(clean) + 1e-9))
-    desc = np.sort(clean)[::-1]
+def _resampled_tprs(clean: np.ndarray, adv: np.ndarray, ic: np.ndarray, ia: np.ndarray, fpr: float) -> np.ndarray:
+    """Each resample's highest TPR of any threshold whose FPR is at most ``fpr`` (ties flagged together, as ``roc_curve`` does)."""
+    allowed = int(np.floor(fpr * ic.shape[1] + 1e-9))
     # flag scores > t; the best t keeps at most ``allowed`` clean scores above it: t = the (allowed+1)-th largest clean score
-    threshold = desc[allowed] if allowed < len(desc) else -np.inf
-    return float((adv > threshold).mean())
+    desc = -np.sort(-clean[ic], axis=1)
+    thresholds = desc[:, allowed] if allowed < ic.shape[1] else np.full(len(ic), -np.inf)
+    return (adv[ia] > thresholds[:, None]).mean(1)
 
 
 def bootstrap_tpr_at_fpr(clean, adversarial, fpr: float = 0.05, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
@@ -184,8 +184,5 @@ def bootstrap_tpr_at_fpr(clean, adversarial, fpr: float = 0.05, n_boot: int = N_
     if len(clean) < 2 or len(adv) < 2:
         return Interval(float("nan"), float("nan"), float("nan"), min(len(clean), len(adv)), level)
     ic, ia = stratified_indices(len(clean), len(adv), n_boot, seed)
-    allowed = int(np.floor(fpr * len(clean) + 1e-9))
-    desc = -np.sort(-clean[ic], axis=1)
-    thresholds = desc[:, allowed] if allowed < len(clean) else np.full(n_boot, -np.inf)
-    samples = (adv[ia] > thresholds[:, None]).mean(1)
-    return Interval(_tpr_at_fpr(clean, adv, fpr), *percentile_interval(samples, level), min(len(clean), len(adv)), level)
+    estimate = float(_resampled_tprs(clean, adv, np.arange(len(clean))[None], np.arange(len(adv))[None], fpr)[0])
+    return Interval(estimate, *percentile_interval(_resampled_tprs(clean, adv, ic, ia, fpr), level), min(len(clean), len(adv)), level)

@@ -2,10 +2,10 @@
 the explanation benchmark's second model family beside cxr-cnn.
 
 ``densenet121-cxr`` is CheXNet's architecture (torchvision's DenseNet-121). It trains in about
-10 minutes at 64 px and about 36 at 128 px on one CPU thread (8 epochs; docs/results/gpu), but the
-benchmark runs ~10^5 forward passes per (model, size), which is hours on 2 cores: its benchmark
-runs on a GPU (``cemap evaluate --benchmark --device cuda``), where it is also trained (the
-training device is part of the cache key: GPU-trained weights differ from CPU-trained ones).
+10 minutes at 64 px and about 36 at 128 px on one CPU thread (8 epochs; docs/results/train_speed.txt).
+Its explanation benchmark took 34 minutes at 64 px on 2 threads; at 128 px it would take hours, so
+it runs on a GPU there (``cemap evaluate --benchmark --device cuda``), where the model is also
+trained (the training device is part of the cache key: GPU-trained weights differ from CPU-trained ones).
 ``resnet18-slim-cxr`` (ResNet-18's topology at a quarter of its width) is what a 2-core machine
 can benchmark at both sizes; ``resnet18-cxr`` is torchvision's full-width ResNet-18.
 
@@ -58,7 +58,7 @@ def densenet121_1ch(classes: int) -> nn.Module:
 @register_model("densenet121-cxr")
 def densenet121_cxr(weights: str | None = None, train_config: dict | None = None, size: int = 128) -> Classifier:
     """DenseNet-121 (CheXNet's architecture) for synthcxr at ``size`` px, trained on first use; ``train_config={"device": "cuda"}``
-    trains it on a GPU (minutes; hours on 2 CPU cores at 128 px)."""
+    trains it on a GPU (minutes; about 36 min on one CPU thread at 128 px)."""
     return _synthcxr_classifier("densenet121-cxr", lambda: densenet121_1ch(len(FINDINGS)), {**DENSENET_CONFIG, **(train_config or {})}, size, weights,
                                 layers=DENSENET_LAYERS, default_layer="features.transition2", cam_layer="features.norm5")
 

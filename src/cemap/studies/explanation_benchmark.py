@@ -201,9 +201,12 @@ def model_quality(clf, test) -> dict:
     """Held-out macro AUROC of the classifier whose maps are scored (a map of a poor model says little)."""
     from ..evaluate.classification import macro_auroc
 
+    probs, labels = [], []
     with torch.inference_mode():
-        probs = torch.cat([clf.predict_proba(b.images) for b in test.loader(batch_size=128)])
-    labels = torch.cat([b.labels for b in test.loader(batch_size=128)])
+        for batch in test.loader(batch_size=128):
+            probs.append(clf.predict_proba(batch.images))
+            labels.append(batch.labels)
+    probs, labels = torch.cat(probs), torch.cat(labels)
     return {"heldout_macro_auroc": macro_auroc(probs, labels, clf.class_names), "n_test_images": len(test)}
 
 
