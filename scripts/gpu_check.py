@@ -1,8 +1,22 @@
-"""Unattended GPU check (issue 20): DenseNet-121 CE maps per second, ``cemap run`` throughput on synthcxr at 224 px,
-and the projected time for all 112,120 ChestX-ray14 images. Run it through scripts/gpu_check.sh; about 5-8 minutes on
-one recent GPU. Every figure is measured after a warm-up, with the GPU synchronised around each timing.
+"""Unattended GPU check (issue 27): one run measures what cemap's GPU path is worth, everything into one folder.
 
-Usage: python scripts/gpu_check.py [--device cuda] [--out gpu_check.json] [--skip-run] [--skip-bench]
+Sections, most important first (each one's failure is recorded and the next one runs; late sections are skipped,
+saying so, when the time budget is spent):
+
+1. ``ce_maps``: DenseNet-121 (random weights, 14 sigmoid findings, 224 px, 7 x 7 cells of 32 px) dense and adaptive CE
+   maps per second in fp32 and bf16, against Captum ``Occlusion`` and ``FeatureAblation`` at every
+   ``perturbations_per_eval`` and both cuDNN search settings (the best counts); max |diff| against full passes with
+   TF32 (PyTorch's cuDNN default) and without it; the plans the chunk planner measured.
+2. ``cemap_run``: ``cemap run`` on synthcxr at 224 px with a one-channel DenseNet-121 (CE map, latent profile,
+   predictions) in fp32 and bf16, and the projected time for all 112,120 ChestX-ray14 images; then two processes
+   sharing the GPU (what torchrun on N GPUs would scale from).
+3. ``bench``: ``cemap bench --device cuda --quick``: every anchor on this GPU in one run (PGD against torchattacks too).
+4. ``crossover``: full passes (both layouts) and windows at several chunk sizes: where each way wins.
+5. ``cuda_tests``: tests/test_cuda.py.
+6. ``commands``: explain, evaluate, detect and demo with ``--device cuda`` on built-in data.
+7. ``compile``: torch.compile of the network for fixed chunk shapes (recorded, not used by cemap unless it pays).
+
+Usage: python scripts/gpu_check.py --out-dir gpu_check_out [--budget 430] [--only ce_maps,bench]
 """
 
 from __future__ import annotations
@@ -10,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -18,154 +31,291 @@ import time
 from pathlib import Path
 
 NIH_IMAGES = 112_120  # ChestX-ray14
+START = time.perf_counter()
 
 
 def log(msg: str) -> None:
-    print(f"[gpu_check {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    print(f"[gpu_check {time.perf_counter() - START:6.1f} s] {msg}", flush=True)
+
+
+def elapsed() -> float:
+    return time.perf_counter() - START
 
 
 def timed(fn, device, repeats: int = 3) -> float:
+    """Median seconds of ``fn`` over ``repeats`` runs after one warm-up, the GPU synchronised around each."""
+    import statistics
+
     import torch
 
+    from cemap.causal.planning import sync
+
     fn()
-    torch.cuda.synchronize(device)
+    sync(device)
     runs = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
-        torch.cuda.synchronize(device)
+        sync(device)
         runs.append(time.perf_counter() - t)
     return statistics.median(runs)
 
 
-def densenet_maps(device: str, batch: int) -> dict:
-    """CE maps/s of DenseNet-121 (random weights, 14 sigmoid findings, 224 px, 7 x 7 cells of 32 px)."""
+def densenet(device: str, batch: int):
     import torch
 
-    from cemap.causal import CEMap
-    from cemap.causal.adaptive import AdaptiveCEMap
     from cemap.models.registry import get_model
 
     torch.manual_seed(0)
     clf = get_model("chexnet", weights="random").to(device).eval()
     images = torch.rand(batch, *clf.input_shape, generator=torch.Generator().manual_seed(0)).to(device)
-    out = {"model": "chexnet (DenseNet-121, random weights)", "batch": batch, "input": list(clf.input_shape)}
+    return clf, images
+
+
+def ce_maps(device: str, batch: int) -> dict:
+    import torch
+
+    from cemap.causal import CEMap
+    from cemap.causal.adaptive import AdaptiveCEMap
+    from cemap.studies.bench import captum_runs
+
+    clf, images = densenet(device, batch)
+    with torch.inference_mode():
+        targets = clf.predict_proba(images).argmax(1)
+    out = {"model": "chexnet (DenseNet-121, random weights)", "images": batch, "input": list(clf.input_shape),
+           "tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32}}
     runs = {
         "dense_fp32": CEMap(clf, precision="fp32"),
-        "dense_fp32_full_passes": CEMap(clf, precision="fp32", incremental=False),
         "dense_bf16": CEMap(clf, precision="bf16"),
-        "dense_bf16_full_passes": CEMap(clf, precision="bf16", incremental=False),
+        "dense_fp32_no_windows": CEMap(clf, precision="fp32", incremental=False),
         "adaptive_fp32": AdaptiveCEMap(clf, precision="fp32"),
         "adaptive_bf16": AdaptiveCEMap(clf, precision="bf16"),
     }
-    maps = {}
+    maps, seconds = {}, {}
     for name, explainer in runs.items():
-        seconds = timed(lambda e=explainer: e.attribute(images), device)
-        maps[name] = explainer.attribute(images)
-        out[name] = {"maps_per_s": batch / seconds, "s_per_map": seconds / batch}
-        windows = getattr(explainer, "incremental", None)
-        extra = f" (windows: {windows is not None and windows.worthwhile(explainer.masks)})" if hasattr(explainer, "masks") else ""
-        log(f"DenseNet-121 {name:<24} {batch / seconds:8.2f} CE maps/s{extra}")
-    out["max_abs_diff_windows_vs_full_fp32"] = float((maps["dense_fp32"] - maps["dense_fp32_full_passes"]).abs().max())
-    log(f"windows vs full passes (fp32): max |diff| {out['max_abs_diff_windows_vs_full_fp32']:.2e}")
+        seconds[name] = timed(lambda e=explainer: e.attribute(images, targets), device) / batch
+        maps[name] = explainer.attribute(images, targets)
+        log(f"cemap {name:<28} {1 / seconds[name]:8.1f} maps/s")
+    reference = CEMap(clf, precision="fp32", incremental=False, chunk_size=64)  # plain full passes, fixed chunks
+    full = reference.attribute(images, targets)
+    out["max_abs_diff_vs_full_passes_tf32"] = float((maps["dense_fp32"] - full).abs().max())
+    b = torch.backends.cudnn
+    with b.flags(enabled=True, benchmark=b.benchmark, deterministic=b.deterministic, allow_tf32=False):
+        strict = runs["dense_fp32"].attribute(images, targets)
+        strict_full = reference.attribute(images, targets)
+    out["max_abs_diff_vs_full_passes_no_tf32"] = float((strict - strict_full).abs().max())
+    log(f"max |diff| vs full passes: {out['max_abs_diff_vs_full_passes_tf32']:.2e} (TF32), {out['max_abs_diff_vs_full_passes_no_tf32']:.2e} (no TF32)")
+    task = {"classifier": clf, "images": images, "targets": targets, "cell": runs["dense_fp32"].cell,
+            "cells": runs["dense_fp32"].masks.shape[0], "repeats": 3, "warmup": 1}
+    captum = captum_runs(task)
+    captum_s = {k: v["median_s"] / batch for k, v in captum.items() if not k.endswith("_map")}
+    for k, v in captum_s.items():
+        log(f"{k:<52} {1 / v:8.1f} maps/s")
+    best = min(captum_s, key=captum_s.get)
+    out["captum_max_abs_diff_vs_dense_fp32"] = float((captum["captum_occlusion_ppe49_map"] - maps["dense_fp32"]).abs().max())
+    out["s_per_map"] = {**seconds, **captum_s}
+    out["maps_per_s"] = {k: 1 / v for k, v in out["s_per_map"].items()}
+    out["best_captum"] = best
+    out["speedup_vs_best_captum"] = {k: captum_s[best] / v for k, v in seconds.items()}
+    out["plans"] = runs["dense_fp32"].plans()
+    log(f"best Captum: {best}; dense fp32 {out['speedup_vs_best_captum']['dense_fp32']:.2f}x, "
+        f"dense bf16 {out['speedup_vs_best_captum']['dense_bf16']:.2f}x")
+    for plan in out["plans"]:
+        log(f"plan {plan['name']} ({plan['source']}): " + ", ".join(f"{k} {1e3 * v:.3f} ms" for k, v in plan["seconds_per_image"].items()))
     return out
 
 
-def cemap_run(device: str, limit: int, workdir: Path) -> dict:
-    """``cemap run`` on synthcxr at 224 px with a one-channel DenseNet-121 (CheXNet's architecture, random weights):
-    images/s of the CE maps + latent CE profiles + predictions, and the projected time for ChestX-ray14."""
-    out_dir = workdir / "run"
-    cmd = [sys.executable, str(Path(__file__).with_name("gpu_check_run.py")), "run", "--dataset", "synthcxr",
-           "--data-opt", "size=224", "--data-opt", f"n_test={limit}", "--data-opt", "n_train=512",
-           "--model", "densenet121-1ch-random", "--ae-images", "512", "--batch-size", "64", "--shard-size", "512",
-           "--limit", str(limit), "--device", device, "--workers", "4", "--out", str(out_dir), "--quiet"]
-    log("running: " + " ".join(cmd[1:]))
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "CEMAP_QUIET": "1"})
-    wall = time.perf_counter() - start
-    print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n", flush=True)
-    result = {"command": "cemap " + " ".join(cmd[2:]), "returncode": proc.returncode, "wall_s": wall, "images": limit}
-    manifest = out_dir / "manifest.json"
-    rate = None
-    if manifest.exists():
-        try:
-            summary = json.loads(manifest.read_text())
-            rate = (summary.get("summary") or summary).get("images_per_s")
-        except (ValueError, AttributeError):
-            rate = None
-    for line in proc.stdout.splitlines():
-        if "images/s" in line:
-            try:
-                rate = float(line.split(" at ")[1].split(" images/s")[0])
-            except (IndexError, ValueError):
-                pass
-    result["images_per_s"] = rate
-    if rate:
-        hours = NIH_IMAGES / rate / 3600
-        result["projected_chestxray14_h"] = hours
-        log(f"cemap run on synthcxr 224 px: {rate:.2f} images/s -> all {NIH_IMAGES:,} ChestX-ray14 images in {hours:.2f} h on this GPU")
+def cemap_run(device: str, images: int, precision: str, workdir: Path, processes: int = 1) -> dict:
+    """``cemap run`` throughput (images/s of the CE map + latent profile + predictions) and the ChestX-ray14 projection;
+    with ``processes`` > 1, that many runs share the GPU at once, each on its own folder (the combined rate is reported)."""
+    procs, started = [], time.perf_counter()
+    for rank in range(processes):
+        out_dir = workdir / f"run-{precision}-{processes}p-{rank}"
+        cmd = [sys.executable, str(Path(__file__).with_name("gpu_check_run.py")), "run", "--dataset", "synthcxr",
+               "--data-opt", "size=224", "--data-opt", f"n_test={images}", "--data-opt", "n_train=512",
+               "--model", "densenet121-1ch-random", "--ae-images", "512", "--batch-size", "64", "--shard-size", str(images),
+               "--limit", str(images), "--device", device, "--workers", str(max(2, 8 // processes)), "--precision", precision,
+               "--out", str(out_dir), "--quiet"]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CEMAP_QUIET": "1"}))
+    rates, outputs = [], []
+    for p in procs:
+        stdout, stderr = p.communicate()
+        outputs.append({"returncode": p.returncode, "stdout_tail": stdout[-1500:], "stderr_tail": stderr[-1500:]})
+        for line in stdout.splitlines():
+            if " images/s" in line:
+                rates.append(float(line.split(" at ")[1].split(" images/s")[0]))
+    wall = time.perf_counter() - started
+    result = {"precision": precision, "processes": processes, "images_per_process": images, "wall_s": wall, "runs": outputs,
+              "images_per_s_each": rates}
+    if len(rates) == processes:
+        result["images_per_s"] = sum(rates)
+        result["projected_chestxray14_min"] = NIH_IMAGES / result["images_per_s"] / 60
+        log(f"cemap run {precision}, {processes} process(es): {result['images_per_s']:.1f} images/s -> ChestX-ray14 in "
+            f"{result['projected_chestxray14_min']:.1f} min on this GPU")
     else:
-        log(f"cemap run gave no throughput (exit {proc.returncode})")
+        log(f"cemap run {precision} gave no throughput: " + " | ".join(o["stderr_tail"][-300:] for o in outputs))
     return result
 
 
-def bench_quick(device: str, workdir: Path, timeout: int) -> dict:
-    """``cemap bench --device cuda --quick``: the same anchors (Captum, torchattacks, the latent loop) on this GPU."""
+def bench(device: str, workdir: Path, timeout: int) -> dict:
     out = workdir / "bench_cuda.json"
-    cmd = [sys.executable, "-m", "cemap", "bench", "--quick", "--no-quality", "--no-resnet50", "--device", device, "--out", str(out)]
+    cmd = [sys.executable, "-m", "cemap", "bench", "--quick", "--no-quality", "--no-resnet50", "--images", "16", "--device", device, "--out", str(out)]
     log("running: cemap " + " ".join(cmd[3:]))
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "CEMAP_QUIET": "1"})
-    except subprocess.TimeoutExpired:
-        log(f"cemap bench --device cuda did not finish within {timeout} s (skipped)")
-        return {"skipped": f"timeout {timeout} s"}
-    print(proc.stdout[-4000:], proc.stderr[-2000:], sep="\n", flush=True)
-    return json.loads(out.read_text()) if out.exists() else {"returncode": proc.returncode}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "CEMAP_QUIET": "1"})
+    print(proc.stdout[-5000:], proc.stderr[-2000:], sep="\n", flush=True)
+    return json.loads(out.read_text()) if out.exists() else {"returncode": proc.returncode, "stderr_tail": proc.stderr[-2000:]}
+
+
+def cuda_tests(timeout: int) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py", "-rs", "-x"],
+                          capture_output=True, text=True, timeout=timeout)
+    tail = (proc.stdout + proc.stderr)[-3000:]
+    print(tail, flush=True)
+    return {"returncode": proc.returncode, "tail": tail}
+
+
+def commands(device: str, workdir: Path, timeout: int) -> dict:
+    """Each command that explains, evaluates or attacks, once with --device cuda on built-in data."""
+    import numpy as np
+    from PIL import Image
+
+    from cemap.data.registry import get_dataset
+
+    folder = workdir / "digits"
+    folder.mkdir(exist_ok=True)
+    test = get_dataset("mnist5k", split="test")
+    for i in range(4):
+        Image.fromarray((test[i].image[0].numpy() * 255).astype(np.uint8)).save(folder / f"digit{i}.png")
+    argvs = {
+        "explain": ["explain", str(folder), "--model", "mnist-cnn", "--methods", "ce,gradcam,integrated-gradients", "--out", str(workdir / "explain")],
+        "evaluate": ["evaluate", "--dataset", "mnist5k", "--n-images", "16", "--methods", "ce,gradcam,integrated-gradients,random",
+                     "--out", str(workdir / "evaluate")],
+        "detect": ["detect", "--dataset", "mnist5k", "--quick", "--out", str(workdir / "detect")],
+        "demo": ["demo", "--dataset", "mnist5k", "--quick", "--out", str(workdir / "demo")],
+    }
+    out = {}
+    for name, argv in argvs.items():
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run([sys.executable, "-m", "cemap", *argv, "--device", device], capture_output=True, text=True, timeout=timeout,
+                                  env={**os.environ, "CEMAP_QUIET": "1"})
+            out[name] = {"returncode": proc.returncode, "wall_s": time.perf_counter() - start, "stdout_tail": proc.stdout[-1200:], "stderr_tail": proc.stderr[-1500:]}
+        except subprocess.TimeoutExpired:
+            out[name] = {"returncode": None, "wall_s": timeout, "stderr_tail": f"timed out after {timeout} s"}
+        log(f"cemap {name} --device {device}: exit {out[name]['returncode']} in {out[name]['wall_s']:.0f} s"
+            + ("" if out[name]["returncode"] == 0 else " :: " + out[name]["stderr_tail"][-400:].replace("\n", " | ")))
+    return out
+
+
+def crossover(device: str, batch: int) -> dict:
+    """Seconds per masked image of full passes (NCHW, NHWC) and windows at several chunk sizes, fp32 and bf16."""
+    import torch
+
+    from cemap.causal import CEMap
+    from cemap.causal.batching import autocast
+    from cemap.causal.masks import fill_images
+    from cemap.causal.planning import MaskPlan, cudnn_tuning, measure
+
+    clf, images = densenet(device, batch)
+    ce = CEMap(clf)
+    m = ce.masks.shape[0] + 1
+    masks = torch.cat([ce.masks.new_zeros(1, *ce.masks.shape[1:]), ce.masks]).to(device)
+    owner = torch.arange(batch, device=device).repeat_interleave(m)
+    which = torch.arange(m, device=device).repeat(batch)
+    fills = fill_images(images, "zero")
+    out = {"images": batch, "masked_images": owner.numel()}
+    for precision in ("fp32", "bf16"):
+        ce = CEMap(clf, precision=precision)
+        plans = [MaskPlan(c, False, cl, "sweep") for cl in (False, True) for c in (64, 128, 256, 512, 1024)]
+        plans += [MaskPlan(c, True, False, "sweep") for c in (256, 1024, 4096)]
+        with torch.inference_mode(), autocast(precision, device), cudnn_tuning(device):
+            seconds = measure({p.name: (lambda p=p: ce._evaluate(p, images, owner, masks, which, fills)) for p in plans}, device)
+        out[precision] = {k: v / owner.numel() for k, v in seconds.items()}
+        best = min(out[precision], key=out[precision].get)
+        log(f"crossover {precision}: best {best}; " + ", ".join(f"{k} {1e3 * v:.3f}" for k, v in out[precision].items()) + " ms/masked image")
+    return out
+
+
+def compile_trial(device: str, batch: int) -> dict:
+    """torch.compile (default mode) of the whole network for fixed 512-image chunks: compile time and ms per masked image."""
+    import torch
+
+    from cemap.causal.batching import autocast
+    from cemap.causal.planning import sync
+
+    clf, images = densenet(device, 1)
+    x = images.expand(512, *images.shape[1:]).contiguous()
+    out = {}
+    compiled = torch.compile(clf.model, dynamic=False)
+    for precision in ("fp32", "bf16"):
+        with torch.inference_mode(), autocast(precision, device):
+            eager = timed(lambda: clf.model(x), device)
+            start = time.perf_counter()
+            compiled(x)
+            sync(device)
+            first = time.perf_counter() - start
+            fast = timed(lambda: compiled(x), device)
+        out[precision] = {"eager_ms_per_image": 1e3 * eager / 512, "compiled_ms_per_image": 1e3 * fast / 512, "compile_s": first,
+                          "speedup": eager / fast}
+        log(f"torch.compile {precision}: {out[precision]['speedup']:.2f}x eager at 512 images per pass (first call {first:.0f} s)")
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--out", default="gpu_check.json")
-    parser.add_argument("--batch", type=int, default=16, help="images per CE-map timing")
-    parser.add_argument("--run-images", type=int, default=512, help="synthcxr images for the cemap run throughput")
-    parser.add_argument("--skip-run", action="store_true")
-    parser.add_argument("--skip-bench", action="store_true")
-    parser.add_argument("--bench-timeout", type=int, default=180)
+    parser.add_argument("--out-dir", default="gpu_check_out")
+    parser.add_argument("--batch", type=int, default=32, help="images per CE-map timing")
+    parser.add_argument("--run-images", type=int, default=512, help="synthcxr images per cemap run")
+    parser.add_argument("--budget", type=float, default=430, help="seconds; a section that would start later is skipped")
+    parser.add_argument("--only", default="", help="comma-separated sections to run (default: all)")
     args = parser.parse_args()
 
     import torch
 
-    if not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not torch.cuda.is_available():  # --device cpu: a smoke test of the script itself
         print("gpu_check: no CUDA device is visible (torch.cuda.is_available() is False); nothing measured", file=sys.stderr)
         return 2
     device = args.device
-    started = time.perf_counter()
-    result = {"gpu": torch.cuda.get_device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda}
-    log(f"{result['gpu']}, torch {result['torch']}, CUDA {result['cuda']}")
-    sections = [("densenet121_ce_maps", lambda tmp: densenet_maps(device, args.batch))]
-    if not args.skip_run:
-        sections.append(("cemap_run", lambda tmp: cemap_run(device, args.run_images, tmp)))
-    if not args.skip_bench:
-        sections.append(("bench_quick", lambda tmp: bench_quick(device, tmp, args.bench_timeout)))
-    with tempfile.TemporaryDirectory(prefix="cemap-gpu-check-") as tmp:
-        for name, section in sections:  # one failing section does not lose the others
-            try:
-                result[name] = section(Path(tmp))
-            except Exception as exc:  # noqa: BLE001 - reported, and the check goes on
-                log(f"{name} failed: {type(exc).__name__}: {exc}")
-                result[name] = {"error": f"{type(exc).__name__}: {exc}"}
-            Path(args.out).write_text(json.dumps(result, indent=2, default=str))
-    result["wall_s"] = time.perf_counter() - started
-    Path(args.out).write_text(json.dumps(result, indent=2, default=str))
-    m = result["densenet121_ce_maps"]
-    if "error" in m:
-        return 1
-    log("summary: DenseNet-121 224 px CE maps/s: "
-        f"fp32 {m['dense_fp32']['maps_per_s']:.2f}, bf16 {m['dense_bf16']['maps_per_s']:.2f}, adaptive bf16 {m['adaptive_bf16']['maps_per_s']:.2f}"
-        + (f"; cemap run {result['cemap_run']['images_per_s']:.2f} images/s, ChestX-ray14 in {result['cemap_run']['projected_chestxray14_h']:.2f} h"
-           if result.get("cemap_run", {}).get("images_per_s") else "")
-        + f"; {result['wall_s']:.0f} s in all; JSON in {Path(args.out).resolve()}")
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = {"gpu": torch.cuda.get_device_name(device) if device.startswith("cuda") else "none (CPU smoke test)", "torch": torch.__version__, "cuda": torch.version.cuda,
+              "cudnn": torch.backends.cudnn.version(), "cpu_cores": os.cpu_count()}
+    log(f"{result['gpu']}, torch {result['torch']}, CUDA {result['cuda']}, cuDNN {result['cudnn']}")
+    tmp = Path(tempfile.mkdtemp(prefix="cemap-gpu-check-"))
+    sections = {
+        "ce_maps": lambda: ce_maps(device, args.batch),
+        "cemap_run": lambda: {"fp32": cemap_run(device, args.run_images, "fp32", tmp), "bf16": cemap_run(device, args.run_images, "bf16", tmp),
+                              "bf16_two_processes": cemap_run(device, args.run_images // 2, "bf16", tmp, processes=2)},
+        "bench": lambda: bench(device, tmp, timeout=150),
+        "crossover": lambda: crossover(device, args.batch),
+        "cuda_tests": lambda: cuda_tests(timeout=120),
+        "commands": lambda: commands(device, tmp, timeout=100),
+        "compile": lambda: compile_trial(device, args.batch),
+    }
+    only = {s for s in args.only.split(",") if s}
+    for name, section in sections.items():
+        if only and name not in only:
+            continue
+        if elapsed() > args.budget:
+            result[name] = {"skipped": f"time budget of {args.budget:.0f} s spent"}
+            log(f"{name} skipped: budget spent")
+            continue
+        log(f"--- {name}")
+        start = time.perf_counter()
+        try:
+            result[name] = section()
+        except Exception as exc:  # noqa: BLE001 - recorded, and the next section runs
+            import traceback
+
+            traceback.print_exc()
+            result[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            log(f"{name} failed: {type(exc).__name__}: {exc}")
+        result.setdefault("section_s", {})[name] = time.perf_counter() - start
+        (out_dir / "gpu_check.json").write_text(json.dumps(result, indent=2, default=str))
+    result["wall_s"] = elapsed()
+    (out_dir / "gpu_check.json").write_text(json.dumps(result, indent=2, default=str))
+    log(f"done in {result['wall_s']:.0f} s; JSON in {(out_dir / 'gpu_check.json').resolve()}")
     return 0
 
 

@@ -33,7 +33,9 @@ def test_bench_quick_writes_every_section(tmp_path, capsys, monkeypatch, mnist_c
         assert env["cemap_allocator_tuned"] is True and env["anchors_allocator_tuned"] is False
 
     ce = result["ce_map"]
-    assert set(ce["s_per_image"]) == {"dense_fp32", "dense_bf16", "adaptive_fp32", "adaptive_bf16", "captum_ppe1", "captum_ppe49"}
+    captum = {"captum_occlusion_ppe1", "captum_occlusion_ppe7", "captum_occlusion_ppe49", "captum_feature_ablation_ppe49"}
+    assert set(ce["s_per_image"]) == {"dense_fp32", "dense_bf16", "adaptive_fp32", "adaptive_bf16"} | captum
+    assert ce["best_captum"] in captum and ce["gpu_plans"] == []  # the fastest Captum setting is the reference
     assert all(v > 0 and math.isfinite(v) for v in ce["s_per_image"].values())
     assert all(v > 0 and math.isfinite(v) for v in ce["speedup_vs_best_captum"].values())
     assert ce["forward_passes_per_image"]["dense"] == 50 > ce["forward_passes_per_image"]["adaptive"]

@@ -118,3 +118,44 @@ def test_commands_asked_for_cuda_without_a_gpu_fail_with_one_line(argv, tmp_path
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "CUDA" in err[0], err
+
+
+@cuda
+def test_pgd_steps_replayed_from_cuda_graphs_equal_eager_steps():
+    from cemap.attacks import PGD
+
+    clf = _densenet().cuda()
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(4)).cuda()
+    graphed = PGD(clf, eps=4 / 255, steps=3, random_start=False)
+    eager = PGD(clf, eps=4 / 255, steps=3, random_start=False, cuda_graphs=False)
+    a, b = graphed(images), eager(images)
+    assert graphed._graphed is not None and eager._graphed is None
+    same = (a.adversarial - b.adversarial).abs().flatten(1).amax(1) <= 1e-6
+    assert same.float().mean() >= 2 / 3  # the same kernels; a gradient within rounding of zero may still flip one sign
+    assert torch.equal(graphed(images).adversarial, graphed(images).adversarial)  # a replay is deterministic
+
+
+@cuda
+def test_the_gpu_plan_is_measured_and_agrees_with_full_passes():
+    clf = _densenet().cuda()
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(5)).cuda()
+    planned = CEMap(clf, cell=16)
+    full = CEMap(clf, cell=16, incremental=False, chunk_size=8)
+    assert (planned.attribute(images) - full.attribute(images)).abs().max() <= 1e-4
+    [plan] = planned.plans()
+    assert plan["source"].startswith("measured on") and plan["name"] in plan["seconds_per_image"]
+
+
+@cuda
+def test_latent_profiles_take_cpu_images_on_a_gpu_classifier():
+    from cemap.causal.autoencoder import AEConfig, fit_autoencoder
+    from cemap.causal.latent import LatentCE
+
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    clf = _densenet().cuda()
+    fitted = fit_autoencoder(clf, images, layer="features.denseblock2", config=AEConfig(steps=5, batch_size=4), use_cache=False)
+    latent = LatentCE(clf, fitted)
+    on_cpu_images, on_gpu_images = latent.attribute(images), latent.attribute(images.cuda())
+    assert on_cpu_images.device.type == "cpu" and on_gpu_images.device.type == "cuda"
+    assert (on_cpu_images - on_gpu_images.cpu()).abs().max() <= 1e-5
+    assert LatentCE(clf, fitted, precision="bf16").attribute(images).shape == (4, 16)

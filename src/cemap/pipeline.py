@@ -62,6 +62,7 @@ class ImagePipeline:
         ce_options: CEMap settings (``cell``, ``stride``, ``fill``, ...).
         value: the latent intervention's value (``"zero"``, ``"mean"`` or a number).
         attacks: attack names (``cemap.attacks.list_attacks()``); each adds an adversarial copy per image.
+        precision: "fp32" or "bf16" for the CE maps and latent profiles (bf16 autocast; attacks and baselines stay fp32).
     """
 
     def __init__(
@@ -73,11 +74,12 @@ class ImagePipeline:
         ce_options: dict | None = None,
         value: str | float = "zero",
         attacks: Sequence[str] = (),
+        precision: str = "fp32",
     ) -> None:
         self.classifier = classifier
         self.methods = _unique(methods)
-        self.cemap = CEMap(classifier, **(ce_options or {})) if CE in self.methods or attacks else None
-        self.latent = LatentCE(classifier, fitted, value=value) if fitted is not None else None
+        self.cemap = CEMap(classifier, **{"precision": precision, **(ce_options or {})}) if CE in self.methods or attacks else None
+        self.latent = LatentCE(classifier, fitted, value=value, precision=precision) if fitted is not None else None
         self.explainers = self._explainers([m for m in self.methods if m != CE])
         self.attacks = self._attacks(_unique(attacks))
 

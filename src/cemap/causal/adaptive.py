@@ -90,8 +90,9 @@ class AdaptiveCEMap:
 
     def attribute(self, images: torch.Tensor, target: int | torch.Tensor | None = None) -> torch.Tensor:
         images = self.classifier.check_images(images)
-        cells = self._measure(images, target)
-        return paint(cells.flatten(1), self.engine.masks).to(images.device)
+        home = images.device  # measured where the classifier runs, returned where the images came from
+        cells = self._measure(images.to(self.classifier.device), target)
+        return paint(cells.flatten(1), self.engine.masks).to(home)
 
     def _first_order(self, images: torch.Tensor, target: int | torch.Tensor | None, gradient: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(clean probabilities B x K, targets B, first-order effect of masking each cell B x M - with ``gradient`` only,
@@ -101,7 +102,7 @@ class AdaptiveCEMap:
         wanted = None if target is None else resolve_targets(torch.zeros(b, self.classifier.num_classes), target)  # validated, B long
         probs, targets, grads = [], [], []
         for s in chunks(b, engine.chunk_size):
-            with torch.set_grad_enabled(gradient), autocast(engine.precision, images.device):
+            with torch.set_grad_enabled(gradient), autocast(engine.precision, self.classifier.device):
                 x = images[s].detach().clone().requires_grad_(gradient)
                 p = self.classifier.predict_proba(as_model_input(x, engine.channels_last)).float()
                 t = resolve_targets(p.detach(), None if wanted is None else wanted[s])

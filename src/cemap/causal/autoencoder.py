@@ -67,8 +67,11 @@ class LatentAutoencoder(nn.Module):
         return self.dec2(h).reshape(like.shape), h
 
     def forward(self, act: torch.Tensor) -> torch.Tensor:
+        """A_hat on ``act``'s device (the autoencoder runs where its weights are)."""
+        home = act.device
+        act = act.to(self.enc1.weight.device)
         z, _ = self.encode(act)
-        return self.decode(z, act)[0]
+        return self.decode(z, act)[0].to(home)
 
 
 def _as_map(act: torch.Tensor) -> torch.Tensor:

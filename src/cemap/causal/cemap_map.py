@@ -25,10 +25,12 @@ import torch
 
 from ..errors import CemapError
 from ..models.classifier import Classifier
-from .batching import as_model_input, autocast, balanced_chunks, default_chunk, prefers_channels_last
+from .batching import as_model_input, autocast, balanced_chunks, chunks, default_chunk
 from .effects import class_effect, resolve_targets
-from .incremental import incremental_masking
+from .incremental import MAX_COST_RATIO, incremental_masking
 from .masks import fill_images, grid_masks
+from .planning import (GPU_FULL_CHUNK, GPU_WINDOW_FACTOR, PLANS, MaskPlan, activation_bytes, cpu_plan, cudnn_tuning, device_name,
+                       measure, memory_cap, on_gpu, workload_bucket)
 
 
 EFFECT_SCALES = ("probability", "log-odds")
@@ -94,10 +96,15 @@ class CEMap:
             self.masks = grid_masks(h, w, self.cell, self.stride)
         self.fill = fill
         self.blur_sigma = blur_sigma
+        self.given_chunk = chunk_size
         self.chunk_size = chunk_size or default_chunk(classifier.input_shape, precision=precision)
         self.precision = precision
-        self.channels_last = prefers_channels_last(classifier.input_shape)
         self.incremental = incremental_masking(classifier) if incremental else None
+
+    @property
+    def channels_last(self) -> bool:
+        """The layout of this map's full passes on the CPU (a GPU plan measures both; see :meth:`plan`)."""
+        return cpu_plan(self.classifier.input_shape, self.precision, False, self.given_chunk).channels_last
 
     @property
     def forward_passes_per_image(self) -> int:
@@ -135,20 +142,68 @@ class CEMap:
         return self.pair_probabilities(images, owner, masks, which).reshape(b, m, -1)
 
     def pair_probabilities(self, images: torch.Tensor, owner: torch.Tensor, masks: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
-        """N x K probabilities of ``images[owner[n]]`` with ``masks[which[n]]`` filled, in balanced chunks."""
+        """N x K probabilities of ``images[owner[n]]`` with ``masks[which[n]]`` filled, in chunks as :meth:`plan` says."""
         device = images.device
         owner, which, masks = owner.to(device), which.to(device), masks.to(device)
+        if owner.numel() == 0:
+            return images.new_zeros(0, self.classifier.num_classes)
         fills = fill_images(images, self.fill, self.blur_sigma)
+        with autocast(self.precision, device), cudnn_tuning(device):
+            plan = self.plan(images, owner, masks, which, fills)
+            return self._evaluate(plan, images, owner, masks, which, fills)
+
+    def plan(self, images: torch.Tensor, owner: torch.Tensor, masks: torch.Tensor, which: torch.Tensor, fills: torch.Tensor) -> MaskPlan:
+        """How to evaluate these masked images: the CPU rules, the caller's ``chunk_size``, or on a GPU the fastest
+        candidate measured on this call's own inputs (kept per classifier for calls of a similar size)."""
+        worthwhile = self.incremental is not None and self.incremental.worthwhile(masks)
+        if not on_gpu(images.device) or self.given_chunk:
+            plan = cpu_plan(self.classifier.input_shape, self.precision, worthwhile, self.given_chunk)
+            return plan if not worthwhile else MaskPlan(INCREMENTAL_CHUNKS * plan.chunk, True, plan.channels_last, plan.source)
+        if torch.is_grad_enabled():  # a differentiable map (adaptive attacks) holds its graph: chunks stay small
+            return MaskPlan(default_chunk(self.classifier.input_shape, images.device, self.precision), False, False, "gradients")
+        key = (str(images.device), self.precision, tuple(masks.shape), int(masks.sum()), str(self.fill), workload_bucket(owner.numel()))
+        plan = PLANS.get(self.classifier, key)
+        if plan is None:
+            plan = self._measured_plan(images, owner, masks, which, fills)
+            PLANS.put(self.classifier, key, plan)
+        return plan
+
+    def _measured_plan(self, images, owner, masks, which, fills) -> MaskPlan:
+        """Time full passes (both layouts for multi-channel images) and, where the cost estimate promises a saving, windows."""
+        device, n = images.device, owner.numel()
+        cap = memory_cap(activation_bytes(self.classifier.predict_proba, list(self.classifier.modules()), images[:1]), device)
+        full = min(GPU_FULL_CHUNK, cap, n)
+        layouts = (False, True) if self.classifier.input_shape[0] > 1 else (False,)
+        runs = {}
+        for channels_last in layouts:
+            plan = MaskPlan(full, False, channels_last, "candidate")
+            runs[plan.name] = (plan, full)
+        if self.incremental is not None and self.incremental.cost_ratio(masks) <= max(MAX_COST_RATIO, 0.9):
+            windowed = min(GPU_WINDOW_FACTOR * full, GPU_WINDOW_FACTOR * cap, n)
+            plan = MaskPlan(windowed, True, False, "candidate")
+            runs[plan.name] = (plan, windowed)
+        seconds = measure({name: (lambda p=p, k=k: self._evaluate(p, images, owner[:k], masks, which[:k], fills)) for name, (p, k) in runs.items()},
+                          device)
+        per_image = {name: seconds[name] / runs[name][1] for name in runs}
+        best = min(per_image, key=per_image.get)
+        chosen = runs[best][0]
+        return MaskPlan(chosen.chunk, chosen.windows, chosen.channels_last, f"measured on {device_name(device)}", per_image)
+
+    def _evaluate(self, plan: MaskPlan, images, owner, masks, which, fills) -> torch.Tensor:
+        if plan.windows:
+            return self.incremental.probabilities(images, owner, masks, which, fills, plan.chunk)
         out = []
-        with autocast(self.precision, device):
-            if self.incremental is not None and self.incremental.worthwhile(masks):
-                # windows are a fraction of the image, so many more of them fit one pass
-                return self.incremental.probabilities(images, owner, masks, which, fills, INCREMENTAL_CHUNKS * self.chunk_size)
-            for s in balanced_chunks(owner.shape[0], self.chunk_size):
-                img, cell = owner[s], which[s]
-                batch = torch.where(masks[cell, None], fills[img], images[img])
-                out.append(self.classifier.predict_proba(as_model_input(batch, self.channels_last)).float())
-        return torch.cat(out) if out else images.new_zeros(0, self.classifier.num_classes)
+        # a GPU plan keeps every chunk but the last at one shape (cuDNN tunes each shape once); CPU chunks are balanced
+        slices = chunks if on_gpu(images.device) else balanced_chunks
+        for s in slices(owner.shape[0], plan.chunk):
+            img, cell = owner[s], which[s]
+            batch = torch.where(masks[cell, None], fills[img], images[img])
+            out.append(self.classifier.predict_proba(as_model_input(batch, plan.channels_last)).float())
+        return torch.cat(out)
+
+    def plans(self) -> list[dict]:
+        """Every plan this classifier's CE maps have used on a GPU so far (the candidates' times included)."""
+        return [p.as_json() for p in PLANS.all_for(self.classifier)]
 
     def attribute(self, images: torch.Tensor, target: int | torch.Tensor | None = None, differentiable: bool = False) -> torch.Tensor:
         effects, _ = self.effects_for_masks(images, self.masks, target, differentiable)

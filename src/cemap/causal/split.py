@@ -31,16 +31,28 @@ class Split:
     method: str
 
     def activation(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[Any, ...]]:
-        act, *extras = self.prefix(images)
-        return act, tuple(extras)
+        """(A, extras) on the images' device; the prefix runs where its weights are (as ``Classifier.forward``)."""
+        home = images.device
+        act, *extras = self.prefix(images.to(_device_of(self.prefix, home)))
+        return act.to(home), tuple(_moved(e, home) for e in extras)
 
     def finish(self, act: torch.Tensor, extras: tuple[Any, ...]) -> torch.Tensor:
-        """Logits from an activation; ``extras`` are broadcast to ``act``'s batch size when they hold one item."""
-        b = act.shape[0]
+        """Logits on ``act``'s device; ``extras`` are broadcast to ``act``'s batch size when they hold one item."""
+        b, home = act.shape[0], act.device
+        device = _device_of(self.suffix, home)
         # Copies, because the suffix may start with an in-place op (DenseNet's ReLU) and these
         # tensors are shared between chunks of interventions.
-        extras = tuple(_batched_copy(e, b) for e in extras)
-        return self.suffix(act.clone(), *extras)
+        extras = tuple(_moved(_batched_copy(e, b), device) for e in extras)
+        return self.suffix(act.to(device).clone(), *extras).to(home)
+
+
+def _device_of(module: nn.Module, default: torch.device) -> torch.device:
+    param = next(module.parameters(), None)
+    return param.device if param is not None else default
+
+
+def _moved(value: Any, device: torch.device) -> Any:
+    return value.to(device) if torch.is_tensor(value) else value
 
 
 def _batched_copy(value: Any, batch: int) -> Any:

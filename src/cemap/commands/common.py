@@ -34,15 +34,6 @@ def check_device(device: str) -> str:
     return device
 
 
-def cpu_only(command: str, device: str) -> None:
-    """For commands whose studies run on the CPU only so far: a GPU asked for is one clear line (exit 2), not a crash."""
-    from ..errors import CemapError
-
-    if torch.device(check_device(device)).type != "cpu":
-        raise CemapError(f"cemap {command} runs on the CPU only for now (--device {device})",
-                         "use --device cpu; cemap run --device cuda and cemap bench --device cuda run on a GPU")
-
-
 def on_device(classifier, device: str):
     """``classifier`` moved to ``device``; it still takes images from the CPU (``Classifier.forward`` moves each batch)."""
     return classifier if torch.device(device).type == "cpu" else classifier.to(device)

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from ..cli import app
-from .common import DEVICE, QUIET, SEED, THREADS, cpu_only, setup, warn_fidelity
+from .common import DEVICE, QUIET, SEED, THREADS, check_device, setup, warn_fidelity
 
 
 @app.command()
@@ -27,14 +27,14 @@ def demo(
 
     Example: cemap demo --quick --out out/demo-quick
     """
-    cpu_only("demo", device)
+    check_device(device)
     setup(seed, threads, quiet)
     from ..models import default_model_for
     from ..studies.demo import run_demo
 
     default_model_for(dataset)  # an unknown dataset fails here, before any work
     start = time.perf_counter()
-    study = run_demo(dataset=dataset, out=out, quick=quick, seed=seed, reuse=not recompute)
+    study = run_demo(dataset=dataset, out=out, quick=quick, seed=seed, reuse=not recompute, device=device)
     metrics = json.loads((out / "metrics.json").read_text())
     fid = metrics["autoencoder"]["fidelity"]
     report = Path(study["report"])

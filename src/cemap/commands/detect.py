@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..cli import app
-from .common import DEVICE, QUIET, SEED, THREADS, cpu_only, setup, warn_fidelity
+from .common import DEVICE, QUIET, SEED, THREADS, check_device, setup, warn_fidelity
 
 
 @app.command()
@@ -28,11 +28,12 @@ def detect(
 
     Example: cemap detect --dataset mnist5k --out out/detect-mnist
     """
-    cpu_only("detect", device)
+    check_device(device)
     setup(seed, threads, quiet)
     from ..studies.detection import format_table, run_detection_study
 
-    report = run_detection_study(dataset=dataset, model=model, out=out, quick=quick, seed=seed, size="quick" if quick else size, resume=resume)
+    report = run_detection_study(dataset=dataset, model=model, out=out, quick=quick, seed=seed, size="quick" if quick else size, resume=resume,
+                                 device=device)
     typer.echo(f"{report['dataset']} / {report['model']} @ {report['layer']}: AUROC [95% CI] on held-out test images (successful adversarials only)")
     for claim in report["headline"]:
         typer.echo("* " + claim["claim"])

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..cli import app
-from .common import DEVICE, QUIET, SEED, THREADS, check_device, cpu_only, out_dir, setup
+from .common import DEVICE, QUIET, SEED, THREADS, check_device, out_dir, setup
 
 
 def _options(ce_cell: int | None, ce_stride: int | None, ce_fill: str | None, ig_steps: int | None) -> dict[str, dict]:
@@ -61,10 +61,7 @@ def evaluate(
 
     Example: cemap evaluate --dataset synthcxr --methods ce,gradcam,random --n-images 100 --out out/eval
     """
-    if benchmark:
-        check_device(device)
-    else:
-        cpu_only("evaluate", device)
+    check_device(device)
     setup(seed, threads, quiet)
     if benchmark:
         _benchmark(dataset, models, sizes, heldout_seed, n_images, n_faithful, n_sanity, tune_images, steps, seed, device, train_seed, out)
@@ -73,7 +70,8 @@ def evaluate(
 
     cfg = EvalConfig(n_images=n_images, n_robust=n_robust, steps=steps, seed=seed, method_options=_options(ce_cell, ce_stride, ce_fill, ig_steps))
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-    doc = run_evaluation(dataset, model, chosen, out_dir(out), cfg, tune=tune_ce, dataset_options={"shortcut": True} if shortcut else None)
+    doc = run_evaluation(dataset, model, chosen, out_dir(out), cfg, tune=tune_ce, dataset_options={"shortcut": True} if shortcut else None,
+                         device=device)
     typer.echo(f"{doc['model']} on {dataset}: {doc['n_images']} images, {doc['n_pairs']} (image, target) pairs, {doc['seconds']:.0f} s")
     if doc["ce_tuning"]:
         typer.echo(f"CE settings chosen on the train split: {doc['ce_tuning']['chosen']}")

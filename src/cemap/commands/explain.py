@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..cli import app
-from .common import DEVICE, QUIET, SEED, THREADS, cpu_only, setup, track_output, warn_fidelity
+from .common import DEVICE, QUIET, SEED, THREADS, check_device, on_device, setup, track_output, warn_fidelity
 
 
 @app.command()
@@ -29,12 +29,12 @@ def explain(
 
     Example: cemap explain scans/ --model chexnet --weights chexnet.pth --fit-on scans/ --methods ce,gradcam --out out/scans
     """
-    cpu_only("explain", device)
+    check_device(device)
     setup(seed, threads, quiet)
     from ..studies.explain_files import explain_files, list_image_files, load_classifier
 
     files = list_image_files(inputs)
-    clf = load_classifier(model, weights)
+    clf = on_device(load_classifier(model, weights), device)
     check_choices(clf, layer, target, methods)
     if fit_on is not None:
         list_image_files([fit_on])

@@ -123,6 +123,8 @@ def run(
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes reading images ahead."),
     weights: str = typer.Option(None, "--weights", hidden=True, help="Not an option of cemap run: use --model-opt weights=FILE."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (under torchrun: one GPU per local rank, nccl)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (bfloat16 autocast) for CE maps and latent profiles; "
+                                  "bf16 is about twice as fast on GPUs and AVX-512-BF16 CPUs, to about 1e-2 in probability."),
     seed: int = SEED,
     threads: int = THREADS,
     quiet: bool = QUIET,
@@ -148,7 +150,7 @@ def run(
         dataset_options=data_options, model_options=model_options,
         methods=names(methods), attacks=names(attacks), cell=cell, stride=stride, fill=scalar(fill), value=scalar(value),
         batch_size=batch_size, shard_size=shard_size, limit=limit, seed=seed,
-        ae_dataset=ae_dataset, ae_split=ae_split, ae_images=ae_images,
+        ae_dataset=ae_dataset, ae_split=ae_split, ae_images=ae_images, precision=precision,
     )
     summary = run_dataset(config, out, resume=resume, workers=workers, device=device)
     if int(os.environ.get("RANK", 0)) != 0:

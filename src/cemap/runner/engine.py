@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..causal.autoencoder import model_fingerprint
+from ..causal.batching import autocast
 from ..data import get_dataset
 from ..data.base import ImageDataset, Sample, collate
 from ..errors import CemapError, unknown_name
@@ -59,6 +60,7 @@ class RunConfig:
     ae_dataset: str | None = None
     ae_split: str = "train"
     ae_images: int = 4000
+    precision: str = "fp32"
 
     def check(self) -> None:
         if self.batch_size < 1 or self.shard_size < 1:
@@ -67,6 +69,7 @@ class RunConfig:
             raise CemapError(f"--limit {self.limit} must be positive", "leave it out to run the whole split")
         if self.ae_images < 1:
             raise CemapError(f"--ae-images {self.ae_images} must be positive")
+        autocast(self.precision)  # an unknown precision is named before any work
 
     @property
     def model_name(self) -> str:
@@ -163,7 +166,8 @@ class Runner:
         fitted = load_autoencoder(self.layout, self.classifier)
         c = self.config
         self.pipeline = RunPipeline(
-            self.classifier, fitted, cell=c.cell, stride=c.stride, fill=c.fill, value=c.value, methods=c.methods, attacks=c.attacks
+            self.classifier, fitted, cell=c.cell, stride=c.stride, fill=c.fill, value=c.value, methods=c.methods, attacks=c.attacks,
+            precision=c.precision,
         )
         self.schema = pa.schema(identity_fields(self.multilabel) + self.pipeline.fields())
 

@@ -38,9 +38,10 @@ class RunPipeline:
         value: str | float = "zero",
         methods: Sequence[str] = (),
         attacks: Sequence[str] = (),
+        precision: str = "fp32",
     ) -> None:
         self.images = ImagePipeline(classifier, fitted, methods=(CE, *methods), ce_options={"cell": cell, "stride": stride, "fill": fill},
-                                    value=value, attacks=attacks)
+                                    value=value, attacks=attacks, precision=precision)
 
     @property
     def cemap(self):

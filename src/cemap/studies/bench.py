@@ -307,17 +307,59 @@ def _reference_latent(classifier: Classifier, ae: LatentAutoencoder, layer: str,
     return torch.cat(rows)
 
 
-def _captum_occlusion(classifier: Classifier, images: torch.Tensor, targets: torch.Tensor, cell: int, ppe: int) -> torch.Tensor:
-    from captum.attr import Occlusion
+def _captum_attribution(method: str, classifier: Classifier, images: torch.Tensor, targets: torch.Tensor, cell: int, ppe: int) -> torch.Tensor:
+    """Captum's ``Occlusion`` (sliding window, zero baseline) or ``FeatureAblation`` (the same grid as a feature mask) on
+    the whole batch: B x H x W attributions of the target's probability, ``ppe`` perturbations per forward pass (Captum
+    stacks them for every image of the batch, so a pass holds B x ppe images)."""
+    from captum.attr import FeatureAblation, Occlusion
 
-    occ = Occlusion(lambda x: classifier.predict_proba(x))
-    c = images.shape[1]
+    forward = lambda x: classifier.predict_proba(x)  # noqa: E731
+    c, h, w = images.shape[1:]
     with torch.inference_mode():
-        return torch.cat([
-            occ.attribute(x[None], sliding_window_shapes=(c, cell, cell), strides=(c, cell, cell), baselines=0.0, target=int(t),
-                          perturbations_per_eval=ppe)[:, 0]
-            for x, t in zip(images, targets)
-        ])
+        if method == "occlusion":
+            return Occlusion(forward).attribute(images, sliding_window_shapes=(c, cell, cell), strides=(c, cell, cell), baselines=0.0,
+                                                target=targets, perturbations_per_eval=ppe)[:, 0]
+        ys, xs = torch.arange(h, device=images.device) // cell, torch.arange(w, device=images.device) // cell
+        groups = (ys[:, None] * (-(-w // cell)) + xs[None, :]).expand(images.shape[0], c, h, w)
+        return FeatureAblation(forward).attribute(images, baselines=0.0, target=targets, feature_mask=groups, perturbations_per_eval=ppe)[:, 0]
+
+
+def captum_ppe_values(cells: int, device: str) -> tuple[int, ...]:
+    """Captum's ``perturbations_per_eval`` tried: one per pass, a few in between, and all the grid's cells in one pass."""
+    between = (7, 16, 25) if torch.device(device).type == "cuda" else (7,)
+    return tuple(sorted({1, *(p for p in between if p < cells), cells}))
+
+
+def captum_runs(task: dict) -> dict:
+    """Every Captum anchor of the CE map: Occlusion at each ``perturbations_per_eval`` and FeatureAblation at all cells per
+    pass; on a GPU each also with cuDNN's algorithm search on (Captum's users can set it; the best of both counts)."""
+    clf, x, targets, cell, device = task["classifier"], task["images"], task["targets"], task["cell"], x_device(task)
+    runs = {f"captum_occlusion_ppe{p}": ("occlusion", p) for p in captum_ppe_values(task["cells"], device)}
+    runs[f"captum_feature_ablation_ppe{task['cells']}"] = ("feature_ablation", task["cells"])
+    flags = (False, True) if torch.device(device).type == "cuda" else (None,)
+    out = {}
+    for name, (method, ppe) in runs.items():
+        for benchmark in flags:
+            key = name if not benchmark else f"{name}_cudnn_benchmark"
+            fn = lambda m=method, p=ppe: _captum_attribution(m, clf, x, targets, cell, p)  # noqa: E731
+            with _cudnn_benchmark(benchmark):
+                out[key] = timed(fn, task["repeats"], task["warmup"])
+                out[f"{key}_map"] = fn()
+    return out
+
+
+def x_device(task: dict) -> str:
+    return str(task["images"].device)
+
+
+def _cudnn_benchmark(on: bool | None):
+    """cuDNN's algorithm search on or off for one anchor (None: leave the flags alone, as on the CPU)."""
+    import contextlib
+
+    if on is None:
+        return contextlib.nullcontext()
+    b = torch.backends.cudnn
+    return b.flags(enabled=b.enabled, benchmark=on, deterministic=b.deterministic, allow_tf32=b.allow_tf32)
 
 
 def run_anchors(task: dict) -> dict:
@@ -325,11 +367,7 @@ def run_anchors(task: dict) -> dict:
     if task["threads"]:
         torch.set_num_threads(task["threads"])
     clf, x, reps, warm = task["classifier"], task["images"], task["repeats"], task["warmup"]
-    out: dict = {"allocator_tuned": allocator_tuned(), "threads": torch.get_num_threads()}
-    for ppe in (1, task["cells"]):
-        fn = lambda ppe=ppe: _captum_occlusion(clf, x, task["targets"], task["cell"], ppe)  # noqa: E731
-        out[f"captum_ppe{ppe}"] = timed(fn, reps, warm)
-        out[f"captum_ppe{ppe}_map"] = fn()
+    out: dict = {"allocator_tuned": allocator_tuned(), "threads": torch.get_num_threads(), "captum": captum_runs(task)}
     fn = lambda: _reference_latent(clf, task["ae"], task["layer"], x)  # noqa: E731
     out["latent_reference"] = timed(fn, reps, warm)
     out["latent_reference_ece"] = fn()
@@ -403,22 +441,23 @@ def _map_section(clf, x, targets, cfg, anchors) -> dict:
         maps[f"dense_{p}"] = dense[p].attribute(x, targets)
         t[f"adaptive_{p}"] = timed(lambda p=p: adaptive[p].attribute(x, targets), cfg.repeats, cfg.warmup)
         maps[f"adaptive_{p}"] = adaptive[p].attribute(x, targets)
-    best = min(_per_image(anchors["captum_ppe1"], n), _per_image(anchors[f"captum_ppe{dense['fp32'].masks.shape[0]}"], n))
+    captum = {k: v for k, v in anchors["captum"].items() if not k.endswith("_map")}
+    captum_s = {k: _per_image(v, n) for k, v in captum.items()}
+    best_name = min(captum_s, key=captum_s.get)
+    best = captum_s[best_name]
+    reference = anchors["captum"]["captum_occlusion_ppe1_map"].cpu()
     section = {
         "grid": list(adaptive["fp32"].grid), "cell": cell, "images": n,
         # windows of the local layers instead of full passes (cemap.causal.incremental): cxr-cnn, VGG, DenseNet, ResNet
         "dense_uses_windows": dense["fp32"].incremental is not None and dense["fp32"].incremental.worthwhile(dense["fp32"].masks),
         "forward_passes_per_image": {"dense": dense["fp32"].forward_passes_per_image, "adaptive": adaptive["fp32"].forward_passes_per_image},
-        "s_per_image": {
-            **{k: _per_image(v, n) for k, v in t.items()},
-            "captum_ppe1": _per_image(anchors["captum_ppe1"], n),
-            f"captum_ppe{dense['fp32'].masks.shape[0]}": _per_image(anchors[f"captum_ppe{dense['fp32'].masks.shape[0]}"], n),
-        },
-        "cpu_s_per_image": {**{k: v["cpu_median_s"] / n for k, v in t.items()},
-                            **{k: anchors[k]["cpu_median_s"] / n for k in ("captum_ppe1", f"captum_ppe{dense['fp32'].masks.shape[0]}")}},
+        "s_per_image": {**{k: _per_image(v, n) for k, v in t.items()}, **captum_s},
+        "cpu_s_per_image": {**{k: v["cpu_median_s"] / n for k, v in t.items()}, **{k: v["cpu_median_s"] / n for k, v in captum.items()}},
+        "best_captum": best_name,
         "speedup_vs_best_captum": {k: _ratio(best, _per_image(v, n)) for k, v in t.items()},
         "bf16_max_abs_diff_vs_fp32": float((maps["dense_bf16"] - maps["dense_fp32"]).abs().max()),
-        "captum_max_abs_diff_vs_dense_fp32": float((anchors["captum_ppe1_map"].cpu() - maps["dense_fp32"].cpu()).abs().max()),
+        "captum_max_abs_diff_vs_dense_fp32": float((reference - maps["dense_fp32"].cpu()).abs().max()),
+        "gpu_plans": dense["fp32"].plans() if torch.device(cfg.device).type == "cuda" else [],
         "adaptive_rank_correlation": {
             p: statistics.mean(rank_correlation(_cell_values(maps[f"dense_{p}"], adaptive[p]), _cell_values(maps[f"adaptive_{p}"], adaptive[p])))
             for p in ("fp32", "bf16")
@@ -668,7 +707,7 @@ def format_table(result: dict) -> str:
         lines.append(f"  cemap {k:<28}{c['s_per_image'][k]:>8.3f}   {v:5.2f}x")
     for k in c["s_per_image"]:
         if k.startswith("captum"):
-            lines.append(f"  {k:<34}{c['s_per_image'][k]:>8.3f}")
+            lines.append(f"  {k:<34}{c['s_per_image'][k]:>8.3f}{'   (best)' if k == c['best_captum'] else ''}")
     lines.append(f"  passes/image dense {c['forward_passes_per_image']['dense']}, adaptive {c['forward_passes_per_image']['adaptive']:.1f}; "
                  f"adaptive rank corr {c['adaptive_rank_correlation']['fp32']:.3f}; bf16 max |diff| {c['bf16_max_abs_diff_vs_fp32']:.2e}")
     lines.append(f"latent_sweep ({lat['interventions']} at {lat['layer']})   s/image   vs reference")

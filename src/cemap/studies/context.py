@@ -31,6 +31,8 @@ class StudyContext:
         quick: a small subset of the same study.
         model: registered model name; the dataset's built-in model when None.
         dataset_options: keyword arguments for ``get_dataset`` (e.g. ``seed``, ``size`` for synthcxr).
+        device: where the classifier and the autoencoder run ("cpu", "cuda", "cuda:N"); images stay on the CPU and
+            each network moves them (built-in models are trained on the CPU, so both devices explain the same weights).
     """
 
     dataset: str
@@ -39,6 +41,7 @@ class StudyContext:
     quick: bool = False
     model: str | None = None
     dataset_options: dict = field(default_factory=dict)
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -46,7 +49,7 @@ class StudyContext:
 
     @cached_property
     def classifier(self) -> Classifier:
-        return get_model(self.model)
+        return get_model(self.model).to(self.device)
 
     @cached_property
     def train(self) -> ImageDataset:

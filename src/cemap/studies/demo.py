@@ -92,7 +92,8 @@ def _evaluation_stage(ctx: StudyContext, cfg: EvalConfig, tune: bool) -> dict:
     return {"n_images": evaluation["n_images"], "n_pairs": evaluation["n_pairs"], "methods": methods, "methods_not_applicable": skipped}
 
 
-def run_demo(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: bool = False, seed: int = 0, reuse: bool = True) -> dict:
+def run_demo(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: bool = False, seed: int = 0, reuse: bool = True,
+             device: str = "cpu") -> dict:
     """Run every stage into ``out`` and return study.json's content; report.html is written last.
 
     The classifier, data and autoencoder are built once (:class:`StudyContext`) and handed to each stage.
@@ -100,7 +101,7 @@ def run_demo(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: boo
     restored from the cache instead of recomputed (:mod:`cemap.studies.stage_cache`); ``reuse=False`` recomputes all.
     """
     plan = StudyPlan.for_mode(quick)
-    ctx = StudyContext(dataset, Path(out), seed=seed, quick=quick)
+    ctx = StudyContext(dataset, Path(out), seed=seed, quick=quick, device=device)
     ctx.out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     provenance: dict[str, dict] = {}

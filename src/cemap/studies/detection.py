@@ -381,7 +381,7 @@ def _fmt(i: dict | None, digits: int = 3) -> str:
 
 def run_detection_study(dataset: str = "mnist5k", model: str | None = None, out: Path = Path("out/detect"), quick: bool = False,
                         seed: int = 0, config: StudyConfig | None = None, size: str | None = None,
-                        context: StudyContext | None = None, resume: bool = False) -> dict:
+                        context: StudyContext | None = None, resume: bool = False, device: str = "cpu") -> dict:
     """Run the whole study; writes ``out/detection.json``, ``out/features.npz``, ``out/ce_detector.npz`` and figures.
 
     ``size``: "quick", "demo" (the default unless ``quick``: about a minute, what ``cemap demo`` runs) or "full"
@@ -390,7 +390,7 @@ def run_detection_study(dataset: str = "mnist5k", model: str | None = None, out:
     the attack outcomes an interrupted run of the same settings saved in ``out`` (features.npz, attacks.json).
     """
     cfg = config or StudyConfig.sized(size or ("quick" if quick else "demo"), seed)
-    ctx = context or StudyContext(dataset=dataset, out=Path(out), seed=seed, quick=quick, model=model)
+    ctx = context or StudyContext(dataset=dataset, out=Path(out), seed=seed, quick=quick, model=model, device=device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}

@@ -225,8 +225,10 @@ def run_evaluation(
     config: EvalConfig | None = None,
     tune: bool = False,
     dataset_options: dict | None = None,
+    device: str = "cpu",
 ) -> dict:
-    """Run the study; with ``out`` write ``evaluation.json`` and ``overlays.png`` there. Returns the JSON document."""
+    """Run the study; with ``out`` write ``evaluation.json`` and ``overlays.png`` there. Returns the JSON document.
+    ``device``: where the classifier runs (images and metrics stay on the CPU)."""
     cfg = config or EvalConfig()
     methods = list(methods or list_explainers())
     unknown = [m for m in methods if m not in list_explainers()]
@@ -236,7 +238,7 @@ def run_evaluation(
     opts = dataset_options or {}
     test = get_dataset(dataset, split="test", **opts)
     model_name = model or default_model_for(dataset)
-    clf = get_model(model_name)
+    clf = get_model(model_name).to(device)
     tuning = None
     if tune and "ce" in methods and "ce" not in cfg.method_options:
         tuning = cached_tune_ce(clf, dataset, opts, cfg)
