@@ -214,7 +214,7 @@ def crossover(device: str, batch: int) -> dict:
     from cemap.causal import CEMap
     from cemap.causal.batching import autocast
     from cemap.causal.masks import fill_images
-    from cemap.causal.planning import MaskPlan, cudnn_tuning, measure
+    from cemap.causal.planning import MaskPlan, measure
 
     clf, images = densenet(device, batch)
     ce = CEMap(clf)
@@ -228,7 +228,7 @@ def crossover(device: str, batch: int) -> dict:
         ce = CEMap(clf, precision=precision)
         plans = [MaskPlan(c, False, cl, "sweep") for cl in (False, True) for c in (64, 128, 256, 512, 1024)]
         plans += [MaskPlan(c, True, False, "sweep") for c in (256, 1024, 4096)]
-        with torch.inference_mode(), autocast(precision, device), cudnn_tuning(device):
+        with torch.inference_mode(), autocast(precision, device):
             seconds = measure({p.name: (lambda p=p: ce._evaluate(p, images, owner, masks, which, fills)) for p in plans}, device)
         out[precision] = {k: v / owner.numel() for k, v in seconds.items()}
         best = min(out[precision], key=out[precision].get)

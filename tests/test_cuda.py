@@ -131,8 +131,9 @@ def test_pgd_steps_replayed_from_cuda_graphs_equal_eager_steps():
     a, b = graphed(images), eager(images)
     assert graphed._graphed is not None and eager._graphed is None
     same = (a.adversarial - b.adversarial).abs().flatten(1).amax(1) <= 1e-6
-    assert same.float().mean() >= 2 / 3  # the same kernels; a gradient within rounding of zero may still flip one sign
-    assert torch.equal(graphed(images).adversarial, graphed(images).adversarial)  # a replay is deterministic
+    # the same kernels, but cuDNN's backward sums with atomics: a gradient within rounding of zero may flip a sign
+    # (on an H200 two replays differed in a few pixels by one step, as two eager runs do)
+    assert same.float().mean() >= 2 / 3
 
 
 @cuda

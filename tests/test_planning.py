@@ -83,16 +83,17 @@ def test_plan_names_buckets_and_cpu_rules():
     assert cpu_plan((3, 224, 224), "fp32", False, None).chunk == 8 and cpu_plan((3, 224, 224), "bf16", False, None).chunk == 16
 
 
-def test_cudnn_tuning_restores_the_callers_flags():
-    before = torch.backends.cudnn.benchmark
-    with planning.cudnn_tuning("cuda"):
-        assert torch.backends.cudnn.benchmark is True
-    assert torch.backends.cudnn.benchmark is before
-    with planning.cudnn_tuning("cpu"):
-        assert torch.backends.cudnn.benchmark is before
-
-
 def test_activation_bytes_on_the_cpu_is_the_sum_of_the_outputs(tiny_clf):
     image = torch.rand(1, *tiny_clf.input_shape)
     estimate = planning.activation_bytes(tiny_clf.predict_proba, list(tiny_clf.modules()), image)
     assert estimate >= image.numel() * 4
+
+
+def test_distinct_images_finds_repeats_exactly():
+    from cemap.causal.cemap_map import distinct_images
+
+    a, b = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    distinct, inverse = distinct_images(torch.stack([a, b, a]))
+    assert len(distinct) == 2 and torch.equal(distinct[inverse], torch.stack([a, b, a]))
+    same, index = distinct_images(torch.stack([a, b]))
+    assert same.shape[0] == 2 and index.tolist() == [0, 1]

@@ -29,8 +29,8 @@ from .batching import as_model_input, autocast, balanced_chunks, chunks, default
 from .effects import class_effect, resolve_targets
 from .incremental import MAX_COST_RATIO, incremental_masking
 from .masks import fill_images, grid_masks
-from .planning import (GPU_FULL_CHUNK, GPU_WINDOW_FACTOR, PLANS, MaskPlan, activation_bytes, cpu_plan, cudnn_tuning, device_name,
-                       measure, memory_cap, on_gpu, workload_bucket)
+from .planning import (GPU_FULL_CHUNK, GPU_WINDOW_FACTOR, PLANS, MaskPlan, activation_bytes, cpu_plan, device_name, measure,
+                       memory_cap, on_gpu, workload_bucket)
 
 
 EFFECT_SCALES = ("probability", "log-odds")
@@ -53,6 +53,12 @@ def paint(effects: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 def distinct_images(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(the distinct images, index of each input among them): an image asked for several targets is masked once."""
     if len(images) < 2:
+        return images, torch.arange(len(images), device=images.device)
+    # equal images have equal checksums (integer arithmetic on the float bits: exact, whatever the summation order), so
+    # all checksums different means all images different, found without sorting every pixel
+    bits = images.float().flatten(1).contiguous().view(torch.int32).long()
+    checksum = (bits * (torch.arange(bits.shape[1], device=images.device) % 65521 + 1)).sum(1)
+    if len(torch.unique(checksum)) == len(images):
         return images, torch.arange(len(images), device=images.device)
     distinct, inverse = torch.unique(images.flatten(1), dim=0, return_inverse=True)
     if len(distinct) == len(images):
@@ -148,7 +154,7 @@ class CEMap:
         if owner.numel() == 0:
             return images.new_zeros(0, self.classifier.num_classes)
         fills = fill_images(images, self.fill, self.blur_sigma)
-        with autocast(self.precision, device), cudnn_tuning(device):
+        with autocast(self.precision, device):
             plan = self.plan(images, owner, masks, which, fills)
             return self._evaluate(plan, images, owner, masks, which, fills)
 
@@ -193,7 +199,7 @@ class CEMap:
         if plan.windows:
             return self.incremental.probabilities(images, owner, masks, which, fills, plan.chunk)
         out = []
-        # a GPU plan keeps every chunk but the last at one shape (cuDNN tunes each shape once); CPU chunks are balanced
+        # a GPU plan keeps every chunk but the last at its measured size; CPU chunks are balanced (cache-sized)
         slices = chunks if on_gpu(images.device) else balanced_chunks
         for s in slices(owner.shape[0], plan.chunk):
             img, cell = owner[s], which[s]
