@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..cache import cache_path, load_cached, move_aside, save_atomic
 from ..models.classifier import Classifier
-from ..models.training import optimiser_step, seeded_init
+from ..models.training import optimiser_step, seeded_init, training_threads
 from ..progress import progress_enabled
 from .split import Split, split_classifier
 
@@ -209,7 +209,8 @@ def fit_autoencoder(
         except (KeyError, RuntimeError, TypeError):
             move_aside(path, "does not hold this autoencoder's weights")
             ae = seeded_init(lambda: LatentAutoencoder(channels, cfg.code, cfg.hidden), cfg.seed).to(classifier.device)
-    _train(ae, split, classifier, images, cfg)
+    with training_threads(classifier.device):  # the same weights for any thread count the caller set
+        _train(ae, split, classifier, images, cfg)
     ae.code_mean.copy_(_code_mean(ae, split, images, cfg.batch_size))
     if use_cache:
         save_atomic({"state_dict": ae.state_dict(), "key": key}, path)
