@@ -594,3 +594,38 @@ def test_fidelity_of_copies_of_one_image_is_not_called_a_collapse(tiny_clf):
     image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     fid = fidelity(FittedAutoencoder(ae, split_classifier(tiny_clf, "conv2"), AEConfig(code=4, hidden=8)), tiny_clf, image.repeat(4, 1, 1, 1))
     assert fid.problems == ()
+
+
+def test_a_classifier_names_a_class_count_that_does_not_match_its_outputs():
+    import cemap
+    from cemap.errors import CemapError
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+    clf = cemap.Classifier(net, class_names=["a", "b", "c"], input_shape=(3, 8, 8), name="two-outputs")
+    with pytest.raises(CemapError, match="3 class names were given"):
+        clf.predict_proba(torch.rand(1, 3, 8, 8))
+
+
+def test_a_model_with_nan_weights_is_refused_on_its_first_batch():
+    import cemap
+    from cemap.errors import CemapError
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+    with torch.no_grad():
+        net[1].weight.fill_(float("nan"))
+    clf = cemap.Classifier(net, class_names=["a", "b"], input_shape=(3, 8, 8), name="broken")
+    with pytest.raises(CemapError, match="NaN or infinite outputs"):
+        cemap.CEMap(clf).attribute(torch.rand(1, 3, 8, 8))
+
+
+def test_classes_can_be_named_or_indexed():
+    import cemap
+    from cemap.errors import CemapError
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+    clf = cemap.Classifier(net, class_names=["cat", "dog"], input_shape=(3, 8, 8), name="pets")
+    assert clf.class_index("dog") == 1 and clf.class_index(0) == 0 and clf.class_index("1") == 1
+    with pytest.raises(CemapError, match="no class 'bird'"):
+        clf.class_index("bird")
+    with pytest.raises(CemapError, match="out of range"):
+        clf.class_index(2)

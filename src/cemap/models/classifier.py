@@ -40,6 +40,10 @@ def _own_copy(module: nn.Module | None) -> nn.Module | None:
                          "pass copy=False to let the Classifier freeze your module in place (eval mode, no parameter gradients)") from exc
 
 
+def name_or(classifier: "Classifier") -> str:
+    return f"model {classifier.name}" if classifier.name else "the model"
+
+
 class Classifier(nn.Module):
     def __init__(
         self,
@@ -84,6 +88,7 @@ class Classifier(nn.Module):
         self.default_layer = default_layer or (self.layers[len(self.layers) // 2] if self.layers else None)
         # The layer class-activation maps read; None: the last layer with a spatial output (cemap.explain.default_cam_layer).
         self.cam_layer = cam_layer
+        self.outputs_checked = False  # the first forward checks the outputs' count and finiteness (see forward)
         for p in self.parameters():
             p.requires_grad_(False)
         self.eval()  # a frozen classifier: dropout off and BatchNorm on running statistics, wrapper included (its own copy by default)
@@ -104,8 +109,39 @@ class Classifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for images in [0, 1], on the images' device: the network runs where its weights are, so code that
-        keeps images on the CPU (Captum, metrics) can drive a classifier on a GPU. Same device: no copy."""
-        return self.model(self.preprocess(images.to(self.device))).to(images.device)
+        keeps images on the CPU (Captum, metrics) can drive a classifier on a GPU. Same device: no copy.
+
+        The first batch's logits are checked once: one per class name, all finite (a broken checkpoint otherwise
+        gives NaN maps and effects that look like numbers)."""
+        logits = self.model(self.preprocess(images.to(self.device)))
+        if not self.outputs_checked:
+            self.check_outputs(logits)
+        return logits.to(images.device)
+
+    def check_outputs(self, logits: torch.Tensor) -> None:
+        """Raise a CemapError unless ``logits`` is B x (one per class name) and finite; remembers a pass."""
+        name = self.name or "the model"
+        if logits.dim() != 2 or logits.shape[1] != self.num_classes:
+            raise CemapError(f"{name} returns outputs of shape {tuple(logits.shape)}, but {self.num_classes} class names were given",
+                             f"give one class name per output ({logits.shape[-1] if logits.dim() else 1} here)")
+        if not bool(torch.isfinite(logits.detach()).all()):
+            raise CemapError(f"{name} returns NaN or infinite outputs on the first batch",
+                             "check the weights file (a diverged training or a damaged checkpoint); cemap predict shows the outputs")
+        self.outputs_checked = True
+
+    def class_index(self, target: int | str) -> int:
+        """The output index of a class given by index or by name (names as in ``class_names``)."""
+        if isinstance(target, str) and not target.lstrip("-").isdigit():
+            if target not in self.class_names:
+                close = [n for n in self.class_names if target.lower() in n.lower() or n.lower() in target.lower()][:5]
+                raise CemapError(f"{name_or(self)} has no class {target!r}",
+                                 f"did you mean {', '.join(close)}?" if close else f"classes: {', '.join(self.class_names[:10])}"
+                                 + (" ..." if self.num_classes > 10 else ""))
+            return self.class_names.index(target)
+        index = int(target)
+        if not 0 <= index < self.num_classes:
+            raise CemapError(f"class index {index} is out of range for {name_or(self)}", f"use 0..{self.num_classes - 1} or a class name")
+        return index
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=-1) if self.head == "softmax" else torch.sigmoid(logits)
