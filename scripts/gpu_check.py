@@ -15,6 +15,7 @@ saying so, when the time budget is spent):
 5. ``cuda_tests``: tests/test_cuda.py.
 6. ``commands``: explain, evaluate, detect and demo with ``--device cuda`` on built-in data.
 7. ``compile``: torch.compile of the network for fixed chunk shapes (recorded, not used by cemap unless it pays).
+8. ``profile_run``: one fp32 ``cemap run`` under cProfile: where the wall time of a run goes (``profile_run.txt``).
 
 Usage: python scripts/gpu_check.py --out-dir gpu_check_out [--budget 430] [--only ce_maps,bench]
 """
@@ -236,6 +237,32 @@ def crossover(device: str, batch: int) -> dict:
     return out
 
 
+def profile_run(device: str, images: int, workdir: Path, out_dir: Path, timeout: int) -> dict:
+    """``cemap run`` (fp32) under cProfile; the top functions by cumulative and own time go to ``profile_run.txt``."""
+    import pstats
+
+    stats_file = workdir / "run.prof"
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(stats_file), str(Path(__file__).with_name("gpu_check_run.py")), "run",
+           "--dataset", "synthcxr", "--data-opt", "size=224", "--data-opt", f"n_test={images}", "--data-opt", "n_train=512",
+           "--model", "densenet121-1ch-random", "--ae-images", "512", "--batch-size", "64", "--shard-size", str(images),
+           "--limit", str(images), "--device", device, "--workers", "8", "--precision", "fp32", "--out", str(workdir / "run-profiled"), "--quiet"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "CEMAP_QUIET": "1"})
+    result = {"returncode": proc.returncode, "wall_s": time.perf_counter() - start, "stdout_tail": proc.stdout[-800:], "stderr_tail": proc.stderr[-1500:]}
+    if stats_file.exists():
+        import io
+
+        text = io.StringIO()
+        stats = pstats.Stats(str(stats_file), stream=text)
+        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats("tottime").print_stats(30)
+        (out_dir / "profile_run.txt").write_text(text.getvalue())
+        print(text.getvalue()[-9000:], flush=True)
+    last = proc.stdout.strip().splitlines()[-1:] or ["no output"]
+    log(f"profiled cemap run: exit {proc.returncode} in {result['wall_s']:.0f} s; {last[0]}")
+    return result
+
+
 def compile_trial(device: str, batch: int) -> dict:
     """torch.compile (default mode) of the whole network for fixed 512-image chunks: compile time and ms per masked image."""
     import torch
@@ -287,6 +314,7 @@ def main() -> int:
         "ce_maps": lambda: ce_maps(device, args.batch),
         "cemap_run": lambda: {"fp32": cemap_run(device, args.run_images, "fp32", tmp), "bf16": cemap_run(device, args.run_images, "bf16", tmp),
                               "bf16_two_processes": cemap_run(device, args.run_images // 2, "bf16", tmp, processes=2)},
+        "profile_run": lambda: profile_run(device, args.run_images // 2, tmp, out_dir, timeout=150),
         "bench": lambda: bench(device, tmp, timeout=150),
         "crossover": lambda: crossover(device, args.batch),
         "cuda_tests": lambda: cuda_tests(timeout=120),
