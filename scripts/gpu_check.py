@@ -16,6 +16,8 @@ saying so, when the time budget is spent):
 6. ``commands``: explain, evaluate, detect and demo with ``--device cuda`` on built-in data.
 7. ``compile``: torch.compile of the network for fixed chunk shapes (recorded, not used by cemap unless it pays).
 8. ``profile_run``: one fp32 ``cemap run`` under cProfile: where the wall time of a run goes (``profile_run.txt``).
+9. ``run_stages``: one batch of ``cemap run``'s work, stage by stage with the GPU synchronised (predictions, CE map
+   eager and compiled, latent profile), so the seconds per image of each stage add up to the run's.
 
 Usage: python scripts/gpu_check.py --out-dir gpu_check_out [--budget 430] [--only ce_maps,bench]
 """
@@ -88,8 +90,8 @@ def ce_maps(device: str, batch: int) -> dict:
     runs = {
         "dense_fp32": CEMap(clf, precision="fp32"),
         "dense_bf16": CEMap(clf, precision="bf16"),
-        "dense_fp32_no_windows": CEMap(clf, precision="fp32", incremental=False),
-        "adaptive_fp32": AdaptiveCEMap(clf, precision="fp32"),
+        "dense_fp32_compiled": CEMap(clf, precision="fp32", compiled=True),
+        "dense_bf16_compiled": CEMap(clf, precision="bf16", compiled=True),
         "adaptive_bf16": AdaptiveCEMap(clf, precision="bf16"),
     }
     maps, seconds = {}, {}
@@ -100,6 +102,7 @@ def ce_maps(device: str, batch: int) -> dict:
     reference = CEMap(clf, precision="fp32", incremental=False, chunk_size=64)  # plain full passes, fixed chunks
     full = reference.attribute(images, targets)
     out["max_abs_diff_vs_full_passes_tf32"] = float((maps["dense_fp32"] - full).abs().max())
+    out["compiled_max_abs_diff_vs_full_passes_tf32"] = float((maps["dense_fp32_compiled"] - full).abs().max())
     b = torch.backends.cudnn
     with b.flags(enabled=True, benchmark=b.benchmark, deterministic=b.deterministic, allow_tf32=False):
         strict = runs["dense_fp32"].attribute(images, targets)
@@ -120,23 +123,24 @@ def ce_maps(device: str, batch: int) -> dict:
     out["speedup_vs_best_captum"] = {k: captum_s[best] / v for k, v in seconds.items()}
     out["plans"] = runs["dense_fp32"].plans()
     log(f"best Captum: {best}; dense fp32 {out['speedup_vs_best_captum']['dense_fp32']:.2f}x, "
-        f"dense bf16 {out['speedup_vs_best_captum']['dense_bf16']:.2f}x")
+        f"dense bf16 {out['speedup_vs_best_captum']['dense_bf16']:.2f}x; compiled fp32 "
+        f"{out['speedup_vs_best_captum']['dense_fp32_compiled']:.2f}x, bf16 {out['speedup_vs_best_captum']['dense_bf16_compiled']:.2f}x")
     for plan in out["plans"]:
         log(f"plan {plan['name']} ({plan['source']}): " + ", ".join(f"{k} {1e3 * v:.3f} ms" for k, v in plan["seconds_per_image"].items()))
     return out
 
 
-def cemap_run(device: str, images: int, precision: str, workdir: Path, processes: int = 1) -> dict:
+def cemap_run(device: str, images: int, precision: str, workdir: Path, processes: int = 1, compiled: bool = False) -> dict:
     """``cemap run`` throughput (images/s of the CE map + latent profile + predictions) and the ChestX-ray14 projection;
     with ``processes`` > 1, that many runs share the GPU at once, each on its own folder (the combined rate is reported)."""
     procs, started = [], time.perf_counter()
     for rank in range(processes):
-        out_dir = workdir / f"run-{precision}-{processes}p-{rank}"
+        out_dir = workdir / f"run-{precision}-{processes}p-{rank}{'-compiled' if compiled else ''}"
         cmd = [sys.executable, str(Path(__file__).with_name("gpu_check_run.py")), "run", "--dataset", "synthcxr",
                "--data-opt", "size=224", "--data-opt", f"n_test={images}", "--data-opt", "n_train=512",
                "--model", "densenet121-1ch-random", "--ae-images", "512", "--batch-size", "64", "--shard-size", str(images),
                "--limit", str(images), "--device", device, "--workers", str(max(2, 8 // processes)), "--precision", precision,
-               "--out", str(out_dir), "--quiet"]
+               "--out", str(out_dir), "--quiet", *(["--compile"] if compiled else [])]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CEMAP_QUIET": "1"}))
     rates, outputs = [], []
     for p in procs:
@@ -146,7 +150,7 @@ def cemap_run(device: str, images: int, precision: str, workdir: Path, processes
             if " images/s" in line:
                 rates.append(float(line.split(" at ")[1].split(" images/s")[0]))
     wall = time.perf_counter() - started
-    result = {"precision": precision, "processes": processes, "images_per_process": images, "wall_s": wall, "runs": outputs,
+    result = {"precision": precision, "compiled": compiled, "processes": processes, "images_per_process": images, "wall_s": wall, "runs": outputs,
               "images_per_s_each": rates}
     if len(rates) == processes:
         result["images_per_s"] = sum(rates)
@@ -175,7 +179,7 @@ def cuda_tests(timeout: int) -> dict:
     return {"returncode": proc.returncode, "tail": tail}
 
 
-def commands(device: str, workdir: Path, timeout: int) -> dict:
+def commands(device: str, workdir: Path, timeout: int, names: list[str]) -> dict:
     """Each command that explains, evaluates or attacks, once with --device cuda on built-in data."""
     import numpy as np
     from PIL import Image
@@ -195,7 +199,8 @@ def commands(device: str, workdir: Path, timeout: int) -> dict:
         "demo": ["demo", "--dataset", "mnist5k", "--quick", "--out", str(workdir / "demo")],
     }
     out = {}
-    for name, argv in argvs.items():
+    for name in names:
+        argv = argvs[name]
         start = time.perf_counter()
         try:
             proc = subprocess.run([sys.executable, "-m", "cemap", *argv, "--device", device], capture_output=True, text=True, timeout=timeout,
@@ -263,6 +268,34 @@ def profile_run(device: str, images: int, workdir: Path, out_dir: Path, timeout:
     return result
 
 
+def run_stages(device: str, batch: int = 64) -> dict:
+    """Seconds per image of each stage of a ``cemap run`` batch (synthcxr-sized one-channel DenseNet-121 at 224 px)."""
+    import torch
+
+    from cemap.causal import CEMap
+    from cemap.causal.autoencoder import AEConfig, fit_autoencoder
+    from cemap.causal.latent import LatentCE
+    from gpu_check_run import densenet121_1ch_random
+
+    clf = densenet121_1ch_random().to(device).eval()
+    images = torch.rand(batch, *clf.input_shape, generator=torch.Generator().manual_seed(0)).to(device)
+    fitted = fit_autoencoder(clf, images, layer=clf.default_layer, config=AEConfig(steps=10, batch_size=32), use_cache=False)
+    out = {"images": batch, "layer": fitted.layer, "code_channels": fitted.autoencoder.code_channels}
+    stages = {
+        "predict": lambda: clf.predict_proba(images),
+        "ce_map_fp32": lambda: CEMap(clf).attribute(images),
+        "ce_map_fp32_compiled": lambda: CEMap(clf, compiled=True).attribute(images),
+        "ce_map_bf16_compiled": lambda: CEMap(clf, precision="bf16", compiled=True).attribute(images),
+        "latent_fp32": lambda: LatentCE(clf, fitted).attribute(images),
+        "latent_bf16": lambda: LatentCE(clf, fitted, precision="bf16").attribute(images),
+    }
+    for name, fn in stages.items():
+        with torch.inference_mode():
+            out[name + "_ms_per_image"] = 1e3 * timed(fn, device, repeats=2) / batch
+        log(f"stage {name:<24} {out[name + '_ms_per_image']:8.3f} ms per image")
+    return out
+
+
 def compile_trial(device: str, batch: int) -> dict:
     """torch.compile (default mode) of the whole network for fixed 512-image chunks: compile time and ms per masked image."""
     import torch
@@ -295,7 +328,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=32, help="images per CE-map timing")
     parser.add_argument("--run-images", type=int, default=512, help="synthcxr images per cemap run")
     parser.add_argument("--budget", type=float, default=430, help="seconds; a section that would start later is skipped")
-    parser.add_argument("--only", default="", help="comma-separated sections to run (default: all)")
+    parser.add_argument("--only", default="", help="comma-separated sections to run, in that order (default: all)")
+    parser.add_argument("--commands", default="explain,evaluate,detect,demo", help="the commands section's commands")
     args = parser.parse_args()
 
     import torch
@@ -308,23 +342,29 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {"gpu": torch.cuda.get_device_name(device) if device.startswith("cuda") else "none (CPU smoke test)", "torch": torch.__version__, "cuda": torch.version.cuda,
               "cudnn": torch.backends.cudnn.version(), "cpu_cores": os.cpu_count()}
+    sys.path.insert(0, str(Path(__file__).parent))  # gpu_check_run's model for run_stages
     log(f"{result['gpu']}, torch {result['torch']}, CUDA {result['cuda']}, cuDNN {result['cudnn']}")
     tmp = Path(tempfile.mkdtemp(prefix="cemap-gpu-check-"))
     sections = {
         "ce_maps": lambda: ce_maps(device, args.batch),
         "cemap_run": lambda: {"fp32": cemap_run(device, args.run_images, "fp32", tmp), "bf16": cemap_run(device, args.run_images, "bf16", tmp),
                               "bf16_two_processes": cemap_run(device, args.run_images // 2, "bf16", tmp, processes=2)},
+        "cemap_run_compiled": lambda: {"fp32": cemap_run(device, args.run_images, "fp32", tmp, compiled=True)},
         "profile_run": lambda: profile_run(device, args.run_images // 2, tmp, out_dir, timeout=150),
         "bench": lambda: bench(device, tmp, timeout=150),
         "crossover": lambda: crossover(device, args.batch),
         "cuda_tests": lambda: cuda_tests(timeout=120),
-        "commands": lambda: commands(device, tmp, timeout=100),
+        "commands": lambda: commands(device, tmp, timeout=100, names=args.commands.split(",")),
         "compile": lambda: compile_trial(device, args.batch),
+        "run_stages": lambda: run_stages(device),
     }
-    only = {s for s in args.only.split(",") if s}
-    for name, section in sections.items():
-        if only and name not in only:
-            continue
+    only = [s for s in args.only.split(",") if s]
+    unknown = set(only) - set(sections)
+    if unknown:
+        print(f"gpu_check: unknown sections {sorted(unknown)}; sections: {', '.join(sections)}", file=sys.stderr)
+        return 2
+    for name in only or list(sections):  # in the order given
+        section = sections[name]
         if elapsed() > args.budget:
             result[name] = {"skipped": f"time budget of {args.budget:.0f} s spent"}
             log(f"{name} skipped: budget spent")

@@ -97,3 +97,37 @@ def test_distinct_images_finds_repeats_exactly():
     assert len(distinct) == 2 and torch.equal(distinct[inverse], torch.stack([a, b, a]))
     same, index = distinct_images(torch.stack([a, b]))
     assert same.shape[0] == 2 and index.tolist() == [0, 1]
+
+
+def test_compiled_maps_pad_every_chunk_to_one_shape(monkeypatch, tiny_clf):
+    """torch.compile is replaced by the network itself: what is tested is that every pass sees the plan's chunk size
+    (one compiled shape) and that the padding changes no number."""
+    import cemap.causal.compiled as compiled
+
+    monkeypatch.setattr(cemap_map, "on_gpu", lambda device: True)
+    monkeypatch.setattr(compiled, "on_gpu", lambda device: True)  # both modules ask
+    monkeypatch.setattr(cemap_map, "PLANS", PlanCache())
+    monkeypatch.setattr(compiled, "_COMPILED", {})
+    monkeypatch.setattr(cemap_map, "memory_cap", lambda bytes_per_image, device: 4)  # chunks of 4: the last one is padded
+    rows: list[int] = []
+
+    def fake_compile(network, dynamic):
+        assert dynamic is False
+        return lambda x: (rows.append(x.shape[0]), network(x))[1]
+
+    monkeypatch.setattr(compiled.torch, "compile", fake_compile)
+    images = torch.rand(3, *tiny_clf.input_shape, generator=torch.Generator().manual_seed(4))
+    ce = CEMap(tiny_clf, cell=8, incremental=False, compiled=True)
+    got = ce.attribute(images)
+    [plan] = ce.plans()
+    assert plan["chunk"] == 4 and (3 * ce.forward_passes_per_image) % 4 and rows and set(rows) == {4}
+    assert (got - CEMap(tiny_clf, cell=8, incremental=False, chunk_size=7).attribute(images)).abs().max() < 1e-5
+
+
+def test_compiled_maps_on_the_cpu_are_one_line(tiny_clf):
+    import pytest
+
+    from cemap.errors import CemapError
+
+    with pytest.raises(CemapError, match="GPU only"):
+        CEMap(tiny_clf, cell=8, compiled=True).attribute(torch.rand(1, *tiny_clf.input_shape))

@@ -167,3 +167,11 @@ def test_baseline_maps_and_attacks_are_stored_per_image(tmp_path, digits):
         assert r.row["fgsm.linf"] <= 8 / 255 + 1e-6 and r.row["fgsm.latent_ce"].shape == (16,)
         assert isinstance(r.row["fgsm.success"], bool) and r.row["fgsm.probs"].shape == (10,)
     assert not np.array_equal(run.column("fgsm.probs"), run.column("probs"))
+
+
+def test_compile_on_the_cpu_is_one_line_before_any_work(tmp_path, capsys):
+    from cli_helpers import one_line_error, run_cli
+
+    code, _, err = run_cli(["run", "--dataset", "mnist5k", "--limit", "4", "--compile", "--out", tmp_path / "run", "--quiet"], capsys)
+    one_line_error(code, err, "--compile", "GPU")
+    assert not (tmp_path / "run" / "autoencoder.pt").exists()

@@ -57,8 +57,8 @@ class LatentAutoencoder(nn.Module):
         return self.enc2.out_channels
 
     def encode(self, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(Z, first encoder feature map)."""
-        h = F.relu(self.enc1(_as_map(act)))
+        """(Z, first encoder feature map), on the autoencoder's device whatever ``act``'s."""
+        h = F.relu(self.enc1(_as_map(act).to(self.enc1.weight.device)))
         return F.relu(self.enc2(h)), h
 
     def decode(self, z: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

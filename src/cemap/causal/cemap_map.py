@@ -26,6 +26,7 @@ import torch
 from ..errors import CemapError
 from ..models.classifier import Classifier
 from .batching import as_model_input, autocast, balanced_chunks, chunks, default_chunk
+from .compiled import compiled_predict, require_gpu
 from .effects import class_effect, resolve_targets
 from .incremental import MAX_COST_RATIO, incremental_masking
 from .masks import fill_images, grid_masks
@@ -81,6 +82,7 @@ class CEMap:
         incremental: bool = True,
         cells: tuple[int, ...] | None = None,
         effect_scale: str = "probability",
+        compiled: bool = False,
     ) -> None:
         autocast(precision)  # validates the name before any work
         if effect_scale not in EFFECT_SCALES:
@@ -106,6 +108,7 @@ class CEMap:
         self.chunk_size = chunk_size or default_chunk(classifier.input_shape, precision=precision)
         self.precision = precision
         self.incremental = incremental_masking(classifier) if incremental else None
+        self.compiled = compiled  # full passes through torch.compile of the network (GPU only; see .compiled)
 
     @property
     def channels_last(self) -> bool:
@@ -149,6 +152,8 @@ class CEMap:
 
     def pair_probabilities(self, images: torch.Tensor, owner: torch.Tensor, masks: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
         """N x K probabilities of ``images[owner[n]]`` with ``masks[which[n]]`` filled, in chunks as :meth:`plan` says."""
+        if self.compiled:
+            require_gpu(self.classifier)
         device = images.device
         owner, which, masks = owner.to(device), which.to(device), masks.to(device)
         if owner.numel() == 0:
@@ -188,23 +193,27 @@ class CEMap:
             windowed = min(GPU_WINDOW_FACTOR * full, GPU_WINDOW_FACTOR * cap, n)
             plan = MaskPlan(windowed, True, False, "candidate")
             runs[plan.name] = (plan, windowed)
-        seconds = measure({name: (lambda p=p, k=k: self._evaluate(p, images, owner[:k], masks, which[:k], fills)) for name, (p, k) in runs.items()},
+        seconds = measure({name: (lambda p=p, k=k: self._evaluate(p, images, owner[:k], masks, which[:k], fills, eager=True)) for name, (p, k) in runs.items()},
                           device)
         per_image = {name: seconds[name] / runs[name][1] for name in runs}
         best = min(per_image, key=per_image.get)
         chosen = runs[best][0]
         return MaskPlan(chosen.chunk, chosen.windows, chosen.channels_last, f"measured on {device_name(device)}", per_image)
 
-    def _evaluate(self, plan: MaskPlan, images, owner, masks, which, fills) -> torch.Tensor:
+    def _evaluate(self, plan: MaskPlan, images, owner, masks, which, fills, eager: bool = False) -> torch.Tensor:
+        """Probabilities of every masked image under ``plan`` (``eager``: never compiled, as when plans are timed)."""
         if plan.windows:
             return self.incremental.probabilities(images, owner, masks, which, fills, plan.chunk)
         out = []
         # a GPU plan keeps every chunk but the last at its measured size; CPU chunks are balanced (cache-sized)
         slices = chunks if on_gpu(images.device) else balanced_chunks
+        if self.compiled and not eager and not torch.is_grad_enabled():
+            predict = compiled_predict(self.classifier, plan.chunk, plan.channels_last)
+        else:
+            predict = lambda batch: self.classifier.predict_proba(as_model_input(batch, plan.channels_last))  # noqa: E731
         for s in slices(owner.shape[0], plan.chunk):
             img, cell = owner[s], which[s]
-            batch = torch.where(masks[cell, None], fills[img], images[img])
-            out.append(self.classifier.predict_proba(as_model_input(batch, plan.channels_last)).float())
+            out.append(predict(torch.where(masks[cell, None], fills[img], images[img])).float())
         return torch.cat(out)
 
     def plans(self) -> list[dict]:

@@ -190,12 +190,12 @@ def auroc_interval(scores: np.ndarray, positive: np.ndarray, n_boot: int = N_BOO
 
 @torch.inference_mode()
 def channel_codes(classifier: Classifier, fitted: FittedAutoencoder, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """N x k x h x w: the code Z = E(g(x)) of every image."""
+    """N x k x h x w: the code Z = E(g(x)) of every image, on the images' device."""
     images = classifier.check_images(images)
     out = []
     for s in range(0, len(images), batch_size):
         act, _ = fitted.split.activation(images[s : s + batch_size])
-        out.append(fitted.autoencoder.encode(act)[0].float())
+        out.append(fitted.autoencoder.encode(act)[0].float().to(images.device))
     return torch.cat(out)
 
 

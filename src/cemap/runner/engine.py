@@ -61,6 +61,7 @@ class RunConfig:
     ae_split: str = "train"
     ae_images: int = 4000
     precision: str = "fp32"
+    compiled: bool = False  # CE maps' full passes through torch.compile (GPU only)
 
     def check(self) -> None:
         if self.batch_size < 1 or self.shard_size < 1:
@@ -150,6 +151,8 @@ class Runner:
         self.plans = plan_shards(self.n_images, config.shard_size)
         self.classifier: Classifier = ranks.main_first(lambda: get_model(config.model_name, **config.model_options)).to(device)
         self.multilabel = self.classifier.multilabel
+        if config.compiled and device.type != "cuda":
+            raise CemapError("--compile runs on a GPU only (torch.compile pays there, not on the CPU)", "pass --device cuda, or leave out --compile")
         match_class_names(self.classifier, self.dataset, config)
         check_settings(self.classifier, config)
 
@@ -167,7 +170,7 @@ class Runner:
         c = self.config
         self.pipeline = RunPipeline(
             self.classifier, fitted, cell=c.cell, stride=c.stride, fill=c.fill, value=c.value, methods=c.methods, attacks=c.attacks,
-            precision=c.precision,
+            precision=c.precision, compiled=c.compiled,
         )
         self.schema = pa.schema(identity_fields(self.multilabel) + self.pipeline.fields())
 

@@ -39,8 +39,10 @@ class RunPipeline:
         methods: Sequence[str] = (),
         attacks: Sequence[str] = (),
         precision: str = "fp32",
+        compiled: bool = False,
     ) -> None:
-        self.images = ImagePipeline(classifier, fitted, methods=(CE, *methods), ce_options={"cell": cell, "stride": stride, "fill": fill},
+        ce_options = {"cell": cell, "stride": stride, "fill": fill, "compiled": compiled}
+        self.images = ImagePipeline(classifier, fitted, methods=(CE, *methods), ce_options=ce_options,
                                     value=value, attacks=attacks, precision=precision)
 
     @property
