@@ -175,3 +175,14 @@ def test_compile_on_the_cpu_is_one_line_before_any_work(tmp_path, capsys):
     code, _, err = run_cli(["run", "--dataset", "mnist5k", "--limit", "4", "--compile", "--out", tmp_path / "run", "--quiet"], capsys)
     one_line_error(code, err, "--compile", "GPU")
     assert not (tmp_path / "run" / "autoencoder.pt").exists()
+
+
+def test_the_steady_rate_leaves_out_the_first_shard():
+    from cemap.runner.engine import steady_rate
+
+    assert steady_rate([(10, 5.0), (10, 1.0), (30, 2.0)]) == 40 / 3.0
+    assert steady_rate([(10, 5.0)]) is None and steady_rate([]) is None
+
+
+def test_a_finished_run_reports_its_steady_rate(reference):
+    assert N_SHARDS >= 2 and reference.manifest["last_session"]["steady_images_per_s"] > 0

@@ -151,6 +151,7 @@ class Runner:
         self.plans = plan_shards(self.n_images, config.shard_size)
         self.classifier: Classifier = ranks.main_first(lambda: get_model(config.model_name, **config.model_options)).to(device)
         self.multilabel = self.classifier.multilabel
+        self.shard_seconds: list[tuple[int, float]] = []  # (images, seconds) per shard: the steady rate without start-up
         if config.compiled and device.type != "cuda":
             raise CemapError("--compile runs on a GPU only (torch.compile pays there, not on the CPU)", "pass --device cuda, or leave out --compile")
         match_class_names(self.classifier, self.dataset, config)
@@ -214,11 +215,13 @@ class Runner:
         bar = tqdm(total=total, desc=f"cemap run [rank {self.ranks.rank}]", unit="img", disable=not (progress_enabled() and self.ranks.is_main))
         map_shape = tuple(self.classifier.input_shape[1:])
         for plan, group in itertools.groupby(self._loaded(plans), key=lambda t: t[0]):
+            shard_start = time.perf_counter()
             buffer = ShardBuffer(self.schema, self.pipeline.map_names, map_shape)
             for _, items in group:
                 self._process(buffer, items)
                 bar.update(len(items))
             buffer.commit(self.layout, plan.index)
+            self.shard_seconds.append((plan.stop - plan.start, time.perf_counter() - shard_start))
         bar.close()
         return total, time.perf_counter() - start
 
@@ -272,6 +275,7 @@ class Runner:
                 "images_processed": processed,
                 "seconds": seconds,
                 "images_per_s": processed / seconds if seconds > 0 else None,
+                "steady_images_per_s": steady_rate(self.shard_seconds),
             },
         }
         write_json(self.layout.manifest, manifest)
@@ -279,6 +283,14 @@ class Runner:
             "out": str(self.layout.root), "n_images": self.n_images, "n_rows": n_rows, "n_errors": n_errors, "n_shards": len(shards),
             "fidelity": (self.autoencoder_info or {}).get("fidelity"), **manifest["last_session"],
         }
+
+
+def steady_rate(shard_seconds: list[tuple[int, float]]) -> float | None:
+    """Images per second of this rank's shards after its first (which pays for workers starting, plans being
+    measured, kernels compiled): what a long run sustains. None with fewer than two shards."""
+    rest = shard_seconds[1:]
+    seconds = sum(t for _, t in rest)
+    return sum(n for n, _ in rest) / seconds if rest and seconds > 0 else None
 
 
 def run_dataset(config: RunConfig, out: Path | str, *, resume: bool = False, workers: int = 0, device: str = "cpu") -> dict:

@@ -404,7 +404,7 @@ def _profiles(latent: LatentCE, images: torch.Tensor, findings: torch.Tensor, ba
     head = latent.classifier.head
     for s in range(0, len(images), batch):
         p, p_do = latent.intervened_probs(latent.classifier.check_images(images[s : s + batch]))
-        p, p_do = p.float(), p_do.float()
+        p, p_do = p.float().to(images.device), p_do.float().to(images.device)  # the classifier may run on a GPU
         f = findings[s : s + batch]
         ece.append(expected_effect(p, p_do, head))
         pf = p.gather(1, f[:, None])
