@@ -11,7 +11,8 @@ from torch import nn
 import cemap
 from cemap.causal import FittedAutoencoder, LatentAutoencoder, split_classifier
 from cemap.causal.autoencoder import AEConfig
-from cemap.causal.concepts import auroc_interval, auroc_matrix, concept_table, one_hot_labels
+from cemap.causal.concepts import one_hot_labels
+from cemap.evaluate.concepts import auroc_interval, auroc_matrix, concept_table
 
 
 class Brightness(nn.Module):

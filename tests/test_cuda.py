@@ -64,7 +64,7 @@ def test_the_bench_peak_is_measured_on_the_gpu(monkeypatch):
 @cuda
 def test_the_autoencoder_trains_and_intervenes_where_the_classifier_runs():
     """``cemap run --device cuda`` fits the autoencoder with the classifier on the GPU and CPU-side images."""
-    from cemap.causal.autoencoder import AEConfig, fidelity, fit_autoencoder
+    from cemap.causal import AEConfig, fidelity, fit_autoencoder
     from cemap.causal.latent import LatentCE
 
     images = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(2))

@@ -11,7 +11,7 @@ import cemap
 from cemap.causal import AEConfig, CEMap, fit_autoencoder
 from cemap.detect import AdaptivePGD, CEDetector, CESignature, SignatureConfig, map_statistics, select_detector
 from cemap.evaluate.detection import auroc, detection_metrics, tpr_at_fpr
-from cemap.evaluate.detection_baselines import feature_squeezing_score, lid, max_softmax_score, median_smooth, reduce_bit_depth
+from cemap.detect.baselines import feature_squeezing_score, lid, max_softmax_score, median_smooth, reduce_bit_depth
 
 
 @pytest.fixture
@@ -43,10 +43,11 @@ def test_map_statistics_by_hand():
 
 def test_signature_batched_differentiable_and_consistent(tiny_clf, tiny_signature):
     x = torch.rand(5, 3, 16, 16)
-    sig = tiny_signature(x)
+    sig = tiny_signature.transform_torch(x)
     assert sig.shape == (5, tiny_signature.dim) == (5, 4 + len(SignatureConfig().map_stats))
+    assert np.array_equal(tiny_signature.transform(x), sig.double().numpy())
     xg = x.clone().requires_grad_(True)
-    diff = tiny_signature(xg, differentiable=True)
+    diff = tiny_signature.transform_torch(xg, differentiable=True)
     assert torch.allclose(diff, sig, atol=1e-5)
     diff.sum().backward()
     assert xg.grad is not None and xg.grad.abs().sum() > 0
@@ -54,7 +55,7 @@ def test_signature_batched_differentiable_and_consistent(tiny_clf, tiny_signatur
     assert differentiable_map.requires_grad
     assert torch.allclose(differentiable_map.detach(), CEMap(tiny_clf, cell=4).attribute(x), atol=1e-6)
     with pytest.raises(cemap.CemapError, match="image shape"):
-        tiny_signature(torch.rand(2, 1, 16, 16))
+        tiny_signature.transform(torch.rand(2, 1, 16, 16))
 
 
 def test_detector_separates_saves_and_loads_identically(tmp_path):
@@ -132,11 +133,12 @@ def test_baselines(tiny_clf):
 
 def test_adaptive_pgd_uses_the_detector(tiny_clf, tiny_signature):
     x = torch.rand(4, 3, 16, 16)
-    sig = tiny_signature(x).numpy()
+    sig = tiny_signature.transform(x)
     det = CEDetector().fit(np.r_[sig, sig + np.random.default_rng(0).normal(size=sig.shape)], np.r_[np.zeros(4), np.ones(4)])
     labels = tiny_clf(x).argmax(1)
-    plain = AdaptivePGD(tiny_clf, tiny_signature, det, weight=0.0, eps=0.05, steps=2, random_start=False)
-    adaptive = AdaptivePGD(tiny_clf, tiny_signature, det, weight=100.0, eps=0.05, steps=2, random_start=False)
+    features = tiny_signature.transform_torch
+    plain = AdaptivePGD(tiny_clf, features, det, weight=0.0, eps=0.05, steps=2, random_start=False)
+    adaptive = AdaptivePGD(tiny_clf, features, det, weight=100.0, eps=0.05, steps=2, random_start=False)
     assert not torch.equal(plain.gradient(x, labels, None, None)[0], adaptive.gradient(x, labels, None, None)[0])
     res = adaptive(x)
     assert res.linf.max() <= 0.05 + 1e-6 and res.adversarial.min() >= 0 and res.adversarial.max() <= 1
@@ -189,8 +191,33 @@ def test_cedetector_is_a_scikit_learn_estimator():
     assert np.array_equal(det.score_samples(x), -det.decision_function(x))
 
 
+def test_signature_and_detector_are_one_scikit_learn_pipeline(tmp_path, tiny_clf, tiny_signature):
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+
+    from cemap.detect import load_detector, save_detector
+
+    gen = torch.Generator().manual_seed(3)
+    clean = torch.rand(12, 3, 16, 16, generator=gen) * 0.5
+    shifted = (clean + 0.4).clamp(0, 1)  # an "attack" the signature tells apart
+    images, y = torch.cat([clean, shifted]), np.r_[np.zeros(12), np.ones(12)]
+    pipe = make_pipeline(CESignature(tiny_clf, tiny_signature.fitted, SignatureConfig(cell=4)), CEDetector(C=0.1))
+    pipe.fit(images, y)
+    scores = pipe.decision_function(images)
+    assert scores.shape == (24,) and pipe.score(images, y) == roc_auc_score(y, scores) > 0.9
+    assert set(pipe.predict(images)) <= {0, 1}
+    twin = clone(pipe)  # parameters stored verbatim: an unfitted copy that refits to the same detector
+    assert not hasattr(twin[-1], "coef_") and np.allclose(twin.fit(images, y).decision_function(images), scores)
+    loaded = load_detector(save_detector(pipe, tmp_path / "detector.npz"), tiny_clf, tiny_signature.fitted)
+    assert loaded[0].signature_config == SignatureConfig(cell=4)  # the featuriser is rebuilt from the file
+    assert np.allclose(loaded.decision_function(images), scores)
+    other = fit_autoencoder(tiny_clf, images, layer="conv1", config=AEConfig(code=4, hidden=8, steps=2, batch_size=16), use_cache=False)
+    with pytest.raises(cemap.CemapError, match="layer conv2"):
+        load_detector(tmp_path / "detector.npz", tiny_clf, other)
+
+
 def test_log_odds_effects_survive_saturation():
-    from cemap.detect import log_odds
+    from cemap.causal import log_odds
 
     z = torch.tensor([[2.0, 0.5, -1.0], [60.0, 0.0, -3.0]])
     lo = log_odds(z, "softmax")
@@ -208,10 +235,10 @@ def test_log_odds_effects_survive_saturation():
 def test_log_odds_signature_shares_the_network_and_differs_from_probabilities(tiny_clf, tiny_signature):
     x = torch.rand(4, 3, 16, 16)
     sig = CESignature(tiny_clf, tiny_signature.fitted, SignatureConfig(cell=4, effect_scale="log_odds"))
-    assert sig.cemap.classifier.model is tiny_clf.model and sig.feature_names == tiny_signature.feature_names
+    assert sig._engines[1].classifier.model is tiny_clf.model and sig.feature_names == tiny_signature.feature_names
     assert torch.equal(tiny_clf.predict_proba(x), torch.softmax(tiny_clf(x), -1))  # the user's classifier is untouched
-    s = sig(x)
-    assert s.shape == tiny_signature(x).shape and not torch.allclose(s, tiny_signature(x))
+    s = sig.transform(x)
+    assert s.shape == tiny_signature.transform(x).shape and not np.allclose(s, tiny_signature.transform(x))
     with pytest.raises(cemap.CemapError, match="effect_scale"):
         SignatureConfig(effect_scale="logit")
 
@@ -241,7 +268,7 @@ def test_every_detectors_features_are_differentiable_and_agree(head):
 
 
 def test_mahalanobis_by_hand():
-    from cemap.evaluate.detection_baselines import Mahalanobis
+    from cemap.detect.baselines import Mahalanobis
 
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(200, 2, generator=gen), torch.randn(200, 2, generator=gen) + torch.tensor([10.0, 0.0])

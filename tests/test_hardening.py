@@ -152,7 +152,7 @@ def test_full_disk_anywhere_is_one_line_from_the_cli(monkeypatch, capsys, tmp_pa
 
 
 def test_fidelity_refuses_an_autoencoder_that_ignores_its_input(tiny_clf):
-    from cemap.causal.autoencoder import AEConfig, FittedAutoencoder, LatentAutoencoder, fidelity
+    from cemap.causal import AEConfig, FittedAutoencoder, LatentAutoencoder, fidelity
     from cemap.causal.split import split_classifier
 
     split = split_classifier(tiny_clf, "conv2")
@@ -322,7 +322,8 @@ def test_thousand_class_weights_on_a_three_class_folder_are_refused(folder3, tmp
 
 
 def test_class_names_option_is_a_list(folder3):
-    from cemap.commands.run import checked_options, dataset_factory, options
+    from cemap.commands.run import checked_options, options
+    from cemap.data.registry import dataset_factory
 
     opts = checked_options("dataset", "imagefolder", dataset_factory("imagefolder"), options([f"root={folder3}", "class_names=a,b,c"], "--data-opt"))
     assert opts["class_names"] == ["a", "b", "c"]
@@ -586,7 +587,7 @@ def test_damaged_json_cache_entry_is_moved_aside(own_cache, capsys):
 
 
 def test_fidelity_of_copies_of_one_image_is_not_called_a_collapse(tiny_clf):
-    from cemap.causal.autoencoder import AEConfig, FittedAutoencoder, LatentAutoencoder, fidelity
+    from cemap.causal import AEConfig, FittedAutoencoder, LatentAutoencoder, fidelity
     from cemap.causal.split import split_classifier
 
     torch.manual_seed(0)

@@ -101,7 +101,7 @@ def test_iobb_peak_region_versus_all_regions():
 def test_random_map_scores_chance():
     """Averaged over many random maps, pointing game and energy pointing equal the box's area share; peak-region IoBB is chance too."""
     clf = cemap.Classifier(nn.Flatten(), class_names=["x"], head="sigmoid", input_shape=(1, H, W))
-    maps = get_explainer("random", clf, seed=1).explain(torch.zeros(4000, 1, H, W))
+    maps = get_explainer("random", clf, seed=1).attribute(torch.zeros(4000, 1, H, W))
     boxes = [BOX] * len(maps)
     hits = pointing_game_hits(maps, boxes).float().mean().item()
     assert abs(hits - AREA_SHARE) < 4 * np.sqrt(AREA_SHARE * (1 - AREA_SHARE) / len(maps))

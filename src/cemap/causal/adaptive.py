@@ -29,6 +29,7 @@ from ..models.classifier import Classifier
 from .batching import as_model_input, autocast, chunks
 from .cemap_map import CEMap, default_cell, paint
 from .effects import class_effect, resolve_targets
+from .explainer import Explainer
 from .masks import fill_images, grid_positions
 
 DEFAULT_REFINE = 0.4  # chosen on synthcxr train images: Spearman 0.91 to the dense map, 29% fewer passes on an 8 x 8 grid
@@ -46,8 +47,16 @@ def neighbour_estimates(effects: torch.Tensor, measured: torch.Tensor) -> tuple[
     return around.nanmean(0), spread
 
 
-class AdaptiveCEMap:
-    """``attribute(images, target)`` -> B x H x W CE map on the grid of ``cell``-pixel cells from fewer forward passes."""
+class AdaptiveCEMap(Explainer):
+    """``attribute(images, target)`` -> B x H x W CE map on the grid of ``cell``-pixel cells from fewer forward passes.
+
+    Args:
+        classifier: the model explained.
+        cell: cell size in pixels (default about a 7 x 7 grid, as :class:`CEMap`).
+        refine: the share of the cells left out by the checkerboard that are measured in round two (0 to 1).
+        candidates: how many of those are chosen by their first-order effect (one backward pass per image).
+        fill, chunk_size, precision, blur_sigma: as :class:`CEMap`.
+    """
 
     def __init__(
         self,
@@ -64,8 +73,8 @@ class AdaptiveCEMap:
         cell = cell or default_cell(min(h, w))
         if not 0 <= refine <= 1:
             raise CemapError(f"refine fraction {refine} must be in [0, 1]", "0 measures a checkerboard of cells only, 1 every cell (the dense map)")
+        super().__init__(classifier)
         self.engine = CEMap(classifier, cell=cell, stride=cell, fill=fill, chunk_size=chunk_size, precision=precision, blur_sigma=blur_sigma)
-        self.classifier = classifier
         if candidates < 0:
             raise CemapError(f"candidates must be at least 0, got {candidates}")
         self.cell, self.refine, self.candidates = cell, refine, candidates
@@ -89,6 +98,14 @@ class AdaptiveCEMap:
         return self.forward_passes / max(self.images_seen, 1)
 
     def attribute(self, images: torch.Tensor, target: int | torch.Tensor | None = None) -> torch.Tensor:
+        """Adaptive CE maps of ``images`` for ``target`` (all images in one call; :attr:`forward_passes` counts them).
+
+        Args:
+            images: B x C x H x W (or C x H x W) in [0, 1], on any device (returned on the same one).
+            target: one class / finding for all images, B of them, or None for the model's own choice.
+        Returns:
+            B x H x W float maps on the dense map's grid, higher = the model relies on the region more.
+        """
         images = self.classifier.check_images(images)
         home = images.device  # measured where the classifier runs, returned where the images came from
         cells = self._measure(images.to(self.classifier.device), target)

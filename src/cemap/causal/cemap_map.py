@@ -12,28 +12,25 @@ Two options (issue 16; both off by default, so the default map's numbers are unc
   two offsets per axis - painted separately and averaged. A single grid paints plateaus (every
   pixel of a cell gets the same value, so the map's maximum is a tie over a whole cell); the
   average over sizes and offsets varies from pixel to pixel, like the evidence does.
-* ``effect_scale='log-odds'``: the effect is the drop in the target's log-odds, logit(p) -
+* ``effect_scale='log_odds'``: the effect is the drop in the target's log-odds, logit(p) -
   logit(p_do), computed from the network's logits (exact where the probability has saturated
   at 1.0 in float32, where probability effects are all 0 and the map is flat).
 """
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
-from ..errors import CemapError
 from ..models.classifier import Classifier
 from .batching import as_model_input, autocast, balanced_chunks, chunks, default_chunk
-from .effects import class_effect, resolve_targets
+from .effects import check_effect_scale, class_effect, log_odds_view, resolve_targets
+from .explainer import Explainer
 from .incremental import MAX_COST_RATIO, incremental_masking
 from .masks import fill_images, grid_masks
 from .planning import (GPU_FULL_CHUNK, GPU_WINDOW_FACTOR, PLANS, MaskPlan, activation_bytes, cpu_plan, device_name, measure,
                        memory_cap, on_gpu, workload_bucket)
 
 
-EFFECT_SCALES = ("probability", "log-odds")
 INCREMENTAL_CHUNKS = 8  # masked images per incremental pass, in full-pass chunks (cxr-cnn: 256 best of 32-512)
 
 
@@ -66,8 +63,23 @@ def distinct_images(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return distinct.reshape(-1, *images.shape[1:]), inverse
 
 
-class CEMap:
-    """``attribute(images, target)`` -> B x H x W CE map."""
+class CEMap(Explainer):
+    """The CE map (registered as ``ce``): ``attribute(images, target)`` -> B x H x W, the class causal effect of
+    filling each cell of a grid, painted back onto the image (overlapping cells averaged).
+
+    Args:
+        classifier: the model explained.
+        cell: cell size in pixels (default about a 7 x 7 grid); ``stride``: step between cells (default ``cell``).
+        fill: what a masked cell is filled with: "zero", "max", "mean", "blur" or a number in [0, 1].
+        chunk_size: masked images per forward pass (default: chosen for the CPU's caches, or measured on a GPU).
+        precision: "fp32" or "bf16" (autocast).
+        blur_sigma: the blur fill's Gaussian sigma (default from the cell size).
+        incremental: recompute only the windows a cell changes where that pays (same numbers as full passes).
+        cells: several cell sizes (each with a half-cell stride), their maps averaged (issue 16's multi-scale map).
+        effect_scale: "probability" (the paper's) or "log_odds" (does not vanish on saturated outputs).
+        batch_size: None (default) maps all images in one call, targets taken from the same pass; a number maps
+            that many images per call after resolving the targets, as every registered explainer does.
+    """
 
     def __init__(
         self,
@@ -81,15 +93,15 @@ class CEMap:
         incremental: bool = True,
         cells: tuple[int, ...] | None = None,
         effect_scale: str = "probability",
+        batch_size: int | None = None,
     ) -> None:
         autocast(precision)  # validates the name before any work
-        if effect_scale not in EFFECT_SCALES:
-            raise CemapError(f"unknown effect scale {effect_scale!r}", f"use one of {', '.join(EFFECT_SCALES)}")
         _, h, w = classifier.input_shape
-        self.effect_scale = effect_scale
-        if effect_scale == "log-odds":
+        self.effect_scale = check_effect_scale(effect_scale)
+        if effect_scale == "log_odds":
             classifier = log_odds_view(classifier)
-        self.classifier = classifier
+        super().__init__(classifier, batch_size)
+        self.batch_size = batch_size  # None: every image in one call (see attribute)
         self.cell = cell or default_cell(min(h, w))
         self.stride = stride or self.cell
         self.cells = tuple(int(c) for c in cells) if cells else None
@@ -212,29 +224,25 @@ class CEMap:
         return [p.as_json() for p in PLANS.all_for(self.classifier)]
 
     def attribute(self, images: torch.Tensor, target: int | torch.Tensor | None = None, differentiable: bool = False) -> torch.Tensor:
+        """CE maps of ``images`` for ``target``.
+
+        Args:
+            images: B x C x H x W (or C x H x W) in [0, 1], on any device (returned on the same one).
+            target: one class / finding for all images, B of them, or None for the model's own choice (the most
+                probable class or finding of the unmasked image).
+            differentiable: keep the autograd graph (adaptive attacks differentiate through the map).
+        Returns:
+            B x H x W float maps: the drop in the target's probability (or log-odds) when the cells covering each
+            pixel are filled; higher = the model relies on the region more.
+        """
+        if self.batch_size is None or differentiable:
+            return self._explain(images, target, differentiable)
+        return super().attribute(images, target)
+
+    def _explain(self, images: torch.Tensor, target: int | torch.Tensor | None, differentiable: bool = False) -> torch.Tensor:
         effects, _ = self.effects_for_masks(images, self.masks, target, differentiable)
         masks = self.masks.to(effects.device)
         if not self.scale_sizes:
             return paint(effects, masks)
         maps = [paint(e, m) for e, m in zip(effects.split(self.scale_sizes, 1), masks.split(self.scale_sizes))]
         return torch.stack(maps).mean(0)
-
-
-def log_odds(logits: torch.Tensor, head: str) -> torch.Tensor:
-    """B x K log-odds log(p / (1 - p)) of each class, from logits without saturating: the logits
-    themselves for a sigmoid head; logit_k - logsumexp(other logits) for a softmax head."""
-    if head == "sigmoid":
-        return logits.float()
-    z = logits.float()
-    k = z.shape[-1]
-    others = z[..., None, :].expand(*z.shape, k).masked_fill(torch.eye(k, dtype=torch.bool, device=z.device), -float("inf"))
-    return z - torch.logsumexp(others, dim=-1)
-
-
-def log_odds_view(classifier: Classifier) -> Classifier:
-    """A shallow copy of ``classifier`` (same network, same weights) whose ``probabilities`` are log-odds:
-    every masked pass of a CE map then yields log-odds, and the class effect is their drop."""
-    view = copy.copy(classifier)
-    head = classifier.head
-    view.probabilities = lambda logits: log_odds(logits, head)  # instance attribute: the user's classifier is untouched
-    return view

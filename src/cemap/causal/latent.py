@@ -16,6 +16,7 @@ from .autoencoder import FittedAutoencoder
 from .batching import as_model_input, autocast, chunks, prefers_channels_last
 from .planning import memory_cap, on_gpu
 from .effects import class_effect, expected_effect, resolve_targets
+from .explainer import LayerExplainer
 from .masks import apply_masks, fill_images
 
 VALUES = ("zero", "mean")
@@ -25,8 +26,17 @@ GPU_SUFFIX_ROWS = 1024  # at most this many interventions per suffix pass on a G
 SUFFIX_ACTIVATIONS = 40  # the suffix's peak activations per row, in multiples of the cut activation (DenseNet-121: ~25)
 
 
-class LatentCE:
-    """``attribute(images)`` -> B x k latent CE profile (ECE by default, class CE with effect='class')."""
+class LatentCE(LayerExplainer):
+    """``attribute(images)`` -> B x k latent CE profile (ECE by default, class CE with effect='class'): a layer
+    attribution to the k concept channels Z_j of the autoencoder at ``fitted.layer``.
+
+    Args:
+        classifier: the model explained.
+        fitted: its latent autoencoder (``fit_autoencoder``).
+        value: what do(Z_j = v) sets the channel to: "zero", "mean" (the channel's mean on the training images) or a number.
+        chunk_size: interventions per suffix pass (default: sized by the cut activation).
+        precision: "fp32" or "bf16" (autocast).
+    """
 
     def __init__(
         self,
@@ -38,8 +48,9 @@ class LatentCE:
     ) -> None:
         if not isinstance(value, (int, float)) and value not in VALUES:
             raise CemapError(f"unknown intervention value {value!r}", "use 'zero', 'mean' (the channel's dataset mean) or a number")
-        self.classifier = classifier
+        super().__init__(classifier)
         self.fitted = fitted
+        self.layer = fitted.layer
         self.value = value
         self.chunk_size = chunk_size  # None: sized by the cut activation (see _chunk)
         self.precision = precision

@@ -29,7 +29,7 @@ import torch
 
 from ..causal.autoencoder import FittedAutoencoder
 from ..causal.batching import chunks
-from ..evaluate.detection_baselines import (LOGIT_STATS, Mahalanobis, confidence_features, feature_squeezing_features, lid,
+from .baselines import (LOGIT_STATS, Mahalanobis, confidence_features, feature_squeezing_features, lid,
                                             logit_statistics, pooled)
 from ..models.classifier import Classifier
 from .signature import CESignature, SignatureConfig
@@ -97,7 +97,7 @@ class DetectorFeatures:
     def torch(self, method: str, images: torch.Tensor) -> torch.Tensor:
         """N x D features of ``method`` with the autograd graph kept (for adaptive attacks)."""
         if method in self.signatures:
-            return self.signatures[method](images, differentiable=True).double()
+            return self.signatures[method].transform_torch(images, differentiable=True).double()
         clf = self.classifier
         if method == "feature_squeezing":
             return feature_squeezing_features(clf, images, **self.squeezers).double()
@@ -122,7 +122,7 @@ class DetectorFeatures:
         for s in chunks(len(images), self.batch_size):
             for m in methods:
                 if m in self.signatures:
-                    out[m].append(self.signatures[m](images[s]).double().numpy())
+                    out[m].append(self.signatures[m].transform(images[s]))
                 else:
                     with torch.inference_mode():
                         out[m].append(self.torch(m, images[s]).double().numpy())

@@ -52,8 +52,8 @@ def randomisation_correlation(
     seed: int = 0,
 ) -> torch.Tensor:
     """B rank correlations between maps of ``classifier`` and of its randomised copy (``make_explainer(clf)`` builds the method)."""
-    trained = maps if maps is not None else make_explainer(classifier).explain(images, targets)
-    random_maps = make_explainer(randomised_copy(classifier, seed)).explain(images, targets)
+    trained = maps if maps is not None else make_explainer(classifier).attribute(images, targets)
+    random_maps = make_explainer(randomised_copy(classifier, seed)).attribute(images, targets)
     return spearman(trained, random_maps)
 
 

@@ -13,7 +13,7 @@ from captum.attr import IntegratedGradients, Occlusion
 from ..causal.batching import default_chunk
 from ..causal.cemap_map import default_cell
 from ..models.classifier import Classifier
-from .base import Explainer
+from ..causal.explainer import Explainer
 from .registry import register_explainer
 
 

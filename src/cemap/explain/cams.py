@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import CemapError
 from ..models.classifier import Classifier
-from .base import Explainer
+from ..causal.explainer import Explainer
 from .gradients import default_cam_layer, gradient_safe_copy
 from .registry import register_explainer
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..causal.batching import default_chunk
 from ..models.classifier import Classifier
-from .base import Explainer
+from ..causal.explainer import Explainer
 from .registry import register_explainer
 
 

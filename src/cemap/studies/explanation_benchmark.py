@@ -133,7 +133,7 @@ def choose_ce(clf, size: int, cfg: BenchmarkConfig) -> dict:
 
     train = get_dataset("synthcxr", split="train", size=size)
     pairs = evaluation_pairs(train, cfg.tune_images, cfg.seed)
-    candidates = [("ce", {})] + [("ce-ms", {"effect_scale": scale, "fill": fill}) for scale in ("probability", "log-odds") for fill in cfg.ce_fills]
+    candidates = [("ce", {})] + [("ce-ms", {"effect_scale": scale, "fill": fill}) for scale in ("probability", "log_odds") for fill in cfg.ce_fills]
     scored = []
     for name, options in candidates:
         maps = get_explainer(name, clf, **options).attribute(pairs.images, pairs.targets)
