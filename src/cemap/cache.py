@@ -79,7 +79,8 @@ def torch_writer_error(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("inline_container" in text or "unexpected pos" in text or "PytorchStreamWriter" in text)
 
 
-def _nearly_full(folder: Path) -> bool:
+def nearly_full(folder: Path) -> bool:
+    """Less than 4 MiB free where ``folder`` lives (a torch writer's failure there is a full disk)."""
     try:
         return shutil.disk_usage(folder).free < 4 << 20
     except OSError:
@@ -89,7 +90,7 @@ def _nearly_full(folder: Path) -> bool:
 def write_failed(path: Path, exc: BaseException) -> CemapError:
     """The one-line error for a failed write of ``path``."""
     path = Path(path)
-    if is_disk_full(exc) or (torch_writer_error(exc) and _nearly_full(path.parent)):
+    if is_disk_full(exc) or (torch_writer_error(exc) and nearly_full(path.parent)):
         return disk_full_error(path, exc)
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
     return CemapError(f"could not write {path} ({reason})", "check that the folder is writable and has free space")

@@ -1,13 +1,12 @@
 """The ``cemap`` command: a thin typer layer over the library.
 
-Each module in ``cemap.commands`` adds its own subcommand to ``app``; this file only owns the
-global options and the one rule for errors: one line with a hint, exit code 2.
+The subcommands are plain functions in ``cemap.commands``, registered here from :data:`COMMANDS`
+(one line adds one). This file also owns the global options and the one rule for errors: one line
+with a hint, exit code 2.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
 from pathlib import Path
 
@@ -15,8 +14,16 @@ import typer
 import typer.core
 
 from . import __version__
+from .cache import is_disk_full, nearly_full, torch_writer_error
 from .causal.batching import tune_allocator
+from .commands import bench, common, demo, detect, evaluate, explain, listing, predict, report, run
 from .errors import CemapError
+
+# Every subcommand, in the order ``cemap --help`` lists them; the function's name is the command's.
+COMMANDS = [
+    bench.bench, demo.demo, detect.detect, evaluate.evaluate, explain.explain, listing.models, listing.datasets,
+    listing.methods, predict.predict, report.report, run.run,
+]
 
 def _flag_without_type(original):
     """Help shows ``--quiet``, not ``--quiet <bool>``: a flag takes no value, so it gets no type column."""
@@ -52,34 +59,26 @@ def _global(
     """cemap: causal-effect maps, latent CE profiles and CE-based adversarial detection."""
 
 
-def _load_commands() -> None:
-    from . import commands
-
-    for info in pkgutil.iter_modules(commands.__path__):
-        importlib.import_module(f"{commands.__name__}.{info.name}")
+for _command in COMMANDS:
+    app.command()(_command)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    from .commands.common import remove_empty_outputs
-
-    remove_empty_outputs()
+    common.remove_empty_outputs()
     typer.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
 def _track_out(argv: list[str]) -> None:
     """Note the folders of ``--out`` that do not exist yet: a failed command removes them again when they stay empty."""
-    from .commands.common import _CREATED, track_output
-
-    _CREATED.clear()  # only this command's folders (tests run several commands in one process)
+    common.forget_outputs()  # only this command's folders (tests run several commands in one process)
     for i, arg in enumerate(argv):
         value = argv[i + 1] if arg in ("--out", "-o") and i + 1 < len(argv) else arg.partition("=")[2] if arg.startswith("--out=") else None
         if value:
-            track_output(Path(value))
+            common.track_output(Path(value))
 
 
 def main(argv: list[str] | None = None) -> None:
-    _load_commands()
     _track_out(list(sys.argv[1:] if argv is None else argv))
     tune_allocator()  # the command owns its process; `import cemap` alone never retunes the allocator
     try:
@@ -111,10 +110,8 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"error: {message}{hint}", err=True)
         sys.exit(2)
     except (OSError, RuntimeError) as exc:
-        from .cache import _nearly_full, is_disk_full, torch_writer_error
-
         where = next((e.filename for e in _chain(exc) if isinstance(e, OSError) and e.filename), None)
-        if not (is_disk_full(exc) or torch_writer_error(exc) and _nearly_full(Path(where or ".").parent)):
+        if not (is_disk_full(exc) or torch_writer_error(exc) and nearly_full(Path(where or ".").parent)):
             raise
         _fail(f"no space left on the device{f' while writing {where}' if where else ''} (free some space and rerun; a cemap run continues with --resume and keeps every committed shard)")
 

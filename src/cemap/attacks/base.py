@@ -116,7 +116,7 @@ class Attack:
         with autocast(self.precision, self.classifier.device):
             return self._net(as_model_input(images, self.channels_last)).float()
 
-    def _decisions(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def decisions(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Sigmoid heads: the current yes/no of the attacked finding, as the BCE label to move away from."""
         return (logits.gather(1, labels[:, None]).squeeze(1) > 0).float()
 
@@ -175,7 +175,7 @@ class Attack:
             x = images.detach().requires_grad_(True)
             logits = self.logits(x)
             if original is None and self.classifier.multilabel:
-                original = self._decisions(logits.detach(), labels)
+                original = self.decisions(logits.detach(), labels)
             loss = self.objective(logits, labels, target, original).sum()
             return torch.autograd.grad(loss, x)[0], original
 
@@ -223,7 +223,7 @@ class Attack:
             original = None
             if self.classifier.multilabel and not self.starts_at_clean():
                 with torch.no_grad():
-                    original = self._decisions(self.logits(x), y)
+                    original = self.decisions(self.logits(x), y)
             a, original = self.perturb(x, y, t, original)
             adv.append(a.detach().clamp(0, 1))
             originals.append(original)
@@ -240,7 +240,7 @@ class Attack:
             out = []
             for s, original in zip(chunks(adversarial.shape[0], self.batch_size), originals):
                 if original is not None and self.precision != "fp32":
-                    original = self._decisions(self.classifier(images[s]).float(), labels[s])
+                    original = self.decisions(self.classifier(images[s]).float(), labels[s])
                 t = None if target is None else target[s]
                 out.append(self.succeeded(self.classifier(adversarial[s]).float(), labels[s], t, original))
             return torch.cat(out)

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import typer
 
-from ..cli import app
 from .common import DEVICE, SEED, THREADS, check_device, setup
 
 
-@app.command()
 def bench(
     out: Path = typer.Option(Path("bench.json"), "--out", "-o", help="Where to write the JSON results."),
     quick: bool = typer.Option(False, "--quick", help="One image, three repeats, a small PGD batch: a minute or two."),

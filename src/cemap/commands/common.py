@@ -59,6 +59,11 @@ def out_dir(path: Path) -> Path:
     return path
 
 
+def forget_outputs() -> None:
+    """Start a command with no output folders tracked (tests run several commands in one process)."""
+    _CREATED.clear()
+
+
 def track_output(path: Path) -> None:
     """Remember the folders of ``path`` that do not exist yet (the command creates them later), to remove them if it fails empty."""
     path = Path(path)

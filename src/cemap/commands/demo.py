@@ -8,11 +8,9 @@ from pathlib import Path
 
 import typer
 
-from ..cli import app
 from .common import DEVICE, QUIET, SEED, THREADS, check_device, setup, warn_fidelity
 
 
-@app.command()
 def demo(
     dataset: str = typer.Option("synthcxr", "--dataset", "-d", help="Built-in dataset: synthcxr (chest radiographs with exact boxes) or mnist5k."),
     quick: bool = typer.Option(False, "--quick", help="A small subset of every stage: the same report in a fraction of the time."),

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import typer
 
-from ..cli import app
 from .common import DEVICE, QUIET, SEED, THREADS, check_device, setup, warn_fidelity
 
 
-@app.command()
 def detect(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Built-in dataset: mnist5k or synthcxr."),
     model: str = typer.Option(None, "--model", "-m", help="Model name (default: the dataset's built-in model)."),

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from ..cli import app
 from .common import DEVICE, QUIET, SEED, THREADS, check_device, out_dir, setup
 
 
@@ -23,7 +22,6 @@ def _options(ce_cell: int | None, ce_stride: int | None, ce_fill: str | None, ig
     return options
 
 
-@app.command()
 def evaluate(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset with a test split (boxes give the localisation columns): synthcxr, mnist5k, ..."),
     model: str = typer.Option(None, "--model", "-m", help="Model name (default: the dataset's built-in model)."),

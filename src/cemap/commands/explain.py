@@ -6,11 +6,9 @@ from pathlib import Path
 
 import typer
 
-from ..cli import app
 from .common import DEVICE, QUIET, SEED, THREADS, check_device, on_device, setup, track_output, warn_fidelity
 
 
-@app.command()
 def explain(
     inputs: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) or folders of them."),
     model: str = typer.Option(..., "--model", "-m", help="Model name (see cemap models), e.g. cxr-cnn, densenet121, chexnet."),

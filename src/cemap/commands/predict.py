@@ -7,12 +7,10 @@ from pathlib import Path
 
 import typer
 
-from ..cli import app
 from ..errors import CemapError
 from .common import DEVICE, QUIET, SEED, THREADS, check_device, on_device, setup, track_output
 
 
-@app.command()
 def predict(
     inputs: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) or folders of them."),
     model: str = typer.Option(..., "--model", "-m", help="Model name (see cemap models), e.g. cxr-cnn, densenet121, chexnet."),

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from ..cli import app
 from ..errors import CemapError
 from .common import QUIET, SEED, THREADS, setup, track_output, warn_fidelity
 
@@ -67,38 +66,16 @@ def checked_options(kind: str, name: str, factory, opts: dict) -> dict:
     return out
 
 
-def model_factory(name: str):
-    from ..models import list_models
-    from ..models.registry import _MODELS
-
-    if name not in list_models():
-        from ..errors import unknown_name
-
-        raise unknown_name("model", name, list_models())
-    return _MODELS[name]
-
-
-def dataset_factory(name: str):
-    from ..data import list_datasets
-    from ..data.registry import _DATASETS
-
-    if name not in list_datasets():
-        from ..errors import unknown_name
-
-        raise unknown_name("dataset", name, list_datasets())
-    return _DATASETS[name]
-
-
 def builtin_model(dataset: str) -> str:
-    from ..models.registry import _DEFAULT_DATASET
+    from ..models.registry import builtin_models
 
-    if dataset not in _DEFAULT_DATASET:
-        with_model = ", ".join(f"{d} ({m})" for d, m in sorted(_DEFAULT_DATASET.items()))
+    models = builtin_models()
+    if dataset not in models:
+        with_model = ", ".join(f"{d} ({m})" for d, m in sorted(models.items()))
         raise CemapError(f"dataset {dataset!r} has no built-in model", f"pass --model NAME (cemap models lists them); datasets with one: {with_model}")
-    return _DEFAULT_DATASET[dataset]
+    return models[dataset]
 
 
-@app.command()
 def run(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (see cemap datasets), e.g. mnist5k, synthcxr, imagefolder."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: shards, manifest.json, errors.jsonl."),
@@ -137,6 +114,8 @@ def run(
     if weights is not None:
         raise CemapError("cemap run takes the weights file as a model option", f"use --model-opt weights={weights}")
     setup(seed, threads, quiet)
+    from ..data.registry import dataset_factory
+    from ..models.registry import model_factory
     from ..runner import RunConfig, run_dataset
 
     data_options = checked_options("dataset", dataset, dataset_factory(dataset), options(data_opt, "--data-opt"))

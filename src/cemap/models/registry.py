@@ -39,12 +39,22 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def get_model(name: str, **kwargs) -> Classifier:
+def model_factory(name: str) -> Callable[..., Classifier]:
+    """The factory registered as ``name`` (its parameters are the model's options); an unknown name lists the valid ones."""
     if name not in _MODELS:
         _named_families()
     if name not in _MODELS:
-        raise unknown_name("model", name, list(_MODELS))
-    return _MODELS[name](**kwargs)
+        raise unknown_name("model", name, list_models())
+    return _MODELS[name]
+
+
+def get_model(name: str, **kwargs) -> Classifier:
+    return model_factory(name)(**kwargs)
+
+
+def builtin_models() -> dict[str, str]:
+    """Built-in dataset -> the model trained on it (mnist5k -> mnist-cnn, ...)."""
+    return dict(_DEFAULT_DATASET)
 
 
 def default_model_for(dataset: str) -> str:

@@ -7,21 +7,18 @@ Rank 0 calls ``ensure_autoencoder``; all ranks then ``load_autoencoder`` from th
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..cache import load_weights
-from ..causal import AEConfig, FittedAutoencoder, LatentAutoencoder, fidelity, fit_autoencoder, split_classifier
+from ..causal import AEConfig, FittedAutoencoder, fidelity, fit_autoencoder, restore_autoencoder, split_classifier
 from ..data import get_dataset
 from ..data.base import ImageDataset
 from ..errors import CemapError
 from ..models.classifier import Classifier
+from .config import RunConfig
 from .layout import RunLayout, atomic_open
-
-if TYPE_CHECKING:
-    from .engine import RunConfig
 
 FIDELITY_IMAGES = 256
 
@@ -90,10 +87,7 @@ def _stored(layout: RunLayout) -> dict:
 
 def load_autoencoder(layout: RunLayout, classifier: Classifier) -> FittedAutoencoder:
     stored = _stored(layout)
-    info, state = stored["info"], stored["state_dict"]
-    cfg = AEConfig(**info["config"])
-    ae = LatentAutoencoder(state["enc1.weight"].shape[1], cfg.code, cfg.hidden)
-    ae.load_state_dict(state)
+    info = stored["info"]
     param = next(classifier.parameters(), None)
-    ae.to(param.device if param is not None else "cpu")
-    return FittedAutoencoder(ae.eval(), split_classifier(classifier, info["layer"]), cfg)
+    device = param.device if param is not None else "cpu"
+    return restore_autoencoder(stored["state_dict"], split_classifier(classifier, info["layer"]), AEConfig(**info["config"]), device)

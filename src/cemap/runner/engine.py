@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -29,56 +30,17 @@ from ..errors import CemapError, unknown_name
 from ..models import Classifier, default_model_for, get_model
 from ..progress import progress_enabled
 from .autoencoder import ensure_autoencoder, load_autoencoder
+from .config import RunConfig
 from .distributed import Ranks, process_group
+from .explorer import write_run_explorer
 from .layout import RunLayout, RunLock, ShardPlan, atomic_open, plan_shards, read_json, shards_for_rank, write_json
 from .pipeline import RunPipeline
 from .shards import ShardBuffer, identity_columns, identity_fields, read_errors
 
 FORMAT = "cemap-run/2"  # 2: the CE map is stored as "ce" (was "cemap")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that determines a run's results; a resumed run must match it exactly."""
-
-    dataset: str
-    model: str | None = None
-    split: str = "test"
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    model_options: dict[str, Any] = field(default_factory=dict)
-    layer: str | None = None
-    methods: tuple[str, ...] = ()
-    attacks: tuple[str, ...] = ()
-    cell: int | None = None
-    stride: int | None = None
-    fill: str | float = "zero"
-    value: str | float = "zero"
-    batch_size: int = 16
-    shard_size: int = 256
-    limit: int | None = None
-    seed: int = 0
-    ae_dataset: str | None = None
-    ae_split: str = "train"
-    ae_images: int = 4000
-    precision: str = "fp32"
-
-    def check(self) -> None:
-        if self.batch_size < 1 or self.shard_size < 1:
-            raise CemapError(f"batch size {self.batch_size} and shard size {self.shard_size} must be positive")
-        if self.limit is not None and self.limit < 1:
-            raise CemapError(f"--limit {self.limit} must be positive", "leave it out to run the whole split")
-        if self.ae_images < 1:
-            raise CemapError(f"--ae-images {self.ae_images} must be positive")
-        autocast(self.precision)  # an unknown precision is named before any work
-
-    @property
-    def model_name(self) -> str:
-        return self.model or default_model_for(self.dataset)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.update(model=self.model_name, methods=list(self.methods), attacks=list(self.attacks))
-        return d
+# Tests only: a process given this variable kills itself (SIGKILL) right after committing that many shards - a
+# deterministic stand-in for a kill part-way through a run, whatever the machine's speed.
+STOP_AFTER_SHARDS = "CEMAP_STOP_AFTER_SHARDS"
 
 
 def batch_seed(seed: int, first_index: int) -> int:
@@ -210,12 +172,15 @@ class Runner:
         total = sum(p.stop - p.start for p in plans)
         bar = tqdm(total=total, desc=f"cemap run [rank {self.ranks.rank}]", unit="img", disable=not (progress_enabled() and self.ranks.is_main))
         map_shape = tuple(self.classifier.input_shape[1:])
-        for plan, group in itertools.groupby(self._loaded(plans), key=lambda t: t[0]):
+        stop_after = int(os.environ.get(STOP_AFTER_SHARDS, 0))
+        for committed, (plan, group) in enumerate(itertools.groupby(self._loaded(plans), key=lambda t: t[0]), start=1):
             buffer = ShardBuffer(self.schema, self.pipeline.map_names, map_shape)
             for _, items in group:
                 self._process(buffer, items)
                 bar.update(len(items))
             buffer.commit(self.layout, plan.index)
+            if committed == stop_after:
+                os.kill(os.getpid(), signal.SIGKILL)
         bar.close()
         return total, time.perf_counter() - start
 
@@ -272,6 +237,7 @@ class Runner:
             },
         }
         write_json(self.layout.manifest, manifest)
+        write_run_explorer(self.layout.root)  # the report's image explorer: the first images, their maps and profiles
         return {
             "out": str(self.layout.root), "n_images": self.n_images, "n_rows": n_rows, "n_errors": n_errors, "n_shards": len(shards),
             "fidelity": (self.autoencoder_info or {}).get("fidelity"), **manifest["last_session"],
