@@ -77,7 +77,7 @@ def ce_maps(device: str, batch: int) -> dict:
 
     from cemap.causal import CEMap
     from cemap.causal.adaptive import AdaptiveCEMap
-    from cemap.studies.bench import captum_runs
+    from cemap.studies.bench.references import captum_runs
 
     clf, images = densenet(device, batch)
     with torch.inference_mode():

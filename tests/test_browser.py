@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cemap.report.explorer import ExplorerItem, image_uint8, save_explorer_items
+from cemap.studies.explorer import ExplorerItem, image_uint8, save_explorer_items
 from cemap.report.html import write_report
 
 pytestmark = pytest.mark.browser

@@ -53,11 +53,11 @@ def test_fills_stay_on_the_device():
 
 @cuda
 def test_the_bench_peak_is_measured_on_the_gpu(monkeypatch):
-    import cemap.studies.bench as bench
+    import cemap.studies.bench.timing as timing
 
-    monkeypatch.setattr(bench, "PEAK_GEMMS", ((1024, 1024, 1024),))
-    monkeypatch.setattr(bench, "PEAK_CONVS", ((8, 64, 64, 56, 3),))
-    peak = bench.measured_peak(torch.bfloat16, repeats=2, device="cuda")
+    monkeypatch.setattr(timing, "PEAK_GEMMS", ((1024, 1024, 1024),))
+    monkeypatch.setattr(timing, "PEAK_CONVS", ((8, 64, 64, 56, 3),))
+    peak = timing.measured_peak(torch.bfloat16, repeats=2, device="cuda")
     assert peak["gflops"] > 0 and len(peak["trials"]) == 2
 
 

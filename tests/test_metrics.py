@@ -199,18 +199,21 @@ def test_marker_share():
 
 
 def test_evaluation_study_on_mnist_writes_one_row_per_method(tmp_path):
-    from cemap.studies.evaluation import EvalConfig, format_table, run_evaluation
+    from cemap.report.draw import draw
+    from cemap.studies.context import StudyContext
+    from cemap.studies.evaluation import EvalConfig, EvaluationResult, format_table, run_evaluation
 
-    cfg = EvalConfig(n_images=6, n_robust=3, steps=4, n_figure=3)
-    doc = run_evaluation("mnist5k", methods=["gradcam", "random", "centre"], out=tmp_path, config=cfg)
+    cfg = EvalConfig(n_images=6, n_robust=3, steps=4, n_figure=3, methods=("gradcam", "random", "centre"))
+    result = run_evaluation(StudyContext("mnist5k", tmp_path, draw=draw), cfg)
     saved = json.loads((tmp_path / "evaluation.json").read_text())
+    assert EvaluationResult.from_json(saved).rows == json.loads(json.dumps(result.rows))
     assert [r["method"] for r in saved["rows"]] == ["gradcam", "random", "centre"]
     assert saved["n_images"] == 6 and all(r["n_pairs"] == 6 and r["n_robust"] == 3 for r in saved["rows"])
     assert "pointing_game" not in saved["rows"][0]  # mnist has no boxes: no localisation columns
     assert (tmp_path / "overlays.png").stat().st_size > 0
     centre = saved["rows"][2]
     assert centre["noise_spearman"] == pytest.approx(1.0) and centre["randomisation_spearman"] == pytest.approx(1.0)
-    assert "gradcam" in format_table(doc["rows"])
+    assert "gradcam" in format_table(result.rows)
 
 
 def test_evaluation_pairs_one_per_finding_with_boxes():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -34,6 +33,7 @@ def bench(
     """
     check_device(device)
     setup(seed, threads, quiet=True)
+    from ..jsonio import write_json
     from ..studies.bench import BenchConfig, format_table, run_bench
 
     overrides = {k: v for k, v in {"images": images, "repeats": repeats}.items() if v > 0}
@@ -42,6 +42,6 @@ def bench(
     config = BenchConfig.quick(**base) if quick else BenchConfig(**base)
     result = run_bench(config, quality=quality)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    typer.echo(format_table(result))
+    write_json(out, result.to_json())
+    typer.echo(format_table(result.to_json()))
     typer.echo(f"results written to {out.resolve()}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -28,20 +27,23 @@ def demo(
     check_device(device)
     setup(seed, threads, quiet)
     from ..models import default_model_for
-    from ..studies.demo import run_demo
+    from ..report.draw import draw
+    from ..report.html import write_report
+    from ..studies.context import StudyContext
+    from ..studies.demo import StudyPlan, run_demo
 
     default_model_for(dataset)  # an unknown dataset fails here, before any work
     start = time.perf_counter()
-    study = run_demo(dataset=dataset, out=out, quick=quick, seed=seed, reuse=not recompute, device=device)
-    metrics = json.loads((out / "metrics.json").read_text())
-    fid = metrics["autoencoder"]["fidelity"]
-    report = Path(study["report"])
-    typer.echo(f"{study['model']} on {dataset} @ {study['layer']}: classifier {metrics['classifier']}")
+    ctx = StudyContext(dataset, out, seed=seed, quick=quick, device=device, draw=draw)
+    study = run_demo(ctx, StudyPlan.for_mode(quick), reuse=not recompute)
+    report = write_report(out)
+    fid = study.overview.fidelity
+    typer.echo(f"{study.model} on {dataset} @ {study.layer}: classifier {study.overview.classifier}")
     typer.echo(f"autoencoder fidelity: agreement {fid['agreement']:.4f}, mean KL {fid['mean_kl']:.4f}")
     warn_fidelity(fid)
-    for name, claim in study["latent_controls"]["claims"].items():
+    for name, claim in study.latent_controls["claims"].items():
         typer.echo(f"latent experiment, {name.replace('_', '-')} (beside its control): {claim['verdict']}")
-    restored = [name for name, p in study["stages"].items() if "restored_from" in p]
+    restored = [name for name, p in study.stages.items() if "restored_from" in p]
     if restored:
         typer.echo(f"restored from an earlier identical run: {', '.join(restored)} (--recompute to redo)")
     typer.echo(f"report: {report.resolve()} ({report.stat().st_size / 1e6:.2f} MB) after {time.perf_counter() - start:.0f} s")

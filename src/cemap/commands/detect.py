@@ -28,13 +28,16 @@ def detect(
     """
     check_device(device)
     setup(seed, threads, quiet)
-    from ..studies.detection import format_table, run_detection_study
+    from ..report.draw import draw
+    from ..studies.context import StudyContext
+    from ..studies.detection import DetectionConfig, format_table, run_detection
 
-    report = run_detection_study(dataset=dataset, model=model, out=out, quick=quick, seed=seed, size="quick" if quick else size, resume=resume,
-                                 device=device)
-    typer.echo(f"{report['dataset']} / {report['model']} @ {report['layer']}: AUROC [95% CI] on held-out test images (successful adversarials only)")
-    for claim in report["headline"]:
-        typer.echo("* " + claim["claim"])
-    typer.echo(format_table(report["table"]))
-    typer.echo(f"wall time {report['timings_s']['total']:.0f}s; results written to {(out / 'detection.json').resolve()}")
-    warn_fidelity(report.get("autoencoder_fidelity"))
+    config = DetectionConfig.sized("quick" if quick else size, seed, resume=resume)
+    ctx = StudyContext(dataset=dataset, out=Path(out), seed=seed, quick=quick, model=model, device=device, draw=draw)
+    result = run_detection(ctx, config)
+    typer.echo(f"{result.dataset} / {result.model} @ {result.layer}: AUROC [95% CI] on held-out test images (successful adversarials only)")
+    for claim in result.headline():
+        typer.echo("* " + claim.text)
+    typer.echo(format_table(result.table))
+    typer.echo(f"wall time {result.timings_s['total']:.0f}s; results written to {(out / 'detection.json').resolve()}")
+    warn_fidelity(result.autoencoder_fidelity)

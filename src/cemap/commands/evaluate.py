@@ -64,16 +64,20 @@ def evaluate(
     if benchmark:
         _benchmark(dataset, models, sizes, heldout_seed, n_images, n_faithful, n_sanity, tune_images, steps, seed, device, train_seed, out)
         return
+    from ..report.draw import draw
+    from ..studies.context import StudyContext
     from ..studies.evaluation import EvalConfig, format_table, run_evaluation
 
-    cfg = EvalConfig(n_images=n_images, n_robust=n_robust, steps=steps, seed=seed, method_options=_options(ce_cell, ce_stride, ce_fill, ig_steps))
-    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-    doc = run_evaluation(dataset, model, chosen, out_dir(out), cfg, tune=tune_ce, dataset_options={"shortcut": True} if shortcut else None,
-                         device=device)
-    typer.echo(f"{doc['model']} on {dataset}: {doc['n_images']} images, {doc['n_pairs']} (image, target) pairs, {doc['seconds']:.0f} s")
-    if doc["ce_tuning"]:
-        typer.echo(f"CE settings chosen on the train split: {doc['ce_tuning']['chosen']}")
-    typer.echo(format_table(doc["rows"]))
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip()) if methods else None
+    cfg = EvalConfig(n_images=n_images, n_robust=n_robust, steps=steps, seed=seed, method_options=_options(ce_cell, ce_stride, ce_fill, ig_steps),
+                     methods=chosen, tune=tune_ce)
+    ctx = StudyContext(dataset, out_dir(out), seed=seed, model=model, dataset_options={"shortcut": True} if shortcut else {}, device=device,
+                       draw=draw)
+    result = run_evaluation(ctx, cfg)
+    typer.echo(f"{result.model} on {dataset}: {result.n_images} images, {result.n_pairs} (image, target) pairs, {result.seconds:.0f} s")
+    if result.ce_tuning:
+        typer.echo(f"CE settings chosen on the train split: {result.ce_tuning['chosen']}")
+    typer.echo(format_table(result.rows))
     typer.echo(f"results written to {(out / 'evaluation.json').resolve()}")
 
 

@@ -29,7 +29,9 @@ def explain(
     """
     check_device(device)
     setup(seed, threads, quiet)
-    from ..studies.explain_files import explain_files, list_image_files, load_classifier
+    from ..report.draw import draw
+    from ..report.html import write_report
+    from ..studies.explain_files import ExplainConfig, list_image_files, load_classifier, run_explain
 
     files = list_image_files(inputs)
     clf = on_device(load_classifier(model, weights), device)
@@ -37,11 +39,13 @@ def explain(
     if fit_on is not None:
         list_image_files([fit_on])
     track_output(out)
-    summary = explain_files(clf, files, out, methods=[m.strip() for m in methods.split(",") if m.strip()], layer=layer, fit_on=fit_on, target=target)
-    for row in summary["images"]:
+    config = ExplainConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()), layer=layer, fit_on=fit_on, target=target)
+    summary = run_explain(clf, files, out, config, draw=draw)
+    write_report(out)
+    for row in summary.images:
         typer.echo(f"{row['file']}: {row['target']} p={row['probability']:.3f} -> {row['overlay']}")
-    if "autoencoder" in summary:
-        fid = summary["autoencoder"]["fidelity"]
+    if summary.autoencoder is not None:
+        fid = summary.autoencoder["fidelity"]
         typer.echo(f"autoencoder fidelity on these images: agreement {fid['agreement']:.3f}, mean KL {fid['mean_kl']:.4f}")
         warn_fidelity(fid, " on these images")
     typer.echo(f"report: {(out / 'report.html').resolve()}")

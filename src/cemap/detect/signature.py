@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from ..causal.autoencoder import FittedAutoencoder
 from ..causal.batching import chunks
 from ..causal.cemap_map import CEMap
-from ..causal.effects import EFFECT_SCALES, check_effect_scale, log_odds_view
+from ..causal.effects import check_effect_scale, log_odds_view
 from ..causal.latent import LatentCE
 from ..errors import CemapError
 from ..models.classifier import Classifier

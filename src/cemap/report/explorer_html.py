@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
-from .explorer import ExplorerItem, _array, image_uint8
+from ..studies.explorer import ExplorerItem, as_array, image_uint8
 
 PIXELATED_BELOW = 96  # images smaller than this are enlarged without smoothing
 
@@ -295,18 +295,18 @@ def item_json(item: ExplorerItem) -> dict:
         data["img"] = png_uri(pixels)
         data["gray"] = png_uri(pixels if pixels.ndim == 2 else pixels.mean(-1).astype(np.uint8))
     for name, m in item.maps.items():
-        m = _array(m)
+        m = as_array(m)
         m = m.reshape(m.shape[-2:])
         h, w = (h, w) if h else m.shape
         rgba, lim = map_rgba(m)
         data["maps"][str(name)] = {"src": png_uri(rgba), "max": lim}
     data["h"], data["w"] = int(h or 1), int(w or 1)
     data["small"] = max(data["h"], data["w"]) < PIXELATED_BELOW
-    boxes = _array(item.boxes)
+    boxes = as_array(item.boxes)
     boxes = boxes.reshape(-1, 4).tolist() if boxes is not None and boxes.size else []
     labels = list(item.box_labels or [])
     data["boxes"] = [[*b, int(labels[k]) if k < len(labels) else None] for k, b in enumerate(boxes)]
-    probs, profile = _array(item.probs), _array(item.profile)
+    probs, profile = as_array(item.probs), as_array(item.profile)
     data["probs"] = [float(p) for p in probs.reshape(-1)] if probs is not None else None
     data["profile"] = [float(p) for p in profile.reshape(-1)] if profile is not None else None
     data["target"] = None if item.target is None else int(item.target)

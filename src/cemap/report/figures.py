@@ -1,4 +1,4 @@
-"""PNG figures: heat-map overlays with boxes, and latent CE profile bars.
+"""PNG figures: heat-map overlays with boxes, samples with their boxes, and latent CE profile bars.
 
 Drawn on :class:`matplotlib.figure.Figure` objects with an Agg canvas attached, never through
 ``pyplot``: importing cemap leaves the user's matplotlib backend and pyplot's figure list alone.
@@ -88,6 +88,26 @@ def overlay_grid(
         ax.set_yticks([])
     fig.tight_layout()
     return save(fig, path)
+
+
+BOX_COLOURS = ["red", "gold", "cyan", "lime", "magenta", "orange", "deepskyblue", "white"]
+
+
+def box_samples(images: torch.Tensor, boxes, box_labels, class_names: Sequence[str], path: Path, columns: int = 4) -> Path:
+    """Grid of images with their ground-truth boxes, one colour per finding (docs/figures/synthcxr_samples.png)."""
+    rows = (len(images) + columns - 1) // columns
+    fig = Figure(figsize=(2.4 * columns, 2.6 * rows))  # no pyplot: the user's backend is never touched
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax, image, image_boxes, labels in zip(axes.flat, images, boxes, box_labels):
+        ax.imshow(image.mean(0), cmap="gray", vmin=0, vmax=1)
+        for box, label in zip(image_boxes, labels.tolist()):
+            draw_boxes(ax, box, color=BOX_COLOURS[label % len(BOX_COLOURS)])
+        ax.set_title(", ".join(class_names[c] for c in sorted(set(labels.tolist()))) or "no finding", fontsize=8)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
 
 
 def channel_labels(k: int, concepts: dict[int, str] | Sequence[str] | None = None) -> list[str]:

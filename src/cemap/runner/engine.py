@@ -23,11 +23,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..causal.autoencoder import model_fingerprint
-from ..causal.batching import autocast
 from ..data import get_dataset
 from ..data.base import ImageDataset, Sample, collate
 from ..errors import CemapError, unknown_name
-from ..models import Classifier, default_model_for, get_model
+from ..models import Classifier, get_model
 from ..progress import progress_enabled
 from .autoencoder import ensure_autoencoder, load_autoencoder
 from .config import RunConfig

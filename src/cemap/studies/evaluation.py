@@ -12,19 +12,15 @@ CE's settings are the user's (``method_options['ce']``) or chosen by :func:`tune
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Sequence
 
 import torch
 
-from ..cache import cache_path, load_json_cached, save_json_atomic
+from ..cache import cache_path, load_json_cached
 from ..causal.autoencoder import model_fingerprint
-from ..data import get_dataset
 from ..data.base import ImageDataset
 from ..errors import CemapError, unknown_name
 from ..evaluate.faithfulness import deletion_auc, insertion_auc
@@ -33,10 +29,13 @@ from ..evaluate.robustness import fgsm_stability, noise_stability
 from ..evaluate.sanity import randomisation_correlation
 from ..evaluate.shortcut import marker_share
 from ..explain import get_explainer, list_explainers
-from ..models import default_model_for, get_model
+from ..jsonio import write_json
 from ..models.classifier import Classifier
-from ..report.explorer import save_explorer_batch
-from ..report.figures import overlay_grid
+from ..numbers import estimate, is_interval, number, show
+from .context import StudyContext
+from .explorer import save_explorer_batch
+from .figures import OverlayGrid
+from .results import Claim, StudyResult, json_field
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +54,8 @@ class EvalConfig:
     n_figure: int = 6
     seed: int = 0
     method_options: dict[str, dict] = field(default_factory=dict)
+    methods: tuple[str, ...] | None = None  # None: every registered method
+    tune: bool = False  # choose CE's fill and cell on the train split (unless method_options has "ce")
 
 
 @dataclass
@@ -132,7 +133,7 @@ def evaluate_method(
     options = cfg.method_options.get(name, {})
     t0 = time.perf_counter()
     explainer = get_explainer(name, classifier, **options)
-    maps = explainer.explain(pairs.images, pairs.targets)
+    maps = explainer.attribute(pairs.images, pairs.targets)
     t_maps = time.perf_counter() - t0
     row: dict = {"method": name, "options": options, "n_images": int(torch.unique(pairs.image_index).numel()), "n_pairs": len(pairs)}
     if pairs.has_boxes:
@@ -174,7 +175,7 @@ def tune_ce(classifier: Classifier, train: ImageDataset, n_images: int = TUNE_IM
     scores: list[dict] = []
 
     def score(options: dict) -> dict:
-        maps = get_explainer("ce", classifier, **options).explain(pairs.images, pairs.targets)
+        maps = get_explainer("ce", classifier, **options).attribute(pairs.images, pairs.targets)
         loc = localisation_row(maps, pairs, cfg)
         scores.append({"options": options, "pointing_game": loc["pointing_game"], "iobb@0.25": loc["iobb@0.25"], "n_pairs": len(pairs)})
         return scores[-1]
@@ -190,19 +191,20 @@ def tune_ce(classifier: Classifier, train: ImageDataset, n_images: int = TUNE_IM
     return best["options"], scores
 
 
-def cached_tune_ce(classifier: Classifier, dataset: str, dataset_options: dict, cfg: EvalConfig) -> dict:
-    """:func:`tune_ce` on ``dataset``'s train split, cached like a trained model (keyed by the model's weights,
+def cached_tune_ce(ctx: StudyContext, cfg: EvalConfig) -> dict:
+    """:func:`tune_ce` on the context's train split, cached like a trained model (keyed by the model's weights,
     the data and every setting that decides the choice), so a rerun of a study does not repeat it."""
-    key = {"model": model_fingerprint(classifier), "dataset": dataset, "options": dataset_options, "seed": cfg.seed,
+    classifier = ctx.classifier
+    key = {"model": model_fingerprint(classifier), "dataset": ctx.dataset, "options": ctx.dataset_options, "seed": cfg.seed,
            "images": TUNE_IMAGES, "fills": CE_FILLS, "cells": CE_CELLS, "tolerance_224": cfg.tolerance_224, "iobb_level": cfg.iobb_level}
     path = cache_path("tuning", f"{classifier.name or 'model'}-ce", key, suffix=".json")
     stored = load_json_cached(path, ("chosen",))  # a damaged entry is moved aside and the tuning repeated
     if stored is not None:
         return {**stored, "from_cache": str(path)}
     t0 = time.perf_counter()
-    best, scores = tune_ce(classifier, get_dataset(dataset, split="train", **dataset_options), TUNE_IMAGES, cfg.seed, cfg)
+    best, scores = tune_ce(classifier, ctx.train, TUNE_IMAGES, cfg.seed, cfg)
     tuning = {"split": "train", "chosen": best, "candidates": scores, "seconds": time.perf_counter() - t0}
-    save_json_atomic(tuning, path)
+    write_json(path, tuning, indent=1)
     return tuning
 
 
@@ -217,34 +219,46 @@ def _marker_masks(dataset: ImageDataset, pairs: Pairs) -> torch.Tensor | None:
     return masks & tagged[:, None, None]
 
 
-def run_evaluation(
-    dataset: str,
-    model: str | None = None,
-    methods: Sequence[str] | None = None,
-    out: Path | None = None,
-    config: EvalConfig | None = None,
-    tune: bool = False,
-    dataset_options: dict | None = None,
-    device: str = "cpu",
-) -> dict:
-    """Run the study; with ``out`` write ``evaluation.json`` and ``overlays.png`` there. Returns the JSON document.
-    ``device``: where the classifier runs (images and metrics stay on the CPU)."""
-    cfg = config or EvalConfig()
-    methods = list(methods or list_explainers())
+@dataclass
+class EvaluationResult(StudyResult):
+    """evaluation.json: one row per method, every metric over the same (image, finding) pairs."""
+
+    FILE = "evaluation.json"
+
+    dataset: str
+    dataset_options: dict
+    model: str
+    model_fingerprint: str
+    n_images: int
+    n_pairs: int
+    config: dict
+    ce_tuning: dict | None
+    rows: list[dict]
+    seconds: float
+    figures: dict = json_field(default_factory=dict)
+
+    def headline(self) -> list[Claim]:
+        """Which method localises best, by how much, where CE ranks and what the floors score (from the rows)."""
+        return localisation_claims(self.rows, self.n_pairs)
+
+
+def run_evaluation(ctx: StudyContext, config: EvalConfig = EvalConfig()) -> EvaluationResult:
+    """Every method of ``config.methods`` on the context's test pairs; writes ``evaluation.json``, the explorer's items
+    and (when the context draws) ``overlays.png`` into ``ctx.out``. The classifier runs on ``ctx.device``; images and
+    metrics stay on the CPU."""
+    cfg = config
+    methods = list(cfg.methods or list_explainers())
     unknown = [m for m in methods if m not in list_explainers()]
     if unknown:
         raise unknown_name("explanation method", unknown[0], list_explainers())
     t0 = time.perf_counter()
-    opts = dataset_options or {}
-    test = get_dataset(dataset, split="test", **opts)
-    model_name = model or default_model_for(dataset)
-    clf = get_model(model_name).to(device)
+    clf = ctx.classifier
     tuning = None
-    if tune and "ce" in methods and "ce" not in cfg.method_options:
-        tuning = cached_tune_ce(clf, dataset, opts, cfg)
+    if cfg.tune and "ce" in methods and "ce" not in cfg.method_options:
+        tuning = cached_tune_ce(ctx, cfg)
         cfg = replace(cfg, method_options={**cfg.method_options, "ce": tuning["chosen"]})  # the caller's config stays as it was
-    pairs = evaluation_pairs(test, cfg.n_images, cfg.seed)
-    markers = _marker_masks(test, pairs)
+    pairs = evaluation_pairs(ctx.test, cfg.n_images, cfg.seed)
+    markers = _marker_masks(ctx.test, pairs)
     shown = torch.linspace(0, len(pairs) - 1, min(cfg.n_figure, len(pairs))).round().long().unique()
     rows, figure_maps = [], {}
     for name in methods:
@@ -252,36 +266,63 @@ def run_evaluation(
         row, maps = evaluate_method(name, clf, pairs, cfg, markers)
         rows.append(row)
         figure_maps[name] = maps[shown]
-    doc = {
-        "dataset": dataset,
-        "dataset_options": opts,
-        "model": model_name,
-        "model_fingerprint": model_fingerprint(clf),
-        "n_images": int(torch.unique(pairs.image_index).numel()),
-        "n_pairs": len(pairs),
-        "config": asdict(cfg),
-        "ce_tuning": tuning,
-        "rows": rows,
-        "seconds": time.perf_counter() - t0,
-    }
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        boxes = [pairs.boxes[i] for i in shown] if pairs.has_boxes else None
-        overlay_grid(pairs.images[shown], figure_maps, out / "overlays.png", titles=[pairs.ids[i] for i in shown], boxes=boxes)
-        with torch.inference_mode():
-            shown_probs = clf.predict_proba(pairs.images[shown])
-        save_explorer_batch(out, pairs.images[shown], figure_maps, [pairs.ids[i] for i in shown], boxes=[pairs.boxes[i] for i in shown],
-                            box_labels=[torch.full((len(pairs.boxes[i]),), int(pairs.targets[i])) for i in shown], probs=shown_probs,
-                            targets=pairs.targets[shown], class_names=clf.class_names, source="evaluation", name="explorer_evaluation.npz")
-        doc["figures"] = {"overlays": "overlays.png"}
-        (out / "evaluation.json").write_text(json.dumps(doc, indent=2, default=_json_default))
-    return doc
+    result = EvaluationResult(
+        dataset=ctx.dataset, dataset_options=ctx.dataset_options, model=ctx.model, model_fingerprint=model_fingerprint(clf),
+        n_images=int(torch.unique(pairs.image_index).numel()), n_pairs=len(pairs), config=asdict(cfg), ce_tuning=tuning,
+        rows=rows, seconds=time.perf_counter() - t0,
+    )
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    result.figures = _shown_pairs(ctx, pairs, shown, figure_maps)
+    result.write(ctx.out)
+    return result
 
 
-def _json_default(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def _shown_pairs(ctx: StudyContext, pairs: Pairs, shown: torch.Tensor, figure_maps: dict) -> dict:
+    """The overlay figure of the shown pairs (every method's map) and their explorer items."""
+    ids = [pairs.ids[i] for i in shown]
+    boxes = [pairs.boxes[i] for i in shown] if pairs.has_boxes else None
+    overlays = ctx.figure(OverlayGrid("overlays.png", pairs.images[shown], figure_maps, titles=ids, boxes=boxes))
+    with torch.inference_mode():
+        shown_probs = ctx.classifier.predict_proba(pairs.images[shown])
+    save_explorer_batch(ctx.out, pairs.images[shown], figure_maps, ids, boxes=[pairs.boxes[i] for i in shown],
+                        box_labels=[torch.full((len(pairs.boxes[i]),), int(pairs.targets[i])) for i in shown], probs=shown_probs,
+                        targets=pairs.targets[shown], class_names=ctx.classifier.class_names, source="evaluation", name="explorer_evaluation.npz")
+    return {"overlays": overlays} if overlays else {}
+
+
+# evaluation rows in the headline's table: (key, words)
+HEADLINE_METRICS = [("pointing_game", "pointing game"), ("energy_pointing", "energy inside the box"), ("deletion_auc", "deletion AUC"),
+                    ("insertion_auc", "insertion AUC")]
+FLOORS = ("random", "centre", "center")
+
+
+def localisation_claims(rows: list[dict], n_pairs: int | None) -> list[Claim]:
+    """The method that localises best (pointing game), its lead, the CE map's rank and the floors, with a small table."""
+    scored = [r for r in rows if estimate(r.get("pointing_game")) is not None]
+    if not scored:
+        return [Claim("Localisation: not computed (the evaluation recorded no pointing game).")]
+    real = [r for r in scored if r["method"].lower() not in FLOORS] or scored
+    score = lambda r: estimate(r["pointing_game"])  # noqa: E731
+    ranked = sorted(real, key=score, reverse=True)
+    best = ranked[0]
+    tied = [r for r in ranked[1:] if abs(score(r) - score(best)) < 1e-9]
+    text = (f"{best['method']} and {', '.join(r['method'] for r in tied)} localise best, tied: pointing game {show(best['pointing_game'])}" if tied
+            else f"{best['method']} localises best: pointing game {show(best['pointing_game'])}")
+    rest = [r for r in ranked[1:] if r not in tied]
+    if rest:
+        text += f", {number(score(best) - score(rest[0]), 2)} above the next, {rest[0]['method']} ({show(rest[0]['pointing_game'])})"
+    ce = next((r for r in ranked if r["method"].lower() == "ce"), None)
+    if ce is not None and ce is not best and ce not in tied:
+        text += f"; the CE map scores {show(ce['pointing_game'])} (rank {ranked.index(ce) + 1} of {len(ranked)})"
+    floors = [r for r in scored if r["method"].lower() in FLOORS]
+    if floors:
+        text += "; floors: " + ", ".join(f"{r['method']} {show(r['pointing_game'])}" for r in floors)
+    text += f" (over {number(n_pairs)} image-finding pairs)" if isinstance(n_pairs, int) else ""
+    if not is_interval(best["pointing_game"]) and isinstance(n_pairs, int) and n_pairs > 0:
+        text += f". No intervals were recorded; one pair moves a score by {number(1 / n_pairs, 2)}, so small gaps decide nothing"
+    keys = [(k, words) for k, words in HEADLINE_METRICS if any(k in r for r in rows)]
+    picked = ranked[:3] + ([ce] if ce is not None and ce not in ranked[:3] else []) + floors  # every row is in the evaluation section
+    return [Claim(text + ".", [{"method": r["method"], **{words: r.get(k) for k, words in keys}} for r in picked])]
 
 
 METRIC_COLUMNS = [

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import torch
 
 from ..cache import cache_path
+from ..jsonio import dumps
 
 MANIFEST = "stage.json"
 
@@ -76,7 +77,7 @@ def _store(entry: Path, value: Any, written: list[str], out: Path, seconds: floa
         shutil.copy2(out / rel, tmp / "files" / rel)
     tmp.mkdir(parents=True, exist_ok=True)
     digests = {rel: _sha256(tmp / "files" / rel) for rel in written}
-    (tmp / MANIFEST).write_text(json.dumps({"value": value, "files": written, "sha256": digests, "seconds": seconds}))
+    (tmp / MANIFEST).write_text(dumps({"value": value, "files": written, "sha256": digests, "seconds": seconds}, indent=None))
     shutil.rmtree(entry, ignore_errors=True)
     try:
         os.replace(tmp, entry)
