@@ -45,7 +45,9 @@ def mnist_ae(mnist_clf):
     import cemap
     from cemap.data.base import stack_images
 
-    return cemap.fit_autoencoder(mnist_clf, stack_images(cemap.get_dataset("mnist5k", split="train")), data_key="mnist5k-train")
+    return cemap.fit_autoencoder(
+        mnist_clf, stack_images(cemap.get_dataset("mnist5k", split="train")), data_key="mnist5k-train"
+    )
 
 
 class TinyNet(nn.Module):
@@ -71,4 +73,6 @@ def tiny_clf():
     import cemap
 
     torch.manual_seed(0)
-    return cemap.Classifier(TinyNet(), class_names=list("abcd"), head="softmax", input_shape=(3, 16, 16), default_layer="conv2", name="tiny")
+    return cemap.Classifier(
+        TinyNet(), class_names=list("abcd"), head="softmax", input_shape=(3, 16, 16), default_layer="conv2", name="tiny"
+    )

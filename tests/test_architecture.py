@@ -27,8 +27,13 @@ def test_no_study_function_is_longer_than_60_lines():
     long = []
     for path in sorted((PACKAGE / "studies").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_STUDY_FUNCTION:
-                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+            if (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.end_lineno - node.lineno + 1 > MAX_STUDY_FUNCTION
+            ):
+                long.append(
+                    f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+                )
     assert long == []
 
 
@@ -40,8 +45,26 @@ def test_no_module_is_longer_than_450_lines():
         assert "longer than" in ast.get_docstring(ast.parse((PACKAGE / name).read_text()))
 
 
-@pytest.mark.skipif(shutil.which("lint-imports", path=str(Path(sys.executable).parent)) is None, reason="import-linter is not installed")
+@pytest.mark.skipif(
+    shutil.which("lint-imports", path=str(Path(sys.executable).parent)) is None, reason="import-linter is not installed"
+)
 def test_imports_flow_one_way():
-    proc = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--config", str(ROOT / ".importlinter")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports"), "--config", str(ROOT / ".importlinter")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_no_module_imports_itself_round_a_cycle():
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("cemap")
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if graph.chain_exists(imported=module, importer=imported):  # module -> imported -> ... -> module
+                cycles.append(f"{module} <-> {imported}")
+    assert cycles == []

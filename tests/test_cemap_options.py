@@ -22,7 +22,9 @@ def test_log_odds_effect_is_the_logit_drop(head):
     from conftest import TinyNet
 
     torch.manual_seed(0)
-    clf = cemap.Classifier(TinyNet(), class_names=list("abcd"), head=head, input_shape=(3, 16, 16), default_layer="conv2", name="tiny")
+    clf = cemap.Classifier(
+        TinyNet(), class_names=list("abcd"), head=head, input_shape=(3, 16, 16), default_layer="conv2", name="tiny"
+    )
     g = torch.Generator().manual_seed(0)
     images = torch.rand(2, *clf.input_shape, generator=g)
     cm = CEMap(clf, cell=8, effect_scale="log_odds", incremental=False)
@@ -33,7 +35,10 @@ def test_log_odds_effect_is_the_logit_drop(head):
     if head == "sigmoid":  # a finding's log-odds are its logit
         want = base[:, None, 1] - masked[..., 1]
     else:
-        want = log_odds(base, "softmax")[:, None, 1] - log_odds(masked.reshape(-1, masked.shape[-1]), "softmax").reshape(masked.shape)[..., 1]
+        want = (
+            log_odds(base, "softmax")[:, None, 1]
+            - log_odds(masked.reshape(-1, masked.shape[-1]), "softmax").reshape(masked.shape)[..., 1]
+        )
     torch.testing.assert_close(effects, want, atol=1e-4, rtol=1e-4)
     assert clf.probabilities.__func__ is type(clf).probabilities  # the user's classifier is untouched
 

@@ -13,14 +13,17 @@ from cemap.causal.masks import fill_images
 from cemap.cli import main
 from cemap.models.classifier import Classifier, Normalize
 
-NO_GPU = "no CUDA device visible (torch.cuda.is_available() is False): the GPU path is tested by scripts/gpu_check.sh on a GPU machine"
+NO_GPU = ("no CUDA device visible (torch.cuda.is_available() is False): the GPU path is tested by scripts/gpu_check.sh "
+          "on a GPU machine")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_GPU)
 
 
 def _densenet(size: int = 64) -> Classifier:
     torch.manual_seed(0)
     net = torchvision.models.densenet121(weights=None, num_classes=4).eval()
-    return Classifier(net, list("abcd"), head="sigmoid", input_shape=(3, size, size), preprocess=Normalize([0.5] * 3, [0.25] * 3))
+    return Classifier(
+        net, list("abcd"), head="sigmoid", input_shape=(3, size, size), preprocess=Normalize([0.5] * 3, [0.25] * 3)
+    )
 
 
 @cuda
@@ -76,7 +79,9 @@ def test_the_autoencoder_trains_and_intervenes_where_the_classifier_runs():
         assert next(fitted.autoencoder.parameters()).device.type == device
         assert 0 <= fidelity(fitted, clf, images).agreement <= 1
         profiles[device] = LatentCE(clf, fitted).attribute(images.to(device)).cpu()
-    assert (profiles["cuda"] - profiles["cpu"]).abs().max() < 0.05  # 20 steps of Adam on two devices: close, not identical
+    assert (
+        profiles["cuda"] - profiles["cpu"]
+    ).abs().max() < 0.05  # 20 steps of Adam on two devices: close, not identical
 
 
 @cuda
@@ -86,7 +91,9 @@ def test_explainers_drive_a_gpu_classifier_from_cpu_images(method):
     from cemap.explain import get_explainer
 
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    options = {"rise": {"n_masks": 64}, "kernelshap": {"n_samples": 32}, "integrated-gradients": {"n_steps": 8}}.get(method, {})
+    options = {"rise": {"n_masks": 64}, "kernelshap": {"n_samples": 32}, "integrated-gradients": {"n_steps": 8}}.get(
+        method, {}
+    )
     cpu = get_explainer(method, _densenet(), **options).attribute(images, 1)
     gpu = get_explainer(method, _densenet().cuda(), **options).attribute(images, 1)
     assert gpu.device.type == "cpu" and gpu.shape == cpu.shape
@@ -106,11 +113,19 @@ def test_randomised_copies_are_the_same_network_on_every_device():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible: the no-GPU error cannot be shown here")
-@pytest.mark.parametrize("argv", [
-    ["bench", "--quick"], ["run", "--dataset", "mnist5k", "--limit", "1", "--out", "{tmp}/run"], ["predict", "{tmp}", "--model", "mnist-cnn"],
-    ["explain", "{tmp}", "--model", "mnist-cnn"], ["evaluate", "--dataset", "mnist5k"],
-    ["evaluate", "--dataset", "synthcxr", "--benchmark"], ["detect", "--dataset", "mnist5k"], ["demo", "--quick"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "--quick"],
+        ["run", "--dataset", "mnist5k", "--limit", "1", "--out", "{tmp}/run"],
+        ["predict", "{tmp}", "--model", "mnist-cnn"],
+        ["explain", "{tmp}", "--model", "mnist-cnn"],
+        ["evaluate", "--dataset", "mnist5k"],
+        ["evaluate", "--dataset", "synthcxr", "--benchmark"],
+        ["detect", "--dataset", "mnist5k"],
+        ["demo", "--quick"],
+    ],
+)
 def test_commands_asked_for_cuda_without_a_gpu_fail_with_one_line(argv, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--device", "cuda"]
     with pytest.raises(SystemExit) as exc:
@@ -154,7 +169,9 @@ def test_latent_profiles_take_cpu_images_on_a_gpu_classifier():
 
     images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(6))
     clf = _densenet().cuda()
-    fitted = fit_autoencoder(clf, images, layer="features.denseblock2", config=AEConfig(steps=5, batch_size=4), use_cache=False)
+    fitted = fit_autoencoder(
+        clf, images, layer="features.denseblock2", config=AEConfig(steps=5, batch_size=4), use_cache=False
+    )
     latent = LatentCE(clf, fitted)
     on_cpu_images, on_gpu_images = latent.attribute(images), latent.attribute(images.cuda())
     assert on_cpu_images.device.type == "cpu" and on_gpu_images.device.type == "cuda"

@@ -17,7 +17,9 @@ from cemap.detect.baselines import feature_squeezing_score, lid, max_softmax_sco
 @pytest.fixture
 def tiny_signature(tiny_clf):
     images = torch.rand(32, 3, 16, 16)
-    fitted = fit_autoencoder(tiny_clf, images, config=AEConfig(code=4, hidden=8, steps=4, batch_size=16), use_cache=False)
+    fitted = fit_autoencoder(
+        tiny_clf, images, config=AEConfig(code=4, hidden=8, steps=4, batch_size=16), use_cache=False
+    )
     return CESignature(tiny_clf, fitted, SignatureConfig(cell=4))
 
 
@@ -31,8 +33,14 @@ def test_map_statistics_by_hand():
     m = torch.zeros(1, 10, 10)
     m[0, 0, :] = 1.0  # all positive mass in 10 of 100 pixels
     m[0, 5, 5] = -2.0
-    s = dict(zip(("peak", "trough", "mean", "positive_mass", "negative_mass", "concentration", "entropy"),
-                 map_statistics(m, ("peak", "trough", "mean", "positive_mass", "negative_mass", "concentration", "entropy"))[0].tolist()))
+    s = dict(
+        zip(
+            ("peak", "trough", "mean", "positive_mass", "negative_mass", "concentration", "entropy"),
+            map_statistics(m, ("peak", "trough", "mean", "positive_mass", "negative_mass", "concentration", "entropy"))[
+                0
+            ].tolist(),
+        )
+    )
     assert s["peak"] == 1 and s["trough"] == -2 and s["mean"] == pytest.approx(0.08)
     assert s["positive_mass"] == pytest.approx(0.1) and s["negative_mass"] == pytest.approx(0.02)
     assert s["concentration"] == pytest.approx(1.0)
@@ -61,8 +69,13 @@ def test_signature_batched_differentiable_and_consistent(tiny_clf, tiny_signatur
 def test_detector_separates_saves_and_loads_identically(tmp_path):
     x, y = _blobs()
     x = np.exp(x) * 1e-3  # positive effects spanning orders of magnitude
-    det = CEDetector(C=1.0, log_scale=1e-3, log_features=[True] * 5 + [False], feature_names=[f"f{j}" for j in range(6)],
-                     signature_config={"cell": 4}).fit(x, y)
+    det = CEDetector(
+        C=1.0,
+        log_scale=1e-3,
+        log_features=[True] * 5 + [False],
+        feature_names=[f"f{j}" for j in range(6)],
+        signature_config={"cell": 4},
+    ).fit(x, y)
     scores = det.decision_function(x)
     assert auroc(y, scores) > 0.9
     assert np.mean(det.predict(x[y == 0])) <= 0.1  # threshold at 5% FPR of the clean fitting signatures
@@ -106,7 +119,9 @@ def test_detection_metrics():
     y = np.r_[np.zeros(100), np.ones(100)]
     s = np.r_[np.arange(100), np.arange(100) + 50.0]
     assert auroc(y, s) == pytest.approx(roc_auc_score(y, s))
-    assert tpr_at_fpr(y, s, 0.05) == pytest.approx(0.55)  # score >= 95 flags 5 clean (95..99) and 55 adversarial (95..149)
+    assert tpr_at_fpr(y, s, 0.05) == pytest.approx(
+        0.55
+    )  # score >= 95 flags 5 clean (95..99) and 55 adversarial (95..149)
     m = detection_metrics(np.arange(10.0), np.arange(10.0) + 100)
     assert m["auroc"] == 1.0 and m["tpr_at_5fpr"] == 1.0 and m["n_clean"] == 10
     with pytest.raises(cemap.CemapError):
@@ -134,7 +149,9 @@ def test_baselines(tiny_clf):
 def test_adaptive_pgd_uses_the_detector(tiny_clf, tiny_signature):
     x = torch.rand(4, 3, 16, 16)
     sig = tiny_signature.transform(x)
-    det = CEDetector().fit(np.r_[sig, sig + np.random.default_rng(0).normal(size=sig.shape)], np.r_[np.zeros(4), np.ones(4)])
+    det = CEDetector().fit(
+        np.r_[sig, sig + np.random.default_rng(0).normal(size=sig.shape)], np.r_[np.zeros(4), np.ones(4)]
+    )
     labels = tiny_clf(x).argmax(1)
     features = tiny_signature.transform_torch
     plain = AdaptivePGD(tiny_clf, features, det, weight=0.0, eps=0.05, steps=2, random_start=False)
@@ -178,11 +195,21 @@ def test_cedetector_is_a_scikit_learn_estimator():
     x, y = _blobs()
     det = CEDetector(C=0.1, log_scale=1e-3, feature_names=[f"f{j}" for j in range(6)])
     params = det.get_params()
-    assert params == {"C": 0.1, "log_scale": 1e-3, "fpr": 0.05, "feature_names": [f"f{j}" for j in range(6)], "log_features": None,
-                      "signature_config": None}
+    assert params == {
+        "C": 0.1,
+        "log_scale": 1e-3,
+        "fpr": 0.05,
+        "feature_names": [f"f{j}" for j in range(6)],
+        "log_features": None,
+        "signature_config": None,
+    }
     det.fit(x, y)
     assert det.get_params() == params  # fit leaves the constructor's parameters as given; what it learns ends in "_"
-    assert det.log_features is None and det.log_features_.tolist() == [True] * 6 and det.feature_names_ == params["feature_names"]
+    assert (
+        det.log_features is None
+        and det.log_features_.tolist() == [True] * 6
+        and det.feature_names_ == params["feature_names"]
+    )
     copy = clone(det)
     assert copy.get_params() == params and not hasattr(copy, "coef_")
     assert np.array_equal(copy.fit(x, y).decision_function(x), det.decision_function(x))
@@ -211,7 +238,9 @@ def test_signature_and_detector_are_one_scikit_learn_pipeline(tmp_path, tiny_clf
     loaded = load_detector(save_detector(pipe, tmp_path / "detector.npz"), tiny_clf, tiny_signature.fitted)
     assert loaded[0].signature_config == SignatureConfig(cell=4)  # the featuriser is rebuilt from the file
     assert np.allclose(loaded.decision_function(images), scores)
-    other = fit_autoencoder(tiny_clf, images, layer="conv1", config=AEConfig(code=4, hidden=8, steps=2, batch_size=16), use_cache=False)
+    other = fit_autoencoder(
+        tiny_clf, images, layer="conv1", config=AEConfig(code=4, hidden=8, steps=2, batch_size=16), use_cache=False
+    )
     with pytest.raises(cemap.CemapError, match="layer conv2"):
         load_detector(tmp_path / "detector.npz", tiny_clf, other)
 
@@ -249,10 +278,14 @@ def test_every_detectors_features_are_differentiable_and_agree(head):
     from cemap.detect import METHODS, DetectorFeatures
 
     torch.manual_seed(0)
-    clf = cemap.Classifier(TinyNet(), class_names=list("abcd"), head=head, input_shape=(3, 16, 16), default_layer="conv2", name="tiny")
+    clf = cemap.Classifier(
+        TinyNet(), class_names=list("abcd"), head=head, input_shape=(3, 16, 16), default_layer="conv2", name="tiny"
+    )
     images = torch.rand(40, 3, 16, 16)
     fitted = fit_autoencoder(clf, images, config=AEConfig(code=4, hidden=8, steps=4, batch_size=16), use_cache=False)
-    feats = DetectorFeatures(clf, fitted, images[:30], {"bits": (1,), "median_sizes": (2,)}, lid_k=5, signature=SignatureConfig(cell=4))
+    feats = DetectorFeatures(
+        clf, fitted, images[:30], {"bits": (1,), "median_sizes": (2,)}, lid_k=5, signature=SignatureConfig(cell=4)
+    )
     x = images[30:]
     arrays = feats(x)
     assert set(arrays) == set(METHODS)
@@ -301,10 +334,18 @@ def test_vectorised_intervals_equal_one_roc_per_resample():
     for fast, reference, estimate in (
         (bootstrap_auroc(c, a, 300), [auc(c[i], a[j]) for i, j in zip(ic, ia)], auc(c, a)),
         (bootstrap_tpr_at_fpr(c, a, 0.05, 300), [tpr(c[i], a[j]) for i, j in zip(ic, ia)], tpr(c, a)),
-        (paired_auroc_difference(c, a, c2, a2, 300), [auc(c[i], a[j]) - auc(c2[i], a2[j]) for i, j in zip(ic, ia)], auc(c, a) - auc(c2, a2)),
+        (
+            paired_auroc_difference(c, a, c2, a2, 300),
+            [auc(c[i], a[j]) - auc(c2[i], a2[j]) for i, j in zip(ic, ia)],
+            auc(c, a) - auc(c2, a2),
+        ),
     ):
         low, high = percentile_interval(np.array(reference))
-        assert fast.estimate == pytest.approx(estimate) and fast.low == pytest.approx(low) and fast.high == pytest.approx(high)
+        assert (
+            fast.estimate == pytest.approx(estimate)
+            and fast.low == pytest.approx(low)
+            and fast.high == pytest.approx(high)
+        )
 
 
 def test_headline_reads_the_verdict_from_the_interval():
@@ -323,5 +364,9 @@ def test_headline_reads_the_verdict_from_the_interval():
     rows = [row("pgd_minimal", "minimal", 0.05, 0.3), row("pgd_matched", "confidence-matched", -0.1, 0.2),
             row("cw", "converged C&W", -0.3, -0.01), row("pgd_high", "standard", 0.1, 0.2)]
     claims = headline("toy", {"mix": rows, "pgd_high": []}, {})
-    assert [c["claim"].split("CE is ")[1] for c in claims] == ["better than it.", "no different from it.", "worse than it."]
+    assert [c["claim"].split("CE is ")[1] for c in claims] == [
+        "better than it.",
+        "no different from it.",
+        "worse than it.",
+    ]
     assert "0.800 [0.700, 0.900]" in claims[0]["claim"] and claims[0]["table"][0]["attack"] == "pgd_minimal"

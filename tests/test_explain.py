@@ -12,7 +12,20 @@ from torch import nn
 import cemap
 from cemap.explain import CloneOutput, default_cam_layer, get_explainer, gradient_safe_copy, list_explainers
 
-METHODS = ["ce", "cam", "gradcam", "gradcam++", "scorecam", "occlusion", "integrated-gradients", "random", "centre", "ce-ms", "rise", "kernelshap"]
+METHODS = [
+    "ce",
+    "cam",
+    "gradcam",
+    "gradcam++",
+    "scorecam",
+    "occlusion",
+    "integrated-gradients",
+    "random",
+    "centre",
+    "ce-ms",
+    "rise",
+    "kernelshap",
+]
 GRADIENT_METHODS = ["cam", "gradcam", "gradcam++", "integrated-gradients"]
 
 
@@ -33,14 +46,23 @@ class GapNet(nn.Module):
 @pytest.fixture(scope="module")
 def gap_clf():
     torch.manual_seed(0)
-    return cemap.Classifier(GapNet(), class_names=list("abc"), head="sigmoid", input_shape=(1, 16, 16), cam_layer="relu", name="gap")
+    return cemap.Classifier(
+        GapNet(), class_names=list("abc"), head="sigmoid", input_shape=(1, 16, 16), cam_layer="relu", name="gap"
+    )
 
 
 @pytest.fixture(scope="module")
 def densenet():
     torch.manual_seed(0)
     net = torchvision.models.densenet121(weights=None, num_classes=3)
-    return cemap.Classifier(net, class_names=["a", "b", "c"], head="sigmoid", input_shape=(3, 64, 64), cam_layer="features.norm5", name="densenet121")
+    return cemap.Classifier(
+        net,
+        class_names=["a", "b", "c"],
+        head="sigmoid",
+        input_shape=(3, 64, 64),
+        cam_layer="features.norm5",
+        name="densenet121",
+    )
 
 
 def test_registry_lists_every_method_and_rejects_unknown(tiny_clf):
@@ -77,7 +99,9 @@ def test_targets_select_the_finding_of_a_multilabel_model(gap_clf):
         per_finding = [e.attribute(x, k) for k in range(3)]
         assert not torch.allclose(per_finding[0], per_finding[1])
         mixed = e.attribute(x, torch.tensor([0, 2]))
-        assert torch.allclose(mixed[0], per_finding[0][0], atol=1e-6) and torch.allclose(mixed[1], per_finding[2][1], atol=1e-6)
+        assert torch.allclose(mixed[0], per_finding[0][0], atol=1e-6) and torch.allclose(
+            mixed[1], per_finding[2][1], atol=1e-6
+        )
 
 
 def test_default_target_is_the_most_probable_class(mnist_clf, mnist_test):
@@ -114,7 +138,8 @@ def test_default_cam_layer_is_the_last_spatial_layer(tiny_clf, densenet):
 
 
 def test_clone_fix_keeps_densenets_true_activation(densenet):
-    """The trap: F.relu(inplace=True) in DenseNet.forward overwrites the hooked norm5 output; the copy's hooked layer keeps it."""
+    """The trap: F.relu(inplace=True) in DenseNet.forward overwrites the hooked norm5 output; the copy's hooked layer
+    keeps it."""
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         truth = densenet.model.features(x)
@@ -154,7 +179,9 @@ def test_gradcam_on_densenet_matches_a_hand_computation(densenet):
 
 @pytest.mark.parametrize("name", ["ce", *GRADIENT_METHODS, "occlusion"])
 def test_methods_run_on_torchvision_densenet121(name, densenet):
-    kw = {"occlusion": {"window": 16, "stride": 16}, "ce": {"cell": 16}, "integrated-gradients": {"n_steps": 8}}.get(name, {})
+    kw = {"occlusion": {"window": 16, "stride": 16}, "ce": {"cell": 16}, "integrated-gradients": {"n_steps": 8}}.get(
+        name, {}
+    )
     maps = get_explainer(name, densenet, **kw).attribute(torch.rand(2, 3, 64, 64), torch.tensor([0, 2]))
     assert maps.shape == (2, 64, 64) and torch.isfinite(maps).all()
 

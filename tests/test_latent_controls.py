@@ -1,4 +1,5 @@
-"""The controlled latent study: its controls are really matched, its tests find what is planted, and it runs end to end."""
+"""The controlled latent study: its controls are really matched, its tests find what is planted, and it runs end to
+end."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from cemap.studies.latent_controls.regions import box_regions, stroke_regions
 
 
 def fake_ctx(lung: torch.Tensor):
-    return SimpleNamespace(test=SimpleNamespace(lung_mask=lambda i: lung), generator=lambda s: torch.Generator().manual_seed(1))
+    return SimpleNamespace(
+        test=SimpleNamespace(lung_mask=lambda i: lung), generator=lambda s: torch.Generator().manual_seed(1)
+    )
 
 
 def test_box_controls_stay_in_the_lung_and_off_the_lesions():
@@ -35,7 +38,9 @@ def test_box_controls_stay_in_the_lung_and_off_the_lesions():
     boxes = [torch.tensor([[4.0, 6.0, 10.0, 12.0], [20.0, 10.0, 26.0, 14.0]]), torch.tensor([[19.0, 20.0, 27.0, 27.0]])]
     box_labels = [torch.tensor([0, 3]), torch.tensor([1])]
     batch = SimpleNamespace(images=images, boxes=boxes, box_labels=box_labels)
-    lesion, ctrl, fill, ctrl_fill, (share, squeezed) = box_regions(fake_ctx(lung), batch, [0, 1], torch.tensor([0, 1]), placements=3)
+    lesion, ctrl, fill, ctrl_fill, (share, squeezed) = box_regions(
+        fake_ctx(lung), batch, [0, 1], torch.tensor([0, 1]), placements=3
+    )
     assert share.tolist() == [1.0, 1.0] and squeezed == 0
     assert lesion[0].sum() == 36 and lesion[1].sum() == 56
     assert not lesion[0, 10:14, 20:26].any()  # only the chosen finding's box is masked
@@ -102,10 +107,14 @@ def test_holm():
 def test_study_on_mnist(tmp_path, mnist_clf, mnist_ae):
     """End to end on a few MNIST digits (the built-in model and autoencoder come from the cache)."""
     ctx = StudyContext("mnist5k", tmp_path, seed=0, quick=True, draw=draw)
-    res = lc.run_latent_controls(ctx, lc.LatentControlsConfig(n_images=6, pgd_steps=3, placements=2, concept_images=40, align_images=100))
+    res = lc.run_latent_controls(
+        ctx, lc.LatentControlsConfig(n_images=6, pgd_steps=3, placements=2, concept_images=40, align_images=100)
+    )
     js = json.loads((tmp_path / "latent_controls.json").read_text())
     assert js == json.loads(json.dumps(res.to_json()))
-    assert (tmp_path / "latent_controls.png").stat().st_size > 1000 and (tmp_path / "latent_concepts.png").stat().st_size > 1000
+    assert (tmp_path / "latent_controls.png").stat().st_size > 1000 and (
+        tmp_path / "latent_concepts.png"
+    ).stat().st_size > 1000
     concepts = json.loads((tmp_path / "latent_concepts.json").read_text())
     assert len(concepts["rows"]) == 16 and set(concepts["images"]).isdisjoint(js["images"])
     assert js["n_images"] == 6 and js["headline"] and js["headline"][0]["table"]
@@ -120,25 +129,32 @@ def test_study_on_mnist(tmp_path, mnist_clf, mnist_ae):
         assert len(js["adversarial"]["comparisons"]) == 3
         pixels = js["adversarial"]["pixels_changed"]
         assert pixels["Gaussian noise (matched L2)"]["l2"] == pytest.approx(pixels["PGD"]["l2"], rel=1e-2)
-    assert js["masking"]["pixels_changed"]["condition_l2"] == pytest.approx(js["masking"]["pixels_changed"]["control_l2"], rel=1e-4)
+    assert js["masking"]["pixels_changed"]["condition_l2"] == pytest.approx(
+        js["masking"]["pixels_changed"]["control_l2"], rel=1e-4
+    )
 
 
 @pytest.mark.slow
 def test_study_on_synthcxr(tmp_path):
     ctx = StudyContext("synthcxr", tmp_path, seed=0, quick=True)
-    res = lc.run_latent_controls(ctx, lc.LatentControlsConfig(n_images=12, pgd_steps=5, placements=2, concept_images=64, align_images=200))
+    res = lc.run_latent_controls(
+        ctx, lc.LatentControlsConfig(n_images=12, pgd_steps=5, placements=2, concept_images=64, align_images=200)
+    )
     js = res.to_json()
     assert js["masking"]["condition"].startswith("true lesion box")
     assert "Effusion" in js["concepts"]["coverage"]["best_channel"]
 
 
 def test_claims_and_figure_without_comparisons(tmp_path):
-    """A dataset with neither boxes nor strokes, and an attack that never succeeded: verdicts say so, the figure still draws."""
+    """A dataset with neither boxes nor strokes, and an attack that never succeeded: verdicts say so, the figure still
+    draws."""
     masking = {"comparisons": [], "per_channel": [], "note": "not computed: no boxes"}
     adversarial = {"comparisons": [], "per_channel": [], "note": "fewer than 2 attacks succeeded: nothing to compare"}
     headline, claims = claims_for("x", masking, adversarial, False)
     assert headline == []
     assert claims["lesion_specific"]["verdict"] == "not computed: no boxes"
     assert claims["adversarial_specific"]["verdict"].startswith("not measured: fewer than 2")
-    control_panels(ControlPanels("f.png", "x", masking, adversarial, [f"Z{j}" for j in range(4)], 0.05), tmp_path / "f.png")
+    control_panels(
+        ControlPanels("f.png", "x", masking, adversarial, [f"Z{j}" for j in range(4)], 0.05), tmp_path / "f.png"
+    )
     assert (tmp_path / "f.png").exists()

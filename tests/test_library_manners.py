@@ -75,7 +75,11 @@ def test_cemaps_own_methods_are_explainers_of_the_one_family(tiny_clf):
     images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     ce = get_explainer("ce", tiny_clf, cell=4)
     assert isinstance(ce, cemap.CEMap) and isinstance(cemap.AdaptiveCEMap(tiny_clf), Explainer)
-    assert torch.equal(ce.attribute(images, 1), cemap.CEMap(tiny_clf, cell=4).attribute(images, 1))  # chunked or not, the same maps
-    fitted = cemap.fit_autoencoder(tiny_clf, images, config=cemap.AEConfig(code=4, hidden=8, steps=2, batch_size=3), use_cache=False)
+    assert torch.equal(
+        ce.attribute(images, 1), cemap.CEMap(tiny_clf, cell=4).attribute(images, 1)
+    )  # chunked or not, the same maps
+    fitted = cemap.fit_autoencoder(
+        tiny_clf, images, config=cemap.AEConfig(code=4, hidden=8, steps=2, batch_size=3), use_cache=False
+    )
     latent = cemap.LatentCE(tiny_clf, fitted)
     assert isinstance(latent, LayerExplainer) and latent.layer == "conv2" and latent.attribute(images).shape == (3, 4)

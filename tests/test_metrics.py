@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -99,7 +100,8 @@ def test_iobb_peak_region_versus_all_regions():
 
 
 def test_random_map_scores_chance():
-    """Averaged over many random maps, pointing game and energy pointing equal the box's area share; peak-region IoBB is chance too."""
+    """Averaged over many random maps, pointing game and energy pointing equal the box's area share; peak-region IoBB
+    is chance too."""
     clf = cemap.Classifier(nn.Flatten(), class_names=["x"], head="sigmoid", input_shape=(1, H, W))
     maps = get_explainer("random", clf, seed=1).attribute(torch.zeros(4000, 1, H, W))
     boxes = [BOX] * len(maps)
@@ -125,7 +127,9 @@ def test_deletion_auc_of_the_mean_model_by_hand(mean_clf):
     values = np.sort(img.flatten().numpy())[::-1]
     by_hand = np.array([values[k:].sum() / 16 for k in range(17)])
     expected = np.trapezoid(by_hand, np.linspace(0, 1, 17))
-    assert deletion_auc(mean_clf, img, img[:, 0], target, steps=16, output="logit").item() == pytest.approx(expected, rel=1e-5)
+    assert deletion_auc(mean_clf, img, img[:, 0], target, steps=16, output="logit").item() == pytest.approx(
+        expected, rel=1e-5
+    )
     # Deleting the darkest first keeps the score up longer: a worse (higher) deletion AUC.
     assert deletion_auc(mean_clf, img, -img[:, 0], target, steps=16, output="logit").item() > expected
 
@@ -228,7 +232,11 @@ def test_evaluation_pairs_one_per_finding_with_boxes():
             return 3
 
         def __getitem__(self, i):
-            boxes = [torch.zeros(0, 4), torch.tensor([[0.0, 0, 4, 4], [4, 4, 8, 8], [1, 1, 2, 2]]), torch.tensor([[2.0, 2, 6, 6]])][i]
+            boxes = [
+                torch.zeros(0, 4),
+                torch.tensor([[0.0, 0, 4, 4], [4, 4, 8, 8], [1, 1, 2, 2]]),
+                torch.tensor([[2.0, 2, 6, 6]]),
+            ][i]
             labels = [torch.zeros(0, dtype=torch.long), torch.tensor([0, 1, 0]), torch.tensor([1])][i]
             return Sample(image=torch.zeros(1, 8, 8), labels=torch.zeros(2), id=f"s{i}", boxes=boxes, box_labels=labels)
 
@@ -249,10 +257,10 @@ def test_ce_tuning_is_cached_per_model_and_reused(tmp_path, monkeypatch, tiny_cl
         return {"fill": "blur"}, [{"options": {"fill": "blur"}, "pointing_game": 1.0}]
 
     monkeypatch.setattr(study, "tune_ce", fake_tune)
-    monkeypatch.setattr(study, "get_dataset", lambda name, split, **kw: None)
-    first = study.cached_tune_ce(tiny_clf, "synthcxr", {}, study.EvalConfig())
-    second = study.cached_tune_ce(tiny_clf, "synthcxr", {}, study.EvalConfig())
-    other_seed = study.cached_tune_ce(tiny_clf, "synthcxr", {}, study.EvalConfig(seed=1))
+    ctx = SimpleNamespace(classifier=tiny_clf, dataset="synthcxr", dataset_options={}, train=None)  # the train split is never read
+    first = study.cached_tune_ce(ctx, study.EvalConfig())
+    second = study.cached_tune_ce(ctx, study.EvalConfig())
+    other_seed = study.cached_tune_ce(ctx, study.EvalConfig(seed=1))
     assert calls == [study.TUNE_IMAGES, study.TUNE_IMAGES]
     assert first["chosen"] == second["chosen"] == other_seed["chosen"] == {"fill": "blur"}
     assert "from_cache" not in first and second["from_cache"].endswith(".json")
@@ -274,7 +282,9 @@ def test_marker_share_column_counts_only_tagged_images(tiny_clf):
         shortcut_box = torch.tensor([0.0, 0.0, 4.0, 4.0])
         has_shortcut = torch.tensor([True, False])
 
-    pairs = Pairs(torch.rand(2, 3, 16, 16), torch.tensor([0, 1]), [torch.zeros(0, 4)] * 2, ["a", "b"], torch.tensor([0, 1]))
+    pairs = Pairs(
+        torch.rand(2, 3, 16, 16), torch.tensor([0, 1]), [torch.zeros(0, 4)] * 2, ["a", "b"], torch.tensor([0, 1])
+    )
     masks = _marker_masks(Tagged(), pairs)
     assert masks[0].sum() == 16 and masks[1].sum() == 0
     row, maps = evaluate_method("centre", tiny_clf, pairs, EvalConfig(n_robust=2, steps=2), masks)

@@ -4,6 +4,7 @@ typed result, and the report renders from that output alone (no hand-made dicts)
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,7 +19,12 @@ from cemap.studies.context import StudyContext
 from cemap.studies.detection import DetectionConfig, DetectionResult, run_detection
 from cemap.studies.evaluation import EvalConfig, EvaluationResult, run_evaluation
 from cemap.studies.explain_files import ExplainConfig, ExplainResult, run_explain
-from cemap.studies.latent_controls import ConceptsResult, LatentControlsConfig, LatentControlsResult, run_latent_controls
+from cemap.studies.latent_controls import (
+    ConceptsResult,
+    LatentControlsConfig,
+    LatentControlsResult,
+    run_latent_controls,
+)
 from cemap.studies.overview import OverviewConfig, OverviewResult, run_overview
 
 
@@ -30,14 +36,23 @@ def strict_json(path):
 
 @pytest.fixture(scope="module")
 def study_folder(tmp_path_factory, mnist_clf, mnist_ae):
-    """Each study's quick form on MNIST, into one run folder (the built-in model and autoencoder come from the cache)."""
+    """Each study's quick form on MNIST, into one run folder (the built-in model and autoencoder come from the
+    cache)."""
     out = tmp_path_factory.mktemp("studies")
     ctx = StudyContext("mnist5k", out, seed=0, quick=True, draw=draw)
     results = [
         run_overview(ctx, OverviewConfig(n_images=4)),
-        run_latent_controls(ctx, LatentControlsConfig(n_images=6, pgd_steps=3, placements=2, concept_images=40, align_images=100)),
+        run_latent_controls(
+            ctx, LatentControlsConfig(n_images=6, pgd_steps=3, placements=2, concept_images=40, align_images=100)
+        ),
         run_evaluation(ctx, EvalConfig(n_images=6, n_robust=2, steps=4, methods=("ce", "gradcam", "random"))),
-        run_detection(ctx, DetectionConfig.quick()),
+        # the quick size, smaller still: the adaptive sweep against two detectors, not six
+        run_detection(
+            ctx,
+            replace(
+                DetectionConfig.quick(), n_fit=12, n_eval=12, n_reference=40, cw_steps=5, adaptive_methods=("ce", "msp")
+            ),
+        ),
     ]
     write_report(out)
     return out, results
@@ -58,8 +73,13 @@ def test_the_report_renders_from_the_studies_own_output(study_folder):
     out, results = study_folder
     run = read_run_folder(out)
     assert run.problems == []
-    kinds = {"metrics": OverviewResult, "latent_controls": LatentControlsResult, "evaluation": EvaluationResult, "detection": DetectionResult,
-             "latent_concepts": ConceptsResult}
+    kinds = {
+        "metrics": OverviewResult,
+        "latent_controls": LatentControlsResult,
+        "evaluation": EvaluationResult,
+        "detection": DetectionResult,
+        "latent_concepts": ConceptsResult,
+    }
     assert {k: type(v) for k, v in run.results.items()} == kinds
     claims = headlines(run)
     by_source = {c.source for c in claims}
@@ -67,9 +87,23 @@ def test_the_report_renders_from_the_studies_own_output(study_folder):
     detection = next(r for r in results if isinstance(r, DetectionResult))
     assert [c.text for c in claims if c.source == "detection.json"] == [c.text for c in detection.headline()]
     html = render_html(run)
-    for anchor in ("headline", "settings", "explorer", "fidelity", "concepts", "maps", "profiles", "evaluation", "detection", "values", "files"):
+    for anchor in (
+        "headline",
+        "settings",
+        "explorer",
+        "fidelity",
+        "concepts",
+        "maps",
+        "profiles",
+        "evaluation",
+        "detection",
+        "values",
+        "files",
+    ):
         assert f'id="{anchor}"' in html, anchor
-    assert "Not computed in this run" not in html.split('id="settings"')[0]  # every question of the first screen is answered
+    assert (
+        "Not computed in this run" not in html.split('id="settings"')[0]
+    )  # every question of the first screen is answered
     assert "mnist-cnn" in html and (out / "report.html").stat().st_size > 10_000
 
 

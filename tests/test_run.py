@@ -92,7 +92,12 @@ def test_corrupt_png_is_recorded_and_every_other_image_has_its_row(reference, di
     ids = [r["id"] for r in reference.rows(["id"])]
     assert sorted(ids) == sorted(str(p.relative_to(digits / "test")) for p in (digits / "test").rglob("img*.png"))
     summary = run_summary(reference.folder)
-    assert (summary["n_images"], summary["n_rows"], summary["n_errors"], summary["n_shards"]) == (N_ITEMS, N_TEST, 1, N_SHARDS)
+    assert (summary["n_images"], summary["n_rows"], summary["n_errors"], summary["n_shards"]) == (
+        N_ITEMS,
+        N_TEST,
+        1,
+        N_SHARDS,
+    )
 
 
 def test_reader_gives_rows_and_maps_that_fit_the_model(reference):
@@ -140,10 +145,14 @@ def test_torchrun_two_processes_match_one_process(tmp_path, digits, reference):
 
 def test_existing_run_needs_resume_and_the_same_settings(digits, reference):
     options = {"root": str(digits), "channels": 1, "size": 28}
-    config = RunConfig(dataset="imagefolder", model="mnist-cnn", dataset_options=options, shard_size=SHARD, batch_size=BATCH)
+    config = RunConfig(
+        dataset="imagefolder", model="mnist-cnn", dataset_options=options, shard_size=SHARD, batch_size=BATCH
+    )
     with pytest.raises(CemapError, match="already holds a run"):
         run_dataset(config, reference.folder)
-    changed = RunConfig(dataset="imagefolder", model="mnist-cnn", dataset_options=options, shard_size=SHARD, batch_size=2)
+    changed = RunConfig(
+        dataset="imagefolder", model="mnist-cnn", dataset_options=options, shard_size=SHARD, batch_size=2
+    )
     with pytest.raises(CemapError, match="different settings.*batch_size"):
         run_dataset(changed, reference.folder, resume=True)
 

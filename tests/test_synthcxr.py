@@ -166,7 +166,7 @@ def test_loaded_cxr_cnn_is_the_trained_network_with_batchnorm_folded_and_fast_po
             got = torch.nn.Sequential(*list(clf.model.features)[: int(name.split(".")[1]) + 1])(clf.preprocess(x))
             want = torch.nn.Sequential(*list(trained.features)[: int(name.split(".")[1]) + 1])(clf.preprocess(x))
             assert torch.allclose(got, want, rtol=1e-5, atol=1e-4)
-        split = cemap.split_classifier(clf)  # the pooling's own branches must not push the split onto hooks
+        split = cemap.causal.split_classifier(clf)  # the pooling's own branches must not push the split onto hooks
         act, extras = split.activation(x)
         assert split.method == "fx" and extras == () and torch.allclose(split.finish(act, extras), clf(x), rtol=1e-5, atol=1e-4)
     grads = []

@@ -54,7 +54,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """cemap: causal-effect maps, latent CE profiles and CE-based adversarial detection."""
 
@@ -73,7 +75,13 @@ def _track_out(argv: list[str]) -> None:
     """Note the folders of ``--out`` that do not exist yet: a failed command removes them again when they stay empty."""
     common.forget_outputs()  # only this command's folders (tests run several commands in one process)
     for i, arg in enumerate(argv):
-        value = argv[i + 1] if arg in ("--out", "-o") and i + 1 < len(argv) else arg.partition("=")[2] if arg.startswith("--out=") else None
+        value = (
+            argv[i + 1]
+            if arg in ("--out", "-o") and i + 1 < len(argv)
+            else arg.partition("=")[2]
+            if arg.startswith("--out=")
+            else None
+        )
         if value:
             common.track_output(Path(value))
 
@@ -83,7 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     tune_allocator()  # the command owns its process; `import cemap` alone never retunes the allocator
     try:
         code = app(args=argv, prog_name="cemap", standalone_mode=False)
-        if code == 130:  # typer turns Ctrl-C inside a command into Exit(130), returned (not raised) outside standalone mode
+        if (
+            code == 130
+        ):  # typer turns Ctrl-C inside a command into Exit(130), returned (not raised) outside standalone mode
             raise KeyboardInterrupt
         if isinstance(code, int) and code:
             sys.exit(code)
@@ -100,7 +110,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(130)
         cause = exc.__cause__
         detail = f" ({cause})" if cause is not None and str(cause) else ""
-        _fail(f"a file ended before it was complete{detail}: an empty or truncated input, weights or cache file (delete or replace it and rerun)")
+        _fail(
+            f"a file ended before it was complete{detail}: an empty or truncated input, weights or cache file (delete "
+            "or replace it and rerun)"
+        )
     except typer.TyperException as exc:  # usage errors (bad flag, unknown command, bad value) in non-standalone mode
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
@@ -113,7 +126,10 @@ def main(argv: list[str] | None = None) -> None:
         where = next((e.filename for e in _chain(exc) if isinstance(e, OSError) and e.filename), None)
         if not (is_disk_full(exc) or torch_writer_error(exc) and nearly_full(Path(where or ".").parent)):
             raise
-        _fail(f"no space left on the device{f' while writing {where}' if where else ''} (free some space and rerun; a cemap run continues with --resume and keeps every committed shard)")
+        _fail(
+            f"no space left on the device{f' while writing {where}' if where else ''} (free some space and rerun; a "
+            "cemap run continues with --resume and keeps every committed shard)"
+        )
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:

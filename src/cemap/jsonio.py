@@ -47,7 +47,9 @@ def dumps(value: Any, indent: int | None = 2, compact: bool = False, sort_keys: 
     return json.dumps(jsonable(value), indent=indent, separators=separators, sort_keys=sort_keys, allow_nan=False)
 
 
-def write_json(path: str | Path, value: Any, indent: int | None = 2, compact: bool = False, sort_keys: bool = False) -> Path:
+def write_json(
+    path: str | Path, value: Any, indent: int | None = 2, compact: bool = False, sort_keys: bool = False
+) -> Path:
     """Write ``value`` to ``path`` through a temporary sibling and a rename, so a crash never leaves half a file.
 
     A failed write (a full disk, say) removes the temporary file and raises one CemapError naming ``path``.

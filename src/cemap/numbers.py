@@ -6,7 +6,8 @@ claims and tables (a fixed format such as ``.3f``) both call :func:`format_inter
 An interval is any mapping with ``estimate``, ``low`` and ``high`` (as
 :class:`cemap.evaluate.bootstrap.Interval` writes it: plus ``n`` and ``level``, and ``verdict`` for a
 difference). Its decimals follow its width: enough to show the width with two significant digits,
-never more. A lone number gets three significant digits (fewer only where the value is exactly that short, e.g. 0.01 or 1).
+never more. A lone number gets three significant digits (fewer only where the value is exactly that short, e.g. 0.01 or
+1).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ MAX_DECIMALS = 4
 
 
 def is_interval(value: Any) -> bool:
-    return isinstance(value, dict) and all(isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool) for k in ("estimate", "low", "high"))
+    return isinstance(value, dict) and all(
+        isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool)
+        for k in ("estimate", "low", "high")
+    )
 
 
 def decimals_for_width(width: float) -> int:

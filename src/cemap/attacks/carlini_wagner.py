@@ -25,10 +25,24 @@ class CarliniWagnerL2(Attack):
             raise CemapError("C&W needs kappa >= 0, c > 0, steps >= 1, search_steps >= 1 and lr > 0")
         if max_l2 is not None and max_l2 <= 0:
             raise CemapError(f"max_l2 must be positive, got {max_l2}")
-        self.kappa, self.c, self.steps, self.search_steps, self.lr, self.max_l2 = float(kappa), float(c), int(steps), int(search_steps), float(lr), max_l2
+        self.kappa, self.c, self.steps, self.search_steps, self.lr, self.max_l2 = (
+            float(kappa),
+            float(c),
+            int(steps),
+            int(search_steps),
+            float(lr),
+            max_l2,
+        )
 
     def budget(self) -> dict:
-        return {"norm": "l2", "kappa": self.kappa, "max_l2": self.max_l2, "c0": self.c, "steps": self.steps, "search_steps": self.search_steps}
+        return {
+            "norm": "l2",
+            "kappa": self.kappa,
+            "max_l2": self.max_l2,
+            "c0": self.c,
+            "steps": self.steps,
+            "search_steps": self.search_steps,
+        }
 
     def perturb(self, images, labels, target, original):
         b = images.shape[0]

@@ -88,14 +88,18 @@ def tv_match(h_enc: torch.Tensor, h_dec: torch.Tensor) -> torch.Tensor:
 def prediction_kl(classifier: Classifier, teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
     """Per-sample KL(teacher || student): softmax over classes, or summed Bernoulli KLs per finding."""
     if classifier.head == "softmax":
-        return F.kl_div(F.log_softmax(student_logits, -1), F.log_softmax(teacher_logits, -1), log_target=True, reduction="none").sum(-1)
+        return F.kl_div(
+            F.log_softmax(student_logits, -1), F.log_softmax(teacher_logits, -1), log_target=True, reduction="none"
+        ).sum(-1)
     p = torch.sigmoid(teacher_logits)
     logp, log1mp = F.logsigmoid(teacher_logits), F.logsigmoid(-teacher_logits)
     logq, log1mq = F.logsigmoid(student_logits), F.logsigmoid(-student_logits)
     return (p * (logp - logq) + (1 - p) * (log1mp - log1mq)).sum(-1)
 
 
-def autoencoder_loss(ae: LatentAutoencoder, split: Split, classifier: Classifier, act, extras, teacher_logits, cfg: AEConfig) -> torch.Tensor:
+def autoencoder_loss(
+    ae: LatentAutoencoder, split: Split, classifier: Classifier, act, extras, teacher_logits, cfg: AEConfig
+) -> torch.Tensor:
     z, h_enc = ae.encode(act)
     recon, h_dec = ae.decode(z, act)
     rec = (recon - act).abs().mean()
@@ -149,10 +153,18 @@ def fit_autoencoder(
     cfg = config or AEConfig()
     images = classifier.check_images(images)
     data_key = data_key or _data_fingerprint(images)
-    images = images.to(classifier.device)  # trained where the classifier runs (the initial weights are drawn on the CPU)
+    images = images.to(
+        classifier.device
+    )  # trained where the classifier runs (the initial weights are drawn on the CPU)
     split = split_classifier(classifier, layer)
     channels = _channels(split, images)
-    key = {"model": model_fingerprint(classifier), "layer": split.layer, "data": data_key, "init": "seeded", **asdict(cfg)}
+    key = {
+        "model": model_fingerprint(classifier),
+        "layer": split.layer,
+        "data": data_key,
+        "init": "seeded",
+        **asdict(cfg),
+    }
     path = cache_path("autoencoders", classifier.name or "model", key)
     entry = load_cached(path) if use_cache else None  # a damaged entry is moved aside and retrained, never used
     if entry is not None:
@@ -177,7 +189,8 @@ def restore_autoencoder(state_dict: dict, split: Split, config: AEConfig, device
                         channels: int | None = None) -> FittedAutoencoder:
     """The autoencoder whose weights ``state_dict`` holds (cemap's cache, a run folder), at ``split``, in eval mode.
 
-    ``channels``: the cut activation's channels when known (weights for another layer then fail to load, a RuntimeError);
+    ``channels``: the cut activation's channels when known (weights for another layer then fail to load, a
+    RuntimeError);
     by default they are read from the weights.
     """
     channels = channels if channels is not None else state_dict["enc1.weight"].shape[1]

@@ -27,8 +27,19 @@ from .effects import check_effect_scale, class_effect, log_odds_view, resolve_ta
 from .explainer import Explainer
 from .incremental import MAX_COST_RATIO, incremental_masking
 from .masks import fill_images, grid_masks
-from .planning import (GPU_FULL_CHUNK, GPU_WINDOW_FACTOR, PLANS, MaskPlan, activation_bytes, cpu_plan, device_name, measure,
-                       memory_cap, on_gpu, workload_bucket)
+from .planning import (
+    GPU_FULL_CHUNK,
+    GPU_WINDOW_FACTOR,
+    PLANS,
+    MaskPlan,
+    activation_bytes,
+    cpu_plan,
+    device_name,
+    measure,
+    memory_cap,
+    on_gpu,
+    workload_bucket,
+)
 
 
 INCREMENTAL_CHUNKS = 8  # masked images per incremental pass, in full-pass chunks (cxr-cnn: 256 best of 32-512)
@@ -129,7 +140,11 @@ class CEMap(Explainer):
         return self.masks.shape[0] + 1
 
     def effects_for_masks(
-        self, images: torch.Tensor, masks: torch.Tensor, target: int | torch.Tensor | None = None, differentiable: bool = False
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        target: int | torch.Tensor | None = None,
+        differentiable: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B x M class CEs of masking each of ``masks`` in each image, the B targets used).
 
@@ -159,8 +174,11 @@ class CEMap(Explainer):
         which = torch.arange(m).repeat(b)
         return self.pair_probabilities(images, owner, masks, which).reshape(b, m, -1)
 
-    def pair_probabilities(self, images: torch.Tensor, owner: torch.Tensor, masks: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
-        """N x K probabilities of ``images[owner[n]]`` with ``masks[which[n]]`` filled, in chunks as :meth:`plan` says."""
+    def pair_probabilities(
+        self, images: torch.Tensor, owner: torch.Tensor, masks: torch.Tensor, which: torch.Tensor
+    ) -> torch.Tensor:
+        """N x K probabilities of ``images[owner[n]]`` with ``masks[which[n]]`` filled, in chunks as :meth:`plan`
+        says."""
         device = images.device
         owner, which, masks = owner.to(device), which.to(device), masks.to(device)
         if owner.numel() == 0:
@@ -170,16 +188,31 @@ class CEMap(Explainer):
             plan = self.plan(images, owner, masks, which, fills)
             return self._evaluate(plan, images, owner, masks, which, fills)
 
-    def plan(self, images: torch.Tensor, owner: torch.Tensor, masks: torch.Tensor, which: torch.Tensor, fills: torch.Tensor) -> MaskPlan:
+    def plan(
+        self, images: torch.Tensor, owner: torch.Tensor, masks: torch.Tensor, which: torch.Tensor, fills: torch.Tensor
+    ) -> MaskPlan:
         """How to evaluate these masked images: the CPU rules, the caller's ``chunk_size``, or on a GPU the fastest
         candidate measured on this call's own inputs (kept per classifier for calls of a similar size)."""
         worthwhile = self.incremental is not None and self.incremental.worthwhile(masks)
         if not on_gpu(images.device) or self.given_chunk:
             plan = cpu_plan(self.classifier.input_shape, self.precision, worthwhile, self.given_chunk)
-            return plan if not worthwhile else MaskPlan(INCREMENTAL_CHUNKS * plan.chunk, True, plan.channels_last, plan.source)
+            return (
+                plan
+                if not worthwhile
+                else MaskPlan(INCREMENTAL_CHUNKS * plan.chunk, True, plan.channels_last, plan.source)
+            )
         if torch.is_grad_enabled():  # a differentiable map (adaptive attacks) holds its graph: chunks stay small
-            return MaskPlan(default_chunk(self.classifier.input_shape, images.device, self.precision), False, False, "gradients")
-        key = (str(images.device), self.precision, tuple(masks.shape), int(masks.sum()), str(self.fill), workload_bucket(owner.numel()))
+            return MaskPlan(
+                default_chunk(self.classifier.input_shape, images.device, self.precision), False, False, "gradients"
+            )
+        key = (
+            str(images.device),
+            self.precision,
+            tuple(masks.shape),
+            int(masks.sum()),
+            str(self.fill),
+            workload_bucket(owner.numel()),
+        )
         plan = PLANS.get(self.classifier, key)
         if plan is None:
             plan = self._measured_plan(images, owner, masks, which, fills)
@@ -187,9 +220,12 @@ class CEMap(Explainer):
         return plan
 
     def _measured_plan(self, images, owner, masks, which, fills) -> MaskPlan:
-        """Time full passes (both layouts for multi-channel images) and, where the cost estimate promises a saving, windows."""
+        """Time full passes (both layouts for multi-channel images) and, where the cost estimate promises a saving,
+        windows."""
         device, n = images.device, owner.numel()
-        cap = memory_cap(activation_bytes(self.classifier.predict_proba, list(self.classifier.modules()), images[:1]), device)
+        cap = memory_cap(
+            activation_bytes(self.classifier.predict_proba, list(self.classifier.modules()), images[:1]), device
+        )
         full = min(GPU_FULL_CHUNK, cap, n)
         layouts = (False, True) if self.classifier.input_shape[0] > 1 else (False,)
         runs = {}
@@ -200,12 +236,19 @@ class CEMap(Explainer):
             windowed = min(GPU_WINDOW_FACTOR * full, GPU_WINDOW_FACTOR * cap, n)
             plan = MaskPlan(windowed, True, False, "candidate")
             runs[plan.name] = (plan, windowed)
-        seconds = measure({name: (lambda p=p, k=k: self._evaluate(p, images, owner[:k], masks, which[:k], fills)) for name, (p, k) in runs.items()},
-                          device)
+        seconds = measure(
+            {
+                name: (lambda p=p, k=k: self._evaluate(p, images, owner[:k], masks, which[:k], fills))
+                for name, (p, k) in runs.items()
+            },
+            device,
+        )
         per_image = {name: seconds[name] / runs[name][1] for name in runs}
         best = min(per_image, key=per_image.get)
         chosen = runs[best][0]
-        return MaskPlan(chosen.chunk, chosen.windows, chosen.channels_last, f"measured on {device_name(device)}", per_image)
+        return MaskPlan(
+            chosen.chunk, chosen.windows, chosen.channels_last, f"measured on {device_name(device)}", per_image
+        )
 
     def _evaluate(self, plan: MaskPlan, images, owner, masks, which, fills) -> torch.Tensor:
         if plan.windows:
@@ -223,7 +266,9 @@ class CEMap(Explainer):
         """Every plan this classifier's CE maps have used on a GPU so far (the candidates' times included)."""
         return [p.as_json() for p in PLANS.all_for(self.classifier)]
 
-    def attribute(self, images: torch.Tensor, target: int | torch.Tensor | None = None, differentiable: bool = False) -> torch.Tensor:
+    def attribute(
+        self, images: torch.Tensor, target: int | torch.Tensor | None = None, differentiable: bool = False
+    ) -> torch.Tensor:
         """CE maps of ``images`` for ``target``.
 
         Args:
@@ -239,7 +284,9 @@ class CEMap(Explainer):
             return self._explain(images, target, differentiable)
         return super().attribute(images, target)
 
-    def _explain(self, images: torch.Tensor, target: int | torch.Tensor | None, differentiable: bool = False) -> torch.Tensor:
+    def _explain(
+        self, images: torch.Tensor, target: int | torch.Tensor | None, differentiable: bool = False
+    ) -> torch.Tensor:
         effects, _ = self.effects_for_masks(images, self.masks, target, differentiable)
         masks = self.masks.to(effects.device)
         if not self.scale_sizes:

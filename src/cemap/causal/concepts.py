@@ -24,7 +24,9 @@ def one_hot_labels(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def channel_codes(classifier: Classifier, fitted: FittedAutoencoder, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+def channel_codes(
+    classifier: Classifier, fitted: FittedAutoencoder, images: torch.Tensor, batch_size: int = 64
+) -> torch.Tensor:
     """N x k x h x w: the code Z = E(g(x)) of every image."""
     images = classifier.check_images(images)
     out = []
@@ -42,8 +44,13 @@ def upsample(codes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def latent_class_effects(classifier: Classifier, fitted: FittedAutoencoder, images: torch.Tensor, value: str | float = "zero",
-                         batch_size: int = 32) -> torch.Tensor:
+def latent_class_effects(
+    classifier: Classifier,
+    fitted: FittedAutoencoder,
+    images: torch.Tensor,
+    value: str | float = "zero",
+    batch_size: int = 32,
+) -> torch.Tensor:
     """N x k x K: class CE of do(Z_j = value) on every class, p_AE(c|x) - p_AE(c|x, do(Z_j = value))."""
     latent = LatentCE(classifier, fitted, value=value)
     out = []

@@ -79,7 +79,9 @@ def log_odds(logits: torch.Tensor, head: str) -> torch.Tensor:
     if head == "sigmoid":
         return z
     k = z.shape[-1]
-    others = z[..., None, :].expand(*z.shape, k).masked_fill(torch.eye(k, dtype=torch.bool, device=z.device), -float("inf"))
+    others = (
+        z[..., None, :].expand(*z.shape, k).masked_fill(torch.eye(k, dtype=torch.bool, device=z.device), -float("inf"))
+    )
     return z - torch.logsumexp(others, dim=-1)
 
 

@@ -19,12 +19,17 @@ from .latent import LatentCE
 
 # The autoencoder itself must carry each image's information, not only leave the outputs unchanged: a
 # classifier whose outputs barely vary (a random network) agrees with an autoencoder that ignores its input.
-# Measured on the demo's faithful cxr-cnn autoencoder (agreement 0.98, KL 0.018): relative error 1.77 (it is trained on L1
+# Measured on the demo's faithful cxr-cnn autoencoder (agreement 0.98, KL 0.018): relative error 1.77 (it is trained on
+# L1
 # and KL, so magnitudes are loose), reconstruction correlation across images well above 0.5. An autoencoder that ignores
 # its input has correlation 0.
-MIN_RECON_CORRELATION = 0.1  # correlation across images between the activation and its reconstruction (per element, pooled)
+MIN_RECON_CORRELATION = (
+    0.1  # correlation across images between the activation and its reconstruction (per element, pooled)
+)
 MAX_RELATIVE_ERROR = 25.0  # reconstruction MSE / activation variance across images, far beyond any faithful autoencoder
-MIN_CODE_VARIATION = 1e-4  # variance of the code across images relative to its mean square: 0 = one code for every image
+MIN_CODE_VARIATION = (
+    1e-4  # variance of the code across images relative to its mean square: 0 = one code for every image
+)
 MIN_PROFILE_VARIATION = 1e-4  # spread of latent CE profiles across images relative to their size
 PROFILE_IMAGES = 8  # latent CE profiles cost k + 1 suffix passes per image: a few images tell identical from different
 
@@ -35,7 +40,8 @@ class Fidelity:
 
     ``agreement`` and ``mean_kl`` compare outputs; ``relative_error`` (reconstruction MSE over the
     activation's variance across images), ``recon_correlation`` (does the reconstruction follow the
-    activation from image to image: 0 when it is the same for every image), ``code_variation`` (the code's variance across images over
+    activation from image to image: 0 when it is the same for every image), ``code_variation`` (the code's variance
+    across images over
     its mean square) and ``profile_variation`` (how much latent CE profiles differ between images)
     look at the autoencoder itself. ``problems`` says in words what failed; ``ok`` needs all of it.
     """
@@ -66,7 +72,13 @@ class Fidelity:
 
 
 @torch.inference_mode()
-def fidelity(fitted: FittedAutoencoder, classifier: Classifier, images: torch.Tensor, batch_size: int = 128, check_profiles: bool = True) -> Fidelity:
+def fidelity(
+    fitted: FittedAutoencoder,
+    classifier: Classifier,
+    images: torch.Tensor,
+    batch_size: int = 128,
+    check_profiles: bool = True,
+) -> Fidelity:
     """Decision agreement between f_AE and f (top-1, or per finding) and mean KL, on held-out images, plus checks of
     the autoencoder itself: does it reconstruct each image's activation better than the average activation, does
     its code differ between images, and do the latent CE profiles differ between images."""
@@ -80,12 +92,23 @@ def fidelity(fitted: FittedAutoencoder, classifier: Classifier, images: torch.Te
         recon = fitted.autoencoder.decode(z, act)[0]
         teacher = fitted.split.finish(act, extras)
         student = fitted.split.finish(recon, extras)
-        same = classifier.decisions(classifier.probabilities(teacher)) == classifier.decisions(classifier.probabilities(student))
+        same = classifier.decisions(classifier.probabilities(teacher)) == classifier.decisions(
+            classifier.probabilities(student)
+        )
         agree += same.float().mean(-1).sum().item() if same.dim() > 1 else same.float().sum().item()
         kl += prediction_kl(classifier, teacher, student).sum().item()
         count += len(x)
         a, r, zz = act.double().flatten(1), recon.double().flatten(1), z.double().flatten(1)
-        sums = (a.sum(0), (a * a).sum(0), r.sum(0), (r * r).sum(0), (a * r).sum(0), ((r - a) ** 2).sum(), zz.sum(0), (zz * zz).sum(0))
+        sums = (
+            a.sum(0),
+            (a * a).sum(0),
+            r.sum(0),
+            (r * r).sum(0),
+            (a * r).sum(0),
+            ((r - a) ** 2).sum(),
+            zz.sum(0),
+            (zz * zz).sum(0),
+        )
         totals = sums if totals is None else tuple(t + u for t, u in zip(totals, sums))
     result = Fidelity(agreement=agree / count, mean_kl=kl / count, n=count)
     if count < 2:
@@ -106,12 +129,17 @@ def fidelity(fitted: FittedAutoencoder, classifier: Classifier, images: torch.Te
     spread = (var_a.sum() * var_r.sum()).sqrt().item()
     recon_correlation = cov / spread if spread > 0 else 0.0
     if recon_correlation < MIN_RECON_CORRELATION:
-        problems.append(f"the reconstruction does not follow the activation from image to image (correlation {recon_correlation:.2f})")
+        problems.append(
+            "the reconstruction does not follow the activation from image to image (correlation "
+            f"{recon_correlation:.2f})"
+        )
     if relative_error > MAX_RELATIVE_ERROR:
         problems.append(f"reconstruction error {relative_error:.1f} x the activation's variance across images")
     code_variation = code_var / code_power if code_power > 0 else 0.0
     if code_variation < MIN_CODE_VARIATION:
-        problems.append("the code is the same for every image" if code_power > 0 else "the code is zero for every image")
+        problems.append(
+            "the code is the same for every image" if code_power > 0 else "the code is zero for every image"
+        )
     profile_variation = _profile_variation(fitted, classifier, images[:PROFILE_IMAGES]) if check_profiles else None
     if profile_variation is not None and profile_variation < MIN_PROFILE_VARIATION:
         problems.append("latent CE profiles are the same for every image")
@@ -122,7 +150,8 @@ def fidelity(fitted: FittedAutoencoder, classifier: Classifier, images: torch.Te
 
 
 def _profile_variation(fitted: FittedAutoencoder, classifier: Classifier, images: torch.Tensor) -> float | None:
-    """Mean over channels of the profiles' standard deviation across images, relative to their mean magnitude (0 = identical)."""
+    """Mean over channels of the profiles' standard deviation across images, relative to their mean magnitude (0 =
+    identical)."""
     if len(images) < 2:
         return None
     profiles = LatentCE(classifier, fitted).attribute(images).double()

@@ -11,16 +11,31 @@ from .common import DEVICE, QUIET, SEED, THREADS, check_device, setup, warn_fide
 
 
 def demo(
-    dataset: str = typer.Option("synthcxr", "--dataset", "-d", help="Built-in dataset: synthcxr (chest radiographs with exact boxes) or mnist5k."),
-    quick: bool = typer.Option(False, "--quick", help="A small subset of every stage: the same report in a fraction of the time."),
-    out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="Run folder for the JSON results, figures and report.html."),
-    recompute: bool = typer.Option(False, "--recompute", help="Recompute every stage instead of restoring those cached by an earlier identical run (models and autoencoders are still reused)."),
+    dataset: str = typer.Option(
+        "synthcxr",
+        "--dataset",
+        "-d",
+        help="Built-in dataset: synthcxr (chest radiographs with exact boxes) or mnist5k.",
+    ),
+    quick: bool = typer.Option(
+        False, "--quick", help="A small subset of every stage: the same report in a fraction of the time."
+    ),
+    out: Path = typer.Option(
+        Path("out/demo"), "--out", "-o", help="Run folder for the JSON results, figures and report.html."
+    ),
+    recompute: bool = typer.Option(
+        False,
+        "--recompute",
+        help="Recompute every stage instead of restoring those cached by an earlier identical run (models and "
+             "autoencoders are still reused).",
+    ),
     device: str = DEVICE,
     seed: int = SEED,
     threads: int = THREADS,
     quiet: bool = QUIET,
 ) -> None:
-    """Train or load the built-in model and autoencoder, then run the paper's experiments, the evaluation and the detection study, and write report.html.
+    """Train or load the built-in model and autoencoder, then run the paper's experiments, the evaluation and the
+    detection study, and write report.html.
 
     Example: cemap demo --quick --out out/demo-quick
     """
@@ -46,4 +61,6 @@ def demo(
     restored = [name for name, p in study.stages.items() if "restored_from" in p]
     if restored:
         typer.echo(f"restored from an earlier identical run: {', '.join(restored)} (--recompute to redo)")
-    typer.echo(f"report: {report.resolve()} ({report.stat().st_size / 1e6:.2f} MB) after {time.perf_counter() - start:.0f} s")
+    typer.echo(
+        f"report: {report.resolve()} ({report.stat().st_size / 1e6:.2f} MB) after {time.perf_counter() - start:.0f} s"
+    )

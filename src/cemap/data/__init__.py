@@ -5,4 +5,13 @@ from .registry import get_dataset, list_datasets, register_dataset
 from . import mnist  # noqa: F401  (registers mnist5k)
 from . import imagefolder, nih, synthcxr  # noqa: F401  (registers imagefolder, nih, synthcxr)
 
-__all__ = ["AttackBudgets", "Batch", "ImageDataset", "Sample", "collate", "get_dataset", "list_datasets", "register_dataset"]
+__all__ = [
+    "AttackBudgets",
+    "Batch",
+    "ImageDataset",
+    "Sample",
+    "collate",
+    "get_dataset",
+    "list_datasets",
+    "register_dataset",
+]

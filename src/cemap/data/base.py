@@ -103,7 +103,9 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def loader(self, batch_size: int = 64, shuffle: bool = False, seed: int = 0) -> torch.utils.data.DataLoader:
         gen = torch.Generator().manual_seed(seed)
-        return torch.utils.data.DataLoader(self, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=gen)
+        return torch.utils.data.DataLoader(
+            self, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=gen
+        )
 
 
 def stack_images(dataset: ImageDataset, limit: int | None = None) -> torch.Tensor:

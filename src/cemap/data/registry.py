@@ -23,7 +23,8 @@ def list_datasets() -> list[str]:
 
 
 def dataset_factory(name: str) -> Callable[..., ImageDataset]:
-    """The factory registered as ``name`` (its parameters are the dataset's options); an unknown name lists the valid ones."""
+    """The factory registered as ``name`` (its parameters are the dataset's options); an unknown name lists the valid
+    ones."""
     if name not in _DATASETS:
         raise unknown_name("dataset", name, list_datasets())
     return _DATASETS[name]

@@ -6,5 +6,19 @@ from .estimator import CEDetector, load_detector, save_detector, select_detector
 from .features import BASELINE_METHODS, CE_METHODS, METHODS, DetectorFeatures
 from .signature import MAP_STATS, CESignature, SignatureConfig, map_statistics
 
-__all__ = ["AdaptivePGD", "BASELINE_METHODS", "CEDetector", "CESignature", "CE_METHODS", "DetectorFeatures", "MAP_STATS", "METHODS",
-           "SignatureConfig", "load_detector", "map_statistics", "save_detector", "select_detector", "signed_log"]
+__all__ = [
+    "AdaptivePGD",
+    "BASELINE_METHODS",
+    "CEDetector",
+    "CESignature",
+    "CE_METHODS",
+    "DetectorFeatures",
+    "MAP_STATS",
+    "METHODS",
+    "SignatureConfig",
+    "load_detector",
+    "map_statistics",
+    "save_detector",
+    "select_detector",
+    "signed_log",
+]

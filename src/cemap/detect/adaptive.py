@@ -66,7 +66,9 @@ class AdaptivePGD(PGD):
             better = (margin.detach() < 0) & (score.detach() < best_score)
             best[better], best_score = adv[better], torch.where(better, score.detach(), best_score)
             if step in self.history:
-                self.history[step].append(torch.where(torch.isinf(best_score)[:, None, None, None], adv, best).detach().clamp(0, 1))
+                self.history[step].append(
+                    torch.where(torch.isinf(best_score)[:, None, None, None], adv, best).detach().clamp(0, 1)
+                )
             if grad is not None:
                 adv = self._step(adv, images, grad).detach()
         never = torch.isinf(best_score)

@@ -69,7 +69,8 @@ def layer_features(split: Split, images: torch.Tensor, batch_size: int = 256) ->
 
 def lid(reference: torch.Tensor, features: torch.Tensor, k: int = 20, exclude_self: bool = False) -> torch.Tensor:
     """Maximum-likelihood LID of each row of ``features`` from its k nearest neighbours in ``reference``:
-    LID = -(1/k sum_i log(r_i / r_k))^-1. ``exclude_self`` drops a zero distance to itself when the rows are in ``reference``.
+    LID = -(1/k sum_i log(r_i / r_k))^-1. ``exclude_self`` drops a zero distance to itself when the rows are in
+    ``reference``.
     """
     if k < 2 or k + int(exclude_self) > len(reference):
         raise CemapError(f"LID with k={k} needs more than {k} reference samples, got {len(reference)}")
@@ -78,7 +79,8 @@ def lid(reference: torch.Tensor, features: torch.Tensor, k: int = 20, exclude_se
     return -1.0 / torch.log(r / r[:, -1:]).mean(1).clamp(max=-1e-12)
 
 
-# -- differentiable features for the supervised detectors and for adaptive attacks ---------------------------------------
+# -- differentiable features for the supervised detectors and for adaptive attacks
+# ---------------------------------------
 # Every function below maps images (or activations) to an N x D torch tensor and keeps the autograd graph, so that
 # an adaptive attacker can differentiate through the detector built on it (BPDA where a squeezer is not differentiable).
 
@@ -95,7 +97,8 @@ LOGIT_STATS = ("max_abs_logit", "mean_abs_logit", "min_abs_logit", "entropy")
 
 
 def logit_statistics(logits: torch.Tensor, head: str) -> torch.Tensor:
-    """N x 4: max, mean and min |logit| and the output entropy (softmax entropy; mean binary entropy for sigmoid heads)."""
+    """N x 4: max, mean and min |logit| and the output entropy (softmax entropy; mean binary entropy for sigmoid
+    heads)."""
     a = logits.abs()
     if head == "softmax":
         logp = torch.log_softmax(logits, -1)
@@ -112,7 +115,9 @@ def reduce_bit_depth_bpda(images: torch.Tensor, bits: int) -> torch.Tensor:
     return images + (reduce_bit_depth(images, bits) - images).detach()
 
 
-def feature_squeezing_features(classifier: Classifier, images: torch.Tensor, bits: Sequence[int] = (1,), median_sizes: Sequence[int] = (2,)) -> torch.Tensor:
+def feature_squeezing_features(
+    classifier: Classifier, images: torch.Tensor, bits: Sequence[int] = (1,), median_sizes: Sequence[int] = (2,)
+) -> torch.Tensor:
     """N x S: the L1 distance of the prediction to that on each squeezed copy (differentiable; bit depth through BPDA,
     the median through sort). :func:`feature_squeezing_score` is their max."""
     p = classifier.predict_proba(images).float()

@@ -28,8 +28,10 @@ from .signature import FORMAT_VERSION, CESignature, SignatureConfig
 def _as_2d(x, n_features: int | None, what: str = "signatures") -> np.ndarray:
     arr = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float64)
     if arr.ndim != 2 or (n_features is not None and arr.shape[1] != n_features):
-        raise CemapError(f"{what} of shape {arr.shape} do not fit this detector",
-                         f"expected N x {n_features if n_features is not None else 'D'}; compute them with the same SignatureConfig")
+        raise CemapError(
+            f"{what} of shape {arr.shape} do not fit this detector",
+            f"expected N x {n_features if n_features is not None else 'D'}; compute them with the same SignatureConfig",
+        )
     if not np.isfinite(arr).all():
         raise CemapError(f"{what} contain NaN or infinite values")
     return arr.astype(np.float64)
@@ -37,7 +39,8 @@ def _as_2d(x, n_features: int | None, what: str = "signatures") -> np.ndarray:
 
 def signed_log(x, scale: float, mask):
     """sign(x) log(1 + |x| / scale) on the masked columns (numpy or torch): effects span orders of magnitude
-    (a confident clean image moves by 1e-5, an adversarial one by 1e-1), which a linear model sees best on a log scale."""
+    (a confident clean image moves by 1e-5, an adversarial one by 1e-1), which a linear model sees best on a log
+    scale."""
     lib = torch if torch.is_tensor(x) else np
     out = lib.sign(x) * lib.log1p(lib.abs(x) / scale)
     return lib.where(mask, out, x)
@@ -57,8 +60,15 @@ class CEDetector(BaseEstimator):
     * :meth:`save` / :meth:`load` - plain arrays in an .npz (no pickle).
     """
 
-    def __init__(self, C: float = 1.0, log_scale: float | None = None, fpr: float = 0.05, feature_names: Sequence[str] | None = None,
-                 log_features: Sequence[bool] | None = None, signature_config: dict | None = None) -> None:
+    def __init__(
+        self,
+        C: float = 1.0,
+        log_scale: float | None = None,
+        fpr: float = 0.05,
+        feature_names: Sequence[str] | None = None,
+        log_features: Sequence[bool] | None = None,
+        signature_config: dict | None = None,
+    ) -> None:
         self.C = C
         self.log_scale = log_scale
         self.fpr = fpr
@@ -72,7 +82,9 @@ class CEDetector(BaseEstimator):
 
     def _check_fitted(self) -> None:
         if getattr(self, "coef_", None) is None:
-            raise CemapError("this CEDetector is not fitted yet", "call fit(signatures, is_adversarial) or CEDetector.load(path)")
+            raise CemapError(
+                "this CEDetector is not fitted yet", "call fit(signatures, is_adversarial) or CEDetector.load(path)"
+            )
 
     def fit(self, signatures, is_adversarial) -> "CEDetector":
         from sklearn.linear_model import LogisticRegression
@@ -82,13 +94,22 @@ class CEDetector(BaseEstimator):
         if len(log_features) != x.shape[1]:
             raise CemapError(f"log_features has {len(log_features)} entries for {x.shape[1]} features")
         self.log_features_ = np.asarray(log_features, dtype=bool)
-        y = np.asarray(is_adversarial.cpu() if torch.is_tensor(is_adversarial) else is_adversarial).astype(int).reshape(-1)
+        y = (
+            np.asarray(is_adversarial.cpu() if torch.is_tensor(is_adversarial) else is_adversarial)
+            .astype(int)
+            .reshape(-1)
+        )
         if len(y) != len(x) or set(np.unique(y)) != {0, 1}:
-            raise CemapError("fit needs one 0/1 label per signature and both classes present", "label clean signatures 0 and adversarial ones 1")
+            raise CemapError(
+                "fit needs one 0/1 label per signature and both classes present",
+                "label clean signatures 0 and adversarial ones 1",
+            )
         x = self._transform(x)
         self.mean_ = x.mean(0)
         self.scale_ = np.where(x.std(0) > 1e-12, x.std(0), 1.0)
-        model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000).fit((x - self.mean_) / self.scale_, y)
+        model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000).fit(
+            (x - self.mean_) / self.scale_, y
+        )
         self.coef_, self.intercept_ = model.coef_[0].astype(np.float64), float(model.intercept_[0])
         self.threshold_ = float(np.quantile(self._linear(x[y == 0]), 1 - self.fpr))
         self.feature_names_ = list(self.feature_names) if self.feature_names else [f"f{j}" for j in range(x.shape[1])]
@@ -118,7 +139,10 @@ class CEDetector(BaseEstimator):
         """:meth:`decision_function` as a differentiable torch function (for adaptive attacks)."""
         self._check_fitted()
         if signatures.dim() != 2 or signatures.shape[1] != self.n_features:
-            raise CemapError(f"signatures of shape {tuple(signatures.shape)} do not fit this detector", f"expected N x {self.n_features}")
+            raise CemapError(
+                f"signatures of shape {tuple(signatures.shape)} do not fit this detector",
+                f"expected N x {self.n_features}",
+            )
         t = lambda a: torch.as_tensor(a, dtype=signatures.dtype, device=signatures.device)  # noqa: E731
         signatures = self._transform(signatures)
         return ((signatures - t(self.mean_)) / t(self.scale_)) @ t(self.coef_) + self.intercept_
@@ -129,7 +153,9 @@ class CEDetector(BaseEstimator):
 
     def score(self, signatures, is_adversarial) -> float:
         """AUROC of :meth:`decision_function` for the 0/1 labels (what ``select_detector`` and pipelines score by)."""
-        return float(roc_auc_score(np.asarray(is_adversarial).astype(int).reshape(-1), self.decision_function(signatures)))
+        return float(
+            roc_auc_score(np.asarray(is_adversarial).astype(int).reshape(-1), self.decision_function(signatures))
+        )
 
     def save(self, path: str | Path, signature_config: dict | None = None) -> Path:
         """Plain arrays in an .npz (loads with allow_pickle=False: no code runs); ``signature_config`` (default: the
@@ -137,9 +163,17 @@ class CEDetector(BaseEstimator):
         self._check_fitted()
         path = Path(path)
         config = self.signature_config if signature_config is None else signature_config
-        meta = {"format": FORMAT_VERSION, "C": self.C, "log_scale": self.log_scale, "log_features": self.log_features_.tolist(), "fpr": self.fpr,
-                "intercept": self.intercept_, "threshold": self.threshold_, "feature_names": self.feature_names_,
-                "signature_config": config or {}}
+        meta = {
+            "format": FORMAT_VERSION,
+            "C": self.C,
+            "log_scale": self.log_scale,
+            "log_features": self.log_features_.tolist(),
+            "fpr": self.fpr,
+            "intercept": self.intercept_,
+            "threshold": self.threshold_,
+            "feature_names": self.feature_names_,
+            "signature_config": config or {},
+        }
         with open(path, "wb") as fh:
             np.savez(fh, mean=self.mean_, scale=self.scale_, coef=self.coef_, meta=np.array(json.dumps(meta)))
         return path
@@ -154,9 +188,15 @@ class CEDetector(BaseEstimator):
                 meta = json.loads(str(data["meta"]))
                 mean, scale, coef = (np.asarray(data[k], dtype=np.float64) for k in ("mean", "scale", "coef"))
         except (ValueError, KeyError, OSError) as exc:
-            raise CemapError(f"{path} is not a saved CEDetector ({exc})", "detectors are .npz files written by CEDetector.save") from exc
-        if meta.get("format") != FORMAT_VERSION or not (mean.shape == scale.shape == coef.shape == (len(meta["feature_names"]),)):
-            raise CemapError(f"{path} has an unsupported or inconsistent detector format", "re-save it with this cemap version")
+            raise CemapError(
+                f"{path} is not a saved CEDetector ({exc})", "detectors are .npz files written by CEDetector.save"
+            ) from exc
+        if meta.get("format") != FORMAT_VERSION or not (
+            mean.shape == scale.shape == coef.shape == (len(meta["feature_names"]),)
+        ):
+            raise CemapError(
+                f"{path} has an unsupported or inconsistent detector format", "re-save it with this cemap version"
+            )
         det = cls(C=meta["C"], log_scale=meta["log_scale"], fpr=meta["fpr"], feature_names=list(meta["feature_names"]),
                   log_features=list(meta["log_features"]), signature_config=meta["signature_config"])
         det.mean_, det.scale_, det.coef_ = mean, scale, coef
@@ -188,12 +228,16 @@ def select_detector(signatures, is_adversarial, groups, Cs: Sequence[float] = (0
     grid = {"C": [float(c) for c in Cs], "log_scale": list(log_scales)}
     search = GridSearchCV(CEDetector(**detector_kw), grid, cv=splits, error_score="raise").fit(x, y)
     results = search.cv_results_
-    scores = {f"C={p['C']:g} log_scale={p['log_scale']}": float(v) for p, v in zip(results["params"], results["mean_test_score"])}
+    scores = {
+        f"C={p['C']:g} log_scale={p['log_scale']}": float(v)
+        for p, v in zip(results["params"], results["mean_test_score"])
+    }
     return search.best_estimator_, scores
 
 
 def _usable_splits(fold: np.ndarray, y: np.ndarray, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """GroupKFold's (train, validation) indices over the fold labels, in fold order, keeping those with both classes on both sides."""
+    """GroupKFold's (train, validation) indices over the fold labels, in fold order, keeping those with both classes on
+    both sides."""
     n_splits = min(folds, len(np.unique(fold)))
     if n_splits < 2:
         return []
@@ -205,7 +249,13 @@ def save_detector(pipeline: Pipeline, path: str | Path) -> Path:
     """Save ``make_pipeline(CESignature(...), CEDetector())``: the detector's arrays and the signature's configuration
     (the classifier and its autoencoder are saved where they live: the model's weights, cemap's autoencoder cache)."""
     signature, detector = _parts(pipeline)
-    return detector.save(path, signature_config={**signature.signature_config.as_dict(), "layer": signature.fitted.layer if signature.fitted else None})
+    return detector.save(
+        path,
+        signature_config={
+            **signature.signature_config.as_dict(),
+            "layer": signature.fitted.layer if signature.fitted else None,
+        },
+    )
 
 
 def load_detector(path: str | Path, classifier: Classifier, fitted: FittedAutoencoder | None) -> Pipeline:
@@ -215,12 +265,18 @@ def load_detector(path: str | Path, classifier: Classifier, fitted: FittedAutoen
     stored = detector.signature_config or {}
     layer = stored.get("layer")
     if layer is not None and fitted is not None and fitted.layer != layer:
-        raise CemapError(f"{path} was fitted on signatures at layer {layer}, not {fitted.layer}", "pass the autoencoder it was saved with")
+        raise CemapError(
+            f"{path} was fitted on signatures at layer {layer}, not {fitted.layer}",
+            "pass the autoencoder it was saved with",
+        )
     return make_pipeline(CESignature(classifier, fitted, SignatureConfig.from_dict(stored)), detector)
 
 
 def _parts(pipeline: Pipeline) -> tuple[CESignature, CEDetector]:
     steps = [step for _, step in pipeline.steps]
     if len(steps) != 2 or not isinstance(steps[0], CESignature) or not isinstance(steps[1], CEDetector):
-        raise CemapError("save_detector takes make_pipeline(CESignature(...), CEDetector())", "save a lone CEDetector with its save method")
+        raise CemapError(
+            "save_detector takes make_pipeline(CESignature(...), CEDetector())",
+            "save a lone CEDetector with its save method",
+        )
     return steps[0], steps[1]

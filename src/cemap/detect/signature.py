@@ -62,7 +62,10 @@ class SignatureConfig:
     def from_dict(cls, d: dict) -> "SignatureConfig":
         """The configuration in ``d``; other keys (a saved detector also records model, layer and data) are ignored."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known and k != "map_stats"}, map_stats=tuple(d.get("map_stats", MAP_STATS)))
+        return cls(
+            **{k: v for k, v in d.items() if k in known and k != "map_stats"},
+            map_stats=tuple(d.get("map_stats", MAP_STATS)),
+        )
 
 
 def map_statistics(maps: torch.Tensor, stats: Sequence[str], top_fraction: float = 0.1) -> torch.Tensor:
@@ -125,21 +128,35 @@ class CESignature(TransformerMixin, BaseEstimator):
 
     @cached_property
     def _engines(self) -> tuple[LatentCE | None, CEMap]:
-        """(the latent sweep or None, the CE map), on the configured effect scale. On the log-odds scale both run through a
-        view whose "probabilities" are log-odds, and the latent part is then the class effect on the predicted class (the
+        """(the latent sweep or None, the CE map), on the configured effect scale. On the log-odds scale both run
+        through a
+        view whose "probabilities" are log-odds, and the latent part is then the class effect on the predicted class
+        (the
         ECE's probability weights have no log-odds counterpart)."""
         cfg = self.signature_config
         if cfg.latent and self.fitted is None:
-            raise CemapError("the latent CE profile needs a fitted autoencoder", "pass fit_autoencoder(...) or SignatureConfig(latent=False)")
+            raise CemapError(
+                "the latent CE profile needs a fitted autoencoder",
+                "pass fit_autoencoder(...) or SignatureConfig(latent=False)",
+            )
         scaled = self.classifier if cfg.effect_scale == "probability" else log_odds_view(self.classifier)
         latent = LatentCE(scaled, self.fitted, value=cfg.value, precision=self.precision) if cfg.latent else None
-        cemap = CEMap(scaled, cell=cfg.cell, stride=cfg.stride, fill=cfg.fill, precision=self.precision, incremental=self.incremental)
+        cemap = CEMap(
+            scaled,
+            cell=cfg.cell,
+            stride=cfg.stride,
+            fill=cfg.fill,
+            precision=self.precision,
+            incremental=self.incremental,
+        )
         return latent, cemap
 
     @property
     def feature_names(self) -> list[str]:
         latent = self._engines[0]
-        return ([f"latent_Z{j}" for j in range(latent.k)] if latent else []) + [f"map_{s}" for s in self.signature_config.map_stats]
+        return ([f"latent_Z{j}" for j in range(latent.k)] if latent else []) + [
+            f"map_{s}" for s in self.signature_config.map_stats
+        ]
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """The signature's column names (scikit-learn's name for :attr:`feature_names`)."""

@@ -60,7 +60,10 @@ class ConceptRow:
             "auroc": {c: _num(v) for c, v in self.auroc.items()},
             "energy_in_box": {c: None if v is None else _num(v) for c, v in self.energy_in_box.items()},
             "class_effect": {c: _num(v) for c, v in self.class_effect.items()},
-            "top_images": [{"index": i, "id": s, "pooled": v, "map": m} for i, s, v, m in zip(self.top_images, self.top_ids, self.top_pooled, self.top_maps)],
+            "top_images": [
+                {"index": i, "id": s, "pooled": v, "map": m}
+                for i, s, v, m in zip(self.top_images, self.top_ids, self.top_pooled, self.top_maps)
+            ],
         }
 
 
@@ -104,7 +107,11 @@ class ConceptTable:
 
     def aligned_channels(self, concept: str, threshold: float = ALIGNED) -> list[int]:
         """Channels whose pooled activation predicts ``concept`` with AUROC >= ``threshold``, best first."""
-        hits = [(r.auroc[concept], r.channel) for r in self.rows if np.isfinite(r.auroc[concept]) and r.auroc[concept] >= threshold]
+        hits = [
+            (r.auroc[concept], r.channel)
+            for r in self.rows
+            if np.isfinite(r.auroc[concept]) and r.auroc[concept] >= threshold
+        ]
         return [j for _, j in sorted(hits, reverse=True)]
 
     def best_channel(self, concept: str) -> tuple[int, float]:
@@ -133,9 +140,10 @@ class ConceptTable:
 
     def to_json(self) -> dict:
         return {
-            "what": "per latent channel Z_j: AUROC of its pooled activation for each concept (held-out images), share of its "
-                    "activation energy inside each finding's boxes (box_area: the share a flat map would get), class CE of "
-                    f"do(Z_j = {self.value}) on each concept (mean over images where it is present), top-activating images",
+            "what": "per latent channel Z_j: AUROC of its pooled activation for each concept (held-out images), share "
+                    "of its "
+            "activation energy inside each finding's boxes (box_area: the share a flat map would get), class CE of "
+            f"do(Z_j = {self.value}) on each concept (mean over images where it is present), top-activating images",
             "layer": self.layer,
             "n_images": self.n_images,
             "concepts": self.concepts,
@@ -148,7 +156,8 @@ class ConceptTable:
 
 
 def auroc_matrix(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """k x K AUROCs of each score column (N x k) predicting each binary label column (N x K); NaN where a label is constant.
+    """k x K AUROCs of each score column (N x k) predicting each binary label column (N x K); NaN where a label is
+    constant.
 
     Rank-based (Mann-Whitney), ties count one half.
     """
@@ -166,7 +175,8 @@ def auroc_matrix(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def auroc_interval(scores: np.ndarray, positive: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> Interval:
-    """AUROC of ``scores`` for the binary ``positive`` with a stratified bootstrap interval (each side resampled with its
+    """AUROC of ``scores`` for the binary ``positive`` with a stratified bootstrap interval (each side resampled with
+    its
     own size; the positives' resamples are drawn first, as the published concept tables were)."""
     scores, positive = np.asarray(scores, float), np.asarray(positive) > 0
     pos, neg = scores[positive], scores[~positive]
@@ -174,11 +184,15 @@ def auroc_interval(scores: np.ndarray, positive: np.ndarray, n_boot: int = N_BOO
         return Interval(float("nan"), float("nan"), float("nan"), int(min(len(pos), len(neg))))
     i_pos, i_neg = stratified_indices(len(pos), len(neg), n_boot, seed)
     estimate = float(pairwise_wins(neg, pos).mean())
-    return Interval(estimate, *percentile_interval(resampled_aurocs(neg, pos, i_neg, i_pos), LEVEL), int(min(len(pos), len(neg))))
+    return Interval(
+        estimate, *percentile_interval(resampled_aurocs(neg, pos, i_neg, i_pos), LEVEL), int(min(len(pos), len(neg)))
+    )
 
 
 @torch.inference_mode()
-def pooled_alignment(classifier: Classifier, fitted: FittedAutoencoder, images: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+def pooled_alignment(
+    classifier: Classifier, fitted: FittedAutoencoder, images: torch.Tensor, labels: torch.Tensor
+) -> np.ndarray:
     """k x K AUROCs of each channel's pooled activation for each concept: the alignment alone, without the causal
     effects (cheap: one prefix and encoder pass per image), e.g. to choose aligned channels on one split and measure
     on another."""
@@ -220,7 +234,9 @@ def concept_table(
     if len(truth) != n:
         raise CemapError(f"{len(truth)} labels for {n} images", "pass one label (or label row) per image")
     if boxes is not None and (box_labels is None or len(boxes) != n or len(box_labels) != n):
-        raise CemapError("boxes need box_labels, one entry per image", "pass Sample.boxes and Sample.box_labels of every image")
+        raise CemapError(
+            "boxes need box_labels, one entry per image", "pass Sample.boxes and Sample.box_labels of every image"
+        )
     ids = list(ids) if ids is not None else [str(i) for i in range(n)]
     codes = channel_codes(classifier, fitted, images)  # N x k x h x w
     k = codes.shape[1]
@@ -228,8 +244,13 @@ def concept_table(
     auc = auroc_matrix(pooled.numpy(), truth.numpy())
     effects = latent_class_effects(classifier, fitted, images, value)  # N x k x K
     present = truth.bool()
-    mean_effect = torch.stack([effects[present[:, c], :, c].mean(0) if present[:, c].any() else torch.full((k,), float("nan"))
-                               for c in range(len(names))], 1)  # k x K
+    mean_effect = torch.stack(
+        [
+            effects[present[:, c], :, c].mean(0) if present[:, c].any() else torch.full((k,), float("nan"))
+            for c in range(len(names))
+        ],
+        1,
+    )  # k x K
     size = tuple(images.shape[-2:])
     energy, area = _energy_in_boxes(codes, size, boxes, box_labels, len(names))
     order = pooled.argsort(0, descending=True)[: min(top, n)].T  # k x top
@@ -238,7 +259,11 @@ def concept_table(
     for j in range(k):
         finite = np.where(np.isfinite(auc[j]), auc[j], -np.inf)
         b = int(np.argmax(finite))
-        best_iv = auroc_interval(pooled[:, j].numpy(), truth[:, b].numpy(), n_boot, seed + j) if np.isfinite(auc[j, b]) else Interval(float("nan"), float("nan"), float("nan"), 0)
+        best_iv = (
+            auroc_interval(pooled[:, j].numpy(), truth[:, b].numpy(), n_boot, seed + j)
+            if np.isfinite(auc[j, b])
+            else Interval(float("nan"), float("nan"), float("nan"), 0)
+        )
         rows.append(ConceptRow(
             channel=j,
             auroc={c: float(auc[j, i]) for i, c in enumerate(names)},
@@ -260,7 +285,8 @@ def concept_table(
 
 
 def _energy_in_boxes(codes: torch.Tensor, size: tuple[int, int], boxes, box_labels, n_concepts: int):
-    """(k x K mean share of each channel's energy inside concept c's boxes over the images with such boxes, K mean box area share)."""
+    """(k x K mean share of each channel's energy inside concept c's boxes over the images with such boxes, K mean box
+    area share)."""
     if boxes is None:
         return None, None
     k = codes.shape[1]

@@ -28,7 +28,9 @@ def holm(p: np.ndarray) -> np.ndarray:
     return adj
 
 
-def per_channel_tests(cond: torch.Tensor, ctrl: torch.Tensor, labels: Sequence[str], control: str, seed: int, alpha: float = ALPHA) -> dict:
+def per_channel_tests(
+    cond: torch.Tensor, ctrl: torch.Tensor, labels: Sequence[str], control: str, seed: int, alpha: float = ALPHA
+) -> dict:
     """Per channel (N x k each, paired per row): mean condition and control, paired bootstrap interval of the
     difference, Wilcoxon p (zero-split) and Holm-adjusted p; ``moves_more`` / ``moves_less`` where the adjusted p is
     below ``alpha``. ``labels`` names each channel in words (its concept)."""
@@ -45,8 +47,23 @@ def per_channel_tests(cond: torch.Tensor, ctrl: torch.Tensor, labels: Sequence[s
     rows = []
     for j in range(k):
         diff = paired_difference(a[:, j], b[:, j], seed=seed + j)
-        rows.append({"channel": f"Z{j}", "label": labels[j], "condition": float(a[:, j].mean()), "control": float(b[:, j].mean()),
-                     "difference": diff.to_json(), "p": float(p[j]), "p_holm": float(adj[j]),
-                     "moves_more": bool(adj[j] < alpha and diff.estimate > 0), "moves_less": bool(adj[j] < alpha and diff.estimate < 0)})
-    return {"control": control, "test": "Wilcoxon signed-rank, paired per image, Holm-corrected over channels", "channels": rows,
-            "n_moves_more": sum(r["moves_more"] for r in rows), "n_moves_less": sum(r["moves_less"] for r in rows)}
+        rows.append(
+            {
+                "channel": f"Z{j}",
+                "label": labels[j],
+                "condition": float(a[:, j].mean()),
+                "control": float(b[:, j].mean()),
+                "difference": diff.to_json(),
+                "p": float(p[j]),
+                "p_holm": float(adj[j]),
+                "moves_more": bool(adj[j] < alpha and diff.estimate > 0),
+                "moves_less": bool(adj[j] < alpha and diff.estimate < 0),
+            }
+        )
+    return {
+        "control": control,
+        "test": "Wilcoxon signed-rank, paired per image, Holm-corrected over channels",
+        "channels": rows,
+        "n_moves_more": sum(r["moves_more"] for r in rows),
+        "n_moves_less": sum(r["moves_less"] for r in rows),
+    }

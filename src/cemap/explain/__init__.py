@@ -15,5 +15,13 @@ from ..causal.explainer import Explainer, LayerExplainer
 from .gradients import CloneOutput, default_cam_layer, gradient_safe_copy
 from .registry import get_explainer, list_explainers, register_explainer
 
-__all__ = ["CloneOutput", "Explainer", "LayerExplainer", "default_cam_layer", "get_explainer", "gradient_safe_copy", "list_explainers",
-           "register_explainer"]
+__all__ = [
+    "CloneOutput",
+    "Explainer",
+    "LayerExplainer",
+    "default_cam_layer",
+    "get_explainer",
+    "gradient_safe_copy",
+    "list_explainers",
+    "register_explainer",
+]

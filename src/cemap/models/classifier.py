@@ -36,8 +36,10 @@ def _own_copy(module: nn.Module | None) -> nn.Module | None:
     try:
         return copy_module.deepcopy(module)
     except Exception as exc:  # a module holding an uncopyable resource (open file, lock, C++ handle)
-        raise CemapError(f"cannot copy {type(module).__name__} ({exc})",
-                         "pass copy=False to let the Classifier freeze your module in place (eval mode, no parameter gradients)") from exc
+        raise CemapError(
+            f"cannot copy {type(module).__name__} ({exc})",
+            "pass copy=False to let the Classifier freeze your module in place (eval mode, no parameter gradients)",
+        ) from exc
 
 
 class Classifier(nn.Module):
@@ -82,11 +84,14 @@ class Classifier(nn.Module):
         all_layers = [n for n, _ in model.named_modules() if n]
         self.layers = list(layers) if layers is not None else all_layers
         self.default_layer = default_layer or (self.layers[len(self.layers) // 2] if self.layers else None)
-        # The layer class-activation maps read; None: the last layer with a spatial output (cemap.explain.default_cam_layer).
+        # The layer class-activation maps read; None: the last layer with a spatial output
+        # (cemap.explain.default_cam_layer).
         self.cam_layer = cam_layer
         for p in self.parameters():
             p.requires_grad_(False)
-        self.eval()  # a frozen classifier: dropout off and BatchNorm on running statistics, wrapper included (its own copy by default)
+        # a frozen classifier: dropout off and BatchNorm on running statistics, wrapper included (its own copy by
+        # default)
+        self.eval()
 
     @property
     def multilabel(self) -> bool:

@@ -9,10 +9,14 @@ from .classifier import Classifier
 
 _MODELS: dict[str, Callable[..., Classifier]] = {}
 _DEFAULT_DATASET: dict[str, str] = {}
-_FAMILIES: list[Callable[[], dict[str, Callable[..., Classifier]]]] = []  # named on first use (their library imports lazily)
+_FAMILIES: list[
+    Callable[[], dict[str, Callable[..., Classifier]]]
+] = []  # named on first use (their library imports lazily)
 
 
-def register_model(name: str, dataset: str | None = None) -> Callable[[Callable[..., Classifier]], Callable[..., Classifier]]:
+def register_model(
+    name: str, dataset: str | None = None
+) -> Callable[[Callable[..., Classifier]], Callable[..., Classifier]]:
     """Register a factory ``(**kwargs) -> Classifier``; ``dataset`` names the built-in data it is trained on."""
 
     def wrap(factory: Callable[..., Classifier]) -> Callable[..., Classifier]:
@@ -40,7 +44,8 @@ def list_models() -> list[str]:
 
 
 def model_factory(name: str) -> Callable[..., Classifier]:
-    """The factory registered as ``name`` (its parameters are the model's options); an unknown name lists the valid ones."""
+    """The factory registered as ``name`` (its parameters are the model's options); an unknown name lists the valid
+    ones."""
     if name not in _MODELS:
         _named_families()
     if name not in _MODELS:

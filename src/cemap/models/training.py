@@ -48,13 +48,16 @@ def fit_classifier(
 ) -> nn.Module:
     """Train ``net`` (returning logits) with Adam and cross-entropy or BCE; deterministic for a seed and device.
 
-    ``device`` is where the steps run (batches are drawn and shifted on the CPU); the trained net is returned on the CPU.
+    ``device`` is where the steps run (batches are drawn and shifted on the CPU); the trained net is returned on the
+    CPU.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net = net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * ((len(train) + batch_size - 1) // batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=epochs * ((len(train) + batch_size - 1) // batch_size)
+    )
     loader = train.loader(batch_size=batch_size, shuffle=True, seed=seed)
     net.train()
     bar = tqdm(total=epochs * len(loader), desc=desc, disable=not progress_enabled(), leave=False)
@@ -82,7 +85,9 @@ def optimiser_step(opt: torch.optim.Optimizer, sched, loss: torch.Tensor, bar) -
     bar.set_postfix(loss=f"{loss.item():.4f}")
 
 
-def cached_weights(name: str, config: dict[str, Any], net: nn.Module, train_fn: Callable[[nn.Module], nn.Module]) -> nn.Module:
+def cached_weights(
+    name: str, config: dict[str, Any], net: nn.Module, train_fn: Callable[[nn.Module], nn.Module]
+) -> nn.Module:
     """Load ``net``'s weights from the cache for ``config``, training and storing them on a miss."""
     path = cache_path("models", name, config)
     entry = load_cached(path)  # None on a miss, or when the entry was damaged (moved aside, never used)

@@ -49,7 +49,9 @@ def _(spec: ConceptOverlays, folder: Path) -> Path:
 
 @draw.register
 def _(spec: SignatureHistograms, folder: Path) -> Path:
-    return signature_histograms(spec.clean, spec.adversarial, spec.feature_names, spec.features, Path(folder) / spec.file)
+    return signature_histograms(
+        spec.clean, spec.adversarial, spec.feature_names, spec.features, Path(folder) / spec.file
+    )
 
 
 @draw.register

@@ -317,10 +317,18 @@ def item_json(item: ExplorerItem) -> dict:
 def json_for_html(value) -> str:
     """JSON that cannot end its ``<script>`` element or open markup (``<``, ``>``, ``&`` as \\u escapes)."""
     text = json.dumps(value, allow_nan=False, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
 
 
-def explorer_html(items: Sequence[ExplorerItem], class_names: Sequence[str], concepts: dict[int, str] | None = None) -> tuple[str, str]:
+def explorer_html(
+    items: Sequence[ExplorerItem], class_names: Sequence[str], concepts: dict[int, str] | None = None
+) -> tuple[str, str]:
     """(HTML of the grid and panel, the inline script to put at the end of the page); ('', '') without items."""
     if not items:
         return "", ""
@@ -334,7 +342,11 @@ def explorer_html(items: Sequence[ExplorerItem], class_names: Sequence[str], con
             f'<button type="button" class="xp-thumb" data-i="{k}" title="{label}">'
             f'<img class="{cls}" src="{src}" alt="{label}"><span>{label}</span></button>'
         )
-    payload = {"classes": [str(c) for c in class_names], "concepts": {str(j): str(t) for j, t in (concepts or {}).items()}, "items": data}
+    payload = {
+        "classes": [str(c) for c in class_names],
+        "concepts": {str(j): str(t) for j, t in (concepts or {}).items()},
+        "items": data,
+    }
     body = (
         f'<div class="xp-grid" id="xp-grid">{"".join(thumbs)}</div>'
         + PANEL_HTML.replace("{scale}", scale_uri())

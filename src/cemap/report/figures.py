@@ -66,7 +66,8 @@ def overlay_grid(
     titles: Sequence[str] | None = None,
     boxes: Sequence[torch.Tensor] | None = None,
 ) -> Path:
-    """One row per image: the image in its own colours, then each method's map over it (symmetric colour scale, red = matters more)."""
+    """One row per image: the image in its own colours, then each method's map over it (symmetric colour scale, red =
+    matters more)."""
     n, methods = images.shape[0], list(maps)
     fig, axes = subplots(n, 1 + len(methods), figsize=(1.9 * (1 + len(methods)), 1.9 * n), squeeze=False)
     for i in range(n):
@@ -93,7 +94,9 @@ def overlay_grid(
 BOX_COLOURS = ["red", "gold", "cyan", "lime", "magenta", "orange", "deepskyblue", "white"]
 
 
-def box_samples(images: torch.Tensor, boxes, box_labels, class_names: Sequence[str], path: Path, columns: int = 4) -> Path:
+def box_samples(
+    images: torch.Tensor, boxes, box_labels, class_names: Sequence[str], path: Path, columns: int = 4
+) -> Path:
     """Grid of images with their ground-truth boxes, one colour per finding (docs/figures/synthcxr_samples.png)."""
     rows = (len(images) + columns - 1) // columns
     fig = Figure(figsize=(2.4 * columns, 2.6 * rows))  # no pyplot: the user's backend is never touched
@@ -122,7 +125,12 @@ def channel_labels(k: int, concepts: dict[int, str] | Sequence[str] | None = Non
     return [f"Z{j} - {concepts[j]}" if concepts.get(j) else f"Z{j}" for j in range(k)]
 
 
-def profile_bars(profiles: dict[str, torch.Tensor], path: Path, ylabel: str = "latent CE (ECE)", concepts: dict[int, str] | Sequence[str] | None = None) -> Path:
+def profile_bars(
+    profiles: dict[str, torch.Tensor],
+    path: Path,
+    ylabel: str = "latent CE (ECE)",
+    concepts: dict[int, str] | Sequence[str] | None = None,
+) -> Path:
     """Mean +- std latent CE per concept channel, one bar group per condition (clean, masked, adversarial...).
 
     ``concepts`` (channel -> words, e.g. ``{2: "Effusion, AUROC 0.93"}``, or the k labels of

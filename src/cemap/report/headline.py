@@ -14,8 +14,16 @@ from ..studies.results import Claim
 from .run_folder import RunFolder, WrittenResult
 
 # The order of the questions on the first screen: localisation, the latent experiments, detection, concepts.
-SOURCE_ORDER = ("evaluation.json", "metrics.json", "latent_controls.json", "study.json", "detection.json", "latent_concepts.json", "manifest.json",
-                "explain.json")
+SOURCE_ORDER = (
+    "evaluation.json",
+    "metrics.json",
+    "latent_controls.json",
+    "study.json",
+    "detection.json",
+    "latent_concepts.json",
+    "manifest.json",
+    "explain.json",
+)
 
 
 @dataclass
@@ -36,7 +44,8 @@ class ShownClaim:
 
 
 def headlines(run: RunFolder) -> list[ShownClaim]:
-    """Every study's claims, in :data:`SOURCE_ORDER`, each study's verdicts first; an empty list when nothing was measured."""
+    """Every study's claims, in :data:`SOURCE_ORDER`, each study's verdicts first; an empty list when nothing was
+    measured."""
     claims: list[ShownClaim] = []
     if run.evaluation is not None:
         claims += [ShownClaim(c, "evaluation.json") for c in run.evaluation.headline()]
@@ -45,19 +54,29 @@ def headlines(run: RunFolder) -> list[ShownClaim]:
     if run.latent_controls is not None:
         claims += [ShownClaim(c, "latent_controls.json", rank=0) for c in run.latent_controls.verdicts()]
         claims += [ShownClaim(c, "latent_controls.json") for c in run.latent_controls.headline()]
-    for kind, result in (("detection", run.detection), ("latent_concepts", run.concepts), ("manifest", run.dataset_run)):
+    for kind, result in (
+        ("detection", run.detection),
+        ("latent_concepts", run.concepts),
+        ("manifest", run.dataset_run),
+    ):
         if result is not None:
             claims += [ShownClaim(c, f"{kind}.json") for c in result.headline()]
     for result in run.results.values():
         if isinstance(result, WrittenResult):
             claims += [ShownClaim(c, result.file) for c in result.headline()]
     order = {s: i for i, s in enumerate(SOURCE_ORDER)}
-    return sorted(claims, key=lambda c: (order.get(c.source, len(order)), c.rank))  # stable: each study's own order is kept
+    return sorted(
+        claims, key=lambda c: (order.get(c.source, len(order)), c.rank)
+    )  # stable: each study's own order is kept
 
 
 def fidelity_of(run: RunFolder) -> dict | None:
     """The autoencoder's fidelity, from whichever result recorded it."""
-    for autoencoder in (run.overview and run.overview.autoencoder, run.explain and run.explain.autoencoder, run.dataset_run and run.dataset_run.autoencoder):
+    for autoencoder in (
+        run.overview and run.overview.autoencoder,
+        run.explain and run.explain.autoencoder,
+        run.dataset_run and run.dataset_run.autoencoder,
+    ):
         if isinstance(autoencoder, dict) and isinstance(autoencoder.get("fidelity"), dict):
             return autoencoder["fidelity"]
     return None
@@ -67,15 +86,24 @@ def fidelity_sentence(run: RunFolder) -> tuple[str, str]:
     """(sentence, css class): whether latent CEs can be trusted to describe the original model."""
     fid = fidelity_of(run)
     if fid is None:
-        return "Autoencoder fidelity: not computed (no latent autoencoder in this run, so no latent CE profiles).", "missing"
+        return (
+            "Autoencoder fidelity: not computed (no latent autoencoder in this run, so no latent CE profiles).",
+            "missing",
+        )
     agreement, kl = show(fid.get("agreement")), show(fid.get("mean_kl"))
     n = fid.get("n")
     where = f" on {number(n)} images" if isinstance(n, int) else ""
     if fid.get("ok"):
-        return (f"The autoencoder is faithful: with it inserted, the classifier takes the same decision {agreement} of the time{where} "
-                f"(mean KL {kl}), so the latent CE profiles describe the original model."), "ok"
-    return (f"The autoencoder is NOT faithful: the classifier with it inserted agrees with the original only {agreement} of the time{where} "
-            f"(mean KL {kl}); read the latent CE profiles with caution."), "warn"
+        return (
+            f"The autoencoder is faithful: with it inserted, the classifier takes the same decision {agreement} of "
+            f"the time{where} "
+            f"(mean KL {kl}), so the latent CE profiles describe the original model."
+        ), "ok"
+    return (
+        f"The autoencoder is NOT faithful: the classifier with it inserted agrees with the original only {agreement} "
+        f"of the time{where} "
+        f"(mean KL {kl}); read the latent CE profiles with caution."
+    ), "warn"
 
 
 def not_computed(run: RunFolder) -> list[str]:
@@ -91,5 +119,6 @@ def not_computed(run: RunFolder) -> list[str]:
 
 
 def concept_labels(run: RunFolder) -> dict[int, str]:
-    """Channel -> its best-aligned concept in words (``"Effusion, AUROC 0.93"``), for profile charts and the explorer."""
+    """Channel -> its best-aligned concept in words (``"Effusion, AUROC 0.93"``), for profile charts and the
+    explorer."""
     return run.concepts.channel_labels() if run.concepts is not None else {}

@@ -18,43 +18,88 @@ def control_panels(spec: ControlPanels, path: Path) -> Path:
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(2, 2, width_ratios=[1, 1.6])
     ax = fig.add_subplot(grid[0, 0])
-    bars = [("mask: " + ("lesion" if "lesion" in masking["condition"] else "strokes"), masking["comparisons"][0]["measures"]["ece_l1"]["condition"], "C3"),
-            ("mask: elsewhere", masking["comparisons"][0]["measures"]["ece_l1"]["control"], "C7")] if masking["comparisons"] else []
+    bars = (
+        [
+            (
+                "mask: " + ("lesion" if "lesion" in masking["condition"] else "strokes"),
+                masking["comparisons"][0]["measures"]["ece_l1"]["condition"],
+                "C3",
+            ),
+            ("mask: elsewhere", masking["comparisons"][0]["measures"]["ece_l1"]["control"], "C7"),
+        ]
+        if masking["comparisons"]
+        else []
+    )
     if adversarial["comparisons"]:
         bars.append(("PGD", adversarial["comparisons"][0]["measures"]["ece_l1"]["condition"], "C0"))
     for c in adversarial["comparisons"]:
-        short = "sign noise (Linf)" if "L-inf" in c["control"] else "Gaussian (L2)" if "noise" in c["control"] else "blur (L2)"
+        short = (
+            "sign noise (Linf)"
+            if "L-inf" in c["control"]
+            else "Gaussian (L2)"
+            if "noise" in c["control"]
+            else "blur (L2)"
+        )
         bars.append((short, c["measures"]["ece_l1"]["control"], "C7"))
     for i, (name, iv, colour) in enumerate(bars):
-        ax.bar(i, iv["estimate"], color=colour, yerr=[[iv["estimate"] - iv["low"]], [iv["high"] - iv["estimate"]]], capsize=3)
+        ax.bar(
+            i,
+            iv["estimate"],
+            color=colour,
+            yerr=[[iv["estimate"] - iv["low"]], [iv["high"] - iv["estimate"]]],
+            capsize=3,
+        )
     ax.set_xticks(range(len(bars)))
     ax.set_xticklabels([b[0] for b in bars], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("latent ECE profile L1 shift")
     ax.set_title(f"{dataset}: condition (colour) beside control (grey), 95% CI", fontsize=9)
     ax2 = fig.add_subplot(grid[1, 0])
-    rows = [("mask", c) for c in masking["comparisons"]] + [("PGD vs " + ("sign noise" if "L-inf" in c["control"] else "Gauss L2" if "noise" in c["control"] else "blur L2"), c)
-                                                    for c in adversarial["comparisons"]]
+    rows = [("mask", c) for c in masking["comparisons"]] + [
+        (
+            "PGD vs "
+            + ("sign noise" if "L-inf" in c["control"] else "Gauss L2" if "noise" in c["control"] else "blur L2"),
+            c,
+        )
+        for c in adversarial["comparisons"]
+    ]
     for i, (name, comp) in enumerate(rows):
         for j, m in enumerate(("ece_l1", "finding_l1")):
             d = comp["measures"][m]["difference"]
-            ax2.errorbar(i + (j - 0.5) * 0.25, d["estimate"], yerr=[[d["estimate"] - d["low"]], [d["high"] - d["estimate"]]], fmt="o",
-                         color=("C3", "C2")[j], capsize=3, label=("ECE profile", "finding's CE profile")[j] if i == 0 else None)
+            ax2.errorbar(
+                i + (j - 0.5) * 0.25,
+                d["estimate"],
+                yerr=[[d["estimate"] - d["low"]], [d["high"] - d["estimate"]]],
+                fmt="o",
+                color=("C3", "C2")[j],
+                capsize=3,
+                label=("ECE profile", "finding's CE profile")[j] if i == 0 else None,
+            )
     ax2.axhline(0, color="k", lw=0.6)
     ax2.set_xticks(range(len(rows)))
     ax2.set_xticklabels([r[0] for r in rows], rotation=30, ha="right", fontsize=8)
     ax2.set_ylabel("condition - control (L1 shift)")
     if rows:
         ax2.legend(fontsize=7)
-    panels = [("masking", p) for p in masking["per_channel"]] + [("PGD vs " + p["control"], p) for p in adversarial["per_channel"] if "matched L2" in p["control"]]
+    panels = [("masking", p) for p in masking["per_channel"]] + [
+        ("PGD vs " + p["control"], p) for p in adversarial["per_channel"] if "matched L2" in p["control"]
+    ]
     for r, (title, pc) in enumerate(panels[:2]):
         ax3 = fig.add_subplot(grid[r, 1])
         k = len(pc["channels"])
         xs = np.arange(k)
-        ax3.bar(xs - 0.2, [c["condition"] for c in pc["channels"]], 0.4, color="C3" if r == 0 else "C0", label="condition")
+        ax3.bar(
+            xs - 0.2, [c["condition"] for c in pc["channels"]], 0.4, color="C3" if r == 0 else "C0", label="condition"
+        )
         ax3.bar(xs + 0.2, [c["control"] for c in pc["channels"]], 0.4, color="C7", label="control: " + pc["control"])
         for j, c in enumerate(pc["channels"]):
             if c["moves_more"] or c["moves_less"]:
-                ax3.annotate("*" if c["moves_more"] else "v", (j, max(c["condition"], c["control"])), ha="center", va="bottom", fontsize=11)
+                ax3.annotate(
+                    "*" if c["moves_more"] else "v",
+                    (j, max(c["condition"], c["control"])),
+                    ha="center",
+                    va="bottom",
+                    fontsize=11,
+                )
         ax3.set_xticks(xs)
         ax3.set_xticklabels([spec.channel_labels[j] for j in range(k)], rotation=60, ha="right", fontsize=6)
         ax3.set_ylabel("mean |shift| of Z_j")
@@ -67,7 +112,8 @@ def control_panels(spec: ControlPanels, path: Path) -> Path:
 
 
 def concept_overlays(spec: ConceptOverlays, path: Path) -> Path:
-    """Each channel's most activating held-out image with the channel's activation map over it, titled by its concept."""
+    """Each channel's most activating held-out image with the channel's activation map over it, titled by its
+    concept."""
     images, dataset = spec.images, spec.dataset
     k, cols = len(spec.labels), 8
     rows = -(-k // cols)

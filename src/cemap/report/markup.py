@@ -54,7 +54,12 @@ def _is_number(value: Any) -> bool:
 def _plain_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f'<td class="num">{fmt(r.get(c))}</td>' if _is_number(r.get(c)) else f"<td>{fmt(r.get(c))}</td>" for c in columns) + "</tr>"
+        "<tr>"
+        + "".join(
+            f'<td class="num">{fmt(r.get(c))}</td>' if _is_number(r.get(c)) else f"<td>{fmt(r.get(c))}</td>"
+            for c in columns
+        )
+        + "</tr>"
         for r in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -93,18 +98,24 @@ def section(title: str, body: str, anchor: str) -> str:
 
 
 def figure_html(fig: Figure, caption: str | None = None) -> str:
-    """The figure inlined; its caption is what it shows (an explained file's real name) where known, else its file name."""
+    """The figure inlined; its caption is what it shows (an explained file's real name) where known, else its file
+    name."""
     data = base64.b64encode(fig.path.read_bytes()).decode("ascii")
     text = esc(fig.name) if caption is None else f"{esc(caption)} <span class=\"src\">({esc(fig.name)})</span>"
     return (
-        f'<figure><img src="data:{fig.mime};base64,{data}" alt="{esc(caption or fig.name)}" width="{fig.width}" height="{fig.height}">'
+        f'<figure><img src="data:{fig.mime};base64,{data}" alt="{esc(caption or fig.name)}" width="{fig.width}" '
+        f'height="{fig.height}">'
         f"<figcaption>{text}</figcaption></figure>"
     )
 
 
 def figures_html(figs: Iterable[Figure], none: str, captions: dict[str, str] | None = None) -> str:
     figs, captions = list(figs), captions or {}
-    return f'<div class="gallery">{"".join(figure_html(f, captions.get(f.name)) for f in figs)}</div>' if figs else missing(none)
+    return (
+        f'<div class="gallery">{"".join(figure_html(f, captions.get(f.name)) for f in figs)}</div>'
+        if figs
+        else missing(none)
+    )
 
 
 def raw_details(result: dict[str, Any], label: str, skip: Iterable[str] = ()) -> str:
@@ -116,8 +127,15 @@ def raw_details(result: dict[str, Any], label: str, skip: Iterable[str] = ()) ->
             continue
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             parts.append(f"<h3>{esc(key)}</h3>" + table([flatten(v) for v in value], max_columns=10_000))
-        elif isinstance(value, dict) and value and all(isinstance(v, dict) and not is_interval(v) for v in value.values()):
-            parts.append(f"<h3>{esc(key)}</h3>" + table([{"name": k, **flatten(v)} for k, v in value.items()], first="name", max_columns=10_000))
+        elif (
+            isinstance(value, dict)
+            and value
+            and all(isinstance(v, dict) and not is_interval(v) for v in value.values())
+        ):
+            parts.append(
+                f"<h3>{esc(key)}</h3>"
+                + table([{"name": k, **flatten(v)} for k, v in value.items()], first="name", max_columns=10_000)
+            )
         elif isinstance(value, dict):
             settings.update(flatten(value, str(key)))
         else:

@@ -21,16 +21,20 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import CemapError
-from ..studies.demo import DemoResult
-from ..studies.detection import DetectionResult
-from ..studies.evaluation import EvaluationResult
-from ..studies.explain_files import ExplainResult
 from ..studies.explorer import FILE_GLOB, ExplorerItem, load_explorer_items, merge_items
-from ..studies.latent_controls import ConceptsResult, LatentControlsResult
-from ..studies.overview import OverviewResult
-from ..studies.results import Claim, StudyResult
+from ..studies.results import (Claim, ConceptsResult, DemoResult, DetectionResult, EvaluationResult, ExplainResult, LatentControlsResult,
+                               OverviewResult, StudyResult)
 
-RESULT_FILES = ("metrics", "study", "evaluation", "detection", "latent_controls", "latent_concepts", "explain", "manifest")
+RESULT_FILES = (
+    "metrics",
+    "study",
+    "evaluation",
+    "detection",
+    "latent_controls",
+    "latent_concepts",
+    "explain",
+    "manifest",
+)
 
 
 @dataclass
@@ -53,29 +57,53 @@ class DatasetRun(StudyResult):
         """How much of the split the run covered."""
         from ..numbers import number
 
-        text = f"Per-image results for {number(self.n_rows)} of {number(self.n_images)} images ({number(self.n_errors)} unreadable)"
+        text = (f"Per-image results for {number(self.n_rows)} of {number(self.n_images)} images "
+                f"({number(self.n_errors)} unreadable)")
         maps = ", ".join(map(str, self.map_names))
-        return [Claim(text + (f": maps ({maps})" if maps else ":") + ", predicted probabilities and latent CE profiles, in the shards.")]
+        return [
+            Claim(
+                text
+                + (f": maps ({maps})" if maps else ":")
+                + ", predicted probabilities and latent CE profiles, in the shards."
+            )
+        ]
 
 
 @dataclass
 class WrittenResult:
-    """A result file of a schema this report does not type (the explanation benchmark's evaluation.json): shown as written."""
+    """A result file of a schema this report does not type (the explanation benchmark's evaluation.json): shown as
+    written."""
 
     file: str
     doc: dict
 
     def headline(self) -> list[Claim]:
-        return [Claim.from_json(c) for c in self.doc.get("headline") or [] if isinstance(c, dict) and isinstance(c.get("claim"), str)]
+        return [
+            Claim.from_json(c)
+            for c in self.doc.get("headline") or []
+            if isinstance(c, dict) and isinstance(c.get("claim"), str)
+        ]
 
 
 RESULT_TYPES: dict[str, type[StudyResult]] = {
-    "metrics": OverviewResult, "study": DemoResult, "evaluation": EvaluationResult, "detection": DetectionResult,
-    "latent_controls": LatentControlsResult, "latent_concepts": ConceptsResult, "explain": ExplainResult, "manifest": DatasetRun,
+    "metrics": OverviewResult,
+    "study": DemoResult,
+    "evaluation": EvaluationResult,
+    "detection": DetectionResult,
+    "latent_controls": LatentControlsResult,
+    "latent_concepts": ConceptsResult,
+    "explain": ExplainResult,
+    "manifest": DatasetRun,
 }
 MAX_DOWNLOAD_BYTES = 4_000_000  # JSON files larger than this are listed, not embedded
 MAX_DOWNLOADS_TOTAL = 8_000_000  # and beyond this many bytes only the study results are
-IMAGE_SUFFIXES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
+IMAGE_SUFFIXES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
 MAX_FIGURES = 200
 MAX_DEPTH = 3
 
@@ -106,15 +134,21 @@ class RunFolder:
     """What the report shows of a folder: each study's typed result (None where absent), figures, files, problems."""
 
     path: Path
-    raw: dict[str, dict] = field(default_factory=dict)  # every result file as written (the report's "all recorded values")
+    raw: dict[str, dict] = field(
+        default_factory=dict
+    )  # every result file as written (the report's "all recorded values")
     results: dict[str, Any] = field(default_factory=dict)  # kind -> its typed result (or a WrittenResult)
     figures: list[Figure] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     explorer: list[ExplorerItem] = field(default_factory=list)  # the images the explorer shows
     class_names: list[str] = field(default_factory=list)
-    downloads: dict[str, bytes] = field(default_factory=dict)  # relative name -> bytes of each JSON file offered for download
-    unreadable: list[dict] = field(default_factory=list)  # a cemap run's errors.jsonl: {"index", "id", "reason"} per image it could not read
+    downloads: dict[str, bytes] = field(
+        default_factory=dict
+    )  # relative name -> bytes of each JSON file offered for download
+    unreadable: list[dict] = field(
+        default_factory=list
+    )  # a cemap run's errors.jsonl: {"index", "id", "reason"} per image it could not read
 
     def typed(self, kind: str, cls: type) -> Any:
         """The result of ``<kind>.json`` when it is a ``cls`` (None when absent, unreadable or of another schema)."""
@@ -164,7 +198,11 @@ class RunFolder:
             for key in ("timings_s", "timings"):
                 block = result.get(key)
                 if isinstance(block, dict):
-                    rows += [(f"{kind}.json", str(stage), float(s)) for stage, s in block.items() if isinstance(s, (int, float))]
+                    rows += [
+                        (f"{kind}.json", str(stage), float(s))
+                        for stage, s in block.items()
+                        if isinstance(s, (int, float))
+                    ]
             if isinstance(result.get("seconds"), (int, float)):
                 rows.append((f"{kind}.json", "total", float(result["seconds"])))
         return rows
@@ -203,7 +241,8 @@ def read_result(kind: str, doc: dict, problems: list[str]) -> Any:
 
 
 def _figure_keys(results: dict[str, dict]) -> dict[str, str]:
-    """File name -> the JSON key that names it (``"figures": {"roc_fgsm": "roc_fgsm.png"}``), to place it in a section."""
+    """File name -> the JSON key that names it (``"figures": {"roc_fgsm": "roc_fgsm.png"}``), to place it in a
+    section."""
     keys: dict[str, str] = {}
     for result in results.values():
         block = result.get("figures")
@@ -228,7 +267,9 @@ def read_run_folder(path: str | Path) -> RunFolder:
     """Everything the report needs from a run folder; a missing folder is a CemapError."""
     root = Path(path)
     if not root.is_dir():
-        raise CemapError(f"run folder not found: {root}", "pass the --out folder of cemap demo, evaluate, detect, explain or run")
+        raise CemapError(
+            f"run folder not found: {root}", "pass the --out folder of cemap demo, evaluate, detect, explain or run"
+        )
     run = RunFolder(path=root)
     for kind in RESULT_FILES:
         file = root / f"{kind}.json"
@@ -272,23 +313,33 @@ def read_downloads(run: RunFolder, files: list[Path]) -> None:
     for file in sorted(files, key=lambda f: (f.name not in studies, f.name)):
         size = file.stat().st_size
         if size > MAX_DOWNLOAD_BYTES:
-            run.problems.append(f"{file.name} is too large to embed for download ({size:,} bytes); it stays in the folder")
+            run.problems.append(
+                f"{file.name} is too large to embed for download ({size:,} bytes); it stays in the folder"
+            )
         elif total + size > MAX_DOWNLOADS_TOTAL and file.name not in studies:
             skipped.append(file.name)
         else:
             run.downloads[file.name] = file.read_bytes()
             total += size
     if skipped:
-        run.problems.append(f"{len(skipped)} more JSON files (e.g. {skipped[0]}) are not embedded for download, to keep the report small; they stay in the folder")
+        run.problems.append(
+            f"{len(skipped)} more JSON files (e.g. {skipped[0]}) are not embedded for download, to keep the report "
+            "small; they stay in the folder"
+        )
 
 
 def check_is_run_folder(root: Path, run: RunFolder) -> None:
     """Refuse a folder that no cemap command wrote (nothing is written into it), and an unfinished ``cemap run``."""
     config = root / "config.json"
-    if "manifest" not in run.raw and config.is_file() and ((root / "shards").is_dir() or "cemap-run" in config.read_text(errors="replace")[:4096]):
+    if (
+        "manifest" not in run.raw
+        and config.is_file()
+        and ((root / "shards").is_dir() or "cemap-run" in config.read_text(errors="replace")[:4096])
+    ):
         committed = len(list((root / "shards").glob("shard-*.parquet")))
         raise CemapError(
-            f"the run in {root} is unfinished ({committed} shard{'s' if committed != 1 else ''} committed, no manifest.json)",
+            f"the run in {root} is unfinished ({committed} shard{'s' if committed != 1 else ''} committed, no "
+            "manifest.json)",
             f"finish it with the same cemap run options plus --out {root} --resume, then run cemap report again",
         )
     if not run.raw and not run.problems and not any(root.glob(FILE_GLOB)):
@@ -309,7 +360,9 @@ def read_unreadable(root: Path, problems: list[str]) -> list[dict]:
             if line.strip():
                 row = json.loads(line)
                 if isinstance(row, dict):
-                    rows.append({"index": row.get("index"), "id": str(row.get("id", "")), "reason": str(row.get("reason", ""))})
+                    rows.append(
+                        {"index": row.get("index"), "id": str(row.get("id", "")), "reason": str(row.get("reason", ""))}
+                    )
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         problems.append(f"errors.jsonl could not be read ({exc.__class__.__name__}: {exc})")
     return rows
@@ -336,12 +389,15 @@ def read_explorer(run: RunFolder) -> None:
 
 def explain_items(root: Path, explain: ExplainResult, problems: list[str]) -> tuple[list[ExplorerItem], list[str]]:
     """Items of an explain folder written before explorer.npz existed: probabilities and profile from each image's JSON,
-    the image re-read from its file where it still exists; the maps themselves were not saved (the overlay PNGs show them)."""
+    the image re-read from its file where it still exists; the maps themselves were not saved (the overlay PNGs show
+    them)."""
     items, names = [], []
     for row in explain.images:
         if not isinstance(row, dict) or not isinstance(row.get("json"), str):
             continue
-        detail = _read_json(root / Path(row["json"]).name, problems) if (root / Path(row["json"]).name).is_file() else None
+        detail = (
+            _read_json(root / Path(row["json"]).name, problems) if (root / Path(row["json"]).name).is_file() else None
+        )
         if detail is None:
             continue
         probs = detail.get("probabilities") or {}
@@ -353,6 +409,15 @@ def explain_items(root: Path, explain: ExplainResult, problems: list[str]) -> tu
         except (OSError, UnidentifiedImageError, ValueError):
             image = None
         target = names.index(detail["target"]) if detail.get("target") in names else None
-        items.append(ExplorerItem(id=str(detail.get("file", row.get("file"))), image=image, maps={}, probs=list(probs.values()) or None,
-                                  target=target, profile=detail.get("latent_profile"), source="explain"))
+        items.append(
+            ExplorerItem(
+                id=str(detail.get("file", row.get("file"))),
+                image=image,
+                maps={},
+                probs=list(probs.values()) or None,
+                target=target,
+                profile=detail.get("latent_profile"),
+                source="explain",
+            )
+        )
     return items, names

@@ -1,4 +1,5 @@
-"""What determines a run's results: the one record a resumed run must match, shared by the engine and the autoencoder."""
+"""What determines a run's results: the one record a resumed run must match, shared by the engine and the
+autoencoder."""
 
 from __future__ import annotations
 

@@ -88,12 +88,21 @@ def _prepare_folder(layout: RunLayout, identity: dict, resume: bool, lock: RunLo
     layout.shard_dir.mkdir(parents=True, exist_ok=True)
     if layout.config.exists():
         if not resume:
-            raise CemapError(f"{layout.root} already holds a run", "pass --resume to continue it, or choose another --out")
+            raise CemapError(
+                f"{layout.root} already holds a run", "pass --resume to continue it, or choose another --out"
+            )
         stored = read_json(layout.config)
         if stored != identity:
-            changed = sorted(k for k in {**stored["config"], **identity["config"]} if stored["config"].get(k) != identity["config"].get(k))
+            changed = sorted(
+                k
+                for k in {**stored["config"], **identity["config"]}
+                if stored["config"].get(k) != identity["config"].get(k)
+            )
             what = ", ".join(changed) or "the model weights"
-            raise CemapError(f"--resume with different settings than the run in {layout.root} ({what})", "resume with the original options")
+            raise CemapError(
+                f"--resume with different settings than the run in {layout.root} ({what})",
+                "resume with the original options",
+            )
         layout.discard_partial()
         layout.manifest.unlink(missing_ok=True)
     else:
@@ -109,7 +118,9 @@ class Runner:
         n = len(self.dataset)
         self.n_images = n if config.limit is None else min(config.limit, n)
         self.plans = plan_shards(self.n_images, config.shard_size)
-        self.classifier: Classifier = ranks.main_first(lambda: get_model(config.model_name, **config.model_options)).to(device)
+        self.classifier: Classifier = ranks.main_first(lambda: get_model(config.model_name, **config.model_options)).to(
+            device
+        )
         self.multilabel = self.classifier.multilabel
         match_class_names(self.classifier, self.dataset, config)
         check_settings(self.classifier, config)
@@ -123,11 +134,20 @@ class Runner:
             )
         identity = {"format": FORMAT, "config": self.config.as_dict(), "model_fingerprint": fingerprints[0]}
         self.ranks.share_from_main(lambda: _prepare_folder(self.layout, identity, resume, lock))
-        self.autoencoder_info = self.ranks.share_from_main(lambda: ensure_autoencoder(self.layout, self.classifier, self.config, self.dataset, self.n_images))
+        self.autoencoder_info = self.ranks.share_from_main(
+            lambda: ensure_autoencoder(self.layout, self.classifier, self.config, self.dataset, self.n_images)
+        )
         fitted = load_autoencoder(self.layout, self.classifier)
         c = self.config
         self.pipeline = RunPipeline(
-            self.classifier, fitted, cell=c.cell, stride=c.stride, fill=c.fill, value=c.value, methods=c.methods, attacks=c.attacks,
+            self.classifier,
+            fitted,
+            cell=c.cell,
+            stride=c.stride,
+            fill=c.fill,
+            value=c.value,
+            methods=c.methods,
+            attacks=c.attacks,
             precision=c.precision,
         )
         self.schema = pa.schema(identity_fields(self.multilabel) + self.pipeline.fields())
@@ -140,7 +160,10 @@ class Runner:
         """(shard, items of one batch) in order; a DataLoader reads ahead when ``workers`` > 0."""
         batches = [(plan, idx) for plan in plans for idx in _batches(plan, self.config.batch_size)]
         loader = torch.utils.data.DataLoader(
-            SafeItems(self.dataset), batch_sampler=[idx for _, idx in batches], collate_fn=list, num_workers=self.workers
+            SafeItems(self.dataset),
+            batch_sampler=[idx for _, idx in batches],
+            collate_fn=list,
+            num_workers=self.workers,
         )
         for (plan, _), items in zip(batches, loader):
             yield plan, items
@@ -169,7 +192,12 @@ class Runner:
         plans = self.pending()
         start = time.perf_counter()
         total = sum(p.stop - p.start for p in plans)
-        bar = tqdm(total=total, desc=f"cemap run [rank {self.ranks.rank}]", unit="img", disable=not (progress_enabled() and self.ranks.is_main))
+        bar = tqdm(
+            total=total,
+            desc=f"cemap run [rank {self.ranks.rank}]",
+            unit="img",
+            disable=not (progress_enabled() and self.ranks.is_main),
+        )
         map_shape = tuple(self.classifier.input_shape[1:])
         stop_after = int(os.environ.get(STOP_AFTER_SHARDS, 0))
         for committed, (plan, group) in enumerate(itertools.groupby(self._loaded(plans), key=lambda t: t[0]), start=1):
@@ -190,7 +218,8 @@ class Runner:
         except (OSError, ValueError, pa.ArrowException) as exc:
             stem = self.layout.table(shard).with_suffix("")
             raise CemapError(
-                f"shard {shard} of {self.layout.root} is damaged ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})",
+                f"shard {shard} of {self.layout.root} is damaged ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200] if str(exc) else ''})",
                 f"delete {stem}.* and continue with --resume: that shard is computed again",
             ) from exc
 
@@ -198,7 +227,10 @@ class Runner:
         """Rank 0 after the barrier: verify every shard, merge errors, write the manifest; returns the summary."""
         missing = [p.index for p in self.plans if not self.layout.is_committed(p.index)]
         if missing:
-            raise CemapError(f"{len(missing)} shards are missing (first: {missing[0]})", "a rank stopped early; continue with --resume")
+            raise CemapError(
+                f"{len(missing)} shards are missing (first: {missing[0]})",
+                "a rank stopped early; continue with --resume",
+            )
         shards, n_rows, n_errors = [], 0, 0
         with atomic_open(self.layout.errors, "w") as merged:
             for p in self.plans:
@@ -222,7 +254,12 @@ class Runner:
             "map_shape": list(clf.input_shape[1:]),
             "columns": self.schema.names,
             "attacks": self.pipeline.attack_budgets(),
-            "cemap": {"cell": cemap.cell, "stride": cemap.stride, "fill": cemap.fill, "forward_passes_per_image": cemap.forward_passes_per_image},
+            "cemap": {
+                "cell": cemap.cell,
+                "stride": cemap.stride,
+                "fill": cemap.fill,
+                "forward_passes_per_image": cemap.forward_passes_per_image,
+            },
             "autoencoder": self.autoencoder_info,
             "n_images": self.n_images,
             "n_rows": n_rows,
@@ -238,12 +275,19 @@ class Runner:
         write_json(self.layout.manifest, manifest)
         write_run_explorer(self.layout.root)  # the report's image explorer: the first images, their maps and profiles
         return {
-            "out": str(self.layout.root), "n_images": self.n_images, "n_rows": n_rows, "n_errors": n_errors, "n_shards": len(shards),
-            "fidelity": (self.autoencoder_info or {}).get("fidelity"), **manifest["last_session"],
+            "out": str(self.layout.root),
+            "n_images": self.n_images,
+            "n_rows": n_rows,
+            "n_errors": n_errors,
+            "n_shards": len(shards),
+            "fidelity": (self.autoencoder_info or {}).get("fidelity"),
+            **manifest["last_session"],
         }
 
 
-def run_dataset(config: RunConfig, out: Path | str, *, resume: bool = False, workers: int = 0, device: str = "cpu") -> dict:
+def run_dataset(
+    config: RunConfig, out: Path | str, *, resume: bool = False, workers: int = 0, device: str = "cpu"
+) -> dict:
     """Run ``config`` into folder ``out`` (joining torchrun's process group when launched by it); returns the summary.
 
     Every rank returns the same summary: counts over the whole run, and the throughput of this session.
@@ -289,7 +333,9 @@ def check_settings(classifier: Classifier, config: RunConfig) -> None:
             if name.lower() not in valid:
                 raise unknown_name("attack", name, valid)
     if not isinstance(config.value, (int, float)) and config.value not in VALUES:
-        raise CemapError(f"unknown --value {config.value!r}", "use 'zero', 'mean' (the channel's dataset mean) or a number")
+        raise CemapError(
+            f"unknown --value {config.value!r}", "use 'zero', 'mean' (the channel's dataset mean) or a number"
+        )
     CEMap(classifier, cell=config.cell, stride=config.stride, fill=config.fill)  # checks cell, stride and fill
 
 
@@ -309,6 +355,8 @@ def match_class_names(classifier: Classifier, dataset: ImageDataset, config: Run
         return
     shown = ", ".join(data_names[:8]) + (", ..." if len(data_names) > 8 else "")
     raise CemapError(
-        f"model {config.model_name} has {len(model_names)} outputs but dataset {config.dataset} has {len(data_names)} classes ({shown})",
-        "use weights trained on these classes (e.g. --model-opt weights=FILE), or a dataset whose classes the model predicts",
+        f"model {config.model_name} has {len(model_names)} outputs but dataset {config.dataset} has {len(data_names)} "
+        f"classes ({shown})",
+        "use weights trained on these classes (e.g. --model-opt weights=FILE), or a dataset whose classes the model "
+        "predicts",
     )

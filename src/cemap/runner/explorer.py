@@ -41,12 +41,26 @@ def items_from_run(results, limit: int = MAX_ITEMS, with_images: bool = True) ->
         elif row.get("label") is not None:
             labels = [int(row["label"])]
         boxes = row.get("boxes")
-        boxes = np.zeros((0, 4), np.float32) if boxes is None or len(boxes) == 0 else np.stack([np.asarray(b, np.float32).reshape(4) for b in boxes])
+        boxes = (
+            np.zeros((0, 4), np.float32)
+            if boxes is None or len(boxes) == 0
+            else np.stack([np.asarray(b, np.float32).reshape(4) for b in boxes])
+        )
         box_labels = row.get("box_labels")
-        items.append(ExplorerItem(
-            id=str(row.get("id", r.index)), image=image, maps=dict(r.maps), boxes=boxes, box_labels=[] if box_labels is None else as_ints(box_labels),
-            probs=row.get("probs"), target=row.get("target"), labels=labels, profile=row.get("latent_ce"), source="run",
-        ))
+        items.append(
+            ExplorerItem(
+                id=str(row.get("id", r.index)),
+                image=image,
+                maps=dict(r.maps),
+                boxes=boxes,
+                box_labels=[] if box_labels is None else as_ints(box_labels),
+                probs=row.get("probs"),
+                target=row.get("target"),
+                labels=labels,
+                profile=row.get("latent_ce"),
+                source="run",
+            )
+        )
         if len(items) >= limit:
             break
     return items

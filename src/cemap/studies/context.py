@@ -72,7 +72,11 @@ class StudyContext:
     @property
     def data_key(self) -> str:
         """The autoencoder cache's name for the train images (the same key ``cemap demo`` has always used)."""
-        suffix = "" if not self.dataset_options else "-" + hashlib.sha256(repr(sorted(self.dataset_options.items())).encode()).hexdigest()[:8]
+        suffix = (
+            ""
+            if not self.dataset_options
+            else "-" + hashlib.sha256(repr(sorted(self.dataset_options.items())).encode()).hexdigest()[:8]
+        )
         return f"{self.dataset}{suffix}-train"
 
     @cached_property

@@ -17,7 +17,7 @@ model and code restores them, and study.json's ``stages`` says which were restor
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 from tqdm.auto import tqdm
 
@@ -30,7 +30,7 @@ from .detection import DetectionConfig, run_detection
 from .evaluation import EvalConfig, run_evaluation
 from .latent_controls import LatentControlsConfig, LatentControlsResult, run_latent_controls
 from .overview import OverviewConfig, OverviewResult, run_overview
-from .results import StudyResult, state
+from .results import DemoResult
 from .stage_cache import run_cached
 
 
@@ -49,38 +49,38 @@ class StudyPlan:
     @classmethod
     def for_mode(cls, quick: bool) -> "StudyPlan":
         if quick:
-            return cls(figure_images=4, profile_images=16, pgd_steps=5, placements=2, eval_images=8, eval_robust=4, eval_steps=8)
+            return cls(
+                figure_images=4,
+                profile_images=16,
+                pgd_steps=5,
+                placements=2,
+                eval_images=8,
+                eval_robust=4,
+                eval_steps=8,
+            )
         return cls()
 
 
-@dataclass
-class DemoResult(StudyResult):
-    """study.json: what the demo ran, each stage's summary, its timings and which stages were restored from the cache."""
-
-    FILE = "study.json"
-
-    dataset: str
-    model: str
-    layer: str
-    quick: bool
-    seed: int
-    settings: dict
-    latent_controls: dict  # the verdicts on the paper's latent claims and the files
-    profile_images: list
-    evaluation: dict  # images, pairs, the methods compared and those that do not apply to the model
-    detection: dict
-    timings_s: dict = field(default_factory=dict)
-    stages: dict = field(default_factory=dict)  # per cached stage: computed_s and, when restored, restored_from
-    overview: OverviewResult | None = state(default=None)
 
 
 # The demo compares CE with the CAM family, Occlusion, IG and the floors; the perturbation peers (RISE, Kernel SHAP)
 # and the multi-scale CE map cost minutes per image set on a CPU and run in `cemap evaluate --benchmark`.
-DEMO_METHODS = ("ce", "cam", "gradcam", "gradcam++", "scorecam", "occlusion", "integrated-gradients", "random", "centre")
+DEMO_METHODS = (
+    "ce",
+    "cam",
+    "gradcam",
+    "gradcam++",
+    "scorecam",
+    "occlusion",
+    "integrated-gradients",
+    "random",
+    "centre",
+)
 
 
 def applicable_methods(classifier, methods=DEMO_METHODS) -> tuple[list[str], dict[str, str]]:
-    """The ``methods`` that can be built for ``classifier``, and why each other one cannot (e.g. CAM needs global pooling).
+    """The ``methods`` that can be built for ``classifier``, and why each other one cannot (e.g. CAM needs global
+    pooling).
 
     A method that does not fit a model refuses at construction, so nothing is run to find out.
     """
@@ -96,13 +96,24 @@ def applicable_methods(classifier, methods=DEMO_METHODS) -> tuple[list[str], dic
 
 def _stage_key(ctx: StudyContext) -> dict:
     """What every stage's result depends on besides its own settings and the code: the data and the model's weights."""
-    return {"dataset": ctx.dataset, "quick": ctx.quick, "seed": ctx.seed, "model": ctx.model, "weights": model_fingerprint(ctx.classifier)}
+    return {
+        "dataset": ctx.dataset,
+        "quick": ctx.quick,
+        "seed": ctx.seed,
+        "model": ctx.model,
+        "weights": model_fingerprint(ctx.classifier),
+    }
 
 
 def _evaluation_stage(ctx: StudyContext, cfg: EvalConfig) -> dict:
     methods, skipped = applicable_methods(ctx.classifier)
     evaluation = run_evaluation(ctx, replace(cfg, methods=tuple(methods)))
-    return {"n_images": evaluation.n_images, "n_pairs": evaluation.n_pairs, "methods": methods, "methods_not_applicable": skipped}
+    return {
+        "n_images": evaluation.n_images,
+        "n_pairs": evaluation.n_pairs,
+        "methods": methods,
+        "methods_not_applicable": skipped,
+    }
 
 
 def run_demo(ctx: StudyContext, plan: StudyPlan, reuse: bool = True) -> DemoResult:
@@ -130,19 +141,45 @@ def run_demo(ctx: StudyContext, plan: StudyPlan, reuse: bool = True) -> DemoResu
 
     base = stage("model", lambda: _stage_key(ctx))
     keyed = {**base, "plan": asdict(plan)}
-    overview = OverviewResult.from_json(stage("overview", lambda: run_overview(ctx, OverviewConfig(plan.figure_images)).to_json(), keyed))
-    controls = LatentControlsResult.from_json(stage("latent_controls", lambda: run_latent_controls(ctx, LatentControlsConfig(
-        n_images=plan.profile_images, pgd_steps=plan.pgd_steps, placements=plan.placements)).to_json(), keyed))
+    overview = OverviewResult.from_json(
+        stage("overview", lambda: run_overview(ctx, OverviewConfig(plan.figure_images)).to_json(), keyed)
+    )
+    controls = LatentControlsResult.from_json(
+        stage(
+            "latent_controls",
+            lambda: run_latent_controls(
+                ctx,
+                LatentControlsConfig(
+                    n_images=plan.profile_images, pgd_steps=plan.pgd_steps, placements=plan.placements
+                ),
+            ).to_json(),
+            keyed,
+        )
+    )
     # CE's fill and cell are chosen on the train split when it has boxes, never on the test images reported
     cfg = EvalConfig(n_images=plan.eval_images, n_robust=plan.eval_robust, steps=plan.eval_steps, seed=ctx.seed,
                      tune=overview.ce_map_pointing_game is not None)
     evaluation = stage("evaluation", lambda: _evaluation_stage(ctx, cfg), {**base, "config": asdict(cfg)})
-    detection = stage("detection", lambda: {"layer": run_detection(ctx, DetectionConfig.sized("quick" if ctx.quick else "demo", ctx.seed)).layer}, base)
+    detection = stage(
+        "detection",
+        lambda: {"layer": run_detection(ctx, DetectionConfig.sized("quick" if ctx.quick else "demo", ctx.seed)).layer},
+        base,
+    )
     bar.close()
     result = DemoResult(
-        dataset=ctx.dataset, model=overview.model, layer=overview.layer, quick=ctx.quick, seed=ctx.seed, settings={"plan": asdict(plan)},
-        latent_controls={"claims": controls.claims, "files": controls.files}, profile_images=controls.images, evaluation=evaluation,
-        detection=detection, timings_s=timings, stages=provenance, overview=overview,
+        dataset=ctx.dataset,
+        model=overview.model,
+        layer=overview.layer,
+        quick=ctx.quick,
+        seed=ctx.seed,
+        settings={"plan": asdict(plan)},
+        latent_controls={"claims": controls.claims, "files": controls.files},
+        profile_images=controls.images,
+        evaluation=evaluation,
+        detection=detection,
+        timings_s=timings,
+        stages=provenance,
+        overview=overview,
     )
     timings["total"] = time.perf_counter() - t0
     result.write(ctx.out)

@@ -24,18 +24,24 @@ from ..causal.autoencoder import model_fingerprint
 from ..data.base import ImageDataset
 from ..errors import CemapError, unknown_name
 from ..evaluate.faithfulness import deletion_auc, insertion_auc
-from ..evaluate.localisation import IOBB_THRESHOLDS, box_masks, energy_pointing, iobb_accuracy, pointing_game, pointing_game_hits
+from ..evaluate.localisation import (
+    IOBB_THRESHOLDS,
+    box_masks,
+    energy_pointing,
+    iobb_accuracy,
+    pointing_game,
+    pointing_game_hits,
+)
 from ..evaluate.robustness import fgsm_stability, noise_stability
 from ..evaluate.sanity import randomisation_correlation
 from ..evaluate.shortcut import marker_share
 from ..explain import get_explainer, list_explainers
 from ..jsonio import write_json
 from ..models.classifier import Classifier
-from ..numbers import estimate, is_interval, number, show
 from .context import StudyContext
 from .explorer import save_explorer_batch
 from .figures import OverlayGrid
-from .results import Claim, StudyResult, json_field
+from .results import EvaluationResult
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +56,9 @@ class EvalConfig:
     noise_sigma: float = 0.02  # Gaussian noise, in [0, 1] pixel units
     fgsm_eps: float = 2 / 255
     tolerance_224: float = 15.0  # pointing-game tolerance at 224 px (Zhang et al.), scaled to the image size
-    iobb_level: float = 0.5  # T(IoBB): threshold the map at this fraction of its maximum; the peak's region is the detection
+    iobb_level: float = (
+        0.5  # T(IoBB): threshold the map at this fraction of its maximum; the peak's region is the detection
+    )
     n_figure: int = 6
     seed: int = 0
     method_options: dict[str, dict] = field(default_factory=dict)
@@ -95,9 +103,21 @@ def evaluation_pairs(dataset: ImageDataset, n_images: int | None = None, seed: i
         s = samples[i]
         if with_boxes:
             for f in torch.unique(s.box_labels).tolist():
-                images.append(s.image), targets.append(f), boxes.append(s.boxes[s.box_labels == f]), ids.append(f"{s.id}/{dataset.class_names[f]}"), index.append(i)
+                (
+                    images.append(s.image),
+                    targets.append(f),
+                    boxes.append(s.boxes[s.box_labels == f]),
+                    ids.append(f"{s.id}/{dataset.class_names[f]}"),
+                    index.append(i),
+                )
         else:
-            images.append(s.image), targets.append(int(s.labels)), boxes.append(torch.zeros(0, 4)), ids.append(s.id), index.append(i)
+            (
+                images.append(s.image),
+                targets.append(int(s.labels)),
+                boxes.append(torch.zeros(0, 4)),
+                ids.append(s.id),
+                index.append(i),
+            )
     if not images:
         raise CemapError(f"dataset {dataset.name or ''} has no images to evaluate")
     return Pairs(torch.stack(images), torch.tensor(targets), boxes, ids, torch.tensor(index))
@@ -112,8 +132,12 @@ def localisation_row(maps: torch.Tensor, pairs: Pairs, cfg: EvalConfig) -> dict[
     tolerance = cfg.tolerance_224 * maps.shape[-1] / 224
     masks = box_masks(tuple(maps.shape[-2:]), pairs.boxes)
 
-    def single(tol: float = 0.0) -> torch.Tensor:  # one maximum per map, ties broken by a seeded draw (a blocky map gains nothing)
-        return pointing_game(maps, masks, rule="single", tolerance=tol, generator=torch.Generator().manual_seed(cfg.seed))
+    def single(
+        tol: float = 0.0,
+    ) -> torch.Tensor:  # one maximum per map, ties broken by a seeded draw (a blocky map gains nothing)
+        return pointing_game(
+            maps, masks, rule="single", tolerance=tol, generator=torch.Generator().manual_seed(cfg.seed)
+        )
 
     row = {
         "pointing_game": _mean(single()),
@@ -135,17 +159,31 @@ def evaluate_method(
     explainer = get_explainer(name, classifier, **options)
     maps = explainer.attribute(pairs.images, pairs.targets)
     t_maps = time.perf_counter() - t0
-    row: dict = {"method": name, "options": options, "n_images": int(torch.unique(pairs.image_index).numel()), "n_pairs": len(pairs)}
+    row: dict = {
+        "method": name,
+        "options": options,
+        "n_images": int(torch.unique(pairs.image_index).numel()),
+        "n_pairs": len(pairs),
+    }
     if pairs.has_boxes:
         row.update(localisation_row(maps, pairs, cfg))
     row["deletion_auc"] = _mean(deletion_auc(classifier, pairs.images, maps, pairs.targets, steps=cfg.steps))
     row["insertion_auc"] = _mean(insertion_auc(classifier, pairs.images, maps, pairs.targets, steps=cfg.steps))
     sub = pairs.take(cfg.n_robust)
     row["n_robust"] = len(sub)
-    row["noise_spearman"] = _mean(noise_stability(explainer, sub.images, sub.targets, maps[: len(sub)], sigma=cfg.noise_sigma, seed=cfg.seed))
+    row["noise_spearman"] = _mean(
+        noise_stability(explainer, sub.images, sub.targets, maps[: len(sub)], sigma=cfg.noise_sigma, seed=cfg.seed)
+    )
     row["fgsm_spearman"] = _mean(fgsm_stability(explainer, sub.images, sub.targets, maps[: len(sub)], eps=cfg.fgsm_eps))
     row["randomisation_spearman"] = _mean(
-        randomisation_correlation(lambda c: get_explainer(name, c, **options), classifier, sub.images, sub.targets, maps[: len(sub)], seed=cfg.seed)
+        randomisation_correlation(
+            lambda c: get_explainer(name, c, **options),
+            classifier,
+            sub.images,
+            sub.targets,
+            maps[: len(sub)],
+            seed=cfg.seed,
+        )
     )
     if marker_masks is not None:  # only images that carry the tag
         tagged = marker_masks.flatten(1).any(1)
@@ -162,8 +200,15 @@ CE_CELLS = (16, 12)  # each with a half-cell stride
 TUNE_IMAGES = 60  # train images (all their boxed findings) that the choice is made on
 
 
-def tune_ce(classifier: Classifier, train: ImageDataset, n_images: int = TUNE_IMAGES, seed: int = 0, cfg: EvalConfig | None = None) -> tuple[dict, list[dict]]:
-    """Pick CE's fill, then its cell size, on train images by pointing game + T(IoBB = 0.25); returns (best options, all scores).
+def tune_ce(
+    classifier: Classifier,
+    train: ImageDataset,
+    n_images: int = TUNE_IMAGES,
+    seed: int = 0,
+    cfg: EvalConfig | None = None,
+) -> tuple[dict, list[dict]]:
+    """Pick CE's fill, then its cell size, on train images by pointing game + T(IoBB = 0.25); returns (best options,
+    all scores).
 
     A coordinate search keeps it to five CE runs: the fills (zero / mean / blur) at the default
     cell (about a 7 x 7 grid), then 16 and 12 px cells with a half-cell stride at the best fill.
@@ -177,7 +222,14 @@ def tune_ce(classifier: Classifier, train: ImageDataset, n_images: int = TUNE_IM
     def score(options: dict) -> dict:
         maps = get_explainer("ce", classifier, **options).attribute(pairs.images, pairs.targets)
         loc = localisation_row(maps, pairs, cfg)
-        scores.append({"options": options, "pointing_game": loc["pointing_game"], "iobb@0.25": loc["iobb@0.25"], "n_pairs": len(pairs)})
+        scores.append(
+            {
+                "options": options,
+                "pointing_game": loc["pointing_game"],
+                "iobb@0.25": loc["iobb@0.25"],
+                "n_pairs": len(pairs),
+            }
+        )
         return scores[-1]
 
     def value(s: dict) -> float:
@@ -195,8 +247,17 @@ def cached_tune_ce(ctx: StudyContext, cfg: EvalConfig) -> dict:
     """:func:`tune_ce` on the context's train split, cached like a trained model (keyed by the model's weights,
     the data and every setting that decides the choice), so a rerun of a study does not repeat it."""
     classifier = ctx.classifier
-    key = {"model": model_fingerprint(classifier), "dataset": ctx.dataset, "options": ctx.dataset_options, "seed": cfg.seed,
-           "images": TUNE_IMAGES, "fills": CE_FILLS, "cells": CE_CELLS, "tolerance_224": cfg.tolerance_224, "iobb_level": cfg.iobb_level}
+    key = {
+        "model": model_fingerprint(classifier),
+        "dataset": ctx.dataset,
+        "options": ctx.dataset_options,
+        "seed": cfg.seed,
+        "images": TUNE_IMAGES,
+        "fills": CE_FILLS,
+        "cells": CE_CELLS,
+        "tolerance_224": cfg.tolerance_224,
+        "iobb_level": cfg.iobb_level,
+    }
     path = cache_path("tuning", f"{classifier.name or 'model'}-ce", key, suffix=".json")
     stored = load_json_cached(path, ("chosen",))  # a damaged entry is moved aside and the tuning repeated
     if stored is not None:
@@ -219,27 +280,6 @@ def _marker_masks(dataset: ImageDataset, pairs: Pairs) -> torch.Tensor | None:
     return masks & tagged[:, None, None]
 
 
-@dataclass
-class EvaluationResult(StudyResult):
-    """evaluation.json: one row per method, every metric over the same (image, finding) pairs."""
-
-    FILE = "evaluation.json"
-
-    dataset: str
-    dataset_options: dict
-    model: str
-    model_fingerprint: str
-    n_images: int
-    n_pairs: int
-    config: dict
-    ce_tuning: dict | None
-    rows: list[dict]
-    seconds: float
-    figures: dict = json_field(default_factory=dict)
-
-    def headline(self) -> list[Claim]:
-        """Which method localises best, by how much, where CE ranks and what the floors score (from the rows)."""
-        return localisation_claims(self.rows, self.n_pairs)
 
 
 def run_evaluation(ctx: StudyContext, config: EvalConfig = EvalConfig()) -> EvaluationResult:
@@ -256,7 +296,9 @@ def run_evaluation(ctx: StudyContext, config: EvalConfig = EvalConfig()) -> Eval
     tuning = None
     if cfg.tune and "ce" in methods and "ce" not in cfg.method_options:
         tuning = cached_tune_ce(ctx, cfg)
-        cfg = replace(cfg, method_options={**cfg.method_options, "ce": tuning["chosen"]})  # the caller's config stays as it was
+        cfg = replace(
+            cfg, method_options={**cfg.method_options, "ce": tuning["chosen"]}
+        )  # the caller's config stays as it was
     pairs = evaluation_pairs(ctx.test, cfg.n_images, cfg.seed)
     markers = _marker_masks(ctx.test, pairs)
     shown = torch.linspace(0, len(pairs) - 1, min(cfg.n_figure, len(pairs))).round().long().unique()
@@ -267,9 +309,16 @@ def run_evaluation(ctx: StudyContext, config: EvalConfig = EvalConfig()) -> Eval
         rows.append(row)
         figure_maps[name] = maps[shown]
     result = EvaluationResult(
-        dataset=ctx.dataset, dataset_options=ctx.dataset_options, model=ctx.model, model_fingerprint=model_fingerprint(clf),
-        n_images=int(torch.unique(pairs.image_index).numel()), n_pairs=len(pairs), config=asdict(cfg), ce_tuning=tuning,
-        rows=rows, seconds=time.perf_counter() - t0,
+        dataset=ctx.dataset,
+        dataset_options=ctx.dataset_options,
+        model=ctx.model,
+        model_fingerprint=model_fingerprint(clf),
+        n_images=int(torch.unique(pairs.image_index).numel()),
+        n_pairs=len(pairs),
+        config=asdict(cfg),
+        ce_tuning=tuning,
+        rows=rows,
+        seconds=time.perf_counter() - t0,
     )
     ctx.out.mkdir(parents=True, exist_ok=True)
     result.figures = _shown_pairs(ctx, pairs, shown, figure_maps)
@@ -284,52 +333,37 @@ def _shown_pairs(ctx: StudyContext, pairs: Pairs, shown: torch.Tensor, figure_ma
     overlays = ctx.figure(OverlayGrid("overlays.png", pairs.images[shown], figure_maps, titles=ids, boxes=boxes))
     with torch.inference_mode():
         shown_probs = ctx.classifier.predict_proba(pairs.images[shown])
-    save_explorer_batch(ctx.out, pairs.images[shown], figure_maps, ids, boxes=[pairs.boxes[i] for i in shown],
-                        box_labels=[torch.full((len(pairs.boxes[i]),), int(pairs.targets[i])) for i in shown], probs=shown_probs,
-                        targets=pairs.targets[shown], class_names=ctx.classifier.class_names, source="evaluation", name="explorer_evaluation.npz")
+    save_explorer_batch(
+        ctx.out,
+        pairs.images[shown],
+        figure_maps,
+        ids,
+        boxes=[pairs.boxes[i] for i in shown],
+        box_labels=[torch.full((len(pairs.boxes[i]),), int(pairs.targets[i])) for i in shown],
+        probs=shown_probs,
+        targets=pairs.targets[shown],
+        class_names=ctx.classifier.class_names,
+        source="evaluation",
+        name="explorer_evaluation.npz",
+    )
     return {"overlays": overlays} if overlays else {}
 
 
-# evaluation rows in the headline's table: (key, words)
-HEADLINE_METRICS = [("pointing_game", "pointing game"), ("energy_pointing", "energy inside the box"), ("deletion_auc", "deletion AUC"),
-                    ("insertion_auc", "insertion AUC")]
-FLOORS = ("random", "centre", "center")
-
-
-def localisation_claims(rows: list[dict], n_pairs: int | None) -> list[Claim]:
-    """The method that localises best (pointing game), its lead, the CE map's rank and the floors, with a small table."""
-    scored = [r for r in rows if estimate(r.get("pointing_game")) is not None]
-    if not scored:
-        return [Claim("Localisation: not computed (the evaluation recorded no pointing game).")]
-    real = [r for r in scored if r["method"].lower() not in FLOORS] or scored
-    score = lambda r: estimate(r["pointing_game"])  # noqa: E731
-    ranked = sorted(real, key=score, reverse=True)
-    best = ranked[0]
-    tied = [r for r in ranked[1:] if abs(score(r) - score(best)) < 1e-9]
-    text = (f"{best['method']} and {', '.join(r['method'] for r in tied)} localise best, tied: pointing game {show(best['pointing_game'])}" if tied
-            else f"{best['method']} localises best: pointing game {show(best['pointing_game'])}")
-    rest = [r for r in ranked[1:] if r not in tied]
-    if rest:
-        text += f", {number(score(best) - score(rest[0]), 2)} above the next, {rest[0]['method']} ({show(rest[0]['pointing_game'])})"
-    ce = next((r for r in ranked if r["method"].lower() == "ce"), None)
-    if ce is not None and ce is not best and ce not in tied:
-        text += f"; the CE map scores {show(ce['pointing_game'])} (rank {ranked.index(ce) + 1} of {len(ranked)})"
-    floors = [r for r in scored if r["method"].lower() in FLOORS]
-    if floors:
-        text += "; floors: " + ", ".join(f"{r['method']} {show(r['pointing_game'])}" for r in floors)
-    text += f" (over {number(n_pairs)} image-finding pairs)" if isinstance(n_pairs, int) else ""
-    if not is_interval(best["pointing_game"]) and isinstance(n_pairs, int) and n_pairs > 0:
-        text += f". No intervals were recorded; one pair moves a score by {number(1 / n_pairs, 2)}, so small gaps decide nothing"
-    keys = [(k, words) for k, words in HEADLINE_METRICS if any(k in r for r in rows)]
-    picked = ranked[:3] + ([ce] if ce is not None and ce not in ranked[:3] else []) + floors  # every row is in the evaluation section
-    return [Claim(text + ".", [{"method": r["method"], **{words: r.get(k) for k, words in keys}} for r in picked])]
 
 
 METRIC_COLUMNS = [
-    ("pointing_game", "PG"), ("pointing_game_any_tie", "PG-anytie"), ("pointing_game_tol", "PG-tol"), ("energy_pointing", "energy"),
+    ("pointing_game", "PG"),
+    ("pointing_game_any_tie", "PG-anytie"),
+    ("pointing_game_tol", "PG-tol"),
+    ("energy_pointing", "energy"),
     *[(f"iobb@{t:g}", f"IoBB>{t:g}") for t in IOBB_THRESHOLDS],
-    ("deletion_auc", "del"), ("insertion_auc", "ins"), ("noise_spearman", "noise-rho"), ("fgsm_spearman", "fgsm-rho"),
-    ("randomisation_spearman", "rand-rho"), ("marker_share", "marker"), ("ms_per_map", "ms/map"),
+    ("deletion_auc", "del"),
+    ("insertion_auc", "ins"),
+    ("noise_spearman", "noise-rho"),
+    ("fgsm_spearman", "fgsm-rho"),
+    ("randomisation_spearman", "rand-rho"),
+    ("marker_share", "marker"),
+    ("ms_per_map", "ms/map"),
 ]
 
 

@@ -27,7 +27,7 @@ from ..pipeline import BatchResult, ImagePipeline
 from ..progress import progress_enabled
 from .explorer import MAX_ITEMS, ExplorerItem, relative_names, save_explorer_items
 from .figures import Draw, OverlayGrid, ProfileBars
-from .results import StudyResult, json_field
+from .results import ExplainResult
 
 DEFAULT_METHODS = ("ce", "gradcam")
 BATCH = 16
@@ -42,7 +42,10 @@ def load_classifier(name: str, weights: str | Path | None = None) -> Classifier:
     except TypeError as exc:
         if "weights" not in str(exc):
             raise
-        raise CemapError(f"model {name!r} does not take a weights file", "drop --weights (torchxrayvision models read theirs from ~/.torchxrayvision/models_data/)") from exc
+        raise CemapError(
+            f"model {name!r} does not take a weights file",
+            "drop --weights (torchxrayvision models read theirs from ~/.torchxrayvision/models_data/)",
+        ) from exc
 
 
 def list_image_files(inputs: Sequence[str | Path]) -> list[Path]:
@@ -52,11 +55,15 @@ def list_image_files(inputs: Sequence[str | Path]) -> list[Path]:
         if item.is_dir():
             found = sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
             if not found:
-                raise CemapError(f"no image files under {item}", f"supported: {', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)}")
+                raise CemapError(
+                    f"no image files under {item}", f"supported: {', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)}"
+                )
             files += found
         elif item.is_file():
             if not is_image_file(item):
-                raise CemapError(f"{item} is not an image file", f"supported: {', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)}")
+                raise CemapError(
+                    f"{item} is not an image file", f"supported: {', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)}"
+                )
             files.append(item)
         else:
             raise CemapError(f"no such file or folder: {item}", "pass image files or a folder of images")
@@ -64,13 +71,16 @@ def list_image_files(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def load_images(files: Sequence[Path], classifier: Classifier) -> torch.Tensor:
-    """N x C x H x W in [0, 1], each file resized to the classifier's input; bad pixels are a CemapError naming the file."""
+    """N x C x H x W in [0, 1], each file resized to the classifier's input; bad pixels are a CemapError naming the
+    file."""
     c, h, w = classifier.input_shape
     images = []
     for path in files:
         image = read_image(path, channels=c, size=(h, w))
         if not torch.isfinite(image).all():
-            raise CemapError(f"{path} contains NaN or infinite pixel values", "clean or drop the image before explaining it")
+            raise CemapError(
+                f"{path} contains NaN or infinite pixel values", "clean or drop the image before explaining it"
+            )
         images.append(image)
     return torch.stack(images)
 
@@ -88,7 +98,9 @@ def fit_on_files(classifier: Classifier, fit_on: str | Path, layer: str | None =
     """The autoencoder at ``layer`` trained on the images under ``fit_on`` (cached per model, layer and files)."""
     files = list_image_files([fit_on])
     images = load_images(files, classifier)
-    return fit_autoencoder(classifier, images, layer=layer, data_key=folder_key(files, classifier.input_shape)), len(files)
+    return fit_autoencoder(classifier, images, layer=layer, data_key=folder_key(files, classifier.input_shape)), len(
+        files
+    )
 
 
 def resolve_target(classifier: Classifier, target: str | None) -> int | None:
@@ -111,7 +123,12 @@ def predict_files(classifier: Classifier, files: Sequence[Path], top: int = 3) -
             probs = classifier.predict_proba(load_images(chunk, classifier))
         for path, p in zip(chunk, probs):
             best = p.argsort(descending=True)[:top].tolist()
-            rows.append({"file": str(path), "top": [{"class": classifier.class_names[i], "probability": float(p[i])} for i in best]})
+            rows.append(
+                {
+                    "file": str(path),
+                    "top": [{"class": classifier.class_names[i], "probability": float(p[i])} for i in best],
+                }
+            )
     return rows
 
 
@@ -135,20 +152,6 @@ class ExplainConfig:
     target: str | None = None  # the class or finding explained (name or index); None: the most probable per image
 
 
-@dataclass
-class ExplainResult(StudyResult):
-    """explain.json: the model, the methods and, per image, the explained class, its probability and its files."""
-
-    FILE = "explain.json"
-
-    model: str
-    layer: str | None
-    methods: list
-    n_images: int
-    images: list  # per file: file, target, probability, overlay, json
-    figures: dict = field(default_factory=dict)
-    timings_s: dict = field(default_factory=dict)
-    autoencoder: dict | None = json_field(None, omit_none=True)  # fit_on, fit_images, code_channels, fidelity (with --fit-on)
 
 
 @dataclass
@@ -188,13 +191,25 @@ def run_explain(classifier: Classifier, files: Sequence[Path], out: str | Path, 
             running.profiles.append(result.latent)
         _record_chunk(classifier, out, chunk, start, images, result, names, running, draw)
     timings["explain"] = time.perf_counter() - t
-    summary = ExplainResult(model=classifier.name, layer=fitted.layer if fitted is not None else config.layer or classifier.default_layer,
-                            methods=list(config.methods), n_images=len(files), images=running.rows,
-                            figures={"overlays": [r["overlay"] for r in running.rows]}, timings_s=timings)
+    summary = ExplainResult(
+        model=classifier.name,
+        layer=fitted.layer if fitted is not None else config.layer or classifier.default_layer,
+        methods=list(config.methods),
+        n_images=len(files),
+        images=running.rows,
+        figures={"overlays": [r["overlay"] for r in running.rows]},
+        timings_s=timings,
+    )
     if fitted is not None:
         n = len(files)
-        summary.autoencoder = {"fit_on": str(config.fit_on), "fit_images": n_fit, "code_channels": fitted.autoencoder.code_channels,
-                               "fidelity": Fidelity(agreement=running.agree / n, mean_kl=running.kl / n, n=n, problems=tuple(running.problems)).as_dict()}
+        summary.autoencoder = {
+            "fit_on": str(config.fit_on),
+            "fit_images": n_fit,
+            "code_channels": fitted.autoencoder.code_channels,
+            "fidelity": Fidelity(
+                agreement=running.agree / n, mean_kl=running.kl / n, n=n, problems=tuple(running.problems)
+            ).as_dict(),
+        }
         bars = ProfileBars("latent_profiles.png", {"explained images": torch.cat(running.profiles)})
         if draw is not None:
             summary.figures["latent_profiles"] = draw(bars, out).name
@@ -203,15 +218,27 @@ def run_explain(classifier: Classifier, files: Sequence[Path], out: str | Path, 
     return summary
 
 
-def _record_chunk(classifier: Classifier, out: Path, chunk: list[Path], start: int, images: torch.Tensor, result: BatchResult,
-                  names: list[str], running: _Running, draw: Draw | None) -> None:
+def _record_chunk(
+    classifier: Classifier,
+    out: Path,
+    chunk: list[Path],
+    start: int,
+    images: torch.Tensor,
+    result: BatchResult,
+    names: list[str],
+    running: _Running,
+    draw: Draw | None,
+) -> None:
     """Each image of a chunk: its JSON, its overlay (when drawn), its explorer item and its summary row."""
     probs, targets, maps, profile = result.probs, result.targets, result.maps, result.latent
     for i, path in enumerate(chunk):
         stem, t_i = _safe_stem(start + i, path), int(targets[i])
         title = f"{path.name}: {classifier.class_names[t_i]} p={float(probs[i, t_i]):.2f}"
         if draw is not None:
-            draw(OverlayGrid(f"{stem}.png", images[i : i + 1], {m: maps[m][i : i + 1] for m in maps}, titles=[title]), out)
+            draw(
+                OverlayGrid(f"{stem}.png", images[i : i + 1], {m: maps[m][i : i + 1] for m in maps}, titles=[title]),
+                out,
+            )
         row = {
             "file": str(path),
             "target": classifier.class_names[t_i],
@@ -223,7 +250,23 @@ def _record_chunk(classifier: Classifier, out: Path, chunk: list[Path], start: i
         }
         write_json(out / f"{stem}.json", row)
         if start + i < MAX_ITEMS:  # the explorer shows the first MAX_ITEMS images
-            running.explorer.append(ExplorerItem(id=names[start + i], image=images[i], maps={m: maps[m][i] for m in maps}, probs=probs[i],
-                                                 target=t_i, profile=profile[i] if profile is not None else None, source="explain"))
-        running.rows.append({"file": path.name, "target": row["target"], "probability": row["probability"], "overlay": row["overlay"],
-                             "json": f"{stem}.json"})
+            running.explorer.append(
+                ExplorerItem(
+                    id=names[start + i],
+                    image=images[i],
+                    maps={m: maps[m][i] for m in maps},
+                    probs=probs[i],
+                    target=t_i,
+                    profile=profile[i] if profile is not None else None,
+                    source="explain",
+                )
+            )
+        running.rows.append(
+            {
+                "file": path.name,
+                "target": row["target"],
+                "probability": row["probability"],
+                "overlay": row["overlay"],
+                "json": f"{stem}.json",
+            }
+        )

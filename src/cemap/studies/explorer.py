@@ -3,7 +3,8 @@
 A study that explains images calls :func:`save_explorer_items` with one :class:`ExplorerItem`
 per image (``cemap run`` does the same for the first images of a finished run, see
 :mod:`cemap.runner.explorer`); the report reads every ``explorer*.npz`` of a run folder, merging
-items with the same ``id``. It lives below the report and the runner, which both use it. The file format (``cemap-explorer/1``) is a plain ``.npz`` that loads
+items with the same ``id``. It lives below the report and the runner, which both use it. The file format
+(``cemap-explorer/1``) is a plain ``.npz`` that loads
 without pickle:
 
 * ``meta``: UTF-8 JSON as uint8 - ``{"format", "class_names", "items": [{"id", "target",
@@ -94,8 +95,12 @@ def as_ints(values: Any) -> list[int] | None:
     return [int(v) for v in a]
 
 
-def save_explorer_items(out: str | Path, items: Iterable[ExplorerItem | Mapping], class_names: Sequence[str] | None = None,
-                        name: str = "explorer.npz") -> Path:
+def save_explorer_items(
+    out: str | Path,
+    items: Iterable[ExplorerItem | Mapping],
+    class_names: Sequence[str] | None = None,
+    name: str = "explorer.npz",
+) -> Path:
     """Write ``items`` (at most :data:`MAX_ITEMS`) to ``out/name`` for the report's image explorer.
 
     Example (in a study, after the maps are computed)::
@@ -113,10 +118,15 @@ def save_explorer_items(out: str | Path, items: Iterable[ExplorerItem | Mapping]
         item = _coerce(raw)
         boxes = as_array(item.boxes)
         entry = {
-            "id": str(item.id), "target": None if item.target is None else int(item.target), "labels": as_ints(item.labels),
+            "id": str(item.id),
+            "target": None if item.target is None else int(item.target),
+            "labels": as_ints(item.labels),
             "boxes": boxes.reshape(-1, 4).tolist() if boxes is not None and boxes.size else [],
-            "box_labels": as_ints(item.box_labels) or [], "maps": [str(m) for m in item.maps],
-            "probs": item.probs is not None, "profile": item.profile is not None, "source": item.source,
+            "box_labels": as_ints(item.box_labels) or [],
+            "maps": [str(m) for m in item.maps],
+            "probs": item.probs is not None,
+            "profile": item.profile is not None,
+            "source": item.source,
         }
         if item.image is not None:
             arrays[f"image_{i}"] = image_uint8(item.image)
@@ -145,13 +155,20 @@ def load_explorer_items(path: str | Path) -> tuple[list[ExplorerItem], list[str]
             raise ValueError(f"{Path(path).name}: format {meta.get('format')!r}, expected {FORMAT}")
         items = []
         for i, e in enumerate(meta["items"]):
-            items.append(ExplorerItem(
-                id=e["id"], image=npz[f"image_{i}"] if f"image_{i}" in npz.files else None,
-                maps={m: npz[f"map_{i}_{j}"] for j, m in enumerate(e["maps"])},
-                boxes=np.asarray(e.get("boxes") or np.zeros((0, 4)), dtype=np.float32), box_labels=e.get("box_labels") or [],
-                probs=npz[f"probs_{i}"] if e.get("probs") else None, target=e.get("target"), labels=e.get("labels"),
-                profile=npz[f"profile_{i}"] if e.get("profile") else None, source=e.get("source", ""),
-            ))
+            items.append(
+                ExplorerItem(
+                    id=e["id"],
+                    image=npz[f"image_{i}"] if f"image_{i}" in npz.files else None,
+                    maps={m: npz[f"map_{i}_{j}"] for j, m in enumerate(e["maps"])},
+                    boxes=np.asarray(e.get("boxes") or np.zeros((0, 4)), dtype=np.float32),
+                    box_labels=e.get("box_labels") or [],
+                    probs=npz[f"probs_{i}"] if e.get("probs") else None,
+                    target=e.get("target"),
+                    labels=e.get("labels"),
+                    profile=npz[f"profile_{i}"] if e.get("profile") else None,
+                    source=e.get("source", ""),
+                )
+            )
     return items, list(meta.get("class_names") or [])
 
 
@@ -184,9 +201,22 @@ def _label_indices(labels: Any) -> list[list[int]] | None:
     return [[int(j) for j in np.flatnonzero(row > 0.5)] for row in a]
 
 
-def save_explorer_batch(out: str | Path, images: Any, maps: Mapping[str, Any], ids: Sequence[str], *, boxes: Sequence[Any] | None = None,
-                        box_labels: Sequence[Any] | None = None, probs: Any = None, targets: Any = None, labels: Any = None,
-                        profiles: Any = None, class_names: Sequence[str] | None = None, source: str = "", name: str = "explorer.npz") -> Path:
+def save_explorer_batch(
+    out: str | Path,
+    images: Any,
+    maps: Mapping[str, Any],
+    ids: Sequence[str],
+    *,
+    boxes: Sequence[Any] | None = None,
+    box_labels: Sequence[Any] | None = None,
+    probs: Any = None,
+    targets: Any = None,
+    labels: Any = None,
+    profiles: Any = None,
+    class_names: Sequence[str] | None = None,
+    source: str = "",
+    name: str = "explorer.npz",
+) -> Path:
     """:func:`save_explorer_items` for a batch, in one call: tensors with the batch first.
 
     Args:
@@ -199,18 +229,26 @@ def save_explorer_batch(out: str | Path, images: Any, maps: Mapping[str, Any], i
 
     Example (the demo, after its CE maps and latent profiles)::
 
-        save_explorer_batch(out, batch.images, {"CE map": maps}, batch.ids, boxes=batch.boxes, box_labels=batch.box_labels,
-                            probs=probs, labels=batch.labels, profiles=profiles, class_names=clf.class_names, source="demo")
+        save_explorer_batch(out, batch.images, {"CE map": maps}, batch.ids, boxes=batch.boxes,
+        box_labels=batch.box_labels,
+                            probs=probs, labels=batch.labels, profiles=profiles, class_names=clf.class_names,
+                            source="demo")
     """
     n = min(len(ids), MAX_ITEMS)
     label_lists = _label_indices(labels)
     target_list = as_ints(targets)
     items = [
         ExplorerItem(
-            id=str(ids[i]), image=images[i], maps={m: v[i] for m, v in maps.items()},
-            boxes=boxes[i] if boxes is not None else None, box_labels=as_ints(box_labels[i]) if box_labels is not None else None,
-            probs=probs[i] if probs is not None else None, target=target_list[i] if target_list is not None else None,
-            labels=label_lists[i] if label_lists is not None else None, profile=profiles[i] if profiles is not None else None, source=source,
+            id=str(ids[i]),
+            image=images[i],
+            maps={m: v[i] for m, v in maps.items()},
+            boxes=boxes[i] if boxes is not None else None,
+            box_labels=as_ints(box_labels[i]) if box_labels is not None else None,
+            probs=probs[i] if probs is not None else None,
+            target=target_list[i] if target_list is not None else None,
+            labels=label_lists[i] if label_lists is not None else None,
+            profile=profiles[i] if profiles is not None else None,
+            source=source,
         )
         for i in range(n)
     ]
@@ -218,7 +256,8 @@ def save_explorer_batch(out: str | Path, images: Any, maps: Mapping[str, Any], i
 
 
 def relative_names(paths: Sequence[str | Path]) -> list[str]:
-    """File names as the reader knows them: relative to the folder that holds them all (``scans/p1/view.png``), never cut short."""
+    """File names as the reader knows them: relative to the folder that holds them all (``scans/p1/view.png``), never
+    cut short."""
     paths = [Path(p) for p in paths]
     if not paths:
         return []

@@ -4,28 +4,32 @@ test images (metrics.json; figures ce_maps.png, latent_profiles.png and, for dat
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from ..causal import CEMap, fidelity
 from ..evaluate.classification import accuracy, macro_auroc, per_class_auroc
 from ..evaluate.localisation import pointing_game_hits
-from ..numbers import number, show
 from ..pipeline import ImagePipeline
 from .context import StudyContext
 from .explorer import save_explorer_batch
 from .figures import BoxSamples, OverlayGrid, ProfileBars
-from .results import Claim, StudyResult, json_field
+from .results import OverviewResult
 
 POINTING_PAIRS = 200  # (test image, finding) pairs with boxes scored by the pointing game
 
 
 def classifier_quality(classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> dict:
     with torch.inference_mode():
-        probs = torch.cat([classifier.predict_proba(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+        probs = torch.cat(
+            [classifier.predict_proba(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        )
     if classifier.multilabel:
-        return {"macro_auroc": macro_auroc(probs, labels, classifier.class_names), "auroc": per_class_auroc(probs, labels, classifier.class_names)}
+        return {
+            "macro_auroc": macro_auroc(probs, labels, classifier.class_names),
+            "auroc": per_class_auroc(probs, labels, classifier.class_names),
+        }
     return {"accuracy": accuracy(probs, labels)}
 
 
@@ -73,35 +77,6 @@ class OverviewConfig:
     n_images: int = 8  # seeded test images whose CE maps and latent profiles are shown
 
 
-@dataclass
-class OverviewResult(StudyResult):
-    """metrics.json: the classifier, its autoencoder, the CE map's settings and the shown images' latent profiles."""
-
-    FILE = "metrics.json"
-
-    dataset: str
-    model: str
-    layer: str
-    split_method: str
-    classifier: dict  # macro_auroc and per-finding auroc (sigmoid) or accuracy (softmax), on the test split
-    autoencoder: dict  # code_channels, fidelity, per_finding_agreement (sigmoid)
-    ce_map_pointing_game: dict | None = json_field(None, omit_none=True)  # data with boxes only
-    ce_map: dict = field(default_factory=dict)
-    images: list = field(default_factory=list)
-    latent_profiles: list = field(default_factory=list)
-    figures: dict = field(default_factory=dict)
-    timings_s: dict = field(default_factory=dict)
-
-    @property
-    def fidelity(self) -> dict:
-        return self.autoencoder["fidelity"]
-
-    def headline(self) -> list[Claim]:
-        pg = self.ce_map_pointing_game
-        if not pg or pg.get("hit_rate") is None:
-            return []
-        return [Claim(f"The CE map hits the true box in {show(pg['hit_rate'])} of {number(pg.get('n'))} image-finding pairs (pointing game); "
-                      "no baselines were compared in this run.")]
 
 
 def run_overview(ctx: StudyContext, config: OverviewConfig = OverviewConfig()) -> OverviewResult:
@@ -130,16 +105,33 @@ def run_overview(ctx: StudyContext, config: OverviewConfig = OverviewConfig()) -
         t = time.perf_counter()
         localisation = box_pointing_game(pipeline.cemap, test)
         timings["pointing_game"] = time.perf_counter() - t
-        figures["samples"] = ctx.figure(BoxSamples("samples.png", batch.images, batch.boxes, batch.box_labels, test.class_names))
+        figures["samples"] = ctx.figure(
+            BoxSamples("samples.png", batch.images, batch.boxes, batch.box_labels, test.class_names)
+        )
     ce = pipeline.cemap
     result = OverviewResult(
-        dataset=ctx.dataset, model=ctx.model, layer=fitted.layer, split_method=fitted.split.method,
+        dataset=ctx.dataset,
+        model=ctx.model,
+        layer=fitted.layer,
+        split_method=fitted.split.method,
         classifier=classifier_quality(clf, test_all.images, test_all.labels),
-        autoencoder={"code_channels": fitted.autoencoder.code_channels, "fidelity": fid.as_dict(),
-                     **({"per_finding_agreement": per_finding_agreement(fitted, clf, test_all.images)} if clf.multilabel else {})},
+        autoencoder={
+            "code_channels": fitted.autoencoder.code_channels,
+            "fidelity": fid.as_dict(),
+            **(
+                {"per_finding_agreement": per_finding_agreement(fitted, clf, test_all.images)} if clf.multilabel else {}
+            ),
+        },
         ce_map_pointing_game=localisation,
-        ce_map={"cell": ce.cell, "stride": ce.stride, "fill": ce.fill, "forward_passes_per_image": ce.forward_passes_per_image},
-        images=batch.ids, latent_profiles=shown.latent.tolist(), figures={k: v for k, v in figures.items() if v},
+        ce_map={
+            "cell": ce.cell,
+            "stride": ce.stride,
+            "fill": ce.fill,
+            "forward_passes_per_image": ce.forward_passes_per_image,
+        },
+        images=batch.ids,
+        latent_profiles=shown.latent.tolist(),
+        figures={k: v for k, v in figures.items() if v},
         timings_s={**timings, "total": time.perf_counter() - t0},
     )
     result.write(ctx.out)
@@ -147,15 +139,32 @@ def run_overview(ctx: StudyContext, config: OverviewConfig = OverviewConfig()) -
 
 
 def _shown_figures(ctx: StudyContext, batch, shown, has_boxes: bool) -> dict[str, str | None]:
-    """The shown images' CE maps (ce_maps.png) and clean latent profiles (latent_profiles.png), and their explorer items."""
+    """The shown images' CE maps (ce_maps.png) and clean latent profiles (latent_profiles.png), and their explorer
+    items."""
     clf = ctx.classifier
     maps, profiles = shown.maps["ce"], shown.latent
     pred = clf.decisions(shown.probs)
     titles = [f"{i}: pred {clf.class_names[int(p)]}" if not clf.multilabel else i for i, p in zip(batch.ids, pred)]
     figures = {
-        "ce_maps": ctx.figure(OverlayGrid("ce_maps.png", batch.images, {"CE map": maps}, titles=titles, boxes=batch.boxes if has_boxes else None)),
+        "ce_maps": ctx.figure(
+            OverlayGrid(
+                "ce_maps.png", batch.images, {"CE map": maps}, titles=titles, boxes=batch.boxes if has_boxes else None
+            )
+        ),
         "latent_profiles": ctx.figure(ProfileBars("latent_profiles.png", {"clean": profiles})),
     }
-    save_explorer_batch(ctx.out, batch.images, {"CE map": maps}, batch.ids, boxes=batch.boxes, box_labels=batch.box_labels, probs=shown.probs,
-                        targets=shown.targets, labels=batch.labels, profiles=profiles, class_names=clf.class_names, source="demo")
+    save_explorer_batch(
+        ctx.out,
+        batch.images,
+        {"CE map": maps},
+        batch.ids,
+        boxes=batch.boxes,
+        box_labels=batch.box_labels,
+        probs=shown.probs,
+        targets=shown.targets,
+        labels=batch.labels,
+        profiles=profiles,
+        class_names=clf.class_names,
+        source="demo",
+    )
     return figures

@@ -17,5 +17,15 @@ from .run import BenchResult, format_table, run_bench
 from .sections import rank_correlation
 from .timing import fraction_of_peak, measured_peak, timed
 
-__all__ = ["BenchConfig", "BenchResult", "bench_classifier", "bench_images", "format_table", "fraction_of_peak", "measured_peak",
-           "rank_correlation", "run_bench", "timed"]
+__all__ = [
+    "BenchConfig",
+    "BenchResult",
+    "bench_classifier",
+    "bench_images",
+    "format_table",
+    "fraction_of_peak",
+    "measured_peak",
+    "rank_correlation",
+    "run_bench",
+    "timed",
+]

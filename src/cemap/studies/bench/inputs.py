@@ -67,7 +67,9 @@ def bench_images(classifier: Classifier, n: int, seed: int) -> torch.Tensor:
     return torch.rand(n, *classifier.input_shape, generator=torch.Generator().manual_seed(seed))
 
 def latent_layer(classifier: Classifier) -> str:
-    return next((layer for layer in LATENT_LAYERS if layer in classifier.layers), None) or classifier.resolve_layer(None)
+    return next((layer for layer in LATENT_LAYERS if layer in classifier.layers), None) or classifier.resolve_layer(
+        None
+    )
 
 def bench_autoencoder(classifier: Classifier, layer: str, image: torch.Tensor, seed: int) -> FittedAutoencoder:
     """A seeded untrained autoencoder at ``layer``: speed does not depend on what it learned."""
@@ -76,4 +78,6 @@ def bench_autoencoder(classifier: Classifier, layer: str, image: torch.Tensor, s
         act = split.activation(image[None])[0]
     channels = act.shape[1] if act.dim() == 4 else act[0].numel()
     torch.manual_seed(seed)
-    return FittedAutoencoder(LatentAutoencoder(channels, code=LATENT_K).to(image.device).eval(), split, AEConfig(code=LATENT_K))
+    return FittedAutoencoder(
+        LatentAutoencoder(channels, code=LATENT_K).to(image.device).eval(), split, AEConfig(code=LATENT_K)
+    )

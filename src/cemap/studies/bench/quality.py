@@ -12,7 +12,10 @@ from .inputs import BenchConfig
 from .sections import cell_values, rank_correlation
 
 
-PGD_QUALITY_EPS = tuple(e / 255 for e in (0.125, 0.25, 0.5, 1, 2, 8))  # up to the bench's budget; cxr-cnn flips at tiny ones
+PGD_QUALITY_EPS = tuple(
+    e / 255 for e in (0.125, 0.25, 0.5, 1, 2, 8)
+)  # up to the bench's budget; cxr-cnn flips at tiny ones
+
 
 def trained_cxr(n_images: int, with_boxes: bool):
     """The trained cxr-cnn and ``n_images`` synthcxr test images (those with a finding box when ``with_boxes``)."""
@@ -21,7 +24,11 @@ def trained_cxr(n_images: int, with_boxes: bool):
 
     clf = get_model("cxr-cnn")
     data = get_dataset("synthcxr", split="test", size=clf.input_shape[-1])
-    picked = [i for i in range(len(data)) if data[i].boxes.numel()][:n_images] if with_boxes else range(min(n_images, len(data)))
+    picked = (
+        [i for i in range(len(data)) if data[i].boxes.numel()][:n_images]
+        if with_boxes
+        else range(min(n_images, len(data)))
+    )
     return clf, data.batch(picked)
 
 def adaptive_quality(n_images: int, cfg: BenchConfig) -> dict:
@@ -43,9 +50,19 @@ def adaptive_quality(n_images: int, cfg: BenchConfig) -> dict:
                      "rank_correlation": {"mean": statistics.mean(rho), "min": min(rho)}})
     chosen = next(r for r in rows if r["refine"] == cfg.adaptive_refine)
     return {
-        "model": "cxr-cnn", "dataset": "synthcxr", "images": batch.images.shape[0], "grid": list(adaptive.grid), "refine": cfg.adaptive_refine,
-        "forward_passes_per_image": {"dense": dense.forward_passes_per_image, "adaptive": chosen["forward_passes_per_image"]},
-        "pointing_game": {"dense": float(pointing_game_hits(d, boxes).float().mean()), "adaptive": chosen["pointing_game"]},
+        "model": "cxr-cnn",
+        "dataset": "synthcxr",
+        "images": batch.images.shape[0],
+        "grid": list(adaptive.grid),
+        "refine": cfg.adaptive_refine,
+        "forward_passes_per_image": {
+            "dense": dense.forward_passes_per_image,
+            "adaptive": chosen["forward_passes_per_image"],
+        },
+        "pointing_game": {
+            "dense": float(pointing_game_hits(d, boxes).float().mean()),
+            "adaptive": chosen["pointing_game"],
+        },
         "rank_correlation": chosen["rank_correlation"],
         "tradeoff": rows,
     }
@@ -59,9 +76,27 @@ def pgd_quality(n_images: int, cfg: BenchConfig) -> dict:
     clf, batch = trained_cxr(n_images, with_boxes=False)
     rows = []
     for eps in PGD_QUALITY_EPS:
-        result = {p: PGD(clf, eps=eps, alpha=eps / 4, steps=cfg.pgd_steps, random_start=False, precision=p, loss="ce")(batch.images)
-                  for p in ("fp32", "bf16")}
+        result = {
+            p: PGD(clf, eps=eps, alpha=eps / 4, steps=cfg.pgd_steps, random_start=False, precision=p, loss="ce")(
+                batch.images
+            )
+            for p in ("fp32", "bf16")
+        }
         rate = {p: r.success_rate for p, r in result.items()}
         agree = float((result["fp32"].success == result["bf16"].success).float().mean())
-        rows.append({"eps": eps, "success_rate": rate, "difference_points": 100 * abs(rate["bf16"] - rate["fp32"]), "per_image_agreement": agree})
-    return {"model": "cxr-cnn", "dataset": "synthcxr", "images": batch.images.shape[0], "steps": cfg.pgd_steps, "alpha": "eps / 4", "budgets": rows}
+        rows.append(
+            {
+                "eps": eps,
+                "success_rate": rate,
+                "difference_points": 100 * abs(rate["bf16"] - rate["fp32"]),
+                "per_image_agreement": agree,
+            }
+        )
+    return {
+        "model": "cxr-cnn",
+        "dataset": "synthcxr",
+        "images": batch.images.shape[0],
+        "steps": cfg.pgd_steps,
+        "alpha": "eps / 4",
+        "budgets": rows,
+    }

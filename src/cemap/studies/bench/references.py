@@ -53,7 +53,8 @@ def torchattacks_pgd(classifier: Classifier, images: torch.Tensor, labels: torch
         model, target = FindingLogit(classifier, labels, precision), original.long()
     else:
         model, target = Logits(classifier, precision), labels
-    # torchattacks keeps the model in the mode it finds it in: a fresh wrapper is in training mode (batch-stat BatchNorm).
+    # torchattacks keeps the model in the mode it finds it in: a fresh wrapper is in training mode (batch-stat
+    # BatchNorm).
     attack = torchattacks.PGD(model.eval(), eps=eps, alpha=alpha, steps=steps, random_start=False)
     return attack(images, target)
 
@@ -85,8 +86,11 @@ def reference_latent(classifier: Classifier, ae: LatentAutoencoder, layer: str, 
         handle.remove()
     return torch.cat(rows)
 
-def captum_attribution(method: str, classifier: Classifier, images: torch.Tensor, targets: torch.Tensor, cell: int, ppe: int) -> torch.Tensor:
-    """Captum's ``Occlusion`` (sliding window, zero baseline) or ``FeatureAblation`` (the same grid as a feature mask) on
+def captum_attribution(
+    method: str, classifier: Classifier, images: torch.Tensor, targets: torch.Tensor, cell: int, ppe: int
+) -> torch.Tensor:
+    """Captum's ``Occlusion`` (sliding window, zero baseline) or ``FeatureAblation`` (the same grid as a feature mask)
+    on
     the whole batch: B x H x W attributions of the target's probability, ``ppe`` perturbations per forward pass (Captum
     stacks them for every image of the batch, so a pass holds B x ppe images)."""
     from captum.attr import FeatureAblation, Occlusion
@@ -95,19 +99,29 @@ def captum_attribution(method: str, classifier: Classifier, images: torch.Tensor
     c, h, w = images.shape[1:]
     with torch.inference_mode():
         if method == "occlusion":
-            return Occlusion(forward).attribute(images, sliding_window_shapes=(c, cell, cell), strides=(c, cell, cell), baselines=0.0,
-                                                target=targets, perturbations_per_eval=ppe)[:, 0]
+            return Occlusion(forward).attribute(
+                images,
+                sliding_window_shapes=(c, cell, cell),
+                strides=(c, cell, cell),
+                baselines=0.0,
+                target=targets,
+                perturbations_per_eval=ppe,
+            )[:, 0]
         ys, xs = torch.arange(h, device=images.device) // cell, torch.arange(w, device=images.device) // cell
         groups = (ys[:, None] * (-(-w // cell)) + xs[None, :]).expand(images.shape[0], c, h, w)
-        return FeatureAblation(forward).attribute(images, baselines=0.0, target=targets, feature_mask=groups, perturbations_per_eval=ppe)[:, 0]
+        return FeatureAblation(forward).attribute(
+            images, baselines=0.0, target=targets, feature_mask=groups, perturbations_per_eval=ppe
+        )[:, 0]
 
 def captum_ppe_values(cells: int, device: str) -> tuple[int, ...]:
-    """Captum's ``perturbations_per_eval`` tried: one per pass, a few in between, and all the grid's cells in one pass."""
+    """Captum's ``perturbations_per_eval`` tried: one per pass, a few in between, and all the grid's cells in one
+    pass."""
     between = (7, 16, 25) if torch.device(device).type == "cuda" else (7,)
     return tuple(sorted({1, *(p for p in between if p < cells), cells}))
 
 def captum_runs(task: dict) -> dict:
-    """Every Captum anchor of the CE map: Occlusion at each ``perturbations_per_eval`` and FeatureAblation at all cells per
+    """Every Captum anchor of the CE map: Occlusion at each ``perturbations_per_eval`` and FeatureAblation at all cells
+    per
     pass; on a GPU each also with cuDNN's algorithm search on (Captum's users can set it; the best of both counts)."""
     clf, x, targets, cell, device = task["classifier"], task["images"], task["targets"], task["cell"], x_device(task)
     runs = {f"captum_occlusion_ppe{p}": ("occlusion", p) for p in captum_ppe_values(task["cells"], device)}
@@ -146,14 +160,18 @@ def run_anchors(task: dict) -> dict:
     out["latent_reference_ece"] = fn()
     px, labels, original = task["pgd_images"], task["pgd_labels"], task["pgd_original"]
     for precision in ("fp32", "bf16"):
-        fn = lambda p=precision: torchattacks_pgd(clf, px, labels, original, task["eps"], task["alpha"], task["steps"], p)  # noqa: E731
-        out[f"torchattacks_{precision}"] = timed(fn, reps, warm)
-        out[f"torchattacks_{precision}_adv"] = fn()
+
+        def attack(p: str = precision) -> torch.Tensor:
+            return torchattacks_pgd(clf, px, labels, original, task["eps"], task["alpha"], task["steps"], p)
+
+        out[f"torchattacks_{precision}"] = timed(attack, reps, warm)
+        out[f"torchattacks_{precision}_adv"] = attack()
     return out
 
 def anchors(task: dict, in_process: bool) -> dict:
     """Run the anchors here, or in a fresh interpreter whose import of cemap leaves glibc's allocator as shipped
-    (on a GPU always here: glibc's allocator does not matter there, and CUDA tensors are not sent to another process)."""
+    (on a GPU always here: glibc's allocator does not matter there, and CUDA tensors are not sent to another
+    process)."""
     if in_process or task["images"].device.type != "cpu":
         return run_anchors(task)
     saved = os.environ.get("CEMAP_NO_MALLOPT")

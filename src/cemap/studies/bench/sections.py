@@ -61,19 +61,32 @@ def map_section(clf, x, targets, cfg, anchors) -> dict:
     best = captum_s[best_name]
     reference = anchors["captum"]["captum_occlusion_ppe1_map"].cpu()
     section = {
-        "grid": list(adaptive["fp32"].grid), "cell": cell, "images": n,
+        "grid": list(adaptive["fp32"].grid),
+        "cell": cell,
+        "images": n,
         # windows of the local layers instead of full passes (cemap.causal.incremental): cxr-cnn, VGG, DenseNet, ResNet
-        "dense_uses_windows": dense["fp32"].incremental is not None and dense["fp32"].incremental.worthwhile(dense["fp32"].masks),
-        "forward_passes_per_image": {"dense": dense["fp32"].forward_passes_per_image, "adaptive": adaptive["fp32"].forward_passes_per_image},
+        "dense_uses_windows": dense["fp32"].incremental is not None
+        and dense["fp32"].incremental.worthwhile(dense["fp32"].masks),
+        "forward_passes_per_image": {
+            "dense": dense["fp32"].forward_passes_per_image,
+            "adaptive": adaptive["fp32"].forward_passes_per_image,
+        },
         "s_per_image": {**{k: per_image(v, n) for k, v in t.items()}, **captum_s},
-        "cpu_s_per_image": {**{k: v["cpu_median_s"] / n for k, v in t.items()}, **{k: v["cpu_median_s"] / n for k, v in captum.items()}},
+        "cpu_s_per_image": {
+            **{k: v["cpu_median_s"] / n for k, v in t.items()},
+            **{k: v["cpu_median_s"] / n for k, v in captum.items()},
+        },
         "best_captum": best_name,
         "speedup_vs_best_captum": {k: ratio(best, per_image(v, n)) for k, v in t.items()},
         "bf16_max_abs_diff_vs_fp32": float((maps["dense_bf16"] - maps["dense_fp32"]).abs().max()),
         "captum_max_abs_diff_vs_dense_fp32": float((reference - maps["dense_fp32"].cpu()).abs().max()),
         "gpu_plans": dense["fp32"].plans() if torch.device(cfg.device).type == "cuda" else [],
         "adaptive_rank_correlation": {
-            p: statistics.mean(rank_correlation(cell_values(maps[f"dense_{p}"], adaptive[p]), cell_values(maps[f"adaptive_{p}"], adaptive[p])))
+            p: statistics.mean(
+                rank_correlation(
+                    cell_values(maps[f"dense_{p}"], adaptive[p]), cell_values(maps[f"adaptive_{p}"], adaptive[p])
+                )
+            )
             for p in ("fp32", "bf16")
         },
     }
@@ -88,10 +101,21 @@ def latent_section(clf, x, fitted, cfg, anchors) -> dict:
         ece[p] = latent.attribute(x)
     ref = per_image(anchors["latent_reference"], n)
     return {
-        "layer": fitted.layer, "interventions": LATENT_K, "images": n,
-        "s_per_image": {"cemap_fp32": per_image(t["fp32"], n), "cemap_bf16": per_image(t["bf16"], n), "reference_fp32": ref},
-        "speedup_vs_reference": {"cemap_fp32": ratio(ref, per_image(t["fp32"], n)), "cemap_bf16": ratio(ref, per_image(t["bf16"], n))},
-        "max_abs_diff_vs_reference": {p: float((ece[p].cpu() - anchors["latent_reference_ece"].cpu()).abs().max()) for p in ece},
+        "layer": fitted.layer,
+        "interventions": LATENT_K,
+        "images": n,
+        "s_per_image": {
+            "cemap_fp32": per_image(t["fp32"], n),
+            "cemap_bf16": per_image(t["bf16"], n),
+            "reference_fp32": ref,
+        },
+        "speedup_vs_reference": {
+            "cemap_fp32": ratio(ref, per_image(t["fp32"], n)),
+            "cemap_bf16": ratio(ref, per_image(t["bf16"], n)),
+        },
+        "max_abs_diff_vs_reference": {
+            p: float((ece[p].cpu() - anchors["latent_reference_ece"].cpu()).abs().max()) for p in ece
+        },
     }
 
 def pgd_section(clf, px, labels, cfg, anchors, eps: float, alpha: float) -> dict:
@@ -102,21 +126,38 @@ def pgd_section(clf, px, labels, cfg, anchors, eps: float, alpha: float) -> dict
     n = px.shape[0]
     t, adv, rate = {}, {}, {}
     for p in ("fp32", "bf16"):
-        attack = PGD(clf, eps=eps, alpha=alpha, steps=cfg.pgd_steps, random_start=False, precision=p, loss="ce")  # torchattacks' loss
+        attack = PGD(
+            clf, eps=eps, alpha=alpha, steps=cfg.pgd_steps, random_start=False, precision=p, loss="ce"
+        )  # torchattacks' loss
         t[p] = timed(lambda attack=attack: attack(px, labels), cfg.repeats, cfg.warmup)
         result = attack(px, labels)
         adv[p], rate[p] = result.adversarial, result.success_rate
-    profile = pgd_profile(PGD(clf, eps=eps, alpha=alpha, steps=cfg.pgd_steps, random_start=False, loss="ce"), px, labels, t["fp32"], cfg)
+    profile = pgd_profile(
+        PGD(clf, eps=eps, alpha=alpha, steps=cfg.pgd_steps, random_start=False, loss="ce"), px, labels, t["fp32"], cfg
+    )
     ta = {p: anchors[f"torchattacks_{p}_adv"] for p in ("fp32", "bf16")}
     ta_rate = {p: float(pgd_success(clf, px, ta[p], labels).float().mean()) for p in ta}
     ta_time = {p: per_image(anchors[f"torchattacks_{p}"], n) for p in ta}
     return {
-        "batch": n, "eps": eps, "alpha": alpha, "steps": cfg.pgd_steps, "random_start": False,
-        "s_per_image": {"cemap_fp32": per_image(t["fp32"], n), "cemap_bf16": per_image(t["bf16"], n),
-                        "torchattacks_fp32": ta_time["fp32"], "torchattacks_bf16": ta_time["bf16"]},
+        "batch": n,
+        "eps": eps,
+        "alpha": alpha,
+        "steps": cfg.pgd_steps,
+        "random_start": False,
+        "s_per_image": {
+            "cemap_fp32": per_image(t["fp32"], n),
+            "cemap_bf16": per_image(t["bf16"], n),
+            "torchattacks_fp32": ta_time["fp32"],
+            "torchattacks_bf16": ta_time["bf16"],
+        },
         "speedup_vs_torchattacks_fp32": {p: ratio(ta_time["fp32"], per_image(t[p], n)) for p in t},
         "speedup_vs_torchattacks_same_precision": {p: ratio(ta_time[p], per_image(t[p], n)) for p in t},
-        "success_rate": {"cemap_fp32": rate["fp32"], "cemap_bf16": rate["bf16"], "torchattacks_fp32": ta_rate["fp32"], "torchattacks_bf16": ta_rate["bf16"]},
+        "success_rate": {
+            "cemap_fp32": rate["fp32"],
+            "cemap_bf16": rate["bf16"],
+            "torchattacks_fp32": ta_rate["fp32"],
+            "torchattacks_bf16": ta_rate["bf16"],
+        },
         "fp32_identical_to_torchattacks": bool(torch.equal(adv["fp32"].cpu(), ta["fp32"].cpu())),
         "fp32_max_abs_diff_vs_torchattacks": float((adv["fp32"] - ta["fp32"]).abs().max()),
         # Sigmoid heads: torchattacks' cross-entropy over [0, z_t] equals cemap's BCE only up to rounding, which
@@ -131,7 +172,7 @@ def pgd_profile(attack, images: torch.Tensor, labels: torch.Tensor, total: dict,
     judged later, on first access to ``result.success``, by one more forward (``forward_s``), outside the timing as
     for torchattacks, whose success rate the bench judges by the same forward."""
     with torch.no_grad():
-        original = attack._decisions(attack.logits(images), labels) if attack.classifier.multilabel else None
+        original = attack.decisions(attack.logits(images), labels) if attack.classifier.multilabel else None
         forward = timed(lambda: attack.logits(images), cfg.repeats, cfg.warmup)["median_s"]
     step = timed(lambda: attack.gradient(images, labels, None, original), cfg.repeats, cfg.warmup)["median_s"]
     total = total["median_s"]
@@ -157,16 +198,24 @@ def efficiency_section(clf, x, targets, ce_map: dict, dense: dict, cfg) -> dict:
         peak = measured_peak(dtype, repeats=cfg.repeats, device=cfg.device)
         seconds = ce_map["s_per_image"][f"dense_{p}"]
         achieved = executed / seconds / 1e9
-        out[p] = {"peak_gflops": peak["gflops"], "achieved_gflops": achieved, "effective_gflops": flops * passes / seconds / 1e9,
-                  **fraction_of_peak(achieved, peak["gflops"]), "peak": peak}
+        out[p] = {
+            "peak_gflops": peak["gflops"],
+            "achieved_gflops": achieved,
+            "effective_gflops": flops * passes / seconds / 1e9,
+            **fraction_of_peak(achieved, peak["gflops"]),
+            "peak": peak,
+        }
     if ce_map["dense_uses_windows"]:
-        out["note"] = ("the dense map recomputes only the windows each cell changes: achieved counts the FLOPs it executes, "
-                       "effective the FLOPs of the full forward passes it replaces (that one may exceed the peak)")
+        out["note"] = (
+            "the dense map recomputes only the windows each cell changes: achieved counts the FLOPs it executes, "
+            "effective the FLOPs of the full forward passes it replaces (that one may exceed the peak)"
+        )
     return out
 
 def incremental_section(clf, x, targets, cfg) -> dict:
     """Dense fp32 CE maps with windows (cemap.causal.incremental) against the same maps by full passes, timed
-    interleaved in this run on one image, for the bench model and ResNet-50 (random weights): speed-up and max |diff|."""
+    interleaved in this run on one image, for the bench model and ResNet-50 (random weights): speed-up and max
+    |diff|."""
     from ..models.torchvision_models import torchvision_classifier
 
     models = [(clf.name, clf, x[:1], targets[:1])]
@@ -176,7 +225,16 @@ def incremental_section(clf, x, targets, cfg) -> dict:
         if clf.input_shape[0] == 3:
             models.append(("resnet50", resnet, x[:1], None))
         else:
-            models.append(("resnet50", resnet, torch.rand(1, *resnet.input_shape, generator=torch.Generator().manual_seed(cfg.seed)).to(cfg.device), None))
+            models.append(
+                (
+                    "resnet50",
+                    resnet,
+                    torch.rand(1, *resnet.input_shape, generator=torch.Generator().manual_seed(cfg.seed)).to(
+                        cfg.device
+                    ),
+                    None,
+                )
+            )
     out = {}
     for name, model, images, target in models:
         fast, slow = CEMap(model, cell=cfg.cell), CEMap(model, cell=cfg.cell, incremental=False)

@@ -22,12 +22,21 @@ each supervised detector, over a sweep of detector-loss weights, steps and resta
 
 Modules: :mod:`.study` (the orchestrator, :func:`run_detection`), :mod:`.config`, :mod:`.attacks`,
 :mod:`.protocol` (parts, fitting, scoring), :mod:`.adaptive`, :mod:`.claims` (headline and table),
-:mod:`.figures` (what the figures show) and :mod:`.result`.
+:mod:`.figures` (what the figures show); the typed result is in :mod:`cemap.studies.results`.
 """
 
 from .claims import format_table, headline, table
 from .config import METHODS, SIZES, DetectionConfig
-from .result import DetectionResult
+from ..results import DetectionResult
 from .study import run_detection
 
-__all__ = ["METHODS", "SIZES", "DetectionConfig", "DetectionResult", "format_table", "headline", "run_detection", "table"]
+__all__ = [
+    "METHODS",
+    "SIZES",
+    "DetectionConfig",
+    "DetectionResult",
+    "format_table",
+    "headline",
+    "run_detection",
+    "table",
+]

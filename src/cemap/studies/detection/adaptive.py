@@ -17,7 +17,8 @@ def nan0(x) -> float:
 
 
 def adaptive_attack(study: Study, method: str, fitted: Fitted) -> dict:
-    """Tramer et al.: PGD on -max(margin, -kappa) - w * detector logit, swept over w, steps (checkpoints) and restarts."""
+    """Tramer et al.: PGD on -max(margin, -kappa) - w * detector logit, swept over w, steps (checkpoints) and
+    restarts."""
     cfg, clf = study.cfg, study.clf
     n = min(cfg.n_adaptive, len(study.eval_images))
     images, labels = study.eval_images[:n], None if study.eval_labels is None else study.eval_labels[:n]
@@ -30,8 +31,19 @@ def adaptive_attack(study: Study, method: str, fitted: Fitted) -> dict:
     candidates: dict[tuple[float, int], list] = {}
     for weight in cfg.adaptive_weights:
         for restart in range(cfg.adaptive_restarts):
-            attack = AdaptivePGD(clf, fn, det, weight=weight, eps=eps, alpha=alpha, steps=cfg.adaptive_steps, random_start=True,
-                                 seed=cfg.seed + 1000 * restart + 1, batch_size=16, checkpoints=cfg.adaptive_checkpoints)
+            attack = AdaptivePGD(
+                clf,
+                fn,
+                det,
+                weight=weight,
+                eps=eps,
+                alpha=alpha,
+                steps=cfg.adaptive_steps,
+                random_start=True,
+                seed=cfg.seed + 1000 * restart + 1,
+                batch_size=16,
+                checkpoints=cfg.adaptive_checkpoints,
+            )
             res = attack(images, labels)
             labels_used = res.labels
             for steps, parts in attack.history.items():
@@ -45,13 +57,35 @@ def adaptive_attack(study: Study, method: str, fitted: Fitted) -> dict:
         for ok, score in runs:
             best = np.where(ok & (score < best), score, best)
         all_best = np.minimum(all_best, best)
-        rows.append({"detector_weight": weight, "steps": steps, "restarts": len(runs), **adaptive_metrics(study, best, clean_scores, det)})
+        rows.append(
+            {
+                "detector_weight": weight,
+                "steps": steps,
+                "restarts": len(runs),
+                **adaptive_metrics(study, best, clean_scores, det),
+            }
+        )
     worst = adaptive_metrics(study, all_best, clean_scores, det)
-    by_auroc = min((r for r in rows if nan0(r["auroc"]["estimate"]) == r["auroc"]["estimate"]), key=lambda r: r["auroc"]["estimate"], default=None)
-    return {"method": method, "features": fitted.variant, "n_attacked": n, "eps": eps, "alpha": alpha, "kappa": 1.0,
-            "gradient_check": grad_check, "sweep": rows,
-            "worst_case_per_image": {"what": "each image's successful adversarial with the lowest detector score over the whole sweep", **worst},
-            "worst_setting_by_auroc": None if by_auroc is None else {k: by_auroc[k] for k in ("detector_weight", "steps")}}
+    by_auroc = min(
+        (r for r in rows if nan0(r["auroc"]["estimate"]) == r["auroc"]["estimate"]),
+        key=lambda r: r["auroc"]["estimate"],
+        default=None,
+    )
+    return {
+        "method": method,
+        "features": fitted.variant,
+        "n_attacked": n,
+        "eps": eps,
+        "alpha": alpha,
+        "kappa": 1.0,
+        "gradient_check": grad_check,
+        "sweep": rows,
+        "worst_case_per_image": {
+            "what": "each image's successful adversarial with the lowest detector score over the whole sweep",
+            **worst,
+        },
+        "worst_setting_by_auroc": None if by_auroc is None else {k: by_auroc[k] for k in ("detector_weight", "steps")},
+    }
 
 
 def adaptive_metrics(study: Study, best: np.ndarray, clean_scores: np.ndarray, det: CEDetector) -> dict:
@@ -60,8 +94,22 @@ def adaptive_metrics(study: Study, best: np.ndarray, clean_scores: np.ndarray, d
     evasion = float((adv <= det.threshold_).sum() / len(best))
     cell = study.cell(clean_scores, adv) if len(adv) >= 2 else {"auroc": None, "tpr_at_5fpr": None}
     if cell["auroc"] is None:
-        cell = {"auroc": {"estimate": float("nan"), "low": float("nan"), "high": float("nan"), "n": int(len(adv)), "level": 0.95},
-                "tpr_at_5fpr": {"estimate": float("nan"), "low": float("nan"), "high": float("nan"), "n": int(len(adv)), "level": 0.95}}
+        cell = {
+            "auroc": {
+                "estimate": float("nan"),
+                "low": float("nan"),
+                "high": float("nan"),
+                "n": int(len(adv)),
+                "level": 0.95,
+            },
+            "tpr_at_5fpr": {
+                "estimate": float("nan"),
+                "low": float("nan"),
+                "high": float("nan"),
+                "n": int(len(adv)),
+                "level": 0.95,
+            },
+        }
     return {"success_rate": float(ok.mean()), "evasion_rate": evasion, **cell}
 
 

@@ -1,11 +1,11 @@
-"""The detection study's attacks: each a typed record picked by name, run on both parts, its outcomes saved to resume."""
+"""The detection study's attacks: each a typed record picked by name, run on both parts, its outcomes saved to
+resume."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,9 +14,6 @@ from ...attacks import FGSM, PGD, Attack, CarliniWagnerL2, ConfidenceMatchedPGD,
 from ...data.base import AttackBudgets
 from ...jsonio import dumps
 from .config import SATURATED, DetectionConfig
-
-if TYPE_CHECKING:
-    from .protocol import Study
 
 
 @dataclass
@@ -34,25 +31,55 @@ def study_attacks(classifier, budgets: AttackBudgets, cfg: DetectionConfig) -> d
     specs = [
         AttackSpec("fgsm_low", f"FGSM eps={fmt(low)}", "standard", FGSM(classifier, eps=low)),
         AttackSpec("fgsm_high", f"FGSM eps={fmt(high)}", "standard", FGSM(classifier, eps=high)),
-        AttackSpec("pgd_low", f"PGD-Linf eps={fmt(low)}", "standard", PGD(classifier, eps=low, steps=cfg.pgd_steps, seed=cfg.seed)),
-        AttackSpec("pgd_high", f"PGD-Linf eps={fmt(high)}", "standard", PGD(classifier, eps=high, steps=cfg.pgd_steps, seed=cfg.seed)),
-        AttackSpec("pgd_minimal", f"PGD first flip (eps<={fmt(high)})", "minimal", MinimalPGD(classifier, eps=high, steps=cfg.minimal_steps)),
-        AttackSpec("pgd_matched", f"PGD confidence-matched (eps={fmt(high)})", "confidence-matched",
-                   ConfidenceMatchedPGD(classifier, eps=high, steps=cfg.matched_steps)),
-        AttackSpec("cw", "C&W-L2 kappa=0 (binary search)", "converged C&W",
-                   CarliniWagnerL2(classifier, kappa=0.0, **{"steps": cfg.cw_steps, "search_steps": cfg.cw_search_steps, **dict(budgets.cw)})),
+        AttackSpec(
+            "pgd_low",
+            f"PGD-Linf eps={fmt(low)}",
+            "standard",
+            PGD(classifier, eps=low, steps=cfg.pgd_steps, seed=cfg.seed),
+        ),
+        AttackSpec(
+            "pgd_high",
+            f"PGD-Linf eps={fmt(high)}",
+            "standard",
+            PGD(classifier, eps=high, steps=cfg.pgd_steps, seed=cfg.seed),
+        ),
+        AttackSpec(
+            "pgd_minimal",
+            f"PGD first flip (eps<={fmt(high)})",
+            "minimal",
+            MinimalPGD(classifier, eps=high, steps=cfg.minimal_steps),
+        ),
+        AttackSpec(
+            "pgd_matched",
+            f"PGD confidence-matched (eps={fmt(high)})",
+            "confidence-matched",
+            ConfidenceMatchedPGD(classifier, eps=high, steps=cfg.matched_steps),
+        ),
+        AttackSpec(
+            "cw",
+            "C&W-L2 kappa=0 (binary search)",
+            "converged C&W",
+            CarliniWagnerL2(
+                classifier,
+                kappa=0.0,
+                **{"steps": cfg.cw_steps, "search_steps": cfg.cw_search_steps, **dict(budgets.cw)},
+            ),
+        ),
     ]
     return {s.key: s for s in specs}
 
 
 @dataclass
 class AttackOutcome:
-    """One attack on one part: per attacked image its success, norms, margin and saturation; features of the successes."""
+    """One attack on one part: per attacked image its success, norms, margin and saturation; features of the
+    successes."""
 
     success: np.ndarray
     linf: np.ndarray
     l2: np.ndarray
-    margin: np.ndarray  # the attack's own margin in logits after the attack (<0 = success; more negative = farther past)
+    margin: (
+        np.ndarray
+    )  # the attack's own margin in logits after the attack (<0 = success; more negative = farther past)
     saturated: np.ndarray  # every output probability within 1e-6 of 0 or 1
     features: dict[str, np.ndarray]  # method -> features of the successful adversarials
 
@@ -62,13 +89,18 @@ class AttackOutcome:
         conf_gap = None
         if ok.any():
             conf_gap = float(np.median(np.abs(self.features["msp"][:, 0] - clean_conf[ok])))
-        return {"n_attacked": int(len(ok)), "success_rate": float(ok.mean()) if len(ok) else None,
-                "median_linf": med(self.linf), "median_linf_255": None if med(self.linf) is None else med(self.linf) * 255,
-                "median_l2": med(self.l2), "median_margin_logits": med(self.margin),
-                "margin_quartiles": [float(q) for q in np.percentile(self.margin[ok], [25, 75])] if ok.any() else None,
-                "saturated_share": float(self.saturated[ok].mean()) if ok.any() else None,
-                "clean_saturated_share": float(clean_saturated.mean()) if len(clean_saturated) else None,
-                "median_confidence_gap": conf_gap}
+        return {
+            "n_attacked": int(len(ok)),
+            "success_rate": float(ok.mean()) if len(ok) else None,
+            "median_linf": med(self.linf),
+            "median_linf_255": None if med(self.linf) is None else med(self.linf) * 255,
+            "median_l2": med(self.l2),
+            "median_margin_logits": med(self.margin),
+            "margin_quartiles": [float(q) for q in np.percentile(self.margin[ok], [25, 75])] if ok.any() else None,
+            "saturated_share": float(self.saturated[ok].mean()) if ok.any() else None,
+            "clean_saturated_share": float(clean_saturated.mean()) if len(clean_saturated) else None,
+            "median_confidence_gap": conf_gap,
+        }
 
 
 def clean_decisions(clf, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
@@ -94,18 +126,6 @@ def saturated(clf, images) -> np.ndarray:
     return ((p < SATURATED) | (p > 1 - SATURATED)).all(1).numpy()
 
 
-def save_features(path: Path, study: "Study") -> None:
-    """Every detector input of the study (plain arrays), so the tables can be re-analysed without re-attacking."""
-    arrays = {f"{p}/clean/{m}": v for p, feats in study.clean.items() for m, v in feats.items()}
-    for key, parts in study.outcomes.items():
-        for p, o in parts.items():
-            arrays[f"{p}/success/{key}"] = o.success
-            arrays[f"{p}/margin/{key}"] = o.margin
-            arrays[f"{p}/linf/{key}"], arrays[f"{p}/l2/{key}"], arrays[f"{p}/saturated/{key}"] = o.linf, o.l2, o.saturated
-            arrays |= {f"{p}/adversarial/{key}/{m}": v for m, v in o.features.items()}
-    np.savez_compressed(path, **arrays)
-
-
 def load_outcomes(path: Path, keys: list[str]) -> dict[str, dict[str, AttackOutcome]]:
     with np.load(path, allow_pickle=False) as data:
         outcomes = {}
@@ -113,8 +133,14 @@ def load_outcomes(path: Path, keys: list[str]) -> dict[str, dict[str, AttackOutc
             outcomes[key] = {}
             for p in ("fit", "eval"):
                 feats = {n.rsplit("/", 1)[1]: data[n] for n in data.files if n.startswith(f"{p}/adversarial/{key}/")}
-                outcomes[key][p] = AttackOutcome(data[f"{p}/success/{key}"], data[f"{p}/linf/{key}"], data[f"{p}/l2/{key}"],
-                                                 data[f"{p}/margin/{key}"], data[f"{p}/saturated/{key}"], feats)
+                outcomes[key][p] = AttackOutcome(
+                    data[f"{p}/success/{key}"],
+                    data[f"{p}/linf/{key}"],
+                    data[f"{p}/l2/{key}"],
+                    data[f"{p}/margin/{key}"],
+                    data[f"{p}/saturated/{key}"],
+                    feats,
+                )
     return outcomes
 
 

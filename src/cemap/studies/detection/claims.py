@@ -1,4 +1,5 @@
-"""The detection study in words and tables: the headline claims (transfer, the adaptive worst case) and the flat table."""
+"""The detection study in words and tables: the headline claims (transfer, the adaptive worst case) and the flat
+table."""
 
 from __future__ import annotations
 
@@ -13,28 +14,56 @@ def fmt(i: dict | None, digits: int = 3) -> str:
 
 
 def headline(dataset: str, transfer_rows: dict, adaptive: dict) -> list[dict]:
-    """The claims the report shows first: transfer to unseen minimal / confidence-matched / C&W adversarials and the adaptive worst case."""
+    """The claims the report shows first: transfer to unseen minimal / confidence-matched / C&W adversarials and the
+    adaptive worst case."""
     claims = []
-    for regime, what in (("mix", "a mix of FGSM and PGD at the standard budgets"), ("pgd_high", "PGD at the larger budget")):
+    for regime, what in (
+        ("mix", "a mix of FGSM and PGD at the standard budgets"),
+        ("pgd_high", "PGD at the larger budget"),
+    ):
         for row in transfer_rows[regime]:
             if row["seen"] or row["kind"] == "standard":
                 continue
             ce, diff = row["supervised"].get("ce"), row.get("ce_minus_best_baseline")
             if ce is None or diff is None:
-                claims.append({"claim": f"{dataset}: {row['label']} - too few successful adversarials to compare.", "table": [claim_row(row)]})
+                claims.append(
+                    {
+                        "claim": f"{dataset}: {row['label']} - too few successful adversarials to compare.",
+                        "table": [claim_row(row)],
+                    }
+                )
                 continue
             b = row["supervised"][diff["baseline"]]
-            verdict = {"better": "better than", "worse": "worse than", "no different": "no different from"}.get(diff["verdict"], diff["verdict"])
-            claims.append({"claim": (f"{dataset}, fitted on {what}, unseen {row['label']} (n={row['n_adversarial']}): CE AUROC {fmt(ce['auroc'])}, "
-                                     f"TPR@5%FPR {fmt(ce['tpr_at_5fpr'])}; best supervised baseline {diff['baseline']} {fmt(b['auroc'])}, "
-                                     f"TPR {fmt(b['tpr_at_5fpr'])}; difference {format_interval(diff, '+.3f')}: "
-                                     f"CE is {verdict} it."),
-                           "table": [claim_row(row)]})
+            verdict = {"better": "better than", "worse": "worse than", "no different": "no different from"}.get(
+                diff["verdict"], diff["verdict"]
+            )
+            claims.append(
+                {
+                    "claim": (
+                        f"{dataset}, fitted on {what}, unseen {row['label']} (n={row['n_adversarial']}): CE AUROC "
+                        f"{fmt(ce['auroc'])}, "
+                        f"TPR@5%FPR {fmt(ce['tpr_at_5fpr'])}; best supervised baseline {diff['baseline']} "
+                        f"{fmt(b['auroc'])}, "
+                        f"TPR {fmt(b['tpr_at_5fpr'])}; difference {format_interval(diff, '+.3f')}: "
+                        f"CE is {verdict} it."
+                    ),
+                    "table": [claim_row(row)],
+                }
+            )
     if adaptive:
-        rows = [{"detector": m, "features": a["features"], "auroc": fmt(a["worst_case_per_image"]["auroc"]),
-                 "tpr_at_5fpr": fmt(a["worst_case_per_image"]["tpr_at_5fpr"]), "evasion_rate": round(a["worst_case_per_image"]["evasion_rate"], 3),
-                 "success_rate": round(a["worst_case_per_image"]["success_rate"], 3), "gradient_nonzero": a["gradient_check"]["nonzero_share"],
-                 "gradient_descent_share": a["gradient_check"]["descent_share"]} for m, a in adaptive.items()]
+        rows = [
+            {
+                "detector": m,
+                "features": a["features"],
+                "auroc": fmt(a["worst_case_per_image"]["auroc"]),
+                "tpr_at_5fpr": fmt(a["worst_case_per_image"]["tpr_at_5fpr"]),
+                "evasion_rate": round(a["worst_case_per_image"]["evasion_rate"], 3),
+                "success_rate": round(a["worst_case_per_image"]["success_rate"], 3),
+                "gradient_nonzero": a["gradient_check"]["nonzero_share"],
+                "gradient_descent_share": a["gradient_check"]["descent_share"],
+            }
+            for m, a in adaptive.items()
+        ]
         ce = adaptive.get("ce")
         # the most robust baseline: lowest evasion, then highest worst-case AUROC
         others = {m: (a["worst_case_per_image"]["evasion_rate"], -nan0(a["worst_case_per_image"]["auroc"]["estimate"]))
@@ -42,10 +71,15 @@ def headline(dataset: str, transfer_rows: dict, adaptive: dict) -> list[dict]:
         if ce is not None and others:
             best = min(others, key=others.get)
             w, wb = ce["worst_case_per_image"], adaptive[best]["worst_case_per_image"]
-            claim = (f"{dataset}, adaptive PGD against each detector (weights {sorted({r['detector_weight'] for r in ce['sweep']})}, up to "
-                     f"{max(r['steps'] for r in ce['sweep'])} steps, {ce['sweep'][0]['restarts']} restart(s), n={ce['n_attacked']}), worst case per image: "
-                     f"CE AUROC {fmt(w['auroc'])}, TPR@5%FPR {fmt(w['tpr_at_5fpr'])}, evasion {w['evasion_rate']:.2f}; the most robust baseline, "
-                     f"{best}: AUROC {fmt(wb['auroc'])}, TPR {fmt(wb['tpr_at_5fpr'])}, evasion {wb['evasion_rate']:.2f}.")
+            claim = (
+                f"{dataset}, adaptive PGD against each detector (weights "
+                f"{sorted({r['detector_weight'] for r in ce['sweep']})}, up to "
+                f"{max(r['steps'] for r in ce['sweep'])} steps, {ce['sweep'][0]['restarts']} restart(s), "
+                f"n={ce['n_attacked']}), worst case per image: "
+                f"CE AUROC {fmt(w['auroc'])}, TPR@5%FPR {fmt(w['tpr_at_5fpr'])}, evasion {w['evasion_rate']:.2f}; the "
+                "most robust baseline, "
+                f"{best}: AUROC {fmt(wb['auroc'])}, TPR {fmt(wb['tpr_at_5fpr'])}, evasion {wb['evasion_rate']:.2f}."
+            )
             claims.append({"claim": claim, "table": rows})
     return claims
 
@@ -59,13 +93,22 @@ def claim_row(row: dict) -> dict:
 
 
 def table(seen_rows: list[dict], transfer_rows: dict, adaptive: dict, attacks: dict) -> list[dict]:
-    """Flat rows for the report: AUROC [95% CI] of every supervised detector (and its unsupervised form in brackets where reversed)."""
+    """Flat rows for the report: AUROC [95% CI] of every supervised detector (and its unsupervised form in brackets
+    where reversed)."""
     rows = []
-    for group, rs in (("seen", seen_rows), ("fit on PGD high", transfer_rows["pgd_high"]), ("fit on mix", transfer_rows["mix"])):
+    for group, rs in (
+        ("seen", seen_rows),
+        ("fit on PGD high", transfer_rows["pgd_high"]),
+        ("fit on mix", transfer_rows["mix"]),
+    ):
         for r in rs:
             if group != "seen" and r["seen"] and seen_rows:
                 continue
-            row = {"row": f"{group}: {r['label']}" + (" (seen)" if group != "seen" and r["seen"] else ""), "success_rate": round(attacks[r["attack"]]["eval"]["success_rate"] or 0.0, 3), "n": r["n_adversarial"]}
+            row = {
+                "row": f"{group}: {r['label']}" + (" (seen)" if group != "seen" and r["seen"] else ""),
+                "success_rate": round(attacks[r["attack"]]["eval"]["success_rate"] or 0.0, 3),
+                "n": r["n_adversarial"],
+            }
             for m in METHODS:
                 c = r["supervised"].get(m)
                 row[f"{m}_auroc"] = fmt(c["auroc"]) if c else "-"
@@ -75,14 +118,29 @@ def table(seen_rows: list[dict], transfer_rows: dict, adaptive: dict, attacks: d
             rows.append(row)
     for m, a in adaptive.items():
         w = a["worst_case_per_image"]
-        rows.append({"row": f"adaptive worst case vs {m}", "success_rate": round(w["success_rate"], 3), "n": a["n_attacked"],
-                     f"{m}_auroc": fmt(w["auroc"]), f"{m}_tpr5": fmt(w["tpr_at_5fpr"], 2), "evasion_rate": round(w["evasion_rate"], 3)})
+        rows.append(
+            {
+                "row": f"adaptive worst case vs {m}",
+                "success_rate": round(w["success_rate"], 3),
+                "n": a["n_attacked"],
+                f"{m}_auroc": fmt(w["auroc"]),
+                f"{m}_tpr5": fmt(w["tpr_at_5fpr"], 2),
+                "evasion_rate": round(w["evasion_rate"], 3),
+            }
+        )
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
     """The table as aligned text: AUROC [95% CI] per supervised detector, then CE minus the best baseline."""
-    short = {"ce": "CE", "msp": "MSP", "feature_squeezing": "FS", "lid": "LID", "mahalanobis": "Maha", "logit_stats": "logits"}
+    short = {
+        "ce": "CE",
+        "msp": "MSP",
+        "feature_squeezing": "FS",
+        "lid": "LID",
+        "mahalanobis": "Maha",
+        "logit_stats": "logits",
+    }
     lines = [f"{'':46s} {'succ':>5s}  " + "  ".join(f"{short[m]:>21s}" for m in METHODS) + "  CE - best baseline"]
     for r in rows:
         cols = [f"{r.get(f'{m}_auroc', '-'):>21s}" for m in METHODS]

@@ -12,10 +12,15 @@ from .protocol import Study
 
 
 def figures(ctx: StudyContext, study: Study, mix: dict) -> dict:
-    """Signature histograms (clean vs adversarial, the five most telling features) and ROC curves of the detectors fitted
+    """Signature histograms (clean vs adversarial, the five most telling features) and ROC curves of the detectors
+    fitted
     on the mix, for the attacks with more than one successful adversarial."""
     figures = {}
-    shown = [k for k in ("pgd_high", "pgd_minimal", "pgd_matched", "cw") if len(study.outcomes[k]["eval"].features["ce_log_odds"]) > 1]
+    shown = [
+        k
+        for k in ("pgd_high", "pgd_minimal", "pgd_matched", "cw")
+        if len(study.outcomes[k]["eval"].features["ce_log_odds"]) > 1
+    ]
     variant = mix["ce"].variant if mix.get("ce") else "ce_log_odds"
     names = list(study.features.info[variant].feature_names)
     clean_eval = study.clean["eval"][variant]

@@ -1,4 +1,5 @@
-"""The detection protocol: the study's parts, its attacks' outcomes, detectors fitted on them and scored on held-out images.
+"""The detection protocol: the study's parts, its attacks' outcomes, detectors fitted on them and scored on held-out
+images.
 
 A :class:`Study` is built whole from the context and the config (its parts, the features of every detector on
 them, the attacks); :meth:`Study.attack` runs the attacks (or restores a resumed run's); then :meth:`Study.fit`
@@ -19,7 +20,7 @@ from ...detect import BASELINE_METHODS, CEDetector, DetectorFeatures, select_det
 from ...evaluate.bootstrap import bootstrap_auroc, bootstrap_tpr_at_fpr, paired_auroc_difference
 from ...jsonio import write_json
 from ..context import StudyContext
-from .attacks import AttackOutcome, load_outcomes, margins_and_saturation, same_budget, saturated, save_features, study_attacks
+from .attacks import AttackOutcome, load_outcomes, margins_and_saturation, same_budget, saturated, study_attacks
 from .config import CS, LOG_SCALES, METHODS, DetectionConfig
 
 
@@ -45,9 +46,14 @@ class Study:
         budgets = ctx.test.attack_budgets
         self.squeezers = budgets.squeezers
         self.fit_images, self.fit_labels, self.eval_images, self.eval_labels, self.reference = self._parts()
-        self.features = DetectorFeatures(self.clf, ctx.autoencoder, self.reference, self.squeezers, cfg.lid_k, cfg.signature)
+        self.features = DetectorFeatures(
+            self.clf, ctx.autoencoder, self.reference, self.squeezers, cfg.lid_k, cfg.signature
+        )
         self.clean = {"fit": self.features(self.fit_images), "eval": self.features(self.eval_images)}
-        self.clean_saturated = {"fit": saturated(self.clf, self.fit_images), "eval": saturated(self.clf, self.eval_images)}
+        self.clean_saturated = {
+            "fit": saturated(self.clf, self.fit_images),
+            "eval": saturated(self.clf, self.eval_images),
+        }
         self.specs = study_attacks(self.clf, budgets, cfg)
         self.outcomes: dict[str, dict[str, AttackOutcome]] = {}
 
@@ -73,7 +79,8 @@ class Study:
 
     # fitting
     def fit(self, method: str, sources: tuple[str, ...]) -> Fitted | None:
-        """The supervised detector of ``method`` on the fit part's successful adversarials of ``sources`` and their clean images."""
+        """The supervised detector of ``method`` on the fit part's successful adversarials of ``sources`` and their
+        clean images."""
         variants = ("ce", "ce_log_odds") if method == "ce" else (method,)
         best: Fitted | None = None
         for variant in variants:
@@ -88,10 +95,26 @@ class Study:
             if (y == 1).sum() < 4:
                 return None
             info = self.features.info[variant]
-            det, val = select_detector(np.concatenate(xs), y, groups=np.concatenate(groups), Cs=CS, log_scales=LOG_SCALES, seed=self.cfg.seed,
-                                       log_features=list(info.log_features), feature_names=list(info.feature_names))
+            det, val = select_detector(
+                np.concatenate(xs),
+                y,
+                groups=np.concatenate(groups),
+                Cs=CS,
+                log_scales=LOG_SCALES,
+                seed=self.cfg.seed,
+                log_features=list(info.log_features),
+                feature_names=list(info.feature_names),
+            )
             score = max(val.values()) if val else float("nan")
-            candidate = Fitted(det, variant, {"variant": variant, "best_validation_auroc": score, "chosen": {"C": det.C, "log_scale": det.log_scale}})
+            candidate = Fitted(
+                det,
+                variant,
+                {
+                    "variant": variant,
+                    "best_validation_auroc": score,
+                    "chosen": {"C": det.C, "log_scale": det.log_scale},
+                },
+            )
             if best is None or score > best.validation["best_validation_auroc"]:
                 if best is not None:
                     candidate.validation["other_variants"] = [best.validation]
@@ -101,13 +124,16 @@ class Study:
         return best
 
     def scores(self, method: str, fitted: Fitted | None, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """(clean, adversarial) scores on the evaluation part for attack ``key``; unsupervised when ``fitted`` is None."""
+        """(clean, adversarial) scores on the evaluation part for attack ``key``; unsupervised when ``fitted`` is
+        None."""
         out = self.outcomes[key]["eval"]
         if fitted is None:
             fn = self.features.info[method].unsupervised
             if fn is None:
                 return None
-            return fn(self.clean["eval"][method][out.success]), fn(out.features[method]) if len(out.features[method]) else np.zeros(0)
+            return fn(self.clean["eval"][method][out.success]), fn(out.features[method]) if len(
+                out.features[method]
+            ) else np.zeros(0)
         v = fitted.variant
         adv = out.features[v]
         return (fitted.detector.decision_function(self.clean["eval"][v][out.success]),
@@ -119,10 +145,20 @@ class Study:
         return {"auroc": a.to_json(), "tpr_at_5fpr": t.to_json()}
 
     def row(self, key: str, fit_on: str, detectors: dict[str, Fitted | None], seen: bool) -> dict:
-        """One evaluation row: every supervised detector (fitted on ``fit_on``) and every unsupervised score on attack ``key``."""
+        """One evaluation row: every supervised detector (fitted on ``fit_on``) and every unsupervised score on attack
+        ``key``."""
         out = self.outcomes[key]["eval"]
-        row = {"attack": key, "label": self.specs[key].label, "kind": self.specs[key].kind, "fit_on": fit_on, "seen": seen,
-               "n_clean": int(out.success.sum()), "n_adversarial": int(out.success.sum()), "supervised": {}, "unsupervised": {}}
+        row = {
+            "attack": key,
+            "label": self.specs[key].label,
+            "kind": self.specs[key].kind,
+            "fit_on": fit_on,
+            "seen": seen,
+            "n_clean": int(out.success.sum()),
+            "n_adversarial": int(out.success.sum()),
+            "supervised": {},
+            "unsupervised": {},
+        }
         scored = {}
         for method in METHODS:
             s = self.scores(method, detectors.get(method), key) if detectors.get(method) is not None else None
@@ -148,7 +184,8 @@ class Study:
 
     # attacks
     def attack(self, out: Path) -> tuple[dict, dict[str, float]]:
-        """Run every attack on both parts (or, with ``cfg.resume``, restore those a previous run of the same budget saved
+        """Run every attack on both parts (or, with ``cfg.resume``, restore those a previous run of the same budget
+        saved
         in ``out``); saves features.npz and attacks.json. Returns (attacks.json's content, seconds per attack)."""
         attacks_json, timings = {}, {}
         parts = {"fit": (self.fit_images, self.fit_labels), "eval": (self.eval_images, self.eval_labels)}
@@ -170,16 +207,38 @@ class Study:
             for part, (images, labels) in parts.items():
                 res = spec.attack(images, labels)
                 margin, sat = margins_and_saturation(spec.attack, self.clf, images, res.adversarial, res.labels)
-                outcome = AttackOutcome(res.success.numpy(), res.linf.numpy(), res.l2.numpy(), margin, sat, self.features(res.adversarial[res.success]))
+                outcome = AttackOutcome(
+                    res.success.numpy(),
+                    res.linf.numpy(),
+                    res.l2.numpy(),
+                    margin,
+                    sat,
+                    self.features(res.adversarial[res.success]),
+                )
                 self.outcomes[key][part] = outcome
                 entry[part] = outcome.summary(self.clean_saturated[part], self.clean[part]["msp"][:, 0])
             attacks_json[key] = entry
             timings[f"attack {key}"] = time.perf_counter() - t
             progress(out, f"{spec.label}: {timings[f'attack {key}']:.0f}s, success {entry['eval']['success_rate']}")
         attacks_json = {k: attacks_json[k] for k in self.specs}
-        save_features(saved, self)
+        self.save_features(saved)
         write_json(out / "attacks.json", attacks_json)
         return attacks_json, timings
+
+    def save_features(self, path: Path) -> None:
+        """Every detector input of the study (plain arrays), so the tables can be re-analysed without re-attacking."""
+        arrays = {f"{p}/clean/{m}": v for p, feats in self.clean.items() for m, v in feats.items()}
+        for key, parts in self.outcomes.items():
+            for p, o in parts.items():
+                arrays[f"{p}/success/{key}"] = o.success
+                arrays[f"{p}/margin/{key}"] = o.margin
+                arrays[f"{p}/linf/{key}"], arrays[f"{p}/l2/{key}"], arrays[f"{p}/saturated/{key}"] = (
+                    o.linf,
+                    o.l2,
+                    o.saturated,
+                )
+                arrays |= {f"{p}/adversarial/{key}/{m}": v for m, v in o.features.items()}
+        np.savez_compressed(path, **arrays)
 
 
 MAP_EFFECTS = ("map_peak", "map_trough", "map_mean", "map_positive_mass", "map_negative_mass")
@@ -196,5 +255,7 @@ def signature_collapse(study: Study) -> dict:
             continue
         zero = lambda a: float(np.mean(np.all(a[:, cols] == 0, 1))) if len(a) else None  # noqa: E731
         out["probability" if variant == "ce" else "log_odds"] = {
-            "clean": zero(study.clean["eval"][variant]), **{k: zero(o["eval"].features[variant]) for k, o in study.outcomes.items()}}
+            "clean": zero(study.clean["eval"][variant]),
+            **{k: zero(o["eval"].features[variant]) for k, o in study.outcomes.items()},
+        }
     return out

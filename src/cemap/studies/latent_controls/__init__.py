@@ -30,11 +30,11 @@ table, :mod:`cemap.evaluate.concepts`) and the figures ``latent_controls.png``, 
 
 Modules: :mod:`.study` (the orchestrator), :mod:`.regions` and :mod:`.perturbations` (what is masked or
 added, and its controls), :mod:`.measures`, :mod:`.masking` and :mod:`.adversarial` (the two experiments),
-:mod:`.claims` (verdicts in words), :mod:`.result` (the typed results).
+:mod:`.claims` (verdicts in words); the typed results are in :mod:`cemap.studies.results`.
 """
 
 from .measures import MEASURES
-from .result import ConceptsResult, LatentControlsResult
+from ..results import ConceptsResult, LatentControlsResult
 from .study import LatentControlsConfig, run_latent_controls
 
 __all__ = ["MEASURES", "ConceptsResult", "LatentControlsConfig", "LatentControlsResult", "run_latent_controls"]

@@ -20,14 +20,31 @@ def norms(a: torch.Tensor, b: torch.Tensor) -> dict:
     return {"l2": float(l2_norm.mean()), "linf": float(linf.mean())}
 
 
-def adversarial_experiment(ctx: StudyContext, latent: LatentCE, images: torch.Tensor, findings: torch.Tensor, clean: Profiles,
-                           aligned: list[list[int]], eps: float, pgd_steps: int, attacked: str, labels: list[str]) -> dict:
+def adversarial_experiment(
+    ctx: StudyContext,
+    latent: LatentCE,
+    images: torch.Tensor,
+    findings: torch.Tensor,
+    clean: Profiles,
+    aligned: list[list[int]],
+    eps: float,
+    pgd_steps: int,
+    attacked: str,
+    labels: list[str],
+) -> dict:
     """PGD-Linf (``eps``, ``pgd_steps``) against each control, on the images the attack flipped."""
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator("latent_controls/pgd")))
     result = PGD(ctx.classifier, eps=eps, steps=pgd_steps, seed=seed)(images, findings)
     ok = result.success
-    out = {"attack": f"PGD-Linf eps {eps:.4g}, {pgd_steps} steps", "attacked": attacked, "success_rate": float(ok.float().mean()),
-           "n": int(ok.sum()), "comparisons": [], "per_channel": [], "pixels_changed": {}}
+    out = {
+        "attack": f"PGD-Linf eps {eps:.4g}, {pgd_steps} steps",
+        "attacked": attacked,
+        "success_rate": float(ok.float().mean()),
+        "n": int(ok.sum()),
+        "comparisons": [],
+        "per_channel": [],
+        "pixels_changed": {},
+    }
     if int(ok.sum()) < 2:
         out["note"] = "fewer than 2 attacks succeeded: nothing to compare"
         return out

@@ -17,33 +17,60 @@ def l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).flatten(1).norm(dim=1)
 
 
-def masking_experiment(ctx: StudyContext, latent: LatentCE, study, study_idx: list[int], findings: torch.Tensor, clean: Profiles,
-                       aligned: list[list[int]], kind: str, placements: int, labels: list[str]) -> dict:
-    """Condition (the finding's region masked) against control (the same area elsewhere, ``placements`` places averaged):
+def masking_experiment(
+    ctx: StudyContext,
+    latent: LatentCE,
+    study,
+    study_idx: list[int],
+    findings: torch.Tensor,
+    clean: Profiles,
+    aligned: list[list[int]],
+    kind: str,
+    placements: int,
+    labels: list[str],
+) -> dict:
+    """Condition (the finding's region masked) against control (the same area elsewhere, ``placements`` places
+    averaged):
     per-measure paired comparisons, per-channel tests, the split by finding and the pixels each changes."""
     images = study.images
     if kind == "boxes":
-        region, controls, fills, ctrl_fills, (lung_share, squeezed) = box_regions(ctx, study, study_idx, findings, placements)
-        names = ("true lesion box masked (zero fill)", f"same box shape elsewhere in the lung field ({placements} placements, zero fill)")
+        region, controls, fills, ctrl_fills, (lung_share, squeezed) = box_regions(
+            ctx, study, study_idx, findings, placements
+        )
+        names = (
+            "true lesion box masked (zero fill)",
+            f"same box shape elsewhere in the lung field ({placements} placements, zero fill)",
+        )
     else:
         region, controls, fills, ctrl_fills = stroke_regions(ctx, images, placements)
-        names = ("strokes erased (fill 0)", f"background region of the same area, filled with the stroke intensities ({placements} placements)")
+        names = (
+            "strokes erased (fill 0)",
+            f"background region of the same area, filled with the stroke intensities ({placements} placements)",
+        )
     masked = torch.where(region[:, None], fills, images)
     ctrl_images = torch.where(controls[:, :, None], ctrl_fills, images[:, None]).flatten(0, 1)
     repeated = images.repeat_interleave(placements, 0)
     p_mask = profiles(latent, masked, findings)
     p_ctrl = profiles(latent, ctrl_images, findings.repeat_interleave(placements))
     m_cond = measures(p_mask, clean, aligned, l2(masked, images))
-    m_ctrl = {k: v.reshape(len(images), placements).mean(1)
-              for k, v in measures(p_ctrl, repeat(clean, placements), rep_list(aligned, placements), l2(ctrl_images, repeated)).items()}
+    m_ctrl = {
+        k: v.reshape(len(images), placements).mean(1)
+        for k, v in measures(
+            p_ctrl, repeat(clean, placements), rep_list(aligned, placements), l2(ctrl_images, repeated)
+        ).items()
+    }
     ch_cond = (p_mask.ece - clean.ece).abs()
     ch_ctrl = (p_ctrl.ece.reshape(len(images), placements, -1) - clean.ece[:, None]).abs().mean(1)
     out = {
         "condition": names[0],
         "control": names[1],
         "n": len(images),
-        "pixels_changed": {"condition_l2": float(l2(masked, images).mean()), "control_l2": float(l2(ctrl_images, repeated).mean()),
-                           "condition_area": float(region.float().mean()), "control_area": float(controls.float().mean())},
+        "pixels_changed": {
+            "condition_l2": float(l2(masked, images).mean()),
+            "control_l2": float(l2(ctrl_images, repeated).mean()),
+            "condition_area": float(region.float().mean()),
+            "control_area": float(controls.float().mean()),
+        },
         "comparisons": [compare(m_cond, m_ctrl, ctx.seed, control=names[1])],
         "per_channel": [per_channel_tests(ch_cond, ch_ctrl, labels, names[1], ctx.seed)],
         "by_finding": by_finding(m_cond, m_ctrl, findings, ctx.classifier.class_names, ctx.seed),

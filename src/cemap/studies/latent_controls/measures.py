@@ -10,14 +10,8 @@ import torch
 from ...causal import LatentCE
 from ...causal.effects import expected_effect
 from ...evaluate.bootstrap import bootstrap_mean, paired_difference
+from ..results import MEASURES
 
-MEASURES = {
-    "ece_l1": "L1 shift of the latent ECE profile",
-    "finding_l1": "L1 shift of the finding's own latent class-CE profile",
-    "finding_drop": "drop of the finding's probability p_AE(f|x) - p_AE(f|x_do)",
-    "aligned_minus_other": "mean |shift| of channels aligned with the finding minus mean |shift| of the others (ECE profile)",
-    "ece_l1_per_pixel_l2": "L1 shift of the latent ECE profile per unit of pixel change (divided by the L2 norm of x_do - x)",
-}
 
 
 @dataclass
@@ -48,14 +42,18 @@ def profiles(latent: LatentCE, images: torch.Tensor, findings: torch.Tensor, bat
 
 
 def repeat(p: Profiles, times: int) -> Profiles:
-    return Profiles(p.ece.repeat_interleave(times, 0), p.finding.repeat_interleave(times, 0), p.prob.repeat_interleave(times, 0))
+    return Profiles(
+        p.ece.repeat_interleave(times, 0), p.finding.repeat_interleave(times, 0), p.prob.repeat_interleave(times, 0)
+    )
 
 
 def rep_list(items: list, times: int) -> list:
     return [x for x in items for _ in range(times)]
 
 
-def measures(cond: Profiles, clean: Profiles, aligned: list[list[int]], pixel_l2: torch.Tensor) -> dict[str, np.ndarray]:
+def measures(
+    cond: Profiles, clean: Profiles, aligned: list[list[int]], pixel_l2: torch.Tensor
+) -> dict[str, np.ndarray]:
     shift = (cond.ece - clean.ece).abs()
     k = shift.shape[1]
     sel = torch.zeros(len(shift), k, dtype=torch.bool)
@@ -77,8 +75,11 @@ def compare(cond: dict, ctrl: dict, seed: int, control: str = "") -> dict:
     rows = {}
     for m in MEASURES:
         diff = paired_difference(cond[m], ctrl[m], higher_is_better=True, seed=seed)
-        rows[m] = {"condition": bootstrap_mean(cond[m], seed=seed).to_json(), "control": bootstrap_mean(ctrl[m], seed=seed).to_json(),
-                   "difference": {**diff.to_json(), "reads": reads(diff.verdict)}}
+        rows[m] = {
+            "condition": bootstrap_mean(cond[m], seed=seed).to_json(),
+            "control": bootstrap_mean(ctrl[m], seed=seed).to_json(),
+            "difference": {**diff.to_json(), "reads": reads(diff.verdict)},
+        }
     return {"control": control, "measures": rows}
 
 
@@ -93,4 +94,7 @@ def by_finding(cond: dict, ctrl: dict, findings: torch.Tensor, names: list[str],
 
 
 def reads(verdict: str) -> str:
-    return {"better": "condition moves it more than the control", "worse": "control moves it more than the condition"}.get(verdict, "no difference shown")
+    return {
+        "better": "condition moves it more than the control",
+        "worse": "control moves it more than the condition",
+    }.get(verdict, "no difference shown")

@@ -1,4 +1,5 @@
-"""The masked regions of the latent controls study and their controls: the same area, elsewhere, changing the same pixels.
+"""The masked regions of the latent controls study and their controls: the same area, elsewhere, changing the same
+pixels.
 
 * synthcxr (boxes): the finding's box, against the same box shape at random places inside the lung field that
   touch no lesion;
@@ -20,7 +21,8 @@ STROKE = 0.5  # MNIST pixels above this are strokes
 
 
 def box_regions(ctx: StudyContext, batch, indices, findings, placements):
-    """(lesion masks N x H x W, control masks N x P x H x W, fills, control fills, (lung share, squeezed)): the finding's
+    """(lesion masks N x H x W, control masks N x P x H x W, fills, control fills, (lung share, squeezed)): the
+    finding's
     box(es), and the same box shape at ``placements`` random places that touch no lesion, chosen among those most inside
     the lung field (entirely inside it wherever such a place exists); ``lung share`` is each control's share inside the
     lung; ``squeezed`` counts the images where every place touches a lesion (the control then loses those pixels)."""
@@ -53,7 +55,10 @@ def box_regions(ctx: StudyContext, batch, indices, findings, placements):
 
 
 def int_boxes(boxes: torch.Tensor, h: int, w: int) -> list[tuple[int, int, int, int]]:
-    return [(max(0, math.floor(a)), max(0, math.floor(b)), min(w, math.ceil(c)), min(h, math.ceil(d))) for a, b, c, d in boxes.reshape(-1, 4).tolist()]
+    return [
+        (max(0, math.floor(a)), max(0, math.floor(b)), min(w, math.ceil(c)), min(h, math.ceil(d)))
+        for a, b, c, d in boxes.reshape(-1, 4).tolist()
+    ]
 
 
 def window_sums(m: torch.Tensor, bh: int, bw: int) -> torch.Tensor:
@@ -63,7 +68,8 @@ def window_sums(m: torch.Tensor, bh: int, bw: int) -> torch.Tensor:
 
 def stroke_regions(ctx: StudyContext, images: torch.Tensor, placements: int):
     """MNIST: stroke masks (pixels > STROKE), and per image ``placements`` contiguous background regions of the same
-    area, grown at random from a random seed at least 2 px away from every stroke, filled with the stroke intensities."""
+    area, grown at random from a random seed at least 2 px away from every stroke, filled with the stroke
+    intensities."""
     n, c, h, w = images.shape
     gen = ctx.generator("latent_controls/background")
     rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))

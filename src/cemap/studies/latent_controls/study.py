@@ -1,4 +1,5 @@
-"""The latent controls study's orchestrator: choose the images, run both experiments, judge the claims, write the files."""
+"""The latent controls study's orchestrator: choose the images, run both experiments, judge the claims, write the
+files."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .adversarial import adversarial_experiment
 from .claims import claims_for
 from .masking import masking_experiment
 from .measures import profiles
-from .result import ConceptsResult, LatentControlsResult
+from ..results import ConceptsResult, LatentControlsResult
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ class LatentControlsConfig:
     align_images: int | None = None
 
 
-def run_latent_controls(ctx: StudyContext, config: LatentControlsConfig = LatentControlsConfig()) -> LatentControlsResult:
+def run_latent_controls(
+    ctx: StudyContext, config: LatentControlsConfig = LatentControlsConfig()
+) -> LatentControlsResult:
     """The controlled latent experiments on held-out test images of ``ctx``; writes ``latent_controls.json``,
     ``latent_concepts.json`` and (when the context draws) ``latent_controls.png``, ``latent_concepts.png``."""
     t0, c0 = time.perf_counter(), time.process_time()
@@ -55,36 +58,102 @@ def run_latent_controls(ctx: StudyContext, config: LatentControlsConfig = Latent
     study_idx, concept_idx = choose_images(ctx, config.n_images, config.concept_images or max(64, 3 * config.n_images))
     study, cbatch = test.batch(study_idx), test.batch(concept_idx)
     with_boxes = has_boxes(test)
-    table = concept_table(clf, fitted, cbatch.images, cbatch.labels, *((cbatch.boxes, cbatch.box_labels) if with_boxes else (None, None)),
-                          ids=cbatch.ids, seed=ctx.seed)
+    table = concept_table(
+        clf,
+        fitted,
+        cbatch.images,
+        cbatch.labels,
+        *((cbatch.boxes, cbatch.box_labels) if with_boxes else (None, None)),
+        ids=cbatch.ids,
+        seed=ctx.seed,
+    )
     findings = study_findings(ctx, study, with_boxes)
     clean = profiles(latent, study.images, findings)
     selection = aligned_on_train(ctx, align_images)
     aligned = [selection[clf.class_names[f]]["channels"] for f in findings.tolist()]
-    masking = {"aligned_channels": {"chosen_on": f"{min(align_images, len(ctx.train))} train images",
-                                    "rule": f"pooled-activation AUROC >= {ALIGNED}, else the best channel", "by_concept": selection},
-               "comparisons": [], "per_channel": []}
+    masking = {
+        "aligned_channels": {
+            "chosen_on": f"{min(align_images, len(ctx.train))} train images",
+            "rule": f"pooled-activation AUROC >= {ALIGNED}, else the best channel",
+            "by_concept": selection,
+        },
+        "comparisons": [],
+        "per_channel": [],
+    }
     kind = "boxes" if with_boxes else test.region_kind
     if kind in ("boxes", "strokes"):
-        masking.update(masking_experiment(ctx, latent, study, study_idx, findings, clean, aligned, kind, config.placements, table.labels()))
+        masking.update(
+            masking_experiment(
+                ctx, latent, study, study_idx, findings, clean, aligned, kind, config.placements, table.labels()
+            )
+        )
     else:
-        masking["note"] = f"not computed: {ctx.dataset} has no boxes, and its images declare no strokes to mask (region_kind)"
-    adversarial = adversarial_experiment(ctx, latent, study.images, findings, clean, aligned, test.attack_budgets.linf[1], config.pgd_steps,
-                                         "the masked finding" if with_boxes else "the true class", table.labels())
+        masking["note"] = (
+            f"not computed: {ctx.dataset} has no boxes, and its images declare no strokes to mask (region_kind)"
+        )
+    adversarial = adversarial_experiment(
+        ctx,
+        latent,
+        study.images,
+        findings,
+        clean,
+        aligned,
+        test.attack_budgets.linf[1],
+        config.pgd_steps,
+        "the masked finding" if with_boxes else "the true class",
+        table.labels(),
+    )
     headline, claims = claims_for(ctx.dataset, masking, adversarial, with_boxes)
-    files = {"json": LatentControlsResult.FILE, "figure": "latent_controls.png", "concepts": ConceptsResult.FILE, "concepts_figure": "latent_concepts.png"}
+    files = {
+        "json": LatentControlsResult.FILE,
+        "figure": "latent_controls.png",
+        "concepts": ConceptsResult.FILE,
+        "concepts_figure": "latent_concepts.png",
+    }
     ctx.out.mkdir(parents=True, exist_ok=True)
-    write_json(ctx.out / files["concepts"], {"dataset": ctx.dataset, "model": ctx.model, "images": cbatch.ids, **table.to_json()}, indent=None, compact=True)
+    write_json(
+        ctx.out / files["concepts"],
+        {"dataset": ctx.dataset, "model": ctx.model, "images": cbatch.ids, **table.to_json()},
+        indent=None,
+        compact=True,
+    )
     ctx.figure(ControlPanels(files["figure"], ctx.dataset, masking, adversarial, table.labels(), ALPHA))
-    ctx.figure(ConceptOverlays(files["concepts_figure"], ctx.dataset, cbatch.images, [r.top_images[0] for r in table.rows], table.maps[:, 0], table.labels()))
+    ctx.figure(
+        ConceptOverlays(
+            files["concepts_figure"],
+            ctx.dataset,
+            cbatch.images,
+            [r.top_images[0] for r in table.rows],
+            table.maps[:, 0],
+            table.labels(),
+        )
+    )
     result = LatentControlsResult(
-        claims_=[Claim.from_json(c) for c in headline], claims=claims, dataset=ctx.dataset, model=ctx.model, layer=fitted.layer,
-        n_images=len(study.ids), images=study.ids, masking=masking, adversarial=adversarial,
-        settings={"n_images": config.n_images, "pgd_steps": config.pgd_steps, "placements": config.placements, "concept_images": len(concept_idx),
-                  "align_images": align_images, "intervention_value": "zero", "aligned_threshold": ALIGNED, "alpha": ALPHA, "seed": ctx.seed,
-                  "quick": ctx.quick},
+        claims_=[Claim.from_json(c) for c in headline],
+        claims=claims,
+        dataset=ctx.dataset,
+        model=ctx.model,
+        layer=fitted.layer,
+        n_images=len(study.ids),
+        images=study.ids,
+        masking=masking,
+        adversarial=adversarial,
+        settings={
+            "n_images": config.n_images,
+            "pgd_steps": config.pgd_steps,
+            "placements": config.placements,
+            "concept_images": len(concept_idx),
+            "align_images": align_images,
+            "intervention_value": "zero",
+            "aligned_threshold": ALIGNED,
+            "alpha": ALPHA,
+            "seed": ctx.seed,
+            "quick": ctx.quick,
+        },
         concepts={"file": files["concepts"], "coverage": table.coverage(), "labels": table.labels()},
-        seconds=round(time.perf_counter() - t0, 2), cpu_seconds=round(time.process_time() - c0, 2), files=files,
+        seconds=round(time.perf_counter() - t0, 2),
+        cpu_seconds=round(time.process_time() - c0, 2),
+        files=files,
     )
     result.write(ctx.out, indent=1)
     return result
@@ -116,7 +185,9 @@ def choose_images(ctx: StudyContext, n: int, n_concept: int) -> tuple[list[int],
     else:
         study = order[:n]
     if len(study) < 2:
-        raise CemapError(f"only {len(study)} usable test images in {ctx.dataset}", "the controlled latent study needs at least 2")
+        raise CemapError(
+            f"only {len(study)} usable test images in {ctx.dataset}", "the controlled latent study needs at least 2"
+        )
     taken = set(study)
     concept = [i for i in order if i not in taken][:n_concept]
     return study, concept
@@ -143,5 +214,9 @@ def aligned_on_train(ctx: StudyContext, n: int) -> dict:
     for c, name in enumerate(ctx.classifier.class_names):
         col = np.where(np.isfinite(auc[:, c]), auc[:, c], -1.0)
         chosen = [int(j) for j in np.argsort(-col) if col[j] >= ALIGNED] or [int(np.argmax(col))]
-        out[name] = {"channels": chosen, "names": [f"Z{j}" for j in chosen], "train_auroc": [round(float(col[j]), 4) for j in chosen]}
+        out[name] = {
+            "channels": chosen,
+            "names": [f"Z{j}" for j in chosen],
+            "train_auroc": [round(float(col[j]), 4) for j in chosen],
+        }
     return out
