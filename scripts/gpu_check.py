@@ -46,8 +46,6 @@ def timed(fn, device, repeats: int = 3) -> float:
     """Median seconds of ``fn`` over ``repeats`` runs after one warm-up, the GPU synchronised around each."""
     import statistics
 
-    import torch
-
     from cemap.causal.planning import sync
 
     fn()

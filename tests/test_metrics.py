@@ -257,7 +257,8 @@ def test_ce_tuning_is_cached_per_model_and_reused(tmp_path, monkeypatch, tiny_cl
         return {"fill": "blur"}, [{"options": {"fill": "blur"}, "pointing_game": 1.0}]
 
     monkeypatch.setattr(study, "tune_ce", fake_tune)
-    ctx = SimpleNamespace(classifier=tiny_clf, dataset="synthcxr", dataset_options={}, train=None)  # the train split is never read
+    # the train split is never read: tune_ce is replaced
+    ctx = SimpleNamespace(classifier=tiny_clf, dataset="synthcxr", dataset_options={}, train=None)
     first = study.cached_tune_ce(ctx, study.EvalConfig())
     second = study.cached_tune_ce(ctx, study.EvalConfig())
     other_seed = study.cached_tune_ce(ctx, study.EvalConfig(seed=1))

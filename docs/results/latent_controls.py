@@ -1,8 +1,8 @@
 """The controlled latent experiments (issue 21) at the demo's size, on held-out test images, for both built-in datasets.
 
-Writes docs/results/latent_controls_<dataset>.json (with the concept table under "concept_table", without its
-activation maps) and docs/figures/latent_controls_<dataset>.png, latent_concepts_<dataset>.png. Run from the repository
-root with the built-in models cached:
+Writes docs/results/latent_controls_<dataset>.json (with the concept table under "concept_table", without its activation
+maps) and docs/figures/latent_controls_<dataset>.png, latent_concepts_<dataset>.png. Run from the repository root with
+the built-in models cached:
     .venv/bin/python docs/results/latent_controls.py [synthcxr mnist5k]
 """
 import json

@@ -3,11 +3,10 @@
 The one place intervals become text: the report (decimals from the interval's width) and the studies'
 claims and tables (a fixed format such as ``.3f``) both call :func:`format_interval`.
 
-An interval is any mapping with ``estimate``, ``low`` and ``high`` (as
-:class:`cemap.evaluate.bootstrap.Interval` writes it: plus ``n`` and ``level``, and ``verdict`` for a
-difference). Its decimals follow its width: enough to show the width with two significant digits,
-never more. A lone number gets three significant digits (fewer only where the value is exactly that short, e.g. 0.01 or
-1).
+An interval is any mapping with ``estimate``, ``low`` and ``high`` (as :class:`cemap.evaluate.bootstrap.Interval` writes
+it: plus ``n`` and ``level``, and ``verdict`` for a difference). Its decimals follow its width: enough to show the width
+with two significant digits, never more. A lone number gets three significant digits (fewer only where the value is
+exactly that short, e.g. 0.01 or 1).
 """
 
 from __future__ import annotations

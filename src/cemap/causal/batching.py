@@ -6,11 +6,10 @@ model under bfloat16 autocast (fast on AVX-512-BF16 CPUs and on GPUs; never fp16
 Two CPU habits measured with DenseNet-121 at 224 x 224 (see ``cemap bench``):
 
 * glibc serves every allocation above its mmap threshold (at most 32 MiB by default) with fresh
-  pages that the kernel must zero on first touch: about 0.9 million page faults per batch-32
-  forward, which halves the throughput. ``tune_allocator`` (called by the ``cemap`` command, never at
-  import: a library does not retune its host process's allocator) raises the threshold so that freed activations are
-  reused from the heap, for every part of
-  cemap alike (maps, latent sweeps, attacks); ``CEMAP_NO_MALLOPT=1`` opts out.
+  pages that the kernel must zero on first touch: about 0.9 million page faults per batch-32 forward, which halves the
+  throughput. ``tune_allocator`` (called by the ``cemap`` command, never at import: a library does not retune its host
+  process's allocator) raises the threshold so that freed activations are reused from the heap, for every part of cemap
+  alike (maps, latent sweeps, attacks); ``CEMAP_NO_MALLOPT=1`` opts out.
 * channels-last inputs let oneDNN keep the whole network in its preferred layout (+5% fp32,
   +30% bf16); ``as_model_input`` applies it where it pays.
 """

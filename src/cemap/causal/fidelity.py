@@ -17,12 +17,11 @@ from .autoencoder import FittedAutoencoder, prediction_kl
 from .batching import chunks
 from .latent import LatentCE
 
-# The autoencoder itself must carry each image's information, not only leave the outputs unchanged: a
-# classifier whose outputs barely vary (a random network) agrees with an autoencoder that ignores its input.
-# Measured on the demo's faithful cxr-cnn autoencoder (agreement 0.98, KL 0.018): relative error 1.77 (it is trained on
-# L1
-# and KL, so magnitudes are loose), reconstruction correlation across images well above 0.5. An autoencoder that ignores
-# its input has correlation 0.
+# The autoencoder itself must carry each image's information, not only leave the outputs unchanged: a classifier whose
+# outputs barely vary (a random network) agrees with an autoencoder that ignores its input. Measured on the demo's
+# faithful cxr-cnn autoencoder (agreement 0.98, KL 0.018): relative error 1.77 (it is trained on L1 and KL, so
+# magnitudes are loose), reconstruction correlation across images well above 0.5. An autoencoder that ignores its input
+# has correlation 0.
 MIN_RECON_CORRELATION = (
     0.1  # correlation across images between the activation and its reconstruction (per element, pooled)
 )
@@ -38,12 +37,11 @@ PROFILE_IMAGES = 8  # latent CE profiles cost k + 1 suffix passes per image: a f
 class Fidelity:
     """How faithfully the classifier with the autoencoder inserted (f_AE) stands in for the original (f).
 
-    ``agreement`` and ``mean_kl`` compare outputs; ``relative_error`` (reconstruction MSE over the
-    activation's variance across images), ``recon_correlation`` (does the reconstruction follow the
-    activation from image to image: 0 when it is the same for every image), ``code_variation`` (the code's variance
-    across images over
-    its mean square) and ``profile_variation`` (how much latent CE profiles differ between images)
-    look at the autoencoder itself. ``problems`` says in words what failed; ``ok`` needs all of it.
+    ``agreement`` and ``mean_kl`` compare outputs; ``relative_error`` (reconstruction MSE over the activation's variance
+    across images), ``recon_correlation`` (does the reconstruction follow the activation from image to image: 0 when it
+    is the same for every image), ``code_variation`` (the code's variance across images over its mean square) and
+    ``profile_variation`` (how much latent CE profiles differ between images) look at the autoencoder itself.
+    ``problems`` says in words what failed; ``ok`` needs all of it.
     """
 
     agreement: float

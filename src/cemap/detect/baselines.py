@@ -79,8 +79,7 @@ def lid(reference: torch.Tensor, features: torch.Tensor, k: int = 20, exclude_se
     return -1.0 / torch.log(r / r[:, -1:]).mean(1).clamp(max=-1e-12)
 
 
-# -- differentiable features for the supervised detectors and for adaptive attacks
-# ---------------------------------------
+# -- differentiable features for the supervised detectors and for adaptive attacks ----------------------------------
 # Every function below maps images (or activations) to an N x D torch tensor and keeps the autograd graph, so that
 # an adaptive attacker can differentiate through the detector built on it (BPDA where a squeezer is not differentiable).
 

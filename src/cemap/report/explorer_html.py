@@ -24,17 +24,20 @@ PIXELATED_BELOW = 96  # images smaller than this are enlarged without smoothing
 
 EXPLORER_CSS = """
 .xp-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(112px,1fr));gap:10px;margin:8px 0}
-.xp-thumb{display:flex;flex-direction:column;align-items:center;gap:4px;background:#fff;border:1px solid #d5d9e0;border-radius:6px;padding:6px;cursor:pointer;font:inherit;color:inherit}
+.xp-thumb{display:flex;flex-direction:column;align-items:center;gap:4px;background:#fff;border:1px solid #d5d9e0;
+border-radius:6px;padding:6px;cursor:pointer;font:inherit;color:inherit}
 .xp-thumb:hover,.xp-thumb:focus{border-color:#33598a;outline:2px solid #9db5d6}
 .xp-thumb img{width:96px;height:96px;object-fit:contain;background:#000}
-.xp-thumb span{font-size:.72rem;font-family:ui-monospace,monospace;overflow-wrap:anywhere;text-align:center;max-width:100px}
+.xp-thumb span{font-size:.72rem;font-family:ui-monospace,monospace;overflow-wrap:anywhere;text-align:center;
+max-width:100px}
 img.px{image-rendering:pixelated}
 .xp-panel{position:fixed;inset:0;background:rgba(20,24,32,.72);overflow:auto;z-index:10;padding:18px}
 .xp-panel[hidden]{display:none}
 .xp-box{background:#fff;border-radius:8px;max-width:1220px;margin:0 auto;padding:12px 18px 18px}
 .xp-head{display:flex;align-items:center;gap:10px;flex-wrap:wrap}
 .xp-head h3{margin:0;font-family:ui-monospace,monospace;font-size:.95rem;overflow-wrap:anywhere;flex:1 1 300px}
-.xp-head button,.xp-methods button{font:inherit;font-size:.85rem;padding:3px 10px;border:1px solid #b8c0cc;border-radius:4px;background:#f6f7f9;cursor:pointer}
+.xp-head button,.xp-methods button{font:inherit;font-size:.85rem;padding:3px 10px;border:1px solid #b8c0cc;
+border-radius:4px;background:#f6f7f9;cursor:pointer}
 .xp-methods{display:flex;flex-wrap:wrap;gap:6px;margin:10px 0}
 .xp-methods button[aria-pressed=true]{background:#33598a;color:#fff;border-color:#33598a}
 .xp-body{display:flex;gap:22px;flex-wrap:wrap;align-items:flex-start}
@@ -50,7 +53,8 @@ img.px{image-rendering:pixelated}
 .xp-maps figure{margin:0;cursor:pointer}
 .xp-maps figure.sel .xp-stage{outline:3px solid #33598a}
 .xp-maps figcaption{font-size:.78rem;max-width:168px;overflow-wrap:anywhere}
-.xp-bar{display:grid;grid-template-columns:minmax(90px,max-content) 1fr 4.5em;gap:6px;align-items:center;font-size:.8rem;margin:1px 0}
+.xp-bar{display:grid;grid-template-columns:minmax(90px,max-content) 1fr 4.5em;gap:6px;align-items:center;
+font-size:.8rem;margin:1px 0}
 .xp-bar .b{height:10px;background:#e8ebf0;position:relative}
 .xp-bar .b i{position:absolute;top:0;bottom:0;background:#33598a}
 .xp-bar .b i.neg{background:#b33}
@@ -141,7 +145,8 @@ EXPLORER_JS = r"""
     var main = byId("xp-main");
     main.textContent = "";
     main.appendChild(stage(item, method === "image" ? null : method, "big"));
-    var cap = method === "image" ? "The image in its own colours" : method + " over the image (scale: \u00b1" + num(item.maps[method].max) + ")";
+    var cap = method === "image" ? "The image in its own colours" :
+      method + " over the image (scale: \u00b1" + num(item.maps[method].max) + ")";
     if (item.boxes.length) { cap += "; green: true boxes"; }
     byId("xp-caption").textContent = cap;
     Array.prototype.forEach.call(document.querySelectorAll("#xp-maps figure"), function (f) {
@@ -176,19 +181,26 @@ EXPLORER_JS = r"""
     var box = byId("xp-probs");
     box.textContent = "";
     if (!item.probs) { box.appendChild(el("p", "xp-note", "Not saved for this image.")); return; }
-    var order = item.probs.map(function (p, j) { return j; }).sort(function (a, b) { return item.probs[b] - item.probs[a]; });
+    var order = item.probs.map(function (p, j) { return j; })
+      .sort(function (a, b) { return item.probs[b] - item.probs[a]; });
     order.slice(0, 10).forEach(function (j) {
       var tags = [];
       if (j === item.target) { tags.push("explained"); }
       if (item.labels && item.labels.indexOf(j) >= 0) { tags.push("true"); }
       box.appendChild(bar(className(j) + (tags.length ? " (" + tags.join(", ") + ")" : ""), item.probs[j], 1));
     });
-    if (order.length > 10) { box.appendChild(el("p", "xp-note", (order.length - 10) + " less probable classes not shown")); }
+    if (order.length > 10) {
+      box.appendChild(el("p", "xp-note", (order.length - 10) + " less probable classes not shown"));
+    }
   }
   function renderProfile(item) {
     var box = byId("xp-profile");
     box.textContent = "";
-    if (!item.profile) { box.appendChild(el("p", "xp-note", "Not saved for this image (the study that explained it computed no latent profile).")); return; }
+    if (!item.profile) {
+      box.appendChild(el("p", "xp-note",
+        "Not saved for this image (the study that explained it computed no latent profile)."));
+      return;
+    }
     var scale = Math.max.apply(null, item.profile.map(Math.abs)) || 1;
     item.profile.forEach(function (v, j) {
       var label = "Z" + j + (concepts[j] ? " - " + concepts[j] : "");
@@ -201,7 +213,8 @@ EXPLORER_JS = r"""
     var item = items[current];
     if (methodsOf(item).indexOf(method) < 0) { method = "image"; }
     byId("xp-title").textContent = item.id;
-    byId("xp-count").textContent = (current + 1) + " of " + items.length + (item.source ? " \u00b7 " + item.source : "");
+    byId("xp-count").textContent = (current + 1) + " of " + items.length +
+      (item.source ? " \u00b7 " + item.source : "");
     renderMethods(item);
     renderMaps(item);
     renderMain(item);
@@ -243,14 +256,17 @@ EXPLORER_JS = r"""
 PANEL_HTML = """
 <div id="xp-panel" class="xp-panel" hidden role="dialog" aria-modal="true" aria-labelledby="xp-title">
 <div class="xp-box">
-<div class="xp-head"><button type="button" id="xp-prev" title="left arrow">&#8249; previous</button><h3 id="xp-title"></h3>
+<div class="xp-head"><button type="button" id="xp-prev" title="left arrow">&#8249; previous</button>
+<h3 id="xp-title"></h3>
 <span id="xp-count" class="xp-note"></span><button type="button" id="xp-next" title="right arrow">next &#8250;</button>
 <button type="button" id="xp-close" title="Esc">close</button></div>
 <div class="xp-methods" id="xp-methods" role="group" aria-label="what the large view shows"></div>
 <div class="xp-body"><div><div id="xp-main"></div><p id="xp-caption" class="xp-note"></p></div>
-<div class="xp-side"><h4>Predicted probabilities</h4><div id="xp-probs"></div><h4>Latent CE profile (ECE of zeroing each channel)</h4><div id="xp-profile"></div></div></div>
+<div class="xp-side"><h4>Predicted probabilities</h4><div id="xp-probs"></div>
+<h4>Latent CE profile (ECE of zeroing each channel)</h4><div id="xp-profile"></div></div></div>
 <h4>Every map, side by side</h4><div class="xp-maps" id="xp-maps"></div>
-<div class="xp-scale"><span>&minus;max</span><img alt="colour scale" src="{scale}"><span>+max of each map: red = the model relies on it, blue = it argues against the prediction</span></div>
+<div class="xp-scale"><span>&minus;max</span><img alt="colour scale" src="{scale}">
+<span>+max of each map: red = the model relies on it, blue = it argues against the prediction</span></div>
 <p class="xp-note">Keys: &larr; &rarr; previous / next image, &uarr; &darr; or 0-9 method, Esc close.</p>
 </div></div>
 """

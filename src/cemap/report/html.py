@@ -43,22 +43,21 @@ CSP_BASE = "default-src 'none'; img-src data:; base-uri 'none'; form-action 'non
 
 CSS = """
 *{box-sizing:border-box}
-body{font-family:system-ui,-apple-system,'Segoe
-UI',Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9;line-height:1.45}
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9;
+line-height:1.45}
 main{max-width:1220px;margin:0 auto;padding:10px 24px 60px}
-header{background:#1d2330;color:#fff;padding:8px 24px}header
-h1{margin:0;font-size:1.15rem;overflow-wrap:anywhere}header p{margin:2px 0
-0;color:#c8cdd8;font-size:.8rem;overflow-wrap:anywhere}
+header{background:#1d2330;color:#fff;padding:8px 24px}header h1{margin:0;font-size:1.15rem;overflow-wrap:anywhere}
+header p{margin:2px 0 0;color:#c8cdd8;font-size:.8rem;overflow-wrap:anywhere}
 nav{font-size:.82rem;margin:6px 0 0}nav a{color:#9db5d6;margin-right:12px}
 section{background:#fff;border:1px solid #e0e3e8;border-radius:8px;padding:10px 18px;margin:12px 0}
 h2{font-size:1.1rem;margin:4px 0 8px}h3{font-size:.98rem;margin:12px 0 6px}
 p.how{color:#4a5263;font-size:.9rem;margin:4px 0 8px}
 table{border-collapse:collapse;font-size:.84rem;margin:6px 0 10px;width:auto;max-width:100%}
-th,td{border:1px solid #e0e3e8;padding:3px
-7px;text-align:left;vertical-align:top;overflow-wrap:anywhere}th{background:#f0f2f5;font-weight:600;overflow-wrap:normal}
+th,td{border:1px solid #e0e3e8;padding:3px 7px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th{background:#f0f2f5;font-weight:600;overflow-wrap:normal}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.gallery{display:flex;flex-wrap:wrap;gap:4px 18px;align-items:flex-start}figure{margin:10px 0
-16px;max-width:100%}figure img{max-width:100%;height:auto;border:1px solid #e0e3e8}
+.gallery{display:flex;flex-wrap:wrap;gap:4px 18px;align-items:flex-start}figure{margin:10px 0 16px;max-width:100%}
+figure img{max-width:100%;height:auto;border:1px solid #e0e3e8}
 figcaption{font-size:.8rem;color:#4a5263;font-family:ui-monospace,monospace;overflow-wrap:anywhere}
 .missing{color:#8a5a00;background:#fff7e0;border-left:4px solid #e0a800;padding:5px 10px}
 .ok{color:#0b6b2b}.warn{color:#a11}

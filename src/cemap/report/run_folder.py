@@ -22,8 +22,17 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import CemapError
 from ..studies.explorer import FILE_GLOB, ExplorerItem, load_explorer_items, merge_items
-from ..studies.results import (Claim, ConceptsResult, DemoResult, DetectionResult, EvaluationResult, ExplainResult, LatentControlsResult,
-                               OverviewResult, StudyResult)
+from ..studies.results import (
+    Claim,
+    ConceptsResult,
+    DemoResult,
+    DetectionResult,
+    EvaluationResult,
+    ExplainResult,
+    LatentControlsResult,
+    OverviewResult,
+    StudyResult,
+)
 
 RESULT_FILES = (
     "metrics",

@@ -75,7 +75,9 @@ def evaluation_section(run: RunFolder) -> str:
 
 def _column_group(key: str) -> int:
     """The detection table's column order: the row's name, its counts, AUROCs, CE's comparison, TPRs."""
-    return 2 if key.endswith("_auroc") else 4 if "tpr" in key else 3 if key.startswith("ce_") else 1 if key != "row" else 0
+    if key == "row":
+        return 0
+    return 2 if key.endswith("_auroc") else 4 if "tpr" in key else 3 if key.startswith("ce_") else 1
 
 
 def detection_section(run: RunFolder) -> str:

@@ -116,6 +116,19 @@ def _evaluation_stage(ctx: StudyContext, cfg: EvalConfig) -> dict:
     }
 
 
+def _overview_stage(ctx: StudyContext, plan: StudyPlan) -> dict:
+    return run_overview(ctx, OverviewConfig(plan.figure_images)).to_json()
+
+
+def _controls_stage(ctx: StudyContext, plan: StudyPlan) -> dict:
+    config = LatentControlsConfig(n_images=plan.profile_images, pgd_steps=plan.pgd_steps, placements=plan.placements)
+    return run_latent_controls(ctx, config).to_json()
+
+
+def _detection_stage(ctx: StudyContext) -> dict:
+    return {"layer": run_detection(ctx, DetectionConfig.sized("quick" if ctx.quick else "demo", ctx.seed)).layer}
+
+
 def run_demo(ctx: StudyContext, plan: StudyPlan, reuse: bool = True) -> DemoResult:
     """Run every stage into ``ctx.out`` and write study.json.
 
@@ -141,45 +154,19 @@ def run_demo(ctx: StudyContext, plan: StudyPlan, reuse: bool = True) -> DemoResu
 
     base = stage("model", lambda: _stage_key(ctx))
     keyed = {**base, "plan": asdict(plan)}
-    overview = OverviewResult.from_json(
-        stage("overview", lambda: run_overview(ctx, OverviewConfig(plan.figure_images)).to_json(), keyed)
-    )
-    controls = LatentControlsResult.from_json(
-        stage(
-            "latent_controls",
-            lambda: run_latent_controls(
-                ctx,
-                LatentControlsConfig(
-                    n_images=plan.profile_images, pgd_steps=plan.pgd_steps, placements=plan.placements
-                ),
-            ).to_json(),
-            keyed,
-        )
-    )
+    overview = OverviewResult.from_json(stage("overview", lambda: _overview_stage(ctx, plan), keyed))
+    controls = LatentControlsResult.from_json(stage("latent_controls", lambda: _controls_stage(ctx, plan), keyed))
     # CE's fill and cell are chosen on the train split when it has boxes, never on the test images reported
     cfg = EvalConfig(n_images=plan.eval_images, n_robust=plan.eval_robust, steps=plan.eval_steps, seed=ctx.seed,
                      tune=overview.ce_map_pointing_game is not None)
     evaluation = stage("evaluation", lambda: _evaluation_stage(ctx, cfg), {**base, "config": asdict(cfg)})
-    detection = stage(
-        "detection",
-        lambda: {"layer": run_detection(ctx, DetectionConfig.sized("quick" if ctx.quick else "demo", ctx.seed)).layer},
-        base,
-    )
+    detection = stage("detection", lambda: _detection_stage(ctx), base)
     bar.close()
     result = DemoResult(
-        dataset=ctx.dataset,
-        model=overview.model,
-        layer=overview.layer,
-        quick=ctx.quick,
-        seed=ctx.seed,
-        settings={"plan": asdict(plan)},
-        latent_controls={"claims": controls.claims, "files": controls.files},
-        profile_images=controls.images,
-        evaluation=evaluation,
-        detection=detection,
-        timings_s=timings,
-        stages=provenance,
-        overview=overview,
+        dataset=ctx.dataset, model=overview.model, layer=overview.layer, quick=ctx.quick, seed=ctx.seed,
+        settings={"plan": asdict(plan)}, latent_controls={"claims": controls.claims, "files": controls.files},
+        profile_images=controls.images, evaluation=evaluation, detection=detection, timings_s=timings,
+        stages=provenance, overview=overview,
     )
     timings["total"] = time.perf_counter() - t0
     result.write(ctx.out)

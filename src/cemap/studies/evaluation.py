@@ -207,8 +207,8 @@ def tune_ce(
     seed: int = 0,
     cfg: EvalConfig | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Pick CE's fill, then its cell size, on train images by pointing game + T(IoBB = 0.25); returns (best options,
-    all scores).
+    """Pick CE's fill, then its cell size, on train images by pointing game + T(IoBB = 0.25); returns (best options, all
+    scores).
 
     A coordinate search keeps it to five CE runs: the fills (zero / mean / blur) at the default
     cell (about a 7 x 7 grid), then 16 and 12 px cells with a half-cell stride at the best fill.

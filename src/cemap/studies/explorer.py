@@ -1,10 +1,9 @@
 """The image explorer's data: what each explained image needs on screen, saved beside a study's results.
 
-A study that explains images calls :func:`save_explorer_items` with one :class:`ExplorerItem`
-per image (``cemap run`` does the same for the first images of a finished run, see
-:mod:`cemap.runner.explorer`); the report reads every ``explorer*.npz`` of a run folder, merging
-items with the same ``id``. It lives below the report and the runner, which both use it. The file format
-(``cemap-explorer/1``) is a plain ``.npz`` that loads
+A study that explains images calls :func:`save_explorer_items` with one :class:`ExplorerItem` per image (``cemap run``
+does the same for the first images of a finished run, see :mod:`cemap.runner.explorer`); the report reads every
+``explorer*.npz`` of a run folder, merging items with the same ``id``. It lives below the report and the runner, which
+both use it. The file format (``cemap-explorer/1``) is a plain ``.npz`` that loads
 without pickle:
 
 * ``meta``: UTF-8 JSON as uint8 - ``{"format", "class_names", "items": [{"id", "target",

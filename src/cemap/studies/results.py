@@ -1,10 +1,10 @@
 """What a study returns: a typed result with its numbers, its headline claims and its JSON file.
 
-Every study is ``run_<study>(ctx, config) -> <Study>Result``. A result is a dataclass built once from the
-study's own state; ``to_json()`` is exactly the file the study writes, ``from_json()`` reads that file back
-(the report reads run folders this way, so study and report share one contract), and ``headline()``
-gives the claims the report shows first. The result types live here, together and light (no torch, no
-explainers), so that the report can read a folder without importing the studies' machinery.
+Every study is ``run_<study>(ctx, config) -> <Study>Result``. A result is a dataclass built once from the study's own
+state; ``to_json()`` is exactly the file the study writes, ``from_json()`` reads that file back (the report reads run
+folders this way, so study and report share one contract), and ``headline()`` gives the claims the report shows first.
+The result types live here, together and light (no torch, no explainers), so that the report can read a folder without
+importing the studies' machinery.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ Modules: :mod:`.run` (:func:`run_bench`, the result and its table), :mod:`.input
 """
 
 from .inputs import BenchConfig, bench_classifier, bench_images
-from .run import BenchResult, format_table, run_bench
+from .run import BenchResult, run_bench
+from .table import format_table
 from .sections import rank_correlation
 from .timing import fraction_of_peak, measured_peak, timed
 

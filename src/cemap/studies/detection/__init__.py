@@ -20,9 +20,9 @@ at the standard budgets), scored on attacks they have not seen - minimal (first-
 converged C&W adversarials among them - and the worst case of an adaptive attack (Tramer et al. 2020) against
 each supervised detector, over a sweep of detector-loss weights, steps and restarts.
 
-Modules: :mod:`.study` (the orchestrator, :func:`run_detection`), :mod:`.config`, :mod:`.attacks`,
-:mod:`.protocol` (parts, fitting, scoring), :mod:`.adaptive`, :mod:`.claims` (headline and table),
-:mod:`.figures` (what the figures show); the typed result is in :mod:`cemap.studies.results`.
+Modules: :mod:`.study` (the orchestrator, :func:`run_detection`), :mod:`.config`, :mod:`.attacks`, :mod:`.protocol`
+(parts, fitting, scoring), :mod:`.adaptive`, :mod:`.claims` (headline and table), :mod:`.figures` (what the figures
+show); the typed result is in :mod:`cemap.studies.results`.
 """
 
 from .claims import format_table, headline, table

@@ -18,8 +18,8 @@ def nan0(x) -> float:
 
 def adaptive_attack(study: Study, method: str, fitted: Fitted) -> dict:
     """Tramer et al.: PGD on -max(margin, -kappa) - w * detector logit, swept over w, steps (checkpoints) and
-    restarts."""
-    cfg, clf = study.cfg, study.clf
+    restarts; per setting and over the whole sweep, each image's successful adversarial the detector scores lowest."""
+    cfg = study.cfg
     n = min(cfg.n_adaptive, len(study.eval_images))
     images, labels = study.eval_images[:n], None if study.eval_labels is None else study.eval_labels[:n]
     det, fn = fitted.detector, study.features.differentiable(fitted.variant)
@@ -27,65 +27,44 @@ def adaptive_attack(study: Study, method: str, fitted: Fitted) -> dict:
     alpha = max(eps / 20, 2.5 * eps / cfg.adaptive_steps)
     clean_scores = det.decision_function(study.clean["eval"][fitted.variant])
     grad_check = gradient_check(fn, det, images, eps)
-    # candidates[(weight, steps)] = list over restarts of (adversarial images, success, score)
-    candidates: dict[tuple[float, int], list] = {}
-    for weight in cfg.adaptive_weights:
-        for restart in range(cfg.adaptive_restarts):
-            attack = AdaptivePGD(
-                clf,
-                fn,
-                det,
-                weight=weight,
-                eps=eps,
-                alpha=alpha,
-                steps=cfg.adaptive_steps,
-                random_start=True,
-                seed=cfg.seed + 1000 * restart + 1,
-                batch_size=16,
-                checkpoints=cfg.adaptive_checkpoints,
-            )
-            res = attack(images, labels)
-            labels_used = res.labels
-            for steps, parts in attack.history.items():
-                adv = torch.cat(parts)
-                margin, _ = margins_and_saturation(attack, clf, images, adv, labels_used)
-                score = det.decision_function(study.features(adv, (fitted.variant,))[fitted.variant])
-                candidates.setdefault((weight, steps), []).append((margin < 0, score))
     rows, all_best = [], np.full(n, np.inf)
-    for (weight, steps), runs in sorted(candidates.items()):
+    for (weight, steps), runs in sorted(sweep(study, fitted, images, labels, eps, alpha).items()):
         best = np.full(n, np.inf)
         for ok, score in runs:
             best = np.where(ok & (score < best), score, best)
         all_best = np.minimum(all_best, best)
-        rows.append(
-            {
-                "detector_weight": weight,
-                "steps": steps,
-                "restarts": len(runs),
-                **adaptive_metrics(study, best, clean_scores, det),
-            }
-        )
+        metrics = adaptive_metrics(study, best, clean_scores, det)
+        rows.append({"detector_weight": weight, "steps": steps, "restarts": len(runs), **metrics})
     worst = adaptive_metrics(study, all_best, clean_scores, det)
-    by_auroc = min(
-        (r for r in rows if nan0(r["auroc"]["estimate"]) == r["auroc"]["estimate"]),
-        key=lambda r: r["auroc"]["estimate"],
-        default=None,
-    )
+    finite = (r for r in rows if nan0(r["auroc"]["estimate"]) == r["auroc"]["estimate"])
+    by_auroc = min(finite, key=lambda r: r["auroc"]["estimate"], default=None)
     return {
-        "method": method,
-        "features": fitted.variant,
-        "n_attacked": n,
-        "eps": eps,
-        "alpha": alpha,
-        "kappa": 1.0,
-        "gradient_check": grad_check,
-        "sweep": rows,
+        "method": method, "features": fitted.variant, "n_attacked": n, "eps": eps, "alpha": alpha, "kappa": 1.0,
+        "gradient_check": grad_check, "sweep": rows,
         "worst_case_per_image": {
-            "what": "each image's successful adversarial with the lowest detector score over the whole sweep",
-            **worst,
+            "what": "each image's successful adversarial with the lowest detector score over the whole sweep", **worst
         },
         "worst_setting_by_auroc": None if by_auroc is None else {k: by_auroc[k] for k in ("detector_weight", "steps")},
     }
+
+
+def sweep(study: Study, fitted: Fitted, images: torch.Tensor, labels, eps: float, alpha: float) -> dict[tuple, list]:
+    """(detector weight, steps) -> per restart (success, detector score) of each image's adversarial at that point."""
+    cfg, clf, det = study.cfg, study.clf, fitted.detector
+    fn = study.features.differentiable(fitted.variant)
+    candidates: dict[tuple[float, int], list] = {}
+    for weight in cfg.adaptive_weights:
+        for restart in range(cfg.adaptive_restarts):
+            seed = cfg.seed + 1000 * restart + 1
+            attack = AdaptivePGD(clf, fn, det, weight=weight, eps=eps, alpha=alpha, steps=cfg.adaptive_steps,
+                                 random_start=True, seed=seed, batch_size=16, checkpoints=cfg.adaptive_checkpoints)
+            res = attack(images, labels)
+            for steps, parts in attack.history.items():
+                adv = torch.cat(parts)
+                margin, _ = margins_and_saturation(attack, clf, images, adv, res.labels)
+                score = det.decision_function(study.features(adv, (fitted.variant,))[fitted.variant])
+                candidates.setdefault((weight, steps), []).append((margin < 0, score))
+    return candidates
 
 
 def adaptive_metrics(study: Study, best: np.ndarray, clean_scores: np.ndarray, det: CEDetector) -> dict:

@@ -16,6 +16,18 @@ def fmt(i: dict | None, digits: int = 3) -> str:
 def headline(dataset: str, transfer_rows: dict, adaptive: dict) -> list[dict]:
     """The claims the report shows first: transfer to unseen minimal / confidence-matched / C&W adversarials and the
     adaptive worst case."""
+    claims = transfer_claims(dataset, transfer_rows)
+    if adaptive:
+        claims += adaptive_claims(dataset, adaptive)
+    return claims
+
+
+VERDICT_WORDS = {"better": "better than", "worse": "worse than", "no different": "no different from"}
+
+
+def transfer_claims(dataset: str, transfer_rows: dict) -> list[dict]:
+    """Per detector regime (fitted on the mix, on PGD), one claim per attack it did not see, CE against the best
+    baseline."""
     claims = []
     for regime, what in (
         ("mix", "a mix of FGSM and PGD at the standard budgets"),
@@ -26,62 +38,55 @@ def headline(dataset: str, transfer_rows: dict, adaptive: dict) -> list[dict]:
                 continue
             ce, diff = row["supervised"].get("ce"), row.get("ce_minus_best_baseline")
             if ce is None or diff is None:
-                claims.append(
-                    {
-                        "claim": f"{dataset}: {row['label']} - too few successful adversarials to compare.",
-                        "table": [claim_row(row)],
-                    }
-                )
+                text = f"{dataset}: {row['label']} - too few successful adversarials to compare."
+                claims.append({"claim": text, "table": [claim_row(row)]})
                 continue
             b = row["supervised"][diff["baseline"]]
-            verdict = {"better": "better than", "worse": "worse than", "no different": "no different from"}.get(
-                diff["verdict"], diff["verdict"]
+            verdict = VERDICT_WORDS.get(diff["verdict"], diff["verdict"])
+            text = (
+                f"{dataset}, fitted on {what}, unseen {row['label']} (n={row['n_adversarial']}): CE AUROC "
+                f"{fmt(ce['auroc'])}, "
+                f"TPR@5%FPR {fmt(ce['tpr_at_5fpr'])}; best supervised baseline {diff['baseline']} {fmt(b['auroc'])}, "
+                f"TPR {fmt(b['tpr_at_5fpr'])}; difference {format_interval(diff, '+.3f')}: CE is {verdict} it."
             )
-            claims.append(
-                {
-                    "claim": (
-                        f"{dataset}, fitted on {what}, unseen {row['label']} (n={row['n_adversarial']}): CE AUROC "
-                        f"{fmt(ce['auroc'])}, "
-                        f"TPR@5%FPR {fmt(ce['tpr_at_5fpr'])}; best supervised baseline {diff['baseline']} "
-                        f"{fmt(b['auroc'])}, "
-                        f"TPR {fmt(b['tpr_at_5fpr'])}; difference {format_interval(diff, '+.3f')}: "
-                        f"CE is {verdict} it."
-                    ),
-                    "table": [claim_row(row)],
-                }
-            )
-    if adaptive:
-        rows = [
-            {
-                "detector": m,
-                "features": a["features"],
-                "auroc": fmt(a["worst_case_per_image"]["auroc"]),
-                "tpr_at_5fpr": fmt(a["worst_case_per_image"]["tpr_at_5fpr"]),
-                "evasion_rate": round(a["worst_case_per_image"]["evasion_rate"], 3),
-                "success_rate": round(a["worst_case_per_image"]["success_rate"], 3),
-                "gradient_nonzero": a["gradient_check"]["nonzero_share"],
-                "gradient_descent_share": a["gradient_check"]["descent_share"],
-            }
-            for m, a in adaptive.items()
-        ]
-        ce = adaptive.get("ce")
-        # the most robust baseline: lowest evasion, then highest worst-case AUROC
-        others = {m: (a["worst_case_per_image"]["evasion_rate"], -nan0(a["worst_case_per_image"]["auroc"]["estimate"]))
-                  for m, a in adaptive.items() if m != "ce"}
-        if ce is not None and others:
-            best = min(others, key=others.get)
-            w, wb = ce["worst_case_per_image"], adaptive[best]["worst_case_per_image"]
-            claim = (
-                f"{dataset}, adaptive PGD against each detector (weights "
-                f"{sorted({r['detector_weight'] for r in ce['sweep']})}, up to "
-                f"{max(r['steps'] for r in ce['sweep'])} steps, {ce['sweep'][0]['restarts']} restart(s), "
-                f"n={ce['n_attacked']}), worst case per image: "
-                f"CE AUROC {fmt(w['auroc'])}, TPR@5%FPR {fmt(w['tpr_at_5fpr'])}, evasion {w['evasion_rate']:.2f}; the "
-                "most robust baseline, "
-                f"{best}: AUROC {fmt(wb['auroc'])}, TPR {fmt(wb['tpr_at_5fpr'])}, evasion {wb['evasion_rate']:.2f}."
-            )
-            claims.append({"claim": claim, "table": rows})
+            claims.append({"claim": text, "table": [claim_row(row)]})
     return claims
+
+
+def adaptive_claims(dataset: str, adaptive: dict) -> list[dict]:
+    """The adaptive attack's worst case per image against CE and against the most robust baseline, with every
+    detector's row."""
+    rows = [
+        {
+            "detector": m,
+            "features": a["features"],
+            "auroc": fmt(a["worst_case_per_image"]["auroc"]),
+            "tpr_at_5fpr": fmt(a["worst_case_per_image"]["tpr_at_5fpr"]),
+            "evasion_rate": round(a["worst_case_per_image"]["evasion_rate"], 3),
+            "success_rate": round(a["worst_case_per_image"]["success_rate"], 3),
+            "gradient_nonzero": a["gradient_check"]["nonzero_share"],
+            "gradient_descent_share": a["gradient_check"]["descent_share"],
+        }
+        for m, a in adaptive.items()
+    ]
+    ce = adaptive.get("ce")
+    # the most robust baseline: lowest evasion, then highest worst-case AUROC
+    others = {m: (a["worst_case_per_image"]["evasion_rate"], -nan0(a["worst_case_per_image"]["auroc"]["estimate"]))
+              for m, a in adaptive.items() if m != "ce"}
+    if ce is None or not others:
+        return []
+    best = min(others, key=others.get)
+    w, wb = ce["worst_case_per_image"], adaptive[best]["worst_case_per_image"]
+    claim = (
+        f"{dataset}, adaptive PGD against each detector (weights "
+        f"{sorted({r['detector_weight'] for r in ce['sweep']})}, up to "
+        f"{max(r['steps'] for r in ce['sweep'])} steps, {ce['sweep'][0]['restarts']} restart(s), "
+        f"n={ce['n_attacked']}), "
+        f"worst case per image: CE AUROC {fmt(w['auroc'])}, TPR@5%FPR {fmt(w['tpr_at_5fpr'])}, "
+        f"evasion {w['evasion_rate']:.2f}; the most robust baseline, {best}: AUROC {fmt(wb['auroc'])}, "
+        f"TPR {fmt(wb['tpr_at_5fpr'])}, evasion {wb['evasion_rate']:.2f}."
+    )
+    return [{"claim": claim, "table": rows}]
 
 
 def claim_row(row: dict) -> dict:

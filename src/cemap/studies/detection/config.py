@@ -24,9 +24,9 @@ SIZES = ("quick", "demo", "full")
 
 @dataclass
 class DetectionConfig:
-    """Sizes of the study. The defaults ("full", what ``cemap detect`` runs) are what 2 shared CPU cores finish in
-    well under an hour per dataset; the adaptive sweep in particular is CPU-bound (a CE signature's gradient costs
-    some 35 forward-backward passes per image), so raise ``adaptive_steps`` / ``adaptive_restarts`` on a bigger
+    """Sizes of the study. The defaults ("full", what ``cemap detect`` runs) are what 2 shared CPU cores finish in well
+    under an hour per dataset; the adaptive sweep in particular is CPU-bound (a CE signature's gradient costs some 35
+    forward-backward passes per image), so raise ``adaptive_steps`` / ``adaptive_restarts`` on a bigger
     machine."""
 
     n_fit: int = 80

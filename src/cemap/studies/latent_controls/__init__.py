@@ -28,9 +28,9 @@ Every mean has a bootstrap interval and every condition-minus-control difference
 (:mod:`cemap.evaluate.bootstrap`). Files: ``latent_controls.json``, ``latent_concepts.json`` (the concept
 table, :mod:`cemap.evaluate.concepts`) and the figures ``latent_controls.png``, ``latent_concepts.png``.
 
-Modules: :mod:`.study` (the orchestrator), :mod:`.regions` and :mod:`.perturbations` (what is masked or
-added, and its controls), :mod:`.measures`, :mod:`.masking` and :mod:`.adversarial` (the two experiments),
-:mod:`.claims` (verdicts in words); the typed results are in :mod:`cemap.studies.results`.
+Modules: :mod:`.study` (the orchestrator), :mod:`.regions` and :mod:`.perturbations` (what is masked or added, and its
+controls), :mod:`.measures`, :mod:`.masking` and :mod:`.adversarial` (the two experiments), :mod:`.claims` (verdicts in
+words); the typed results are in :mod:`cemap.studies.results`.
 """
 
 from .measures import MEASURES

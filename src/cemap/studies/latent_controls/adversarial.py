@@ -10,7 +10,7 @@ from ...causal import LatentCE
 from ...evaluate.paired_tests import per_channel_tests
 from ..context import StudyContext
 from .masking import l2
-from .measures import Profiles, compare, measures, profiles
+from .measures import Subjects, compare, measures, profiles
 from .perturbations import matched_blur, matched_gaussian, sign_noise
 
 
@@ -21,18 +21,10 @@ def norms(a: torch.Tensor, b: torch.Tensor) -> dict:
 
 
 def adversarial_experiment(
-    ctx: StudyContext,
-    latent: LatentCE,
-    images: torch.Tensor,
-    findings: torch.Tensor,
-    clean: Profiles,
-    aligned: list[list[int]],
-    eps: float,
-    pgd_steps: int,
-    attacked: str,
-    labels: list[str],
+    ctx: StudyContext, latent: LatentCE, subjects: Subjects, eps: float, pgd_steps: int, attacked: str
 ) -> dict:
     """PGD-Linf (``eps``, ``pgd_steps``) against each control, on the images the attack flipped."""
+    images, findings, clean, aligned = subjects.images, subjects.findings, subjects.clean, subjects.aligned
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator("latent_controls/pgd")))
     result = PGD(ctx.classifier, eps=eps, steps=pgd_steps, seed=seed)(images, findings)
     ok = result.success
@@ -66,5 +58,5 @@ def adversarial_experiment(
         pc = profiles(latent, xc, f)
         out["pixels_changed"][name] = norms(xc, x)
         out["comparisons"].append(compare(m_adv, measures(pc, base, al, l2(xc, x)), ctx.seed, control=name))
-        out["per_channel"].append(per_channel_tests(ch_adv, (pc.ece - base.ece).abs(), labels, name, ctx.seed))
+        out["per_channel"].append(per_channel_tests(ch_adv, (pc.ece - base.ece).abs(), subjects.labels, name, ctx.seed))
     return out

@@ -15,6 +15,23 @@ from ..results import MEASURES
 
 
 @dataclass
+class Subjects:
+    """The study's images and what each is measured against: the finding it is about, its clean profiles, the channels
+    aligned with that finding, and the channels' labels (their concepts)."""
+
+    batch: object  # the data's Batch of the study images
+    indices: list[int]  # their positions in the test split
+    findings: torch.Tensor  # N finding (or class) indices
+    clean: "Profiles"
+    aligned: list[list[int]]
+    labels: list[str]
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self.batch.images
+
+
+@dataclass
 class Profiles:
     """Per image: latent ECE profile (N x k), the finding's class-CE profile (N x k), p_AE(finding) (N)."""
 

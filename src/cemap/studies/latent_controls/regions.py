@@ -21,11 +21,12 @@ STROKE = 0.5  # MNIST pixels above this are strokes
 
 
 def box_regions(ctx: StudyContext, batch, indices, findings, placements):
-    """(lesion masks N x H x W, control masks N x P x H x W, fills, control fills, (lung share, squeezed)): the
-    finding's
-    box(es), and the same box shape at ``placements`` random places that touch no lesion, chosen among those most inside
-    the lung field (entirely inside it wherever such a place exists); ``lung share`` is each control's share inside the
-    lung; ``squeezed`` counts the images where every place touches a lesion (the control then loses those pixels)."""
+    """(lesion masks N x H x W, control masks N x P x H x W, fills, control fills, (lung share, squeezed)).
+
+    The finding's box(es), and the same box shape at ``placements`` random places that touch no lesion, chosen among
+    those most inside the lung field (entirely inside it wherever such a place exists); ``lung share`` is each
+    control's share inside the lung; ``squeezed`` counts the images where every place touches a lesion (the control
+    then loses those pixels)."""
     images = batch.images
     n, _, h, w = images.shape
     gen = ctx.generator("latent_controls/placements")

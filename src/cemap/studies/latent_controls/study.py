@@ -11,7 +11,7 @@ import torch
 
 from ...causal import LatentCE
 from ...errors import CemapError
-from ...evaluate.concepts import ALIGNED, concept_table, pooled_alignment
+from ...evaluate.concepts import ALIGNED, ConceptTable, concept_table, pooled_alignment
 from ...evaluate.paired_tests import ALPHA
 from ...jsonio import write_json
 from ..context import StudyContext
@@ -20,7 +20,7 @@ from ..results import Claim
 from .adversarial import adversarial_experiment
 from .claims import claims_for
 from .masking import masking_experiment
-from .measures import profiles
+from .measures import Subjects, profiles
 from ..results import ConceptsResult, LatentControlsResult
 
 
@@ -58,15 +58,8 @@ def run_latent_controls(
     study_idx, concept_idx = choose_images(ctx, config.n_images, config.concept_images or max(64, 3 * config.n_images))
     study, cbatch = test.batch(study_idx), test.batch(concept_idx)
     with_boxes = has_boxes(test)
-    table = concept_table(
-        clf,
-        fitted,
-        cbatch.images,
-        cbatch.labels,
-        *((cbatch.boxes, cbatch.box_labels) if with_boxes else (None, None)),
-        ids=cbatch.ids,
-        seed=ctx.seed,
-    )
+    boxes = (cbatch.boxes, cbatch.box_labels) if with_boxes else (None, None)
+    table = concept_table(clf, fitted, cbatch.images, cbatch.labels, *boxes, ids=cbatch.ids, seed=ctx.seed)
     findings = study_findings(ctx, study, with_boxes)
     clean = profiles(latent, study.images, findings)
     selection = aligned_on_train(ctx, align_images)
@@ -80,83 +73,42 @@ def run_latent_controls(
         "comparisons": [],
         "per_channel": [],
     }
+    subjects = Subjects(study, study_idx, findings, clean, aligned, table.labels())
     kind = "boxes" if with_boxes else test.region_kind
     if kind in ("boxes", "strokes"):
-        masking.update(
-            masking_experiment(
-                ctx, latent, study, study_idx, findings, clean, aligned, kind, config.placements, table.labels()
-            )
-        )
+        masking.update(masking_experiment(ctx, latent, subjects, kind, config.placements))
     else:
-        masking["note"] = (
-            f"not computed: {ctx.dataset} has no boxes, and its images declare no strokes to mask (region_kind)"
-        )
-    adversarial = adversarial_experiment(
-        ctx,
-        latent,
-        study.images,
-        findings,
-        clean,
-        aligned,
-        test.attack_budgets.linf[1],
-        config.pgd_steps,
-        "the masked finding" if with_boxes else "the true class",
-        table.labels(),
-    )
+        masking["note"] = f"not computed: {ctx.dataset} has no boxes, and its images declare no strokes to mask"
+    attacked = "the masked finding" if with_boxes else "the true class"
+    eps = test.attack_budgets.linf[1]  # the dataset's larger budget
+    adversarial = adversarial_experiment(ctx, latent, subjects, eps, config.pgd_steps, attacked)
     headline, claims = claims_for(ctx.dataset, masking, adversarial, with_boxes)
-    files = {
-        "json": LatentControlsResult.FILE,
-        "figure": "latent_controls.png",
-        "concepts": ConceptsResult.FILE,
-        "concepts_figure": "latent_concepts.png",
-    }
-    ctx.out.mkdir(parents=True, exist_ok=True)
-    write_json(
-        ctx.out / files["concepts"],
-        {"dataset": ctx.dataset, "model": ctx.model, "images": cbatch.ids, **table.to_json()},
-        indent=None,
-        compact=True,
-    )
-    ctx.figure(ControlPanels(files["figure"], ctx.dataset, masking, adversarial, table.labels(), ALPHA))
-    ctx.figure(
-        ConceptOverlays(
-            files["concepts_figure"],
-            ctx.dataset,
-            cbatch.images,
-            [r.top_images[0] for r in table.rows],
-            table.maps[:, 0],
-            table.labels(),
-        )
-    )
+    files = write_concepts(ctx, table, cbatch, masking, adversarial)
     result = LatentControlsResult(
-        claims_=[Claim.from_json(c) for c in headline],
-        claims=claims,
-        dataset=ctx.dataset,
-        model=ctx.model,
-        layer=fitted.layer,
-        n_images=len(study.ids),
-        images=study.ids,
-        masking=masking,
-        adversarial=adversarial,
-        settings={
-            "n_images": config.n_images,
-            "pgd_steps": config.pgd_steps,
-            "placements": config.placements,
-            "concept_images": len(concept_idx),
-            "align_images": align_images,
-            "intervention_value": "zero",
-            "aligned_threshold": ALIGNED,
-            "alpha": ALPHA,
-            "seed": ctx.seed,
-            "quick": ctx.quick,
-        },
+        claims_=[Claim.from_json(c) for c in headline], claims=claims, dataset=ctx.dataset, model=ctx.model,
+        layer=fitted.layer, n_images=len(study.ids), images=study.ids, masking=masking, adversarial=adversarial,
+        settings={"n_images": config.n_images, "pgd_steps": config.pgd_steps, "placements": config.placements,
+                  "concept_images": len(concept_idx), "align_images": align_images, "intervention_value": "zero",
+                  "aligned_threshold": ALIGNED, "alpha": ALPHA, "seed": ctx.seed, "quick": ctx.quick},
         concepts={"file": files["concepts"], "coverage": table.coverage(), "labels": table.labels()},
-        seconds=round(time.perf_counter() - t0, 2),
-        cpu_seconds=round(time.process_time() - c0, 2),
-        files=files,
+        seconds=round(time.perf_counter() - t0, 2), cpu_seconds=round(time.process_time() - c0, 2), files=files,
     )
     result.write(ctx.out, indent=1)
     return result
+
+
+def write_concepts(ctx: StudyContext, table: ConceptTable, cbatch, masking: dict, adversarial: dict) -> dict[str, str]:
+    """latent_concepts.json (compact: it holds each channel's top maps) and the study's two figures; the file names."""
+    files = {"json": LatentControlsResult.FILE, "figure": "latent_controls.png", "concepts": ConceptsResult.FILE,
+             "concepts_figure": "latent_concepts.png"}
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    concepts = {"dataset": ctx.dataset, "model": ctx.model, "images": cbatch.ids, **table.to_json()}
+    write_json(ctx.out / files["concepts"], concepts, indent=None, compact=True)
+    ctx.figure(ControlPanels(files["figure"], ctx.dataset, masking, adversarial, table.labels(), ALPHA))
+    top = [r.top_images[0] for r in table.rows]
+    maps = table.maps[:, 0]
+    ctx.figure(ConceptOverlays(files["concepts_figure"], ctx.dataset, cbatch.images, top, maps, table.labels()))
+    return files
 
 
 def study_findings(ctx: StudyContext, study, with_boxes: bool) -> torch.Tensor:
