@@ -234,6 +234,19 @@ def test_demo_quick_runs_the_whole_study(tmp_path, capsys):
         assert (out / name).is_file(), name
     html = (out / "report.html").read_text()
     assert "no evaluation.json" not in html and "no detection.json" not in html and html.count("<img ") >= 6
+    for path in out.rglob("*.json"):  # every file strict JSON: a NaN is null, never a bare NaN
+        json.loads(path.read_text(), parse_constant=lambda c: 1 / 0)
+    from cemap.report.run_folder import read_run_folder
+
+    run = read_run_folder(out)  # every study's file reads back into its typed result
+    assert run.problems == [] and set(run.results) == {
+        "metrics",
+        "study",
+        "evaluation",
+        "detection",
+        "latent_controls",
+        "latent_concepts",
+    }
     # the same study again: every stage restored from the cache, the same results, a fresh report
     again = tmp_path / "again"
     code, stdout, _ = run_cli(["demo", "--dataset", "mnist5k", "--quick", "--out", str(again), "--quiet"], capsys)

@@ -77,7 +77,7 @@ def test_the_autoencoder_trains_and_intervenes_where_the_classifier_runs():
         clf = _densenet().to(device)
         fitted = fit_autoencoder(clf, images, layer="features.denseblock2", config=cfg, use_cache=False)
         assert next(fitted.autoencoder.parameters()).device.type == device
-        assert 0 <= fidelity(fitted, clf, images).agreement <= 1
+        assert 0 <= fidelity(clf, fitted, images).agreement <= 1
         profiles[device] = LatentCE(clf, fitted).attribute(images.to(device)).cpu()
     assert (
         profiles["cuda"] - profiles["cpu"]

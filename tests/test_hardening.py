@@ -164,7 +164,7 @@ def test_fidelity_refuses_an_autoencoder_that_ignores_its_input(tiny_clf):
         for m in (tiny_clf.model.fc,):  # outputs that barely vary: output agreement alone would say "ok"
             m.weight.mul_(1e-4)
     images = torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    fid = fidelity(FittedAutoencoder(ae.eval(), split, AEConfig(code=4, hidden=8)), tiny_clf, images)
+    fid = fidelity(tiny_clf, FittedAutoencoder(ae.eval(), split, AEConfig(code=4, hidden=8)), images)
     assert fid.agreement == 1.0 and fid.mean_kl < 0.05
     assert not fid.ok and fid.as_dict()["ok"] is False
     assert any("same for every image" in p for p in fid.problems)
@@ -641,8 +641,8 @@ def test_fidelity_of_copies_of_one_image_is_not_called_a_collapse(tiny_clf):
     ae = LatentAutoencoder(8, 4, 8).eval()
     image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     fid = fidelity(
-        FittedAutoencoder(ae, split_classifier(tiny_clf, "conv2"), AEConfig(code=4, hidden=8)),
         tiny_clf,
+        FittedAutoencoder(ae, split_classifier(tiny_clf, "conv2"), AEConfig(code=4, hidden=8)),
         image.repeat(4, 1, 1, 1),
     )
     assert fid.problems == ()

@@ -21,13 +21,17 @@ from cemap.report.headline import concept_labels, headlines
 from cemap.report.html import render_html, write_report
 from cemap.report.run_folder import figure_section, read_run_folder
 from cemap.runner.explorer import items_from_run
-from cemap.studies.detection import DetectionResult
-from cemap.studies.evaluation import EvaluationResult, localisation_claims
-from cemap.studies.explain_files import ExplainResult
 from cemap.studies.explorer import ExplorerItem, image_uint8, load_explorer_items, merge_items, save_explorer_items
-from cemap.studies.latent_controls import ConceptsResult, LatentControlsResult
-from cemap.studies.overview import OverviewResult
-from cemap.studies.results import Claim
+from cemap.studies.results import (
+    Claim,
+    ConceptsResult,
+    DetectionResult,
+    EvaluationResult,
+    ExplainResult,
+    LatentControlsResult,
+    OverviewResult,
+    localisation_claims,
+)
 
 IV = {"estimate": 0.7234, "low": 0.6612, "high": 0.7833, "n": 200, "level": 0.95}
 # Hand-made results go through the studies' own result types, so they hold exactly what the studies write

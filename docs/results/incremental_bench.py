@@ -18,15 +18,9 @@ import torch
 
 from cemap.causal import CEMap
 from cemap.causal.effects import resolve_targets
-from cemap.studies import bench
-from cemap.studies.bench import (
-    BenchConfig,
-    _efficiency_section,
-    _incremental_section,
-    bench_classifier,
-    bench_images,
-    timed,
-)
+from cemap.causal.batching import tune_allocator
+from cemap.studies.bench import BenchConfig, bench_classifier, bench_images, timed
+from cemap.studies.bench.sections import efficiency_section, incremental_section
 
 
 def main() -> None:
@@ -36,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     cfg = BenchConfig(images=1, repeats=args.repeats, warmup=1)
-    bench.tune_allocator()
+    tune_allocator()
     clf = bench_classifier(cfg)
     x = bench_images(clf, 1, cfg.seed)
     with torch.inference_mode():
@@ -52,7 +46,7 @@ def main() -> None:
         },
         "model": {"name": clf.name, "input_shape": list(clf.input_shape), "weights": "random"},
     }
-    result["incremental"] = _incremental_section(clf, x, targets, cfg)
+    result["incremental"] = incremental_section(clf, x, targets, cfg)
     print(json.dumps(result["incremental"], indent=1), flush=True)
     dense = {p: CEMap(clf, precision=p) for p in ("fp32", "bf16")}
     seconds = {"dense_fp32": result["incremental"][clf.name]["s_per_image"]["incremental"],
@@ -64,7 +58,7 @@ def main() -> None:
         and dense["fp32"].incremental.worthwhile(dense["fp32"].masks),
     }
     result["ce_map"] = ce_map
-    result["efficiency"] = _efficiency_section(clf, x, targets, ce_map, dense, cfg)
+    result["efficiency"] = efficiency_section(clf, x, targets, ce_map, dense, cfg)
     result["wall_s"] = time.perf_counter() - start
     Path(args.out).write_text(json.dumps(result, indent=2))
     for p in ("fp32", "bf16"):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import CemapError
 from ..models.classifier import Classifier
 from .autoencoder import FittedAutoencoder, prediction_kl
 from .batching import chunks
@@ -71,8 +72,8 @@ class Fidelity:
 
 @torch.inference_mode()
 def fidelity(
-    fitted: FittedAutoencoder,
     classifier: Classifier,
+    fitted: FittedAutoencoder,
     images: torch.Tensor,
     batch_size: int = 128,
     check_profiles: bool = True,
@@ -80,6 +81,8 @@ def fidelity(
     """Decision agreement between f_AE and f (top-1, or per finding) and mean KL, on held-out images, plus checks of
     the autoencoder itself: does it reconstruct each image's activation better than the average activation, does
     its code differ between images, and do the latent CE profiles differ between images."""
+    if isinstance(classifier, FittedAutoencoder):  # the order before issue 28: refused, not silently swapped
+        raise CemapError("fidelity takes the classifier first", "call fidelity(classifier, fitted, images)")
     images = classifier.check_images(images).to(classifier.device)
     agree, kl, count = 0.0, 0.0, 0
     totals = None

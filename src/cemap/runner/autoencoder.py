@@ -83,7 +83,7 @@ def ensure_autoencoder(
             "images": len(positions) - skipped,
             "unreadable": skipped,
         },
-        "fidelity": fidelity(fitted, classifier, held_out).as_dict(),
+        "fidelity": fidelity(classifier, fitted, held_out).as_dict(),
     }
     with atomic_open(layout.autoencoder) as fh:
         torch.save({"state_dict": fitted.autoencoder.state_dict(), "info": info}, fh)

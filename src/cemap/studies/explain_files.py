@@ -185,7 +185,7 @@ def run_explain(classifier: Classifier, files: Sequence[Path], out: str | Path, 
         images = load_images(chunk, classifier)
         result = pipeline(images, None if wanted is None else torch.full((len(images),), wanted))
         if fitted is not None:
-            fid = fidelity(fitted, classifier, images)
+            fid = fidelity(classifier, fitted, images)
             running.agree, running.kl = running.agree + fid.agreement * fid.n, running.kl + fid.mean_kl * fid.n
             running.problems += [p for p in fid.problems if p not in running.problems]
             running.profiles.append(result.latent)

@@ -34,7 +34,7 @@ def classifier_quality(classifier, images: torch.Tensor, labels: torch.Tensor, b
 
 
 @torch.inference_mode()
-def per_finding_agreement(fitted, classifier, images: torch.Tensor, batch_size: int = 128) -> dict[str, float]:
+def per_finding_agreement(classifier, fitted, images: torch.Tensor, batch_size: int = 128) -> dict[str, float]:
     """Fraction of images on which f_AE and f take the same yes/no decision, for each finding."""
     same = []
     for i in range(0, len(images), batch_size):
@@ -90,7 +90,7 @@ def run_overview(ctx: StudyContext, config: OverviewConfig = OverviewConfig()) -
     timings["model"] = time.perf_counter() - t0
     t = time.perf_counter()
     fitted = ctx.autoencoder
-    fid = fidelity(fitted, clf, test_all.images)
+    fid = fidelity(clf, fitted, test_all.images)
     timings["autoencoder"] = time.perf_counter() - t
     t = time.perf_counter()
     chosen = torch.randperm(len(test), generator=torch.Generator().manual_seed(ctx.seed))[: config.n_images].tolist()
@@ -119,7 +119,7 @@ def run_overview(ctx: StudyContext, config: OverviewConfig = OverviewConfig()) -
             "code_channels": fitted.autoencoder.code_channels,
             "fidelity": fid.as_dict(),
             **(
-                {"per_finding_agreement": per_finding_agreement(fitted, clf, test_all.images)} if clf.multilabel else {}
+                {"per_finding_agreement": per_finding_agreement(clf, fitted, test_all.images)} if clf.multilabel else {}
             ),
         },
         ce_map_pointing_game=localisation,

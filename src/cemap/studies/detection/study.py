@@ -26,7 +26,7 @@ def run_detection(ctx: StudyContext, config: DetectionConfig | None = None) -> D
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     study = Study(ctx, cfg)
-    fid = fidelity(ctx.autoencoder, ctx.classifier, study.eval_images)
+    fid = fidelity(ctx.classifier, ctx.autoencoder, study.eval_images)
     timings = {"setup_and_clean_features": time.perf_counter() - t0}
     attacks_json, attack_times = study.attack(out)
     timings.update(attack_times)
