@@ -7,6 +7,7 @@ with a hint, exit code 2.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -16,13 +17,23 @@ import typer.core
 from . import __version__
 from .cache import is_disk_full, nearly_full, torch_writer_error
 from .causal.batching import tune_allocator
-from .commands import bench, common, demo, detect, evaluate, explain, listing, predict, report, run
+from .commands import common
 from .errors import CemapError
 
-# Every subcommand, in the order ``cemap --help`` lists them; the function's name is the command's.
+# Every subcommand, in the order ``cemap --help`` lists them: "module" (its function of the same name) or
+# "module:function" in cemap.commands; the function's name is the command's. One line adds a command.
 COMMANDS = [
-    bench.bench, demo.demo, detect.detect, evaluate.evaluate, explain.explain, listing.models, listing.datasets,
-    listing.methods, predict.predict, report.report, run.run,
+    "bench",
+    "demo",
+    "detect",
+    "evaluate",
+    "explain",
+    "listing:models",
+    "listing:datasets",
+    "listing:methods",
+    "predict",
+    "report",
+    "run",
 ]
 
 def _flag_without_type(original):
@@ -61,8 +72,14 @@ def _global(
     """cemap: causal-effect maps, latent CE profiles and CE-based adversarial detection."""
 
 
-for _command in COMMANDS:
-    app.command()(_command)
+def command(spec: str):
+    """The function a :data:`COMMANDS` entry names."""
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(f"{__package__}.commands.{module}"), name or module)
+
+
+for _spec in COMMANDS:
+    app.command()(command(_spec))
 
 
 def _fail(message: str, code: int = 2) -> None:
