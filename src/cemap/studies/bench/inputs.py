@@ -45,8 +45,8 @@ class BenchConfig:
 
 def bench_classifier(config: BenchConfig) -> Classifier:
     """The model under test, built with seeded random weights where it has none of its own."""
-    from ..models.registry import get_model
-    from ..models.torchvision_models import ARCHS
+    from ...models.registry import get_model
+    from ...models.torchvision_models import ARCHS
 
     torch.manual_seed(config.seed)
     takes_weights = config.model == DEFAULT_MODEL or config.model in ARCHS  # built-in models train their own
@@ -55,8 +55,8 @@ def bench_classifier(config: BenchConfig) -> Classifier:
 
 def bench_images(classifier: Classifier, n: int, seed: int) -> torch.Tensor:
     """Test images of the model's built-in dataset when it has one, else seeded uniform noise in [0, 1]."""
-    from ..data.registry import get_dataset, list_datasets
-    from ..models.registry import default_model_for
+    from ...data.registry import get_dataset, list_datasets
+    from ...models.registry import default_model_for
 
     for dataset in list_datasets():
         try:

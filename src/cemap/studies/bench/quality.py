@@ -19,8 +19,8 @@ PGD_QUALITY_EPS = tuple(
 
 def trained_cxr(n_images: int, with_boxes: bool):
     """The trained cxr-cnn and ``n_images`` synthcxr test images (those with a finding box when ``with_boxes``)."""
-    from ..data.registry import get_dataset
-    from ..models.registry import get_model
+    from ...data.registry import get_dataset
+    from ...models.registry import get_model
 
     clf = get_model("cxr-cnn")
     data = get_dataset("synthcxr", split="test", size=clf.input_shape[-1])
@@ -33,7 +33,7 @@ def trained_cxr(n_images: int, with_boxes: bool):
 
 def adaptive_quality(n_images: int, cfg: BenchConfig) -> dict:
     """Dense vs adaptive CE maps of the trained cxr-cnn on synthcxr: pointing game and rank correlation."""
-    from ..evaluate.localisation import pointing_game_hits
+    from ...evaluate.localisation import pointing_game_hits
 
     clf, batch = trained_cxr(n_images, with_boxes=True)
     targets = torch.stack([bl.reshape(-1)[0] for bl in batch.box_labels]).long()
@@ -71,7 +71,7 @@ def pgd_quality(n_images: int, cfg: BenchConfig) -> dict:
     """PGD success in fp32 and bf16 on a trained model (cxr-cnn on synthcxr): at the bench's budget and at smaller ones,
     where success is partial and a difference would show. The default model's random weights leave its outputs all
     but independent of the input (no attack succeeds there), so its success rates cannot tell the precisions apart."""
-    from ..attacks import PGD
+    from ...attacks import PGD
 
     clf, batch = trained_cxr(n_images, with_boxes=False)
     rows = []

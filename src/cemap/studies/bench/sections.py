@@ -120,7 +120,7 @@ def latent_section(clf, x, fitted, cfg, anchors) -> dict:
 
 def pgd_section(clf, px, labels, cfg, anchors, eps: float, alpha: float) -> dict:
     try:
-        from ..attacks import PGD
+        from ...attacks import PGD
     except ImportError as exc:  # the attacks package is optional for a partial install
         return {"skipped": f"cemap.attacks.PGD unavailable ({exc})"}
     n = px.shape[0]
@@ -216,7 +216,7 @@ def incremental_section(clf, x, targets, cfg) -> dict:
     """Dense fp32 CE maps with windows (cemap.causal.incremental) against the same maps by full passes, timed
     interleaved in this run on one image, for the bench model and ResNet-50 (random weights): speed-up and max
     |diff|."""
-    from ..models.torchvision_models import torchvision_classifier
+    from ...models.torchvision_models import torchvision_classifier
 
     models = [(clf.name, clf, x[:1], targets[:1])]
     if cfg.compare_resnet50 and clf.name != "resnet50":
