@@ -22,7 +22,10 @@ browser:
 demo: $(STAMP)
 	$(BIN)/cemap demo --out out/demo
 
+# The tests, after the linters: ruff (pyproject.toml) and the import contract (.importlinter: the one-way flow of packages).
 test: $(STAMP) browser
+	$(BIN)/ruff check src tests scripts docs
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 test-slow: $(STAMP) browser

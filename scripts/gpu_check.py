@@ -49,8 +49,6 @@ def timed(fn, device, repeats: int = 3) -> float:
     """Median seconds of ``fn`` over ``repeats`` runs after one warm-up, the GPU synchronised around each."""
     import statistics
 
-    import torch
-
     from cemap.causal.planning import sync
 
     fn()
@@ -80,13 +78,17 @@ def ce_maps(device: str, batch: int) -> dict:
 
     from cemap.causal import CEMap
     from cemap.causal.adaptive import AdaptiveCEMap
-    from cemap.studies.bench import captum_runs
+    from cemap.studies.bench.references import captum_runs
 
     clf, images = densenet(device, batch)
     with torch.inference_mode():
         targets = clf.predict_proba(images).argmax(1)
-    out = {"model": "chexnet (DenseNet-121, random weights)", "images": batch, "input": list(clf.input_shape),
-           "tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32}}
+    out = {
+        "model": "chexnet (DenseNet-121, random weights)",
+        "images": batch,
+        "input": list(clf.input_shape),
+        "tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
+    }
     runs = {
         "dense_fp32": CEMap(clf, precision="fp32"),
         "dense_bf16": CEMap(clf, precision="bf16"),
@@ -108,40 +110,90 @@ def ce_maps(device: str, batch: int) -> dict:
         strict = runs["dense_fp32"].attribute(images, targets)
         strict_full = reference.attribute(images, targets)
     out["max_abs_diff_vs_full_passes_no_tf32"] = float((strict - strict_full).abs().max())
-    log(f"max |diff| vs full passes: {out['max_abs_diff_vs_full_passes_tf32']:.2e} (TF32), {out['max_abs_diff_vs_full_passes_no_tf32']:.2e} (no TF32)")
-    task = {"classifier": clf, "images": images, "targets": targets, "cell": runs["dense_fp32"].cell,
-            "cells": runs["dense_fp32"].masks.shape[0], "repeats": 3, "warmup": 1}
+    log(
+        f"max |diff| vs full passes: {out['max_abs_diff_vs_full_passes_tf32']:.2e} (TF32), {out['max_abs_diff_vs_full_passes_no_tf32']:.2e} (no TF32)"
+    )
+    task = {
+        "classifier": clf,
+        "images": images,
+        "targets": targets,
+        "cell": runs["dense_fp32"].cell,
+        "cells": runs["dense_fp32"].masks.shape[0],
+        "repeats": 3,
+        "warmup": 1,
+    }
     captum = captum_runs(task)
     captum_s = {k: v["median_s"] / batch for k, v in captum.items() if not k.endswith("_map")}
     for k, v in captum_s.items():
         log(f"{k:<52} {1 / v:8.1f} maps/s")
     best = min(captum_s, key=captum_s.get)
-    out["captum_max_abs_diff_vs_dense_fp32"] = float((captum["captum_occlusion_ppe49_map"] - maps["dense_fp32"]).abs().max())
+    out["captum_max_abs_diff_vs_dense_fp32"] = float(
+        (captum["captum_occlusion_ppe49_map"] - maps["dense_fp32"]).abs().max()
+    )
     out["s_per_map"] = {**seconds, **captum_s}
     out["maps_per_s"] = {k: 1 / v for k, v in out["s_per_map"].items()}
     out["best_captum"] = best
     out["speedup_vs_best_captum"] = {k: captum_s[best] / v for k, v in seconds.items()}
     out["plans"] = runs["dense_fp32"].plans()
-    log(f"best Captum: {best}; dense fp32 {out['speedup_vs_best_captum']['dense_fp32']:.2f}x, "
+    log(
+        f"best Captum: {best}; dense fp32 {out['speedup_vs_best_captum']['dense_fp32']:.2f}x, "
         f"dense bf16 {out['speedup_vs_best_captum']['dense_bf16']:.2f}x; compiled fp32 "
-        f"{out['speedup_vs_best_captum']['dense_fp32_compiled']:.2f}x, bf16 {out['speedup_vs_best_captum']['dense_bf16_compiled']:.2f}x")
+        f"{out['speedup_vs_best_captum']['dense_fp32_compiled']:.2f}x, bf16 {out['speedup_vs_best_captum']['dense_bf16_compiled']:.2f}x"
+    )
     for plan in out["plans"]:
-        log(f"plan {plan['name']} ({plan['source']}): " + ", ".join(f"{k} {1e3 * v:.3f} ms" for k, v in plan["seconds_per_image"].items()))
+        log(
+            f"plan {plan['name']} ({plan['source']}): "
+            + ", ".join(f"{k} {1e3 * v:.3f} ms" for k, v in plan["seconds_per_image"].items())
+        )
     return out
 
 
-def cemap_run(device: str, images: int, precision: str, workdir: Path, processes: int = 1, compiled: bool = False) -> dict:
+def cemap_run(
+    device: str, images: int, precision: str, workdir: Path, processes: int = 1, compiled: bool = False
+) -> dict:
     """``cemap run`` throughput (images/s of the CE map + latent profile + predictions) and the ChestX-ray14 projection;
     with ``processes`` > 1, that many runs share the GPU at once, each on its own folder (the combined rate is reported)."""
     procs, started = [], time.perf_counter()
     for rank in range(processes):
         out_dir = workdir / f"run-{precision}-{processes}p-{rank}{'-compiled' if compiled else ''}"
-        cmd = [sys.executable, str(Path(__file__).with_name("gpu_check_run.py")), "run", "--dataset", "synthcxr",
-               "--data-opt", "size=224", "--data-opt", f"n_test={images}", "--data-opt", "n_train=512",
-               "--model", "densenet121-1ch-random", "--ae-images", "512", "--batch-size", "64", "--shard-size", str(max(64, images // 4)),
-               "--limit", str(images), "--device", device, "--workers", str(max(2, 8 // processes)), "--precision", precision,
-               "--out", str(out_dir), "--quiet", *(["--compile"] if compiled else [])]
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CEMAP_QUIET": "1"}))
+        cmd = [
+            sys.executable,
+            str(Path(__file__).with_name("gpu_check_run.py")),
+            "run",
+            "--dataset",
+            "synthcxr",
+            "--data-opt",
+            "size=224",
+            "--data-opt",
+            f"n_test={images}",
+            "--data-opt",
+            "n_train=512",
+            "--model",
+            "densenet121-1ch-random",
+            "--ae-images",
+            "512",
+            "--batch-size",
+            "64",
+            "--shard-size",
+            str(max(64, images // 4)),
+            "--limit",
+            str(images),
+            "--device",
+            device,
+            "--workers",
+            str(max(2, 8 // processes)),
+            "--precision",
+            precision,
+            "--out",
+            str(out_dir),
+            "--quiet",
+            *(["--compile"] if compiled else []),
+        ]
+        procs.append(
+            subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CEMAP_QUIET": "1"}
+            )
+        )
     rates, outputs = [], []
     for p in procs:
         stdout, stderr = p.communicate()
@@ -150,20 +202,37 @@ def cemap_run(device: str, images: int, precision: str, workdir: Path, processes
             if " images/s" in line:
                 rates.append(float(line.split(" at ")[1].split(" images/s")[0]))
     wall = time.perf_counter() - started
-    result = {"precision": precision, "compiled": compiled, "processes": processes, "images_per_process": images, "wall_s": wall, "runs": outputs,
-              "images_per_s_each": rates}
-    steady = [json.loads(m.read_text())["last_session"].get("steady_images_per_s")
-              for m in (workdir / f"run-{precision}-{processes}p-{r}{'-compiled' if compiled else ''}" / "manifest.json" for r in range(processes)) if m.exists()]
+    result = {
+        "precision": precision,
+        "compiled": compiled,
+        "processes": processes,
+        "images_per_process": images,
+        "wall_s": wall,
+        "runs": outputs,
+        "images_per_s_each": rates,
+    }
+    steady = [
+        json.loads(m.read_text())["last_session"].get("steady_images_per_s")
+        for m in (
+            workdir / f"run-{precision}-{processes}p-{r}{'-compiled' if compiled else ''}" / "manifest.json"
+            for r in range(processes)
+        )
+        if m.exists()
+    ]
     if steady and all(steady):
         result["steady_images_per_s"] = sum(steady)  # shards after each process's first: no start-up costs
         result["steady_projected_chestxray14_min"] = NIH_IMAGES / result["steady_images_per_s"] / 60
-        log(f"cemap run {precision}{' compiled' if compiled else ''}, steady: {result['steady_images_per_s']:.1f} images/s -> "
-            f"ChestX-ray14 in {result['steady_projected_chestxray14_min']:.1f} min")
+        log(
+            f"cemap run {precision}{' compiled' if compiled else ''}, steady: {result['steady_images_per_s']:.1f} images/s -> "
+            f"ChestX-ray14 in {result['steady_projected_chestxray14_min']:.1f} min"
+        )
     if len(rates) == processes:
         result["images_per_s"] = sum(rates)
         result["projected_chestxray14_min"] = NIH_IMAGES / result["images_per_s"] / 60
-        log(f"cemap run {precision}, {processes} process(es): {result['images_per_s']:.1f} images/s -> ChestX-ray14 in "
-            f"{result['projected_chestxray14_min']:.1f} min on this GPU")
+        log(
+            f"cemap run {precision}, {processes} process(es): {result['images_per_s']:.1f} images/s -> ChestX-ray14 in "
+            f"{result['projected_chestxray14_min']:.1f} min on this GPU"
+        )
     else:
         log(f"cemap run {precision} gave no throughput: " + " | ".join(o["stderr_tail"][-300:] for o in outputs))
     return result
@@ -171,16 +240,38 @@ def cemap_run(device: str, images: int, precision: str, workdir: Path, processes
 
 def bench(device: str, workdir: Path, timeout: int) -> dict:
     out = workdir / "bench_cuda.json"
-    cmd = [sys.executable, "-m", "cemap", "bench", "--quick", "--no-quality", "--no-resnet50", "--images", "16", "--device", device, "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cemap",
+        "bench",
+        "--quick",
+        "--no-quality",
+        "--no-resnet50",
+        "--images",
+        "16",
+        "--device",
+        device,
+        "--out",
+        str(out),
+    ]
     log("running: cemap " + " ".join(cmd[3:]))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "CEMAP_QUIET": "1"})
     print(proc.stdout[-5000:], proc.stderr[-2000:], sep="\n", flush=True)
-    return json.loads(out.read_text()) if out.exists() else {"returncode": proc.returncode, "stderr_tail": proc.stderr[-2000:]}
+    return (
+        json.loads(out.read_text())
+        if out.exists()
+        else {"returncode": proc.returncode, "stderr_tail": proc.stderr[-2000:]}
+    )
 
 
 def cuda_tests(timeout: int) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py", "-rs", "-x"],
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py", "-rs", "-x"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     tail = (proc.stdout + proc.stderr)[-3000:]
     print(tail, flush=True)
     return {"returncode": proc.returncode, "tail": tail}
@@ -199,9 +290,27 @@ def commands(device: str, workdir: Path, timeout: int, names: list[str]) -> dict
     for i in range(4):
         Image.fromarray((test[i].image[0].numpy() * 255).astype(np.uint8)).save(folder / f"digit{i}.png")
     argvs = {
-        "explain": ["explain", str(folder), "--model", "mnist-cnn", "--methods", "ce,gradcam,integrated-gradients", "--out", str(workdir / "explain")],
-        "evaluate": ["evaluate", "--dataset", "mnist5k", "--n-images", "16", "--methods", "ce,gradcam,integrated-gradients,random",
-                     "--out", str(workdir / "evaluate")],
+        "explain": [
+            "explain",
+            str(folder),
+            "--model",
+            "mnist-cnn",
+            "--methods",
+            "ce,gradcam,integrated-gradients",
+            "--out",
+            str(workdir / "explain"),
+        ],
+        "evaluate": [
+            "evaluate",
+            "--dataset",
+            "mnist5k",
+            "--n-images",
+            "16",
+            "--methods",
+            "ce,gradcam,integrated-gradients,random",
+            "--out",
+            str(workdir / "evaluate"),
+        ],
         "detect": ["detect", "--dataset", "mnist5k", "--quick", "--out", str(workdir / "detect")],
         "demo": ["demo", "--dataset", "mnist5k", "--quick", "--out", str(workdir / "demo")],
     }
@@ -210,13 +319,25 @@ def commands(device: str, workdir: Path, timeout: int, names: list[str]) -> dict
         argv = argvs[name]
         start = time.perf_counter()
         try:
-            proc = subprocess.run([sys.executable, "-m", "cemap", *argv, "--device", device], capture_output=True, text=True, timeout=timeout,
-                                  env={**os.environ, "CEMAP_QUIET": "1"})
-            out[name] = {"returncode": proc.returncode, "wall_s": time.perf_counter() - start, "stdout_tail": proc.stdout[-1200:], "stderr_tail": proc.stderr[-1500:]}
+            proc = subprocess.run(
+                [sys.executable, "-m", "cemap", *argv, "--device", device],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env={**os.environ, "CEMAP_QUIET": "1"},
+            )
+            out[name] = {
+                "returncode": proc.returncode,
+                "wall_s": time.perf_counter() - start,
+                "stdout_tail": proc.stdout[-1200:],
+                "stderr_tail": proc.stderr[-1500:],
+            }
         except subprocess.TimeoutExpired:
             out[name] = {"returncode": None, "wall_s": timeout, "stderr_tail": f"timed out after {timeout} s"}
-        log(f"cemap {name} --device {device}: exit {out[name]['returncode']} in {out[name]['wall_s']:.0f} s"
-            + ("" if out[name]["returncode"] == 0 else " :: " + out[name]["stderr_tail"][-400:].replace("\n", " | ")))
+        log(
+            f"cemap {name} --device {device}: exit {out[name]['returncode']} in {out[name]['wall_s']:.0f} s"
+            + ("" if out[name]["returncode"] == 0 else " :: " + out[name]["stderr_tail"][-400:].replace("\n", " | "))
+        )
     return out
 
 
@@ -242,10 +363,16 @@ def crossover(device: str, batch: int) -> dict:
         plans = [MaskPlan(c, False, cl, "sweep") for cl in (False, True) for c in (64, 128, 256, 512, 1024)]
         plans += [MaskPlan(c, True, False, "sweep") for c in (256, 1024, 4096)]
         with torch.inference_mode(), autocast(precision, device):
-            seconds = measure({p.name: (lambda p=p: ce._evaluate(p, images, owner, masks, which, fills)) for p in plans}, device)
+            seconds = measure(
+                {p.name: (lambda p=p: ce._evaluate(p, images, owner, masks, which, fills)) for p in plans}, device
+            )
         out[precision] = {k: v / owner.numel() for k, v in seconds.items()}
         best = min(out[precision], key=out[precision].get)
-        log(f"crossover {precision}: best {best}; " + ", ".join(f"{k} {1e3 * v:.3f}" for k, v in out[precision].items()) + " ms/masked image")
+        log(
+            f"crossover {precision}: best {best}; "
+            + ", ".join(f"{k} {1e3 * v:.3f}" for k, v in out[precision].items())
+            + " ms/masked image"
+        )
     return out
 
 
@@ -254,13 +381,50 @@ def profile_run(device: str, images: int, workdir: Path, out_dir: Path, timeout:
     import pstats
 
     stats_file = workdir / "run.prof"
-    cmd = [sys.executable, "-m", "cProfile", "-o", str(stats_file), str(Path(__file__).with_name("gpu_check_run.py")), "run",
-           "--dataset", "synthcxr", "--data-opt", "size=224", "--data-opt", f"n_test={images}", "--data-opt", "n_train=512",
-           "--model", "densenet121-1ch-random", "--ae-images", "512", "--batch-size", "64", "--shard-size", str(images),
-           "--limit", str(images), "--device", device, "--workers", "8", "--precision", "fp32", "--out", str(workdir / "run-profiled"), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cProfile",
+        "-o",
+        str(stats_file),
+        str(Path(__file__).with_name("gpu_check_run.py")),
+        "run",
+        "--dataset",
+        "synthcxr",
+        "--data-opt",
+        "size=224",
+        "--data-opt",
+        f"n_test={images}",
+        "--data-opt",
+        "n_train=512",
+        "--model",
+        "densenet121-1ch-random",
+        "--ae-images",
+        "512",
+        "--batch-size",
+        "64",
+        "--shard-size",
+        str(images),
+        "--limit",
+        str(images),
+        "--device",
+        device,
+        "--workers",
+        "8",
+        "--precision",
+        "fp32",
+        "--out",
+        str(workdir / "run-profiled"),
+        "--quiet",
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "CEMAP_QUIET": "1"})
-    result = {"returncode": proc.returncode, "wall_s": time.perf_counter() - start, "stdout_tail": proc.stdout[-800:], "stderr_tail": proc.stderr[-1500:]}
+    result = {
+        "returncode": proc.returncode,
+        "wall_s": time.perf_counter() - start,
+        "stdout_tail": proc.stdout[-800:],
+        "stderr_tail": proc.stderr[-1500:],
+    }
     if stats_file.exists():
         import io
 
@@ -286,7 +450,9 @@ def run_stages(device: str, batch: int = 64) -> dict:
 
     clf = densenet121_1ch_random().to(device).eval()
     images = torch.rand(batch, *clf.input_shape, generator=torch.Generator().manual_seed(0)).to(device)
-    fitted = fit_autoencoder(clf, images, layer=clf.default_layer, config=AEConfig(steps=10, batch_size=32), use_cache=False)
+    fitted = fit_autoencoder(
+        clf, images, layer=clf.default_layer, config=AEConfig(steps=10, batch_size=32), use_cache=False
+    )
     out = {"images": batch, "layer": fitted.layer, "code_channels": fitted.autoencoder.code_channels}
     stages = {
         "predict": lambda: clf.predict_proba(images),
@@ -322,9 +488,15 @@ def compile_trial(device: str, batch: int) -> dict:
             sync(device)
             first = time.perf_counter() - start
             fast = timed(lambda: compiled(x), device)
-        out[precision] = {"eager_ms_per_image": 1e3 * eager / 512, "compiled_ms_per_image": 1e3 * fast / 512, "compile_s": first,
-                          "speedup": eager / fast}
-        log(f"torch.compile {precision}: {out[precision]['speedup']:.2f}x eager at 512 images per pass (first call {first:.0f} s)")
+        out[precision] = {
+            "eager_ms_per_image": 1e3 * eager / 512,
+            "compiled_ms_per_image": 1e3 * fast / 512,
+            "compile_s": first,
+            "speedup": eager / fast,
+        }
+        log(
+            f"torch.compile {precision}: {out[precision]['speedup']:.2f}x eager at 512 images per pass (first call {first:.0f} s)"
+        )
     return out
 
 
@@ -334,28 +506,43 @@ def main() -> int:
     parser.add_argument("--out-dir", default="gpu_check_out")
     parser.add_argument("--batch", type=int, default=32, help="images per CE-map timing")
     parser.add_argument("--run-images", type=int, default=512, help="synthcxr images per cemap run")
-    parser.add_argument("--budget", type=float, default=430, help="seconds; a section that would start later is skipped")
+    parser.add_argument(
+        "--budget", type=float, default=430, help="seconds; a section that would start later is skipped"
+    )
     parser.add_argument("--only", default="", help="comma-separated sections to run, in that order (default: all)")
     parser.add_argument("--commands", default="explain,evaluate,detect,demo", help="the commands section's commands")
     args = parser.parse_args()
 
     import torch
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():  # --device cpu: a smoke test of the script itself
-        print("gpu_check: no CUDA device is visible (torch.cuda.is_available() is False); nothing measured", file=sys.stderr)
+    if (
+        args.device.startswith("cuda") and not torch.cuda.is_available()
+    ):  # --device cpu: a smoke test of the script itself
+        print(
+            "gpu_check: no CUDA device is visible (torch.cuda.is_available() is False); nothing measured",
+            file=sys.stderr,
+        )
         return 2
     device = args.device
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = {"gpu": torch.cuda.get_device_name(device) if device.startswith("cuda") else "none (CPU smoke test)", "torch": torch.__version__, "cuda": torch.version.cuda,
-              "cudnn": torch.backends.cudnn.version(), "cpu_cores": os.cpu_count()}
+    result = {
+        "gpu": torch.cuda.get_device_name(device) if device.startswith("cuda") else "none (CPU smoke test)",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "cpu_cores": os.cpu_count(),
+    }
     sys.path.insert(0, str(Path(__file__).parent))  # gpu_check_run's model for run_stages
     log(f"{result['gpu']}, torch {result['torch']}, CUDA {result['cuda']}, cuDNN {result['cudnn']}")
     tmp = Path(tempfile.mkdtemp(prefix="cemap-gpu-check-"))
     sections = {
         "ce_maps": lambda: ce_maps(device, args.batch),
-        "cemap_run": lambda: {"fp32": cemap_run(device, args.run_images, "fp32", tmp), "bf16": cemap_run(device, args.run_images, "bf16", tmp),
-                              "bf16_two_processes": cemap_run(device, args.run_images // 2, "bf16", tmp, processes=2)},
+        "cemap_run": lambda: {
+            "fp32": cemap_run(device, args.run_images, "fp32", tmp),
+            "bf16": cemap_run(device, args.run_images, "bf16", tmp),
+            "bf16_two_processes": cemap_run(device, args.run_images // 2, "bf16", tmp, processes=2),
+        },
         "cemap_run_compiled": lambda: {"fp32": cemap_run(device, args.run_images, "fp32", tmp, compiled=True)},
         "profile_run": lambda: profile_run(device, args.run_images // 2, tmp, out_dir, timeout=150),
         "bench": lambda: bench(device, tmp, timeout=150),

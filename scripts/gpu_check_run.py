@@ -25,8 +25,15 @@ def densenet121_1ch_random(size: int = 224, seed: int = 0) -> Classifier:
     torch.manual_seed(seed)
     net = torchvision.models.densenet121(weights=None, num_classes=len(FINDINGS))
     net.features.conv0 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    return Classifier(net, list(FINDINGS), head="sigmoid", input_shape=(1, size, size), layers=DENSENET_LAYERS,
-                      default_layer="features.transition1", name="densenet121-1ch-random")
+    return Classifier(
+        net,
+        list(FINDINGS),
+        head="sigmoid",
+        input_shape=(1, size, size),
+        layers=DENSENET_LAYERS,
+        default_layer="features.transition1",
+        name="densenet121-1ch-random",
+    )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ os.environ["CEMAP_CACHE"] = os.environ.get("CEMAP_TEST_CACHE") or tempfile.mkdte
 def pytest_sessionfinish(session, exitstatus):
     if _OWN_CACHE:
         shutil.rmtree(os.environ["CEMAP_CACHE"], ignore_errors=True)
+
+
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
@@ -45,7 +47,9 @@ def mnist_ae(mnist_clf):
     import cemap
     from cemap.data.base import stack_images
 
-    return cemap.fit_autoencoder(mnist_clf, stack_images(cemap.get_dataset("mnist5k", split="train")), data_key="mnist5k-train")
+    return cemap.fit_autoencoder(
+        mnist_clf, stack_images(cemap.get_dataset("mnist5k", split="train")), data_key="mnist5k-train"
+    )
 
 
 class TinyNet(nn.Module):
@@ -71,4 +75,6 @@ def tiny_clf():
     import cemap
 
     torch.manual_seed(0)
-    return cemap.Classifier(TinyNet(), class_names=list("abcd"), head="softmax", input_shape=(3, 16, 16), default_layer="conv2", name="tiny")
+    return cemap.Classifier(
+        TinyNet(), class_names=list("abcd"), head="softmax", input_shape=(3, 16, 16), default_layer="conv2", name="tiny"
+    )

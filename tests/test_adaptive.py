@@ -25,7 +25,9 @@ class HotCell(nn.Module):
 
 
 def hot_classifier(y: int = 8, x: int = 4, width: int = 4) -> cemap.Classifier:
-    return cemap.Classifier(HotCell(y, x, width), class_names=["on", "off"], head="softmax", input_shape=(1, 16, 16), name="hot")
+    return cemap.Classifier(
+        HotCell(y, x, width), class_names=["on", "off"], head="softmax", input_shape=(1, 16, 16), name="hot"
+    )
 
 
 def test_full_refinement_is_the_dense_map_and_passes_are_counted(tiny_clf):
@@ -44,7 +46,7 @@ def test_left_out_cells_get_their_neighbours_mean_and_spread():
     from cemap.causal.adaptive import neighbour_estimates
 
     effects = torch.arange(9.0).reshape(1, 3, 3)
-    measured = (torch.arange(9).reshape(1, 3, 3) % 2 == 0)  # corners and centre
+    measured = torch.arange(9).reshape(1, 3, 3) % 2 == 0  # corners and centre
     mean, spread = neighbour_estimates(effects, measured)
     assert mean[0, 0, 1] == (0 + 2 + 4) / 3 and spread[0, 0, 1] == 4  # top edge: left, right, centre
     assert mean[0, 1, 0] == (0 + 6 + 4) / 3 and spread[0, 1, 0] == 6
@@ -52,7 +54,9 @@ def test_left_out_cells_get_their_neighbours_mean_and_spread():
 
 def test_refines_where_the_effect_is_and_finds_the_hot_region():
     clf = hot_classifier(8, 4, width=8)  # the model looks at cells (2, 1) and (2, 2) of a 4 x 4 grid
-    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.25  # unsaturated: masking a cell moves p
+    x = (
+        torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.25
+    )  # unsaturated: masking a cell moves p
     ad = AdaptiveCEMap(clf, cell=4, refine=0.5)
     maps = ad.attribute(x, target=0)
     # (2, 2) is on the checkerboard; its four neighbours tie as the largest and most uncertain estimates
@@ -74,7 +78,9 @@ def test_bad_settings_are_clear_errors(tiny_clf):
 def test_targets_per_image_and_first_order_candidates_find_an_isolated_feature():
     clf = hot_classifier(8, 4)  # one hot cell, (2, 1): off the checkerboard, and masking its neighbours does nothing
     x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(3)) * 0.25
-    found = AdaptiveCEMap(clf, cell=4, refine=0.125, candidates=1).attribute(x, target=torch.tensor([0, 0]))  # one cell refined
+    found = AdaptiveCEMap(clf, cell=4, refine=0.125, candidates=1).attribute(
+        x, target=torch.tensor([0, 0])
+    )  # one cell refined
     blind = AdaptiveCEMap(clf, cell=4, refine=0.0).attribute(x, target=0)
     assert (found[:, 8:12, 4:8] > 0).all() and (found[:, 8:12, 4:8].amin() > found[:, :8].amax())
     assert (blind == 0).all()  # the checkerboard alone: masking the hot cell's neighbours does not move the prediction

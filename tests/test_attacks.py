@@ -70,7 +70,9 @@ def _linear_sigmoid(seed: int) -> tuple[nn.Module, cemap.Classifier]:
     """A seeded linear model over 3 x 8 x 8 images with five sigmoid findings."""
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5))
-    return net, cemap.Classifier(net, class_names=list("abcde"), head="sigmoid", input_shape=(3, 8, 8), layers=["1"], default_layer="1")
+    return net, cemap.Classifier(
+        net, class_names=list("abcde"), head="sigmoid", input_shape=(3, 8, 8), layers=["1"], default_layer="1"
+    )
 
 
 def test_sigmoid_head_attacks_one_finding():
@@ -112,15 +114,26 @@ def test_sigmoid_pgd_reads_the_clean_decision_off_its_first_step():
 
 @pytest.mark.parametrize("head", ["softmax", "sigmoid"])
 def test_stable_loss_is_cross_entropy_with_a_gradient_that_never_vanishes(head):
-    clf = cemap.Classifier(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), class_names=list("abc"), head=head, input_shape=(1, 2, 2))
+    clf = cemap.Classifier(
+        nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), class_names=list("abc"), head=head, input_shape=(1, 2, 2)
+    )
     logits = torch.tensor([[2.0, -1.0, 0.5], [40.0, -10.0, 3.0], [-0.3, 0.2, 0.1]], requires_grad=True)
     labels, target = torch.tensor([0, 0, 1]), torch.tensor([2, 1, 0])
     original = (logits.detach().gather(1, labels[:, None]).squeeze(1) > 0).float()
     stable, torch_ce = PGD(clf, loss="stable"), PGD(clf, loss="ce")
     for goal in (None, target):
-        assert torch.allclose(stable.objective(logits, labels, goal, original), torch_ce.objective(logits, labels, goal, original), atol=1e-6)
-    grad = lambda attack: torch.autograd.grad(attack.objective(logits, labels, None, original).sum(), logits)[0]  # noqa: E731
-    assert torch.equal(grad(torch_ce)[1], torch.zeros(3)) if head == "sigmoid" else grad(torch_ce)[1].abs().max() < 1e-15
+        assert torch.allclose(
+            stable.objective(logits, labels, goal, original),
+            torch_ce.objective(logits, labels, goal, original),
+            atol=1e-6,
+        )
+
+    def grad(attack):
+        return torch.autograd.grad(attack.objective(logits, labels, None, original).sum(), logits)[0]
+
+    assert (
+        torch.equal(grad(torch_ce)[1], torch.zeros(3)) if head == "sigmoid" else grad(torch_ce)[1].abs().max() < 1e-15
+    )
     assert grad(stable)[1].abs().max() > 0  # 40 logits of confidence: still a direction to move in
     with pytest.raises(cemap.CemapError, match="unknown attack loss"):
         PGD(clf, loss="hinge")
@@ -128,7 +141,9 @@ def test_stable_loss_is_cross_entropy_with_a_gradient_that_never_vanishes(head):
 
 def test_stable_loss_moves_a_sample_that_cross_entropy_strands():
     net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 1))
-    with torch.no_grad():  # z = sum(x) - 66: 30 logits at x = 0.5 (p rounds to 1), within reach of eps = 0.2 (38 logits)
+    with (
+        torch.no_grad()
+    ):  # z = sum(x) - 66: 30 logits at x = 0.5 (p rounds to 1), within reach of eps = 0.2 (38 logits)
         net[1].weight.fill_(1.0), net[1].bias.fill_(-66.0)
     clf = cemap.Classifier(net, class_names=["finding"], head="sigmoid", input_shape=(3, 8, 8))
     x = 0.5 + 0.01 * torch.rand(4, 3, 8, 8)
@@ -157,12 +172,17 @@ def test_bf16_precision_runs_and_errors_are_clear(tiny_clf):
 
 
 def test_images_and_labels_made_under_inference_mode_can_be_attacked(tiny_clf):
-    """The natural recipe - predict under inference_mode, then attack those labels - must not hit autograd's inference-tensor error."""
+    """The natural recipe - predict under inference_mode, then attack those labels - must not hit autograd's
+    inference-tensor error."""
     with torch.inference_mode():
         x = torch.rand(4, 3, 16, 16)
         labels = tiny_clf(x).argmax(1)
         target = labels.roll(1)
-    for attack in (FGSM(tiny_clf, eps=0.1), PGD(tiny_clf, eps=0.1, steps=2, loss="ce"), CarliniWagnerL2(tiny_clf, steps=2, search_steps=1)):
+    for attack in (
+        FGSM(tiny_clf, eps=0.1),
+        PGD(tiny_clf, eps=0.1, steps=2, loss="ce"),
+        CarliniWagnerL2(tiny_clf, steps=2, search_steps=1),
+    ):
         for goal in (None, target):
             result = attack(x, labels=labels, target=goal)
             assert result.adversarial.shape == x.shape and torch.equal(result.labels, labels)
@@ -181,7 +201,9 @@ def test_success_is_judged_chunk_by_chunk_against_each_chunks_clean_decision():
 
 def _bn_net() -> nn.Sequential:
     torch.manual_seed(4)
-    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 8 * 8, 4))
+    net = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 8 * 8, 4)
+    )
     with torch.no_grad():  # statistics far from the identity, so a wrong fold shows
         net[2].running_mean.uniform_(0.5, 2.0)
         net[2].running_var.uniform_(0.1, 3.0)
@@ -208,7 +230,9 @@ def test_reduced_precision_attacks_step_through_scale_shift_and_judge_with_the_m
     net = _bn_net()
     clf = cemap.Classifier(net, class_names=list("abcd"), input_shape=(3, 8, 8), layers=["2"], default_layer="2")
     native_calls = []
-    clf.model[2].register_forward_hook(lambda *_: native_calls.append(1))  # the classifier runs its own frozen copy of net
+    clf.model[2].register_forward_hook(
+        lambda *_: native_calls.append(1)
+    )  # the classifier runs its own frozen copy of net
     x = torch.rand(6, 3, 8, 8)
     fp32 = PGD(clf, eps=0.05, steps=3, random_start=False)(x)
     assert len(native_calls) == 1 + 3  # labels, then every step through the model's own batch-norm
@@ -245,7 +269,9 @@ def test_confidence_matched_pgd_mirrors_the_attacked_logit():
     with torch.inference_mode():
         adv = clf(res.adversarial)[:, 1]
     assert res.success.all()
-    assert torch.allclose(adv, -clean, atol=0.1 * clean.abs().max().item())  # z -> -z: the same confidence, the other side
+    assert torch.allclose(
+        adv, -clean, atol=0.1 * clean.abs().max().item()
+    )  # z -> -z: the same confidence, the other side
 
 
 def test_unbounded_cw_succeeds_on_every_digit_and_records_its_convergence(mnist_clf, mnist_test):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-import cemap.explain.ce_multiscale  # noqa: F401  (registers ce-ms)
-from cemap.causal.cemap_map import CEMap, log_odds
+import cemap
+from cemap.causal import CEMap, log_odds
 from cemap.explain import get_explainer
 
 
@@ -16,20 +17,30 @@ def test_log_odds_from_logits():
     torch.testing.assert_close(log_odds(z, "softmax").double(), torch.log(p / (1 - p)), atol=1e-5, rtol=1e-5)
 
 
-def test_log_odds_effect_is_the_logit_drop(tiny_clf):
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+def test_log_odds_effect_is_the_logit_drop(head):
+    from conftest import TinyNet
+
+    torch.manual_seed(0)
+    clf = cemap.Classifier(
+        TinyNet(), class_names=list("abcd"), head=head, input_shape=(3, 16, 16), default_layer="conv2", name="tiny"
+    )
     g = torch.Generator().manual_seed(0)
-    images = torch.rand(2, *tiny_clf.input_shape, generator=g)
-    cm = CEMap(tiny_clf, cell=8, effect_scale="log-odds", incremental=False)
+    images = torch.rand(2, *clf.input_shape, generator=g)
+    cm = CEMap(clf, cell=8, effect_scale="log_odds", incremental=False)
     effects, targets = cm.effects_for_masks(images, cm.masks, target=1)
     with torch.no_grad():
-        base = tiny_clf(images)
-        masked = torch.stack([tiny_clf(torch.where(m, torch.zeros_like(images), images)) for m in cm.masks], 1)
-    if tiny_clf.head == "sigmoid":
+        base = clf(images)
+        masked = torch.stack([clf(torch.where(m, torch.zeros_like(images), images)) for m in cm.masks], 1)
+    if head == "sigmoid":  # a finding's log-odds are its logit
         want = base[:, None, 1] - masked[..., 1]
     else:
-        want = log_odds(base, "softmax")[:, None, 1] - log_odds(masked.reshape(-1, masked.shape[-1]), "softmax").reshape(masked.shape)[..., 1]
+        want = (
+            log_odds(base, "softmax")[:, None, 1]
+            - log_odds(masked.reshape(-1, masked.shape[-1]), "softmax").reshape(masked.shape)[..., 1]
+        )
     torch.testing.assert_close(effects, want, atol=1e-4, rtol=1e-4)
-    assert tiny_clf.probabilities.__func__ is type(tiny_clf).probabilities  # the user's classifier is untouched
+    assert clf.probabilities.__func__ is type(clf).probabilities  # the user's classifier is untouched
 
 
 def test_multiscale_averages_grids_and_breaks_plateaus(tiny_clf):

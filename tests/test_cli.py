@@ -70,7 +70,9 @@ def test_unknown_model_lists_valid_ones(digits, capsys):
 
 def test_corrupt_image_is_one_line_error(tmp_path, mnist_clf, capsys):
     (tmp_path / "scan.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-    code, _, err = run_cli(["explain", str(tmp_path / "scan.png"), "--model", "mnist-cnn", "--out", str(tmp_path / "o")], capsys)
+    code, _, err = run_cli(
+        ["explain", str(tmp_path / "scan.png"), "--model", "mnist-cnn", "--out", str(tmp_path / "o")], capsys
+    )
     one_line_error(code, err, "cannot read image", "scan.png")
 
 
@@ -78,7 +80,9 @@ def test_nan_image_is_one_line_error(tmp_path, mnist_clf, capsys):
     pixels = np.full((28, 28), 0.5, dtype=np.float32)
     pixels[3, 4] = np.nan
     Image.fromarray(pixels, mode="F").save(tmp_path / "nan.tif")
-    code, _, err = run_cli(["explain", str(tmp_path / "nan.tif"), "--model", "mnist-cnn", "--out", str(tmp_path / "o")], capsys)
+    code, _, err = run_cli(
+        ["explain", str(tmp_path / "nan.tif"), "--model", "mnist-cnn", "--out", str(tmp_path / "o")], capsys
+    )
     one_line_error(code, err, "NaN", "nan.tif")
 
 
@@ -94,7 +98,9 @@ def test_weights_file_problems_are_clear(tmp_path):
 
 def test_predict_prints_and_writes(digits, tmp_path, mnist_clf, capsys):
     out = tmp_path / "pred.json"
-    code, stdout, _ = run_cli(["predict", str(digits), "--model", "mnist-cnn", "--top", "2", "--quiet", "--out", str(out)], capsys)
+    code, stdout, _ = run_cli(
+        ["predict", str(digits), "--model", "mnist-cnn", "--top", "2", "--quiet", "--out", str(out)], capsys
+    )
     assert code == 0
     rows = json.loads(out.read_text())["predictions"]
     assert len(rows) == 3 and all(len(r["top"]) == 2 for r in rows)
@@ -108,9 +114,17 @@ def write_dicom(path, pixels: np.ndarray) -> None:
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
     meta = FileMetaDataset()
-    meta.TransferSyntaxUID, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid()
+    meta.TransferSyntaxUID, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = (
+        ExplicitVRLittleEndian,
+        SecondaryCaptureImageStorage,
+        generate_uid(),
+    )
     ds = Dataset()
-    ds.file_meta, ds.SOPClassUID, ds.SOPInstanceUID = meta, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.file_meta, ds.SOPClassUID, ds.SOPInstanceUID = (
+        meta,
+        meta.MediaStorageSOPClassUID,
+        meta.MediaStorageSOPInstanceUID,
+    )
     ds.Rows, ds.Columns = pixels.shape
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
@@ -127,7 +141,23 @@ def test_predict_reads_dicom_like_png(tmp_path, mnist_test, mnist_clf, capsys):
 
 def test_explain_writes_overlays_json_and_report(digits, tmp_path, mnist_clf, capsys):
     out = tmp_path / "explained"
-    args = ["explain", str(digits), "--model", "mnist-cnn", "--fit-on", str(digits), "--methods", "ce,gradcam,random", "--out", str(out), "--quiet", "--threads", "1", "--seed", "3"]
+    args = [
+        "explain",
+        str(digits),
+        "--model",
+        "mnist-cnn",
+        "--fit-on",
+        str(digits),
+        "--methods",
+        "ce,gradcam,random",
+        "--out",
+        str(out),
+        "--quiet",
+        "--threads",
+        "1",
+        "--seed",
+        "3",
+    ]
     threads = torch.get_num_threads()
     try:
         code, stdout, _ = run_cli(args, capsys)
@@ -143,12 +173,31 @@ def test_explain_writes_overlays_json_and_report(digits, tmp_path, mnist_clf, ca
         assert (out / row["overlay"]).stat().st_size > 1000
     html = (out / "report.html").read_text()
     # three overlays and the latent profile figure; the explorer: one thumbnail per image and its colour scale
-    assert html.count('class="xp-thumb"') == 3 and html.count('<img class="px"') == 3 and html.count('alt="colour scale"') == 1
+    assert (
+        html.count('class="xp-thumb"') == 3
+        and html.count('<img class="px"') == 3
+        and html.count('alt="colour scale"') == 1
+    )
     assert html.count("<img ") == 4 + 3 + 1 and "digit0.png" in html and "report:" in stdout
 
 
 def test_explain_without_fit_on_skips_the_latent_profile(digits, tmp_path, mnist_clf, capsys):
-    code, _, _ = run_cli(["explain", str(digits / "digit0.png"), "--model", "mnist-cnn", "--methods", "ce", "--target", "3", "--out", str(tmp_path), "--quiet"], capsys)
+    code, _, _ = run_cli(
+        [
+            "explain",
+            str(digits / "digit0.png"),
+            "--model",
+            "mnist-cnn",
+            "--methods",
+            "ce",
+            "--target",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0
     summary = json.loads((tmp_path / "explain.json").read_text())
     assert "autoencoder" not in summary and summary["images"][0]["target"] == "3"
@@ -156,8 +205,14 @@ def test_explain_without_fit_on_skips_the_latent_profile(digits, tmp_path, mnist
 
 
 def test_console_entry_point_runs(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "cemap", "report", str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "run folder not found" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "cemap", "report", str(tmp_path / "none")], capture_output=True, text=True, timeout=120
+    )
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+        and "run folder not found" in proc.stderr
+    )
 
 
 @pytest.mark.slow
@@ -168,14 +223,37 @@ def test_demo_quick_runs_the_whole_study(tmp_path, capsys):
     study = json.loads((out / "study.json").read_text())
     assert set(study["timings_s"]) >= {"overview", "latent_controls", "evaluation", "detection", "total"}
     assert set(study["latent_controls"]["claims"]) and study["latent_controls"]["files"]
-    for name in ("metrics.json", "evaluation.json", "detection.json", "latent_controls.json", "latent_concepts.json", "report.html"):
+    for name in (
+        "metrics.json",
+        "evaluation.json",
+        "detection.json",
+        "latent_controls.json",
+        "latent_concepts.json",
+        "report.html",
+    ):
         assert (out / name).is_file(), name
     html = (out / "report.html").read_text()
     assert "no evaluation.json" not in html and "no detection.json" not in html and html.count("<img ") >= 6
+    for path in out.rglob("*.json"):  # every file strict JSON: a NaN is null, never a bare NaN
+        json.loads(path.read_text(), parse_constant=lambda c: 1 / 0)
+    from cemap.report.run_folder import read_run_folder
+
+    run = read_run_folder(out)  # every study's file reads back into its typed result
+    assert run.problems == [] and set(run.results) == {
+        "metrics",
+        "study",
+        "evaluation",
+        "detection",
+        "latent_controls",
+        "latent_concepts",
+    }
     # the same study again: every stage restored from the cache, the same results, a fresh report
     again = tmp_path / "again"
     code, stdout, _ = run_cli(["demo", "--dataset", "mnist5k", "--quick", "--out", str(again), "--quiet"], capsys)
-    assert code == 0 and "restored from an earlier identical run: overview, latent_controls, evaluation, detection" in stdout
+    assert (
+        code == 0
+        and "restored from an earlier identical run: overview, latent_controls, evaluation, detection" in stdout
+    )
     assert all("restored_from" in p for p in json.loads((again / "study.json").read_text())["stages"].values())
     for name in ("metrics.json", "evaluation.json", "detection.json", "overlays.png"):
         assert (again / name).read_bytes() == (out / name).read_bytes(), name

@@ -11,7 +11,8 @@ from torch import nn
 import cemap
 from cemap.causal import FittedAutoencoder, LatentAutoencoder, split_classifier
 from cemap.causal.autoencoder import AEConfig
-from cemap.causal.concepts import auroc_interval, auroc_matrix, concept_table, one_hot_labels
+from cemap.causal.concepts import one_hot_labels
+from cemap.evaluate.concepts import auroc_interval, auroc_matrix, concept_table
 
 
 class Brightness(nn.Module):
@@ -66,7 +67,14 @@ def square_data():
 
 def test_planted_channel_is_found(square_data):
     images, labels, boxes, box_labels = square_data
-    clf = cemap.Classifier(Brightness(), class_names=["no", "yes"], head="softmax", input_shape=(1, 16, 16), default_layer="act", name="bright")
+    clf = cemap.Classifier(
+        Brightness(),
+        class_names=["no", "yes"],
+        head="softmax",
+        input_shape=(1, 16, 16),
+        default_layer="act",
+        name="bright",
+    )
     table = concept_table(clf, planted(clf), images, labels, boxes, box_labels, n_boot=200)
     assert table.best_concept(2) == ("yes", 1.0)
     assert table.label(2) == "Z2 - yes, AUROC 1.00"
@@ -122,7 +130,14 @@ def test_concepts_on_mnist(mnist_clf, mnist_test, mnist_ae):
 
 def test_coverage_intervals(square_data):
     images, labels, boxes, box_labels = square_data
-    clf = cemap.Classifier(Brightness(), class_names=["no", "yes"], head="softmax", input_shape=(1, 16, 16), default_layer="act", name="bright")
+    clf = cemap.Classifier(
+        Brightness(),
+        class_names=["no", "yes"],
+        head="softmax",
+        input_shape=(1, 16, 16),
+        default_layer="act",
+        name="bright",
+    )
     best = concept_table(clf, planted(clf), images, labels, n_boot=100).coverage()["best_channel"]
     assert best["yes"] == {"channel": "Z2", "auroc": 1.0, "low": 1.0, "high": 1.0}
     assert best["no"]["auroc"] == 0.5  # the best a constant channel reaches

@@ -13,14 +13,19 @@ from cemap.causal.masks import fill_images
 from cemap.cli import main
 from cemap.models.classifier import Classifier, Normalize
 
-NO_GPU = "no CUDA device visible (torch.cuda.is_available() is False): the GPU path is tested by scripts/gpu_check.sh on a GPU machine"
+NO_GPU = (
+    "no CUDA device visible (torch.cuda.is_available() is False): the GPU path is tested by scripts/gpu_check.sh "
+    "on a GPU machine"
+)
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_GPU)
 
 
 def _densenet(size: int = 64) -> Classifier:
     torch.manual_seed(0)
     net = torchvision.models.densenet121(weights=None, num_classes=4).eval()
-    return Classifier(net, list("abcd"), head="sigmoid", input_shape=(3, size, size), preprocess=Normalize([0.5] * 3, [0.25] * 3))
+    return Classifier(
+        net, list("abcd"), head="sigmoid", input_shape=(3, size, size), preprocess=Normalize([0.5] * 3, [0.25] * 3)
+    )
 
 
 @cuda
@@ -32,7 +37,9 @@ def test_ce_maps_on_the_gpu_equal_the_cpu_ones(fill):
     gpu_clf = _densenet().cuda()
     fast, slow = CEMap(gpu_clf, cell=16, fill=fill), CEMap(gpu_clf, cell=16, fill=fill, incremental=False)
     flags = torch.backends.cudnn
-    with flags.flags(enabled=True, benchmark=flags.benchmark, deterministic=flags.deterministic, allow_tf32=False):  # TF32 alone moves 1e-4
+    with flags.flags(
+        enabled=True, benchmark=flags.benchmark, deterministic=flags.deterministic, allow_tf32=False
+    ):  # TF32 alone moves 1e-4
         a, b = fast.attribute(images.cuda()), slow.attribute(images.cuda())
     assert a.device.type == "cuda" and (a - b).abs().max() <= 1e-5 and (b.cpu() - cpu).abs().max() <= 1e-5
 
@@ -55,18 +62,18 @@ def test_fills_stay_on_the_device():
 
 @cuda
 def test_the_bench_peak_is_measured_on_the_gpu(monkeypatch):
-    import cemap.studies.bench as bench
+    import cemap.studies.bench.timing as timing
 
-    monkeypatch.setattr(bench, "PEAK_GEMMS", ((1024, 1024, 1024),))
-    monkeypatch.setattr(bench, "PEAK_CONVS", ((8, 64, 64, 56, 3),))
-    peak = bench.measured_peak(torch.bfloat16, repeats=2, device="cuda")
+    monkeypatch.setattr(timing, "PEAK_GEMMS", ((1024, 1024, 1024),))
+    monkeypatch.setattr(timing, "PEAK_CONVS", ((8, 64, 64, 56, 3),))
+    peak = timing.measured_peak(torch.bfloat16, repeats=2, device="cuda")
     assert peak["gflops"] > 0 and len(peak["trials"]) == 2
 
 
 @cuda
 def test_the_autoencoder_trains_and_intervenes_where_the_classifier_runs():
     """``cemap run --device cuda`` fits the autoencoder with the classifier on the GPU and CPU-side images."""
-    from cemap.causal.autoencoder import AEConfig, fidelity, fit_autoencoder
+    from cemap.causal import AEConfig, fidelity, fit_autoencoder
     from cemap.causal.latent import LatentCE
 
     images = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(2))
@@ -76,9 +83,11 @@ def test_the_autoencoder_trains_and_intervenes_where_the_classifier_runs():
         clf = _densenet().to(device)
         fitted = fit_autoencoder(clf, images, layer="features.denseblock2", config=cfg, use_cache=False)
         assert next(fitted.autoencoder.parameters()).device.type == device
-        assert 0 <= fidelity(fitted, clf, images).agreement <= 1
+        assert 0 <= fidelity(clf, fitted, images).agreement <= 1
         profiles[device] = LatentCE(clf, fitted).attribute(images.to(device)).cpu()
-    assert (profiles["cuda"] - profiles["cpu"]).abs().max() < 0.05  # 20 steps of Adam on two devices: close, not identical
+    assert (
+        profiles["cuda"] - profiles["cpu"]
+    ).abs().max() < 0.05  # 20 steps of Adam on two devices: close, not identical
 
 
 @cuda
@@ -88,7 +97,9 @@ def test_explainers_drive_a_gpu_classifier_from_cpu_images(method):
     from cemap.explain import get_explainer
 
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    options = {"rise": {"n_masks": 64}, "kernelshap": {"n_samples": 32}, "integrated-gradients": {"n_steps": 8}}.get(method, {})
+    options = {"rise": {"n_masks": 64}, "kernelshap": {"n_samples": 32}, "integrated-gradients": {"n_steps": 8}}.get(
+        method, {}
+    )
     cpu = get_explainer(method, _densenet(), **options).attribute(images, 1)
     gpu = get_explainer(method, _densenet().cuda(), **options).attribute(images, 1)
     assert gpu.device.type == "cpu" and gpu.shape == cpu.shape
@@ -108,11 +119,19 @@ def test_randomised_copies_are_the_same_network_on_every_device():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible: the no-GPU error cannot be shown here")
-@pytest.mark.parametrize("argv", [
-    ["bench", "--quick"], ["run", "--dataset", "mnist5k", "--limit", "1", "--out", "{tmp}/run"], ["predict", "{tmp}", "--model", "mnist-cnn"],
-    ["explain", "{tmp}", "--model", "mnist-cnn"], ["evaluate", "--dataset", "mnist5k"],
-    ["evaluate", "--dataset", "synthcxr", "--benchmark"], ["detect", "--dataset", "mnist5k"], ["demo", "--quick"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "--quick"],
+        ["run", "--dataset", "mnist5k", "--limit", "1", "--out", "{tmp}/run"],
+        ["predict", "{tmp}", "--model", "mnist-cnn"],
+        ["explain", "{tmp}", "--model", "mnist-cnn"],
+        ["evaluate", "--dataset", "mnist5k"],
+        ["evaluate", "--dataset", "synthcxr", "--benchmark"],
+        ["detect", "--dataset", "mnist5k"],
+        ["demo", "--quick"],
+    ],
+)
 def test_commands_asked_for_cuda_without_a_gpu_fail_with_one_line(argv, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--device", "cuda"]
     with pytest.raises(SystemExit) as exc:
@@ -156,7 +175,9 @@ def test_latent_profiles_take_cpu_images_on_a_gpu_classifier():
 
     images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(6))
     clf = _densenet().cuda()
-    fitted = fit_autoencoder(clf, images, layer="features.denseblock2", config=AEConfig(steps=5, batch_size=4), use_cache=False)
+    fitted = fit_autoencoder(
+        clf, images, layer="features.denseblock2", config=AEConfig(steps=5, batch_size=4), use_cache=False
+    )
     latent = LatentCE(clf, fitted)
     on_cpu_images, on_gpu_images = latent.attribute(images), latent.attribute(images.cuda())
     assert on_cpu_images.device.type == "cpu" and on_gpu_images.device.type == "cuda"
@@ -172,7 +193,9 @@ def test_concept_codes_of_cpu_images_with_a_gpu_autoencoder():
 
     images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(7))
     clf = _densenet().cuda()
-    fitted = fit_autoencoder(clf, images, layer="features.denseblock2", config=AEConfig(steps=5, batch_size=4), use_cache=False)
+    fitted = fit_autoencoder(
+        clf, images, layer="features.denseblock2", config=AEConfig(steps=5, batch_size=4), use_cache=False
+    )
     codes = channel_codes(clf, fitted, images, batch_size=2)
     assert codes.device.type == "cpu" and codes.shape[:2] == (4, fitted.autoencoder.code_channels)
 

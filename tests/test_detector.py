@@ -11,13 +11,15 @@ import cemap
 from cemap.causal import AEConfig, CEMap, fit_autoencoder
 from cemap.detect import AdaptivePGD, CEDetector, CESignature, SignatureConfig, map_statistics, select_detector
 from cemap.evaluate.detection import auroc, detection_metrics, tpr_at_fpr
-from cemap.evaluate.detection_baselines import feature_squeezing_score, lid, max_softmax_score, median_smooth, reduce_bit_depth
+from cemap.detect.baselines import feature_squeezing_score, lid, max_softmax_score, median_smooth, reduce_bit_depth
 
 
 @pytest.fixture
 def tiny_signature(tiny_clf):
     images = torch.rand(32, 3, 16, 16)
-    fitted = fit_autoencoder(tiny_clf, images, config=AEConfig(code=4, hidden=8, steps=4, batch_size=16), use_cache=False)
+    fitted = fit_autoencoder(
+        tiny_clf, images, config=AEConfig(code=4, hidden=8, steps=4, batch_size=16), use_cache=False
+    )
     return CESignature(tiny_clf, fitted, SignatureConfig(cell=4))
 
 
@@ -31,8 +33,14 @@ def test_map_statistics_by_hand():
     m = torch.zeros(1, 10, 10)
     m[0, 0, :] = 1.0  # all positive mass in 10 of 100 pixels
     m[0, 5, 5] = -2.0
-    s = dict(zip(("peak", "trough", "mean", "positive_mass", "negative_mass", "concentration", "entropy"),
-                 map_statistics(m, ("peak", "trough", "mean", "positive_mass", "negative_mass", "concentration", "entropy"))[0].tolist()))
+    s = dict(
+        zip(
+            ("peak", "trough", "mean", "positive_mass", "negative_mass", "concentration", "entropy"),
+            map_statistics(m, ("peak", "trough", "mean", "positive_mass", "negative_mass", "concentration", "entropy"))[
+                0
+            ].tolist(),
+        )
+    )
     assert s["peak"] == 1 and s["trough"] == -2 and s["mean"] == pytest.approx(0.08)
     assert s["positive_mass"] == pytest.approx(0.1) and s["negative_mass"] == pytest.approx(0.02)
     assert s["concentration"] == pytest.approx(1.0)
@@ -43,10 +51,11 @@ def test_map_statistics_by_hand():
 
 def test_signature_batched_differentiable_and_consistent(tiny_clf, tiny_signature):
     x = torch.rand(5, 3, 16, 16)
-    sig = tiny_signature(x)
+    sig = tiny_signature.transform_torch(x)
     assert sig.shape == (5, tiny_signature.dim) == (5, 4 + len(SignatureConfig().map_stats))
+    assert np.array_equal(tiny_signature.transform(x), sig.double().numpy())
     xg = x.clone().requires_grad_(True)
-    diff = tiny_signature(xg, differentiable=True)
+    diff = tiny_signature.transform_torch(xg, differentiable=True)
     assert torch.allclose(diff, sig, atol=1e-5)
     diff.sum().backward()
     assert xg.grad is not None and xg.grad.abs().sum() > 0
@@ -54,14 +63,19 @@ def test_signature_batched_differentiable_and_consistent(tiny_clf, tiny_signatur
     assert differentiable_map.requires_grad
     assert torch.allclose(differentiable_map.detach(), CEMap(tiny_clf, cell=4).attribute(x), atol=1e-6)
     with pytest.raises(cemap.CemapError, match="image shape"):
-        tiny_signature(torch.rand(2, 1, 16, 16))
+        tiny_signature.transform(torch.rand(2, 1, 16, 16))
 
 
 def test_detector_separates_saves_and_loads_identically(tmp_path):
     x, y = _blobs()
     x = np.exp(x) * 1e-3  # positive effects spanning orders of magnitude
-    det = CEDetector(C=1.0, log_scale=1e-3, log_features=[True] * 5 + [False], feature_names=[f"f{j}" for j in range(6)],
-                     signature_config={"cell": 4}).fit(x, y)
+    det = CEDetector(
+        C=1.0,
+        log_scale=1e-3,
+        log_features=[True] * 5 + [False],
+        feature_names=[f"f{j}" for j in range(6)],
+        signature_config={"cell": 4},
+    ).fit(x, y)
     scores = det.decision_function(x)
     assert auroc(y, scores) > 0.9
     assert np.mean(det.predict(x[y == 0])) <= 0.1  # threshold at 5% FPR of the clean fitting signatures
@@ -105,7 +119,9 @@ def test_detection_metrics():
     y = np.r_[np.zeros(100), np.ones(100)]
     s = np.r_[np.arange(100), np.arange(100) + 50.0]
     assert auroc(y, s) == pytest.approx(roc_auc_score(y, s))
-    assert tpr_at_fpr(y, s, 0.05) == pytest.approx(0.55)  # score >= 95 flags 5 clean (95..99) and 55 adversarial (95..149)
+    assert tpr_at_fpr(y, s, 0.05) == pytest.approx(
+        0.55
+    )  # score >= 95 flags 5 clean (95..99) and 55 adversarial (95..149)
     m = detection_metrics(np.arange(10.0), np.arange(10.0) + 100)
     assert m["auroc"] == 1.0 and m["tpr_at_5fpr"] == 1.0 and m["n_clean"] == 10
     with pytest.raises(cemap.CemapError):
@@ -132,11 +148,14 @@ def test_baselines(tiny_clf):
 
 def test_adaptive_pgd_uses_the_detector(tiny_clf, tiny_signature):
     x = torch.rand(4, 3, 16, 16)
-    sig = tiny_signature(x).numpy()
-    det = CEDetector().fit(np.r_[sig, sig + np.random.default_rng(0).normal(size=sig.shape)], np.r_[np.zeros(4), np.ones(4)])
+    sig = tiny_signature.transform(x)
+    det = CEDetector().fit(
+        np.r_[sig, sig + np.random.default_rng(0).normal(size=sig.shape)], np.r_[np.zeros(4), np.ones(4)]
+    )
     labels = tiny_clf(x).argmax(1)
-    plain = AdaptivePGD(tiny_clf, tiny_signature, det, weight=0.0, eps=0.05, steps=2, random_start=False)
-    adaptive = AdaptivePGD(tiny_clf, tiny_signature, det, weight=100.0, eps=0.05, steps=2, random_start=False)
+    features = tiny_signature.transform_torch
+    plain = AdaptivePGD(tiny_clf, features, det, weight=0.0, eps=0.05, steps=2, random_start=False)
+    adaptive = AdaptivePGD(tiny_clf, features, det, weight=100.0, eps=0.05, steps=2, random_start=False)
     assert not torch.equal(plain.gradient(x, labels, None, None)[0], adaptive.gradient(x, labels, None, None)[0])
     res = adaptive(x)
     assert res.linf.max() <= 0.05 + 1e-6 and res.adversarial.min() >= 0 and res.adversarial.max() <= 1
@@ -176,11 +195,21 @@ def test_cedetector_is_a_scikit_learn_estimator():
     x, y = _blobs()
     det = CEDetector(C=0.1, log_scale=1e-3, feature_names=[f"f{j}" for j in range(6)])
     params = det.get_params()
-    assert params == {"C": 0.1, "log_scale": 1e-3, "fpr": 0.05, "feature_names": [f"f{j}" for j in range(6)], "log_features": None,
-                      "signature_config": None}
+    assert params == {
+        "C": 0.1,
+        "log_scale": 1e-3,
+        "fpr": 0.05,
+        "feature_names": [f"f{j}" for j in range(6)],
+        "log_features": None,
+        "signature_config": None,
+    }
     det.fit(x, y)
     assert det.get_params() == params  # fit leaves the constructor's parameters as given; what it learns ends in "_"
-    assert det.log_features is None and det.log_features_.tolist() == [True] * 6 and det.feature_names_ == params["feature_names"]
+    assert (
+        det.log_features is None
+        and det.log_features_.tolist() == [True] * 6
+        and det.feature_names_ == params["feature_names"]
+    )
     copy = clone(det)
     assert copy.get_params() == params and not hasattr(copy, "coef_")
     assert np.array_equal(copy.fit(x, y).decision_function(x), det.decision_function(x))
@@ -189,8 +218,35 @@ def test_cedetector_is_a_scikit_learn_estimator():
     assert np.array_equal(det.score_samples(x), -det.decision_function(x))
 
 
+def test_signature_and_detector_are_one_scikit_learn_pipeline(tmp_path, tiny_clf, tiny_signature):
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+
+    from cemap.detect import load_detector, save_detector
+
+    gen = torch.Generator().manual_seed(3)
+    clean = torch.rand(12, 3, 16, 16, generator=gen) * 0.5
+    shifted = (clean + 0.4).clamp(0, 1)  # an "attack" the signature tells apart
+    images, y = torch.cat([clean, shifted]), np.r_[np.zeros(12), np.ones(12)]
+    pipe = make_pipeline(CESignature(tiny_clf, tiny_signature.fitted, SignatureConfig(cell=4)), CEDetector(C=0.1))
+    pipe.fit(images, y)
+    scores = pipe.decision_function(images)
+    assert scores.shape == (24,) and pipe.score(images, y) == roc_auc_score(y, scores) > 0.9
+    assert set(pipe.predict(images)) <= {0, 1}
+    twin = clone(pipe)  # parameters stored verbatim: an unfitted copy that refits to the same detector
+    assert not hasattr(twin[-1], "coef_") and np.allclose(twin.fit(images, y).decision_function(images), scores)
+    loaded = load_detector(save_detector(pipe, tmp_path / "detector.npz"), tiny_clf, tiny_signature.fitted)
+    assert loaded[0].signature_config == SignatureConfig(cell=4)  # the featuriser is rebuilt from the file
+    assert np.allclose(loaded.decision_function(images), scores)
+    other = fit_autoencoder(
+        tiny_clf, images, layer="conv1", config=AEConfig(code=4, hidden=8, steps=2, batch_size=16), use_cache=False
+    )
+    with pytest.raises(cemap.CemapError, match="layer conv2"):
+        load_detector(tmp_path / "detector.npz", tiny_clf, other)
+
+
 def test_log_odds_effects_survive_saturation():
-    from cemap.detect import log_odds
+    from cemap.causal import log_odds
 
     z = torch.tensor([[2.0, 0.5, -1.0], [60.0, 0.0, -3.0]])
     lo = log_odds(z, "softmax")
@@ -208,10 +264,10 @@ def test_log_odds_effects_survive_saturation():
 def test_log_odds_signature_shares_the_network_and_differs_from_probabilities(tiny_clf, tiny_signature):
     x = torch.rand(4, 3, 16, 16)
     sig = CESignature(tiny_clf, tiny_signature.fitted, SignatureConfig(cell=4, effect_scale="log_odds"))
-    assert sig.cemap.classifier.model is tiny_clf.model and sig.feature_names == tiny_signature.feature_names
+    assert sig._engines[1].classifier.model is tiny_clf.model and sig.feature_names == tiny_signature.feature_names
     assert torch.equal(tiny_clf.predict_proba(x), torch.softmax(tiny_clf(x), -1))  # the user's classifier is untouched
-    s = sig(x)
-    assert s.shape == tiny_signature(x).shape and not torch.allclose(s, tiny_signature(x))
+    s = sig.transform(x)
+    assert s.shape == tiny_signature.transform(x).shape and not np.allclose(s, tiny_signature.transform(x))
     with pytest.raises(cemap.CemapError, match="effect_scale"):
         SignatureConfig(effect_scale="logit")
 
@@ -222,10 +278,14 @@ def test_every_detectors_features_are_differentiable_and_agree(head):
     from cemap.detect import METHODS, DetectorFeatures
 
     torch.manual_seed(0)
-    clf = cemap.Classifier(TinyNet(), class_names=list("abcd"), head=head, input_shape=(3, 16, 16), default_layer="conv2", name="tiny")
+    clf = cemap.Classifier(
+        TinyNet(), class_names=list("abcd"), head=head, input_shape=(3, 16, 16), default_layer="conv2", name="tiny"
+    )
     images = torch.rand(40, 3, 16, 16)
     fitted = fit_autoencoder(clf, images, config=AEConfig(code=4, hidden=8, steps=4, batch_size=16), use_cache=False)
-    feats = DetectorFeatures(clf, fitted, images[:30], {"bits": (1,), "median_sizes": (2,)}, lid_k=5, signature=SignatureConfig(cell=4))
+    feats = DetectorFeatures(
+        clf, fitted, images[:30], {"bits": (1,), "median_sizes": (2,)}, lid_k=5, signature=SignatureConfig(cell=4)
+    )
     x = images[30:]
     arrays = feats(x)
     assert set(arrays) == set(METHODS)
@@ -241,7 +301,7 @@ def test_every_detectors_features_are_differentiable_and_agree(head):
 
 
 def test_mahalanobis_by_hand():
-    from cemap.evaluate.detection_baselines import Mahalanobis
+    from cemap.detect.baselines import Mahalanobis
 
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(200, 2, generator=gen), torch.randn(200, 2, generator=gen) + torch.tensor([10.0, 0.0])
@@ -255,7 +315,11 @@ def test_vectorised_intervals_equal_one_roc_per_resample():
     from sklearn.metrics import roc_auc_score, roc_curve
 
     from cemap.evaluate.bootstrap import (
-        bootstrap_auroc, bootstrap_tpr_at_fpr, paired_auroc_difference, percentile_interval, stratified_indices,
+        bootstrap_auroc,
+        bootstrap_tpr_at_fpr,
+        paired_auroc_difference,
+        percentile_interval,
+        stratified_indices,
     )
 
     rng = np.random.default_rng(3)
@@ -274,27 +338,58 @@ def test_vectorised_intervals_equal_one_roc_per_resample():
     for fast, reference, estimate in (
         (bootstrap_auroc(c, a, 300), [auc(c[i], a[j]) for i, j in zip(ic, ia)], auc(c, a)),
         (bootstrap_tpr_at_fpr(c, a, 0.05, 300), [tpr(c[i], a[j]) for i, j in zip(ic, ia)], tpr(c, a)),
-        (paired_auroc_difference(c, a, c2, a2, 300), [auc(c[i], a[j]) - auc(c2[i], a2[j]) for i, j in zip(ic, ia)], auc(c, a) - auc(c2, a2)),
+        (
+            paired_auroc_difference(c, a, c2, a2, 300),
+            [auc(c[i], a[j]) - auc(c2[i], a2[j]) for i, j in zip(ic, ia)],
+            auc(c, a) - auc(c2, a2),
+        ),
     ):
         low, high = percentile_interval(np.array(reference))
-        assert fast.estimate == pytest.approx(estimate) and fast.low == pytest.approx(low) and fast.high == pytest.approx(high)
+        assert (
+            fast.estimate == pytest.approx(estimate)
+            and fast.low == pytest.approx(low)
+            and fast.high == pytest.approx(high)
+        )
 
 
 def test_headline_reads_the_verdict_from_the_interval():
     from cemap.studies.detection import headline
 
     def cell(est, low, high):
-        return {"auroc": {"estimate": est, "low": low, "high": high, "n": 40, "level": 0.95},
-                "tpr_at_5fpr": {"estimate": 0.5, "low": 0.3, "high": 0.7, "n": 40, "level": 0.95}}
+        return {
+            "auroc": {"estimate": est, "low": low, "high": high, "n": 40, "level": 0.95},
+            "tpr_at_5fpr": {"estimate": 0.5, "low": 0.3, "high": 0.7, "n": 40, "level": 0.95},
+        }
 
     def row(attack, kind, low, high):
-        return {"attack": attack, "label": attack, "kind": kind, "fit_on": "mix", "seen": False, "n_adversarial": 40,
-                "supervised": {"ce": cell(0.8, 0.7, 0.9), "msp": cell(0.6, 0.5, 0.7)}, "unsupervised": {},
-                "ce_minus_best_baseline": {"baseline": "msp", "estimate": (low + high) / 2, "low": low, "high": high,
-                                           "verdict": "better" if low > 0 else "worse" if high < 0 else "no different"}}
+        return {
+            "attack": attack,
+            "label": attack,
+            "kind": kind,
+            "fit_on": "mix",
+            "seen": False,
+            "n_adversarial": 40,
+            "supervised": {"ce": cell(0.8, 0.7, 0.9), "msp": cell(0.6, 0.5, 0.7)},
+            "unsupervised": {},
+            "ce_minus_best_baseline": {
+                "baseline": "msp",
+                "estimate": (low + high) / 2,
+                "low": low,
+                "high": high,
+                "verdict": "better" if low > 0 else "worse" if high < 0 else "no different",
+            },
+        }
 
-    rows = [row("pgd_minimal", "minimal", 0.05, 0.3), row("pgd_matched", "confidence-matched", -0.1, 0.2),
-            row("cw", "converged C&W", -0.3, -0.01), row("pgd_high", "standard", 0.1, 0.2)]
+    rows = [
+        row("pgd_minimal", "minimal", 0.05, 0.3),
+        row("pgd_matched", "confidence-matched", -0.1, 0.2),
+        row("cw", "converged C&W", -0.3, -0.01),
+        row("pgd_high", "standard", 0.1, 0.2),
+    ]
     claims = headline("toy", {"mix": rows, "pgd_high": []}, {})
-    assert [c["claim"].split("CE is ")[1] for c in claims] == ["better than it.", "no different from it.", "worse than it."]
+    assert [c["claim"].split("CE is ")[1] for c in claims] == [
+        "better than it.",
+        "no different from it.",
+        "worse than it.",
+    ]
     assert "0.800 [0.700, 0.900]" in claims[0]["claim"] and claims[0]["table"][0]["attack"] == "pgd_minimal"

@@ -44,7 +44,9 @@ def test_split_keeps_residual_values_that_cross_the_cut(tiny_clf):
 
 def test_fx_and_hook_latent_profiles_agree(mnist_clf, mnist_test, mnist_ae):
     x = mnist_test.images[:6]
-    hooks = FittedAutoencoder(mnist_ae.autoencoder, split_classifier(mnist_clf, mnist_ae.layer, method="hooks"), mnist_ae.config)
+    hooks = FittedAutoencoder(
+        mnist_ae.autoencoder, split_classifier(mnist_clf, mnist_ae.layer, method="hooks"), mnist_ae.config
+    )
     a = LatentCE(mnist_clf, mnist_ae).attribute(x)
     b = LatentCE(mnist_clf, hooks).attribute(x)
     assert torch.allclose(a, b, atol=1e-5)
@@ -105,7 +107,14 @@ def test_ce_map_matches_captum_occlusion(mnist_clf, mnist_test, cell):
     ours = ce.attribute(x)
     target = mnist_clf.predict_proba(x).argmax(-1)
     occ = Occlusion(lambda inp: mnist_clf.predict_proba(inp))
-    theirs = occ.attribute(x, sliding_window_shapes=(1, cell, cell), strides=(1, cell, cell), baselines=0.0, target=target, perturbations_per_eval=16)
+    theirs = occ.attribute(
+        x,
+        sliding_window_shapes=(1, cell, cell),
+        strides=(1, cell, cell),
+        baselines=0.0,
+        target=target,
+        perturbations_per_eval=16,
+    )
     assert torch.allclose(ours, theirs[:, 0], atol=1e-5)
 
 
@@ -122,7 +131,9 @@ def test_ce_map_paints_overlapping_cells_as_mean(tiny_clf):
 
 
 def test_ce_map_multilabel_target_uses_that_finding(tiny_clf):
-    sig = cemap.Classifier(tiny_clf.model, class_names=list("abcd"), head="sigmoid", input_shape=(3, 16, 16), name="tiny-sig")
+    sig = cemap.Classifier(
+        tiny_clf.model, class_names=list("abcd"), head="sigmoid", input_shape=(3, 16, 16), name="tiny-sig"
+    )
     x = torch.rand(1, 3, 16, 16)
     m2 = CEMap(sig, cell=8, fill="zero").attribute(x, target=2)
     p = sig.predict_proba(x)

@@ -12,7 +12,20 @@ from torch import nn
 import cemap
 from cemap.explain import CloneOutput, default_cam_layer, get_explainer, gradient_safe_copy, list_explainers
 
-METHODS = ["ce", "cam", "gradcam", "gradcam++", "scorecam", "occlusion", "integrated-gradients", "random", "centre", "ce-ms", "rise", "kernelshap"]
+METHODS = [
+    "ce",
+    "cam",
+    "gradcam",
+    "gradcam++",
+    "scorecam",
+    "occlusion",
+    "integrated-gradients",
+    "random",
+    "centre",
+    "ce-ms",
+    "rise",
+    "kernelshap",
+]
 GRADIENT_METHODS = ["cam", "gradcam", "gradcam++", "integrated-gradients"]
 
 
@@ -33,14 +46,23 @@ class GapNet(nn.Module):
 @pytest.fixture(scope="module")
 def gap_clf():
     torch.manual_seed(0)
-    return cemap.Classifier(GapNet(), class_names=list("abc"), head="sigmoid", input_shape=(1, 16, 16), cam_layer="relu", name="gap")
+    return cemap.Classifier(
+        GapNet(), class_names=list("abc"), head="sigmoid", input_shape=(1, 16, 16), cam_layer="relu", name="gap"
+    )
 
 
 @pytest.fixture(scope="module")
 def densenet():
     torch.manual_seed(0)
     net = torchvision.models.densenet121(weights=None, num_classes=3)
-    return cemap.Classifier(net, class_names=["a", "b", "c"], head="sigmoid", input_shape=(3, 64, 64), cam_layer="features.norm5", name="densenet121")
+    return cemap.Classifier(
+        net,
+        class_names=["a", "b", "c"],
+        head="sigmoid",
+        input_shape=(3, 64, 64),
+        cam_layer="features.norm5",
+        name="densenet121",
+    )
 
 
 def test_registry_lists_every_method_and_rejects_unknown(tiny_clf):
@@ -52,21 +74,21 @@ def test_registry_lists_every_method_and_rejects_unknown(tiny_clf):
 @pytest.mark.parametrize("name", [m for m in METHODS if m != "cam"])
 def test_each_method_gives_finite_maps_at_input_resolution(name, mnist_clf, mnist_test):
     batch = mnist_test.batch(range(6))
-    maps = get_explainer(name, mnist_clf, batch_size=4).explain(batch.images, batch.labels)  # two chunks of images
+    maps = get_explainer(name, mnist_clf, batch_size=4).attribute(batch.images, batch.labels)  # two chunks of images
     assert maps.shape == (6, 28, 28) and maps.dtype == torch.float32
     assert torch.isfinite(maps).all() and maps.abs().sum() > 0
 
 
 def test_cam_needs_a_pooling_head(mnist_clf):
     with pytest.raises(cemap.CemapError, match="gradcam"):
-        get_explainer("cam", mnist_clf).explain(torch.zeros(1, 1, 28, 28), 0)
+        get_explainer("cam", mnist_clf).attribute(torch.zeros(1, 1, 28, 28), 0)
 
 
 def test_cam_equals_gradcam_on_a_gap_linear_model(gap_clf):
     x = torch.rand(4, 1, 16, 16)
     t = torch.tensor([0, 1, 2, 1])
-    cam = get_explainer("cam", gap_clf).explain(x, t)
-    grad = get_explainer("gradcam", gap_clf).explain(x, t)
+    cam = get_explainer("cam", gap_clf).attribute(x, t)
+    grad = get_explainer("gradcam", gap_clf).attribute(x, t)
     assert torch.allclose(cam, grad, atol=1e-5)
 
 
@@ -74,34 +96,36 @@ def test_targets_select_the_finding_of_a_multilabel_model(gap_clf):
     x = torch.rand(2, 1, 16, 16)
     for name in ["ce", "gradcam", "integrated-gradients"]:
         e = get_explainer(name, gap_clf)
-        per_finding = [e.explain(x, k) for k in range(3)]
+        per_finding = [e.attribute(x, k) for k in range(3)]
         assert not torch.allclose(per_finding[0], per_finding[1])
-        mixed = e.explain(x, torch.tensor([0, 2]))
-        assert torch.allclose(mixed[0], per_finding[0][0], atol=1e-6) and torch.allclose(mixed[1], per_finding[2][1], atol=1e-6)
+        mixed = e.attribute(x, torch.tensor([0, 2]))
+        assert torch.allclose(mixed[0], per_finding[0][0], atol=1e-6) and torch.allclose(
+            mixed[1], per_finding[2][1], atol=1e-6
+        )
 
 
 def test_default_target_is_the_most_probable_class(mnist_clf, mnist_test):
     x = mnist_test.batch(range(3)).images
     e = get_explainer("gradcam", mnist_clf)
     pred = mnist_clf.predict_proba(x).argmax(1)
-    assert torch.allclose(e.explain(x), e.explain(x, pred))
+    assert torch.allclose(e.attribute(x), e.attribute(x, pred))
 
 
 def test_ce_method_is_the_cemap(mnist_clf, mnist_test):
     x = mnist_test.batch(range(3)).images
-    ours = get_explainer("ce", mnist_clf, cell=7, fill="mean").explain(x, 2)
+    ours = get_explainer("ce", mnist_clf, cell=7, fill="mean").attribute(x, 2)
     assert torch.allclose(ours, cemap.CEMap(mnist_clf, cell=7, fill="mean").attribute(x, 2))
 
 
 def test_floors(tiny_clf):
     x = torch.rand(3, 3, 16, 16)
-    centre = get_explainer("centre", tiny_clf).explain(x)
+    centre = get_explainer("centre", tiny_clf).attribute(x)
     assert torch.equal(centre[0], centre[2])
     assert centre[0, 7:9, 7:9].min() == centre[0].max()
     r = get_explainer("random", tiny_clf, seed=5)
-    first, second = r.explain(x), r.explain(x)
+    first, second = r.attribute(x), r.attribute(x)
     assert not torch.equal(first, second)
-    assert torch.equal(first, get_explainer("random", tiny_clf, seed=5).explain(x))
+    assert torch.equal(first, get_explainer("random", tiny_clf, seed=5).attribute(x))
 
 
 def test_default_cam_layer_is_the_last_spatial_layer(tiny_clf, densenet):
@@ -114,7 +138,8 @@ def test_default_cam_layer_is_the_last_spatial_layer(tiny_clf, densenet):
 
 
 def test_clone_fix_keeps_densenets_true_activation(densenet):
-    """The trap: F.relu(inplace=True) in DenseNet.forward overwrites the hooked norm5 output; the copy's hooked layer keeps it."""
+    """The trap: F.relu(inplace=True) in DenseNet.forward overwrites the hooked norm5 output; the copy's hooked layer
+    keeps it."""
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         truth = densenet.model.features(x)
@@ -143,7 +168,7 @@ def test_clone_fix_keeps_densenets_true_activation(densenet):
 def test_gradcam_on_densenet_matches_a_hand_computation(densenet):
     x = torch.rand(2, 3, 64, 64)
     t = torch.tensor([1, 2])
-    ours = get_explainer("gradcam", densenet).explain(x, t)
+    ours = get_explainer("gradcam", densenet).attribute(x, t)
     feats = densenet.model.features(x).detach().requires_grad_(True)
     logits = densenet.model.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(torch.relu(feats), 1), 1))
     grads = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), feats)[0]
@@ -154,13 +179,15 @@ def test_gradcam_on_densenet_matches_a_hand_computation(densenet):
 
 @pytest.mark.parametrize("name", ["ce", *GRADIENT_METHODS, "occlusion"])
 def test_methods_run_on_torchvision_densenet121(name, densenet):
-    kw = {"occlusion": {"window": 16, "stride": 16}, "ce": {"cell": 16}, "integrated-gradients": {"n_steps": 8}}.get(name, {})
-    maps = get_explainer(name, densenet, **kw).explain(torch.rand(2, 3, 64, 64), torch.tensor([0, 2]))
+    kw = {"occlusion": {"window": 16, "stride": 16}, "ce": {"cell": 16}, "integrated-gradients": {"n_steps": 8}}.get(
+        name, {}
+    )
+    maps = get_explainer(name, densenet, **kw).attribute(torch.rand(2, 3, 64, 64), torch.tensor([0, 2]))
     assert maps.shape == (2, 64, 64) and torch.isfinite(maps).all()
 
 
 @pytest.mark.slow
 def test_scorecam_runs_on_torchvision_densenet121(densenet):
     """Score-CAM costs one forward pass per norm5 channel (1,024) and image."""
-    maps = get_explainer("scorecam", densenet).explain(torch.rand(1, 3, 64, 64), 1)
+    maps = get_explainer("scorecam", densenet).attribute(torch.rand(1, 3, 64, 64), 1)
     assert maps.shape == (1, 64, 64) and torch.isfinite(maps).all()

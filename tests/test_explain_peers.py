@@ -23,7 +23,9 @@ class CornerNet(nn.Module):
 
 
 def _clf():
-    return cemap.Classifier(CornerNet(), class_names=["tl", "br"], head="sigmoid", input_shape=(1, 16, 16), name="corner")
+    return cemap.Classifier(
+        CornerNet(), class_names=["tl", "br"], head="sigmoid", input_shape=(1, 16, 16), name="corner"
+    )
 
 
 def test_rise_masks_are_seeded_smooth_and_in_range():

@@ -9,7 +9,12 @@ from torch import nn
 
 import cemap
 from cemap.evaluate.faithfulness import (
-    ROAD_FRACTIONS, deletion_insertion, noisy_linear_impute, pixel_ranks_random_ties, road, uninformative,
+    ROAD_FRACTIONS,
+    deletion_insertion,
+    noisy_linear_impute,
+    pixel_ranks_random_ties,
+    road,
+    uninformative,
 )
 
 
@@ -52,15 +57,35 @@ def test_imputation_matches_the_reference_solver():
 
 
 def test_road_equals_pytorch_grad_cam(small):
-    from pytorch_grad_cam.metrics.perturbation_confidence import PerturbationConfidenceMetric, RemoveLeastRelevantFirst, RemoveMostRelevantFirst
+    from pytorch_grad_cam.metrics.perturbation_confidence import (
+        PerturbationConfidenceMetric,
+        RemoveLeastRelevantFirst,
+        RemoveMostRelevantFirst,
+    )
     from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 
     net, clf, images, maps, targets = small
     sig = [lambda out, t=int(t): torch.sigmoid(out)[..., t] for t in targets]
     percentiles = [round(100 * f) for f in ROAD_FRACTIONS]
     # on 100 pixels with distinct values, their percentile threshold removes exactly round(f * 100) pixels, as ours does
-    morf = np.mean([PerturbationConfidenceMetric(RemoveMostRelevantFirst(100 - p, NoisyLinearImputer(noise=0.0)))(images, maps.numpy(), sig, net) for p in percentiles], 0)
-    lerf = np.mean([PerturbationConfidenceMetric(RemoveLeastRelevantFirst(p, NoisyLinearImputer(noise=0.0)))(images, maps.numpy(), sig, net) for p in percentiles[::-1]], 0)
+    morf = np.mean(
+        [
+            PerturbationConfidenceMetric(RemoveMostRelevantFirst(100 - p, NoisyLinearImputer(noise=0.0)))(
+                images, maps.numpy(), sig, net
+            )
+            for p in percentiles
+        ],
+        0,
+    )
+    lerf = np.mean(
+        [
+            PerturbationConfidenceMetric(RemoveLeastRelevantFirst(p, NoisyLinearImputer(noise=0.0)))(
+                images, maps.numpy(), sig, net
+            )
+            for p in percentiles[::-1]
+        ],
+        0,
+    )
     ours = road(clf, images, maps, targets, noise=0.0)
     np.testing.assert_allclose(ours["morf"].numpy(), morf, atol=1e-5)
     np.testing.assert_allclose(ours["lerf"].numpy(), lerf, atol=1e-5)

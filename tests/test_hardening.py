@@ -152,7 +152,7 @@ def test_full_disk_anywhere_is_one_line_from_the_cli(monkeypatch, capsys, tmp_pa
 
 
 def test_fidelity_refuses_an_autoencoder_that_ignores_its_input(tiny_clf):
-    from cemap.causal.autoencoder import AEConfig, FittedAutoencoder, LatentAutoencoder, fidelity
+    from cemap.causal import AEConfig, FittedAutoencoder, LatentAutoencoder, fidelity
     from cemap.causal.split import split_classifier
 
     split = split_classifier(tiny_clf, "conv2")
@@ -164,7 +164,7 @@ def test_fidelity_refuses_an_autoencoder_that_ignores_its_input(tiny_clf):
         for m in (tiny_clf.model.fc,):  # outputs that barely vary: output agreement alone would say "ok"
             m.weight.mul_(1e-4)
     images = torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    fid = fidelity(FittedAutoencoder(ae.eval(), split, AEConfig(code=4, hidden=8)), tiny_clf, images)
+    fid = fidelity(tiny_clf, FittedAutoencoder(ae.eval(), split, AEConfig(code=4, hidden=8)), images)
     assert fid.agreement == 1.0 and fid.mean_kl < 0.05
     assert not fid.ok and fid.as_dict()["ok"] is False
     assert any("same for every image" in p for p in fid.problems)
@@ -234,8 +234,27 @@ def folder3(tmp_path):
 
 
 def small_run(folder, out, *extra):
-    return ["run", "--dataset", "imagefolder", "--model", "resnet18", "--model-opt", "weights=random", "--model-opt", "num_classes=3",
-            "--model-opt", "size=32", "--data-opt", f"root={folder}", "--data-opt", "size=32", "--out", out, "--quiet", *extra]
+    return [
+        "run",
+        "--dataset",
+        "imagefolder",
+        "--model",
+        "resnet18",
+        "--model-opt",
+        "weights=random",
+        "--model-opt",
+        "num_classes=3",
+        "--model-opt",
+        "size=32",
+        "--data-opt",
+        f"root={folder}",
+        "--data-opt",
+        "size=32",
+        "--out",
+        out,
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_concurrent_resume_is_refused_and_deletes_nothing(holder, folder3, capsys):
@@ -308,7 +327,9 @@ def test_run_mistakes_are_refused_before_any_work_and_leave_no_folder(folder3, t
 
 
 def test_run_without_model_on_a_dataset_without_a_builtin_one(folder3, tmp_path, capsys):
-    code, _, err = run_cli(["run", "--dataset", "imagefolder", "--data-opt", f"root={folder3}", "--out", tmp_path / "o"], capsys)
+    code, _, err = run_cli(
+        ["run", "--dataset", "imagefolder", "--data-opt", f"root={folder3}", "--out", tmp_path / "o"], capsys
+    )
     one_line_error(code, err, "has no built-in model", "--model")
 
 
@@ -322,11 +343,22 @@ def test_thousand_class_weights_on_a_three_class_folder_are_refused(folder3, tmp
 
 
 def test_class_names_option_is_a_list(folder3):
-    from cemap.commands.run import checked_options, dataset_factory, options
+    from cemap.commands.run import checked_options, options
+    from cemap.data.registry import dataset_factory
 
-    opts = checked_options("dataset", "imagefolder", dataset_factory("imagefolder"), options([f"root={folder3}", "class_names=a,b,c"], "--data-opt"))
+    opts = checked_options(
+        "dataset",
+        "imagefolder",
+        dataset_factory("imagefolder"),
+        options([f"root={folder3}", "class_names=a,b,c"], "--data-opt"),
+    )
     assert opts["class_names"] == ["a", "b", "c"]
-    rel = checked_options("dataset", "imagefolder", dataset_factory("imagefolder"), options([f"root={os.path.relpath(folder3)}"], "--data-opt"))
+    rel = checked_options(
+        "dataset",
+        "imagefolder",
+        dataset_factory("imagefolder"),
+        options([f"root={os.path.relpath(folder3)}"], "--data-opt"),
+    )
     assert rel["root"] == str(folder3.resolve())
 
 
@@ -340,7 +372,10 @@ def test_damaged_synthcxr_cache_is_regenerated(own_cache, monkeypatch, capsys):
 
     def generate(cfg, split):
         made.append(split)
-        return {k: np.arange(6) for k in ("images", "labels", "box_image", "box_label", "boxes", "lung_bits", "has_shortcut")}
+        return {
+            k: np.arange(6)
+            for k in ("images", "labels", "box_image", "box_label", "boxes", "lung_bits", "has_shortcut")
+        }
 
     monkeypatch.setattr(synthcxr, "generate", generate)
     cfg = synthcxr.SynthCXRConfig(n_train=8, n_test=6)
@@ -403,9 +438,13 @@ def test_wrong_architecture_weights_are_one_line(pngs, tmp_path, capsys):
 
 def test_explain_checks_layer_and_target_before_any_work(pngs, tmp_path, capsys):
     out = tmp_path / "new" / "explain"
-    code, _, err = run_cli(["explain", pngs, "--model", "resnet18", "--weights", "random", "--layer", "layer9", "--out", out], capsys)
+    code, _, err = run_cli(
+        ["explain", pngs, "--model", "resnet18", "--weights", "random", "--layer", "layer9", "--out", out], capsys
+    )
     one_line_error(code, err, "unknown layer 'layer9'")
-    code, _, err = run_cli(["explain", pngs, "--model", "resnet18", "--weights", "random", "--target", "classs", "--out", out], capsys)
+    code, _, err = run_cli(
+        ["explain", pngs, "--model", "resnet18", "--weights", "random", "--target", "classs", "--out", out], capsys
+    )
     line = one_line_error(code, err, "no class 'classs'")
     assert len(line) < 400 and "classs'" in line and "valid classs" not in line
     assert not (tmp_path / "new").exists()
@@ -443,7 +482,8 @@ def test_any_failed_command_leaves_no_empty_out_folder(tmp_path, capsys):
 
 @pytest.fixture
 def small_fs(tmp_path):
-    """A 64 kB tmpfs (a really full disk) where this machine lets the test mount one; skipped elsewhere (ENOSPC is simulated above)."""
+    """A 64 kB tmpfs (a really full disk) where this machine lets the test mount one; skipped elsewhere (ENOSPC is
+    simulated above)."""
     mount = tmp_path / "small"
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
@@ -451,7 +491,9 @@ def small_fs(tmp_path):
         pytest.skip("cannot mount a small tmpfs here")
     yield mount
     if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)  # torch's writer may keep a handle open after the failure
+        subprocess.run(
+            ["umount", "-l", str(mount)], capture_output=True
+        )  # torch's writer may keep a handle open after the failure
 
 
 def test_a_really_full_disk_keeps_the_old_entry_and_no_temporary_file(small_fs):
@@ -490,7 +532,9 @@ def test_a_small_run_names_classes_and_files_and_stores_absolute_paths(folder3, 
 
     monkeypatch.setattr(run_ae, "AEConfig", functools.partial(AEConfig, steps=3, batch_size=4))  # seconds, not minutes
     monkeypatch.chdir(tmp_path)
-    code, out, err = run_cli(small_run(os.path.relpath(folder3, tmp_path), "run", "--layer", "layer3", "--shard-size", "4"), capsys)
+    code, out, err = run_cli(
+        small_run(os.path.relpath(folder3, tmp_path), "run", "--layer", "layer3", "--shard-size", "4"), capsys
+    )
     assert code == 0, err
     run = load_run(tmp_path / "run")
     assert run.class_names == ["bird", "cat", "dog"]
@@ -537,7 +581,9 @@ def test_damaged_lung_mask_cache_is_decoded_again(own_cache, monkeypatch, capsys
     from cemap.data import synthcxr_anatomy as anatomy
 
     res = anatomy.MASK_RES
-    monkeypatch.setattr(anatomy, "_decode_masks", lambda zip_path: (np.ones((3, res, res), bool), ["a", "b", "c"]))  # not 25 s of decoding
+    monkeypatch.setattr(
+        anatomy, "_decode_masks", lambda zip_path: (np.ones((3, res, res), bool), ["a", "b", "c"])
+    )  # not 25 s of decoding
     monkeypatch.setattr(anatomy, "_two_lungs", lambda mask: True)
     anatomy.lung_masks.cache_clear()
     path = own_cache / "synthcxr" / f"lung_masks_{anatomy.MASK_RES}.npz"
@@ -568,7 +614,9 @@ def test_damaged_study_stage_is_computed_again(own_cache, tmp_path, capsys):
     stored.write_bytes(b"the real figurX")  # one byte flipped in the cache
     (out / "fig.png").unlink()
     value, provenance = run_cached("stage", {"k": 1}, out, compute)
-    assert len(calls) == 2 and "restored_from" not in provenance and (out / "fig.png").read_bytes() == b"the real figure"
+    assert (
+        len(calls) == 2 and "restored_from" not in provenance and (out / "fig.png").read_bytes() == b"the real figure"
+    )
     assert "moved aside" in capsys.readouterr().err
     run_cached("stage", {"k": 1}, out, compute)
     assert len(calls) == 2
@@ -586,13 +634,17 @@ def test_damaged_json_cache_entry_is_moved_aside(own_cache, capsys):
 
 
 def test_fidelity_of_copies_of_one_image_is_not_called_a_collapse(tiny_clf):
-    from cemap.causal.autoencoder import AEConfig, FittedAutoencoder, LatentAutoencoder, fidelity
+    from cemap.causal import AEConfig, FittedAutoencoder, LatentAutoencoder, fidelity
     from cemap.causal.split import split_classifier
 
     torch.manual_seed(0)
     ae = LatentAutoencoder(8, 4, 8).eval()
     image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    fid = fidelity(FittedAutoencoder(ae, split_classifier(tiny_clf, "conv2"), AEConfig(code=4, hidden=8)), tiny_clf, image.repeat(4, 1, 1, 1))
+    fid = fidelity(
+        tiny_clf,
+        FittedAutoencoder(ae, split_classifier(tiny_clf, "conv2"), AEConfig(code=4, hidden=8)),
+        image.repeat(4, 1, 1, 1),
+    )
     assert fid.problems == ()
 
 

@@ -41,9 +41,15 @@ class Odd(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(3, 6, 5, stride=2, padding=2), nn.BatchNorm2d(6), nn.LeakyReLU(0.1),
-            nn.MaxPool2d(3, stride=2, padding=1), nn.Conv2d(6, 8, 3, padding=2, dilation=2), nn.Tanh(),
-            nn.AvgPool2d(2), nn.Conv2d(8, 8, (3, 1), padding=(1, 0)), nn.Dropout(0.3),
+            nn.Conv2d(3, 6, 5, stride=2, padding=2),
+            nn.BatchNorm2d(6),
+            nn.LeakyReLU(0.1),
+            nn.MaxPool2d(3, stride=2, padding=1),
+            nn.Conv2d(6, 8, 3, padding=2, dilation=2),
+            nn.Tanh(),
+            nn.AvgPool2d(2),
+            nn.Conv2d(8, 8, (3, 1), padding=(1, 0)),
+            nn.Dropout(0.3),
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(8 * 6 * 6, 5))
 
@@ -54,7 +60,9 @@ class Odd(nn.Module):
 def _odd() -> Classifier:
     torch.manual_seed(1)
     net = _with_running_stats(Odd(), seed=1)
-    return Classifier(net, list("vwxyz"), input_shape=(3, 45, 45), preprocess=Normalize([0.4, 0.5, 0.6], [0.2, 0.25, 0.3]))
+    return Classifier(
+        net, list("vwxyz"), input_shape=(3, 45, 45), preprocess=Normalize([0.4, 0.5, 0.6], [0.2, 0.25, 0.3])
+    )
 
 
 def _full(clf: Classifier, images, owner, masks, which, fills) -> torch.Tensor:
@@ -117,7 +125,9 @@ def test_bf16_incremental_maps_stay_close_to_fp32():
 def test_windows_are_skipped_where_they_do_not_pay(monkeypatch):
     clf = _cxr_like()
     cemap = CEMap(clf, cell=64)  # one cell: the whole image
-    assert cemap.incremental.cost_ratio(cemap.masks) == pytest.approx(1.0) and not cemap.incremental.worthwhile(cemap.masks)
+    assert cemap.incremental.cost_ratio(cemap.masks) == pytest.approx(1.0) and not cemap.incremental.worthwhile(
+        cemap.masks
+    )
 
     def refuse(*_args, **_kwargs):
         raise AssertionError("windows used for a mask as large as the image")
@@ -132,8 +142,17 @@ class Residual(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem, self.branch, self.tail = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3)
-        self.down, self.short = nn.Sequential(nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(inplace=True), nn.Conv2d(6, 6, 3, padding=1)), nn.Conv2d(4, 6, 1, stride=2)
+        self.stem, self.branch, self.tail = (
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.Conv2d(4, 4, 3, padding=1),
+            nn.Conv2d(4, 4, 3),
+        )
+        self.down, self.short = (
+            nn.Sequential(
+                nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(inplace=True), nn.Conv2d(6, 6, 3, padding=1)
+            ),
+            nn.Conv2d(4, 6, 1, stride=2),
+        )
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(6 * 7 * 7, 2))
 
     def forward(self, x):
@@ -174,7 +193,9 @@ class StandardisedConv(nn.Conv2d):
     """Weight standardisation: the layer's effective weights are not its ``weight``."""
 
     def forward(self, x):
-        w = (self.weight - self.weight.mean((1, 2, 3), keepdim=True)) / (self.weight.std((1, 2, 3), keepdim=True) + 1e-5)
+        w = (self.weight - self.weight.mean((1, 2, 3), keepdim=True)) / (
+            self.weight.std((1, 2, 3), keepdim=True) + 1e-5
+        )
         return F.conv2d(x, w, self.bias, self.stride, self.padding)
 
 
@@ -193,7 +214,9 @@ def _masks(size: int, seed: int = 0) -> torch.Tensor:
     return masks
 
 
-def _check_equal(clf: Classifier, masks: torch.Tensor, images: torch.Tensor, fill: str = "mean", atol: float = 1e-5) -> float:
+def _check_equal(
+    clf: Classifier, masks: torch.Tensor, images: torch.Tensor, fill: str = "mean", atol: float = 1e-5
+) -> float:
     engine = incremental_masking(clf)
     assert engine is not None
     b, m = images.shape[0], masks.shape[0]
@@ -207,7 +230,9 @@ def _check_equal(clf: Classifier, masks: torch.Tensor, images: torch.Tensor, fil
     return diff
 
 
-@pytest.mark.parametrize("full_area", [0.0, 0.55, 1.01])  # whole maps from the start, the default switch, windows throughout
+@pytest.mark.parametrize(
+    "full_area", [0.0, 0.55, 1.01]
+)  # whole maps from the start, the default switch, windows throughout
 def test_residual_additions_and_downsampling_shortcuts_equal_full_passes(monkeypatch, full_area):
     monkeypatch.setattr(inc, "FULL_AREA", full_area)
     torch.manual_seed(7)
@@ -230,16 +255,30 @@ def test_channel_concatenation_of_branches_with_different_windows_equals_full_pa
 
 def _tiny_densenet() -> Classifier:
     torch.manual_seed(9)
-    net = torchvision.models.DenseNet(growth_rate=8, block_config=(2, 3, 2), num_init_features=16, bn_size=2, num_classes=3)
-    return Classifier(_with_running_stats(net.eval(), 9), list("abc"), head="sigmoid", input_shape=(3, 64, 64),
-                      preprocess=Normalize([0.5] * 3, [0.25] * 3))
+    net = torchvision.models.DenseNet(
+        growth_rate=8, block_config=(2, 3, 2), num_init_features=16, bn_size=2, num_classes=3
+    )
+    return Classifier(
+        _with_running_stats(net.eval(), 9),
+        list("abc"),
+        head="sigmoid",
+        input_shape=(3, 64, 64),
+        preprocess=Normalize([0.5] * 3, [0.25] * 3),
+    )
 
 
 def _tiny_resnet() -> Classifier:
     torch.manual_seed(10)
-    net = torchvision.models.resnet.ResNet(torchvision.models.resnet.Bottleneck, [1, 2, 1, 1], num_classes=3, width_per_group=16)
-    return Classifier(_with_running_stats(net.eval(), 10), list("abc"), head="sigmoid", input_shape=(3, 64, 64),
-                      preprocess=Normalize([0.5] * 3, [0.25] * 3))
+    net = torchvision.models.resnet.ResNet(
+        torchvision.models.resnet.Bottleneck, [1, 2, 1, 1], num_classes=3, width_per_group=16
+    )
+    return Classifier(
+        _with_running_stats(net.eval(), 10),
+        list("abc"),
+        head="sigmoid",
+        input_shape=(3, 64, 64),
+        preprocess=Normalize([0.5] * 3, [0.25] * 3),
+    )
 
 
 @pytest.mark.parametrize("build", [_tiny_densenet, _tiny_resnet])
@@ -249,7 +288,9 @@ def test_densenet_and_resnet_like_networks_equal_full_passes_up_to_their_global_
     clf = build()
     engine = incremental_masking(clf)
     kinds = [n.kind for n in engine.nodes]
-    assert kinds.count("window") == sum(isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) for m in clf.modules())  # every one
+    assert kinds.count("window") == sum(
+        isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) for m in clf.modules()
+    )  # every one
     assert engine.nodes[-1].size in ((4, 4), (2, 2)) and kinds.count("merge") > 0  # the last map before global pooling
     _check_equal(clf, _masks(64), torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(11)))
 
@@ -265,7 +306,9 @@ def test_windows_switch_to_whole_maps_where_they_cover_most_of_them_and_the_esti
 def test_real_densenet121_and_resnet50_ce_maps_equal_full_passes(arch):
     torch.manual_seed(12)
     net = _with_running_stats(getattr(torchvision.models, arch)(weights=None, num_classes=4).eval(), 12)
-    clf = Classifier(net, list("abcd"), head="sigmoid", input_shape=(3, 64, 64), preprocess=Normalize([0.5] * 3, [0.25] * 3))
+    clf = Classifier(
+        net, list("abcd"), head="sigmoid", input_shape=(3, 64, 64), preprocess=Normalize([0.5] * 3, [0.25] * 3)
+    )
     images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(13))
     fast, slow = CEMap(clf, cell=16), CEMap(clf, cell=16, incremental=False)
     assert fast.incremental is not None and len(fast.incremental.nodes) > 100
@@ -274,11 +317,19 @@ def test_real_densenet121_and_resnet50_ce_maps_equal_full_passes(arch):
 
 def test_a_convolution_with_its_own_forward_ends_the_local_part():
     torch.manual_seed(6)
-    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), StandardisedConv(4, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 16 * 16, 2))
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        StandardisedConv(4, 4, 3, padding=1),
+        nn.Flatten(),
+        nn.Linear(4 * 16 * 16, 2),
+    )
     clf = Classifier(net, ["p", "q"], input_shape=(1, 16, 16))
     assert local_node_names(clf) == ["x", "preprocess", "model_0", "model_1"]
     images = torch.rand(2, 1, 16, 16)
-    assert torch.allclose(CEMap(clf, cell=4).attribute(images), CEMap(clf, cell=4, incremental=False).attribute(images), atol=1e-6)
+    assert torch.allclose(
+        CEMap(clf, cell=4).attribute(images), CEMap(clf, cell=4, incremental=False).attribute(images), atol=1e-6
+    )
 
 
 def test_untraceable_networks_run_full_passes():

@@ -1,4 +1,5 @@
-"""The controlled latent study: its controls are really matched, its tests find what is planted, and it runs end to end."""
+"""The controlled latent study: its controls are really matched, its tests find what is planted, and it runs end to
+end."""
 
 from __future__ import annotations
 
@@ -10,12 +11,22 @@ import pytest
 import torch
 from scipy import ndimage
 
+from cemap.evaluate.paired_tests import holm, per_channel_tests
+from cemap.report.draw import draw
+from cemap.report.latent_figures import control_panels
 from cemap.studies import latent_controls as lc
 from cemap.studies.context import StudyContext
+from cemap.studies.figures import ControlPanels
+from cemap.studies.latent_controls.claims import claims_for
+from cemap.causal.masks import box_mask, gaussian_blur
+from cemap.studies.latent_controls.perturbations import BLUR_SIGMAS, matched_blur, matched_gaussian
+from cemap.studies.latent_controls.regions import box_regions, stroke_regions
 
 
 def fake_ctx(lung: torch.Tensor):
-    return SimpleNamespace(test=SimpleNamespace(lung_mask=lambda i: lung), generator=lambda s: torch.Generator().manual_seed(1))
+    return SimpleNamespace(
+        test=SimpleNamespace(lung_mask=lambda i: lung), generator=lambda s: torch.Generator().manual_seed(1)
+    )
 
 
 def test_box_controls_stay_in_the_lung_and_off_the_lesions():
@@ -27,12 +38,14 @@ def test_box_controls_stay_in_the_lung_and_off_the_lesions():
     boxes = [torch.tensor([[4.0, 6.0, 10.0, 12.0], [20.0, 10.0, 26.0, 14.0]]), torch.tensor([[19.0, 20.0, 27.0, 27.0]])]
     box_labels = [torch.tensor([0, 3]), torch.tensor([1])]
     batch = SimpleNamespace(images=images, boxes=boxes, box_labels=box_labels)
-    lesion, ctrl, fill, ctrl_fill, (share, squeezed) = lc._box_regions(fake_ctx(lung), batch, [0, 1], torch.tensor([0, 1]), placements=3)
+    lesion, ctrl, fill, ctrl_fill, (share, squeezed) = box_regions(
+        fake_ctx(lung), batch, [0, 1], torch.tensor([0, 1]), placements=3
+    )
     assert share.tolist() == [1.0, 1.0] and squeezed == 0
     assert lesion[0].sum() == 36 and lesion[1].sum() == 56
     assert not lesion[0, 10:14, 20:26].any()  # only the chosen finding's box is masked
     for i in range(2):
-        anything = lc.box_mask(h, w, boxes[i])
+        anything = box_mask(h, w, boxes[i])
         for p in range(3):
             m = ctrl[i, p]
             assert m.sum() == lesion[i].sum()  # the same area ...
@@ -47,7 +60,7 @@ def test_background_regions_match_the_strokes():
     images = torch.zeros(3, 1, 28, 28)
     images[:, 0, 8:20, 12:15] = torch.linspace(0.6, 1.0, 3)  # a vertical stroke
     images[1, 0, 8:11, 8:20] = 0.9
-    strokes, ctrl, fill, ctrl_fill = lc._stroke_regions(ctx, images, placements=2)
+    strokes, ctrl, fill, ctrl_fill = stroke_regions(ctx, images, placements=2)
     near = torch.nn.functional.max_pool2d(strokes[:, None].float(), 5, 1, 2)[:, 0] > 0
     for i in range(3):
         for p in range(2):
@@ -65,12 +78,12 @@ def test_matched_noise_and_blur():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(5, 1, 20, 20, generator=gen)
     target = torch.tensor([0.5, 1.0, 2.0, 0.2, 1.5])
-    noisy = lc._matched_gaussian(x, target, gen)
+    noisy = matched_gaussian(x, target, gen)
     assert (noisy - x).flatten(1).norm(dim=1).tolist() == pytest.approx(target.tolist(), rel=1e-3)
     assert noisy.min() >= 0 and noisy.max() <= 1
-    blurred = lc._matched_blur(x, target)
+    blurred = matched_blur(x, target)
     got = (blurred - x).flatten(1).norm(dim=1)
-    options = torch.stack([(lc.gaussian_blur(x, s).clamp(0, 1) - x).flatten(1).norm(dim=1) for s in lc.BLUR_SIGMAS])
+    options = torch.stack([(gaussian_blur(x, s).clamp(0, 1) - x).flatten(1).norm(dim=1) for s in BLUR_SIGMAS])
     assert torch.allclose((got - target).abs(), (options - target).abs().min(0).values)
 
 
@@ -80,8 +93,7 @@ def test_per_channel_test_finds_the_planted_channel_only():
     ctrl = torch.from_numpy(rng.random((n, k)))
     cond = ctrl + torch.from_numpy(rng.normal(0, 0.05, (n, k)))
     cond[:, 5] += 0.3
-    table = SimpleNamespace(label=lambda j: f"Z{j}")
-    res = lc._per_channel(cond, ctrl, table, "control", seed=0)
+    res = per_channel_tests(cond, ctrl, [f"Z{j}" for j in range(k)], "control", seed=0)
     assert [r["channel"] for r in res["channels"] if r["moves_more"]] == ["Z5"]
     assert res["n_moves_less"] == 0
     assert res["channels"][5]["difference"]["low"] > 0.25
@@ -89,16 +101,20 @@ def test_per_channel_test_finds_the_planted_channel_only():
 
 def test_holm():
     p = np.array([0.01, 0.04, 0.03, 0.5])
-    assert lc._holm(p) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert holm(p) == pytest.approx([0.04, 0.09, 0.09, 0.5])
 
 
 def test_study_on_mnist(tmp_path, mnist_clf, mnist_ae):
     """End to end on a few MNIST digits (the built-in model and autoencoder come from the cache)."""
-    ctx = StudyContext("mnist5k", tmp_path, seed=0, quick=True)
-    res = lc.run_latent_controls(ctx, n_images=6, pgd_steps=3, placements=2, concept_images=40, align_images=100)
+    ctx = StudyContext("mnist5k", tmp_path, seed=0, quick=True, draw=draw)
+    res = lc.run_latent_controls(
+        ctx, lc.LatentControlsConfig(n_images=6, pgd_steps=3, placements=2, concept_images=40, align_images=100)
+    )
     js = json.loads((tmp_path / "latent_controls.json").read_text())
     assert js == json.loads(json.dumps(res.to_json()))
-    assert (tmp_path / "latent_controls.png").stat().st_size > 1000 and (tmp_path / "latent_concepts.png").stat().st_size > 1000
+    assert (tmp_path / "latent_controls.png").stat().st_size > 1000 and (
+        tmp_path / "latent_concepts.png"
+    ).stat().st_size > 1000
     concepts = json.loads((tmp_path / "latent_concepts.json").read_text())
     assert len(concepts["rows"]) == 16 and set(concepts["images"]).isdisjoint(js["images"])
     assert js["n_images"] == 6 and js["headline"] and js["headline"][0]["table"]
@@ -113,25 +129,32 @@ def test_study_on_mnist(tmp_path, mnist_clf, mnist_ae):
         assert len(js["adversarial"]["comparisons"]) == 3
         pixels = js["adversarial"]["pixels_changed"]
         assert pixels["Gaussian noise (matched L2)"]["l2"] == pytest.approx(pixels["PGD"]["l2"], rel=1e-2)
-    assert js["masking"]["pixels_changed"]["condition_l2"] == pytest.approx(js["masking"]["pixels_changed"]["control_l2"], rel=1e-4)
+    assert js["masking"]["pixels_changed"]["condition_l2"] == pytest.approx(
+        js["masking"]["pixels_changed"]["control_l2"], rel=1e-4
+    )
 
 
 @pytest.mark.slow
 def test_study_on_synthcxr(tmp_path):
     ctx = StudyContext("synthcxr", tmp_path, seed=0, quick=True)
-    res = lc.run_latent_controls(ctx, n_images=12, pgd_steps=5, placements=2, concept_images=64, align_images=200)
+    res = lc.run_latent_controls(
+        ctx, lc.LatentControlsConfig(n_images=12, pgd_steps=5, placements=2, concept_images=64, align_images=200)
+    )
     js = res.to_json()
     assert js["masking"]["condition"].startswith("true lesion box")
     assert "Effusion" in js["concepts"]["coverage"]["best_channel"]
 
 
 def test_claims_and_figure_without_comparisons(tmp_path):
-    """A dataset with neither boxes nor strokes, and an attack that never succeeded: verdicts say so, the figure still draws."""
+    """A dataset with neither boxes nor strokes, and an attack that never succeeded: verdicts say so, the figure still
+    draws."""
     masking = {"comparisons": [], "per_channel": [], "note": "not computed: no boxes"}
     adversarial = {"comparisons": [], "per_channel": [], "note": "fewer than 2 attacks succeeded: nothing to compare"}
-    headline, claims = lc._claims("x", masking, adversarial, False)
+    headline, claims = claims_for("x", masking, adversarial, False)
     assert headline == []
     assert claims["lesion_specific"]["verdict"] == "not computed: no boxes"
     assert claims["adversarial_specific"]["verdict"].startswith("not measured: fewer than 2")
-    lc._figure(masking, adversarial, SimpleNamespace(label=lambda j: f"Z{j}"), tmp_path / "f.png", "x")
+    control_panels(
+        ControlPanels("f.png", "x", masking, adversarial, [f"Z{j}" for j in range(4)], 0.05), tmp_path / "f.png"
+    )
     assert (tmp_path / "f.png").exists()

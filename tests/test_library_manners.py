@@ -65,5 +65,21 @@ def test_every_map_method_answers_to_attribute(tiny_clf):
 
     images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     explainer = get_explainer("gradcam", tiny_clf)
-    assert torch.equal(explainer.attribute(images, target=1), explainer.explain(images, 1))
+    assert explainer.attribute(images, target=1).shape == (2, 16, 16) and not hasattr(explainer, "explain")  # one verb
     assert cemap.CEMap(tiny_clf).attribute(images, target=1).shape == (2, 16, 16)
+
+
+def test_cemaps_own_methods_are_explainers_of_the_one_family(tiny_clf):
+    from cemap.explain import Explainer, LayerExplainer, get_explainer
+
+    images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    ce = get_explainer("ce", tiny_clf, cell=4)
+    assert isinstance(ce, cemap.CEMap) and isinstance(cemap.AdaptiveCEMap(tiny_clf), Explainer)
+    assert torch.equal(
+        ce.attribute(images, 1), cemap.CEMap(tiny_clf, cell=4).attribute(images, 1)
+    )  # chunked or not, the same maps
+    fitted = cemap.fit_autoencoder(
+        tiny_clf, images, config=cemap.AEConfig(code=4, hidden=8, steps=2, batch_size=3), use_cache=False
+    )
+    latent = cemap.LatentCE(tiny_clf, fitted)
+    assert isinstance(latent, LayerExplainer) and latent.layer == "conv2" and latent.attribute(images).shape == (3, 4)

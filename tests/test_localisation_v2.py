@@ -8,7 +8,14 @@ import torch
 
 from cemap.errors import CemapError
 from cemap.evaluate.localisation import (
-    box_masks, chestxray8_localisation, detected_regions, energy_share, normalise_maps, pointing_game, raster_boxes, scaled_tolerance,
+    box_masks,
+    chestxray8_localisation,
+    detected_regions,
+    energy_share,
+    normalise_maps,
+    pointing_game,
+    raster_boxes,
+    scaled_tolerance,
 )
 
 
@@ -122,7 +129,9 @@ def quantus_case():
     quantus = pytest.importorskip("quantus")
     rng = np.random.default_rng(0)
     maps = torch.from_numpy(rng.random((24, 16, 16)).astype(np.float32))
-    maps[::3] = torch.from_numpy(np.round(rng.random((8, 16, 16)) * 4).astype(np.float32))  # some maps with ties at the maximum
+    maps[::3] = torch.from_numpy(
+        np.round(rng.random((8, 16, 16)) * 4).astype(np.float32)
+    )  # some maps with ties at the maximum
     boxes = []
     for _ in range(24):
         x0, y0 = rng.integers(0, 10, 2)
@@ -136,7 +145,9 @@ def test_pointing_game_equals_quantus(quantus_case):
     quantus, maps, _, masks = quantus_case
     x = np.zeros((24, 1, 16, 16), np.float32)
     s = masks[:, None].numpy().astype(np.float32)
-    theirs = quantus.PointingGame(disable_warnings=True)(model=None, x_batch=x, y_batch=np.zeros(24, int), a_batch=maps[:, None].numpy(), s_batch=s)
+    theirs = quantus.PointingGame(disable_warnings=True)(
+        model=None, x_batch=x, y_batch=np.zeros(24, int), a_batch=maps[:, None].numpy(), s_batch=s
+    )
     ours_any = pointing_game(maps, masks, rule="any")
     assert ours_any.tolist() == [bool(v) for v in theirs]
     unique = (maps.flatten(1) == maps.flatten(1).max(1, keepdim=True).values).sum(1) == 1

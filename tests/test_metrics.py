@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +14,12 @@ from torch import nn
 import cemap
 from cemap.evaluate.faithfulness import curve_auc, deletion_auc, insertion_auc, pixel_ranks
 from cemap.evaluate.localisation import (
-    IOBB_THRESHOLDS, best_iobb, detected_boxes, energy_pointing, iobb_accuracy, pointing_game_hits,
+    IOBB_THRESHOLDS,
+    best_iobb,
+    detected_boxes,
+    energy_pointing,
+    iobb_accuracy,
+    pointing_game_hits,
 )
 from cemap.evaluate.robustness import gaussian_noise, noise_stability, spearman
 from cemap.evaluate.sanity import randomisation_correlation, randomised_copy
@@ -99,9 +105,10 @@ def test_iobb_peak_region_versus_all_regions():
 
 
 def test_random_map_scores_chance():
-    """Averaged over many random maps, pointing game and energy pointing equal the box's area share; peak-region IoBB is chance too."""
+    """Averaged over many random maps, pointing game and energy pointing equal the box's area share; peak-region IoBB
+    is chance too."""
     clf = cemap.Classifier(nn.Flatten(), class_names=["x"], head="sigmoid", input_shape=(1, H, W))
-    maps = get_explainer("random", clf, seed=1).explain(torch.zeros(4000, 1, H, W))
+    maps = get_explainer("random", clf, seed=1).attribute(torch.zeros(4000, 1, H, W))
     boxes = [BOX] * len(maps)
     hits = pointing_game_hits(maps, boxes).float().mean().item()
     assert abs(hits - AREA_SHARE) < 4 * np.sqrt(AREA_SHARE * (1 - AREA_SHARE) / len(maps))
@@ -125,7 +132,9 @@ def test_deletion_auc_of_the_mean_model_by_hand(mean_clf):
     values = np.sort(img.flatten().numpy())[::-1]
     by_hand = np.array([values[k:].sum() / 16 for k in range(17)])
     expected = np.trapezoid(by_hand, np.linspace(0, 1, 17))
-    assert deletion_auc(mean_clf, img, img[:, 0], target, steps=16, output="logit").item() == pytest.approx(expected, rel=1e-5)
+    assert deletion_auc(mean_clf, img, img[:, 0], target, steps=16, output="logit").item() == pytest.approx(
+        expected, rel=1e-5
+    )
     # Deleting the darkest first keeps the score up longer: a worse (higher) deletion AUC.
     assert deletion_auc(mean_clf, img, -img[:, 0], target, steps=16, output="logit").item() > expected
 
@@ -199,18 +208,21 @@ def test_marker_share():
 
 
 def test_evaluation_study_on_mnist_writes_one_row_per_method(tmp_path):
-    from cemap.studies.evaluation import EvalConfig, format_table, run_evaluation
+    from cemap.report.draw import draw
+    from cemap.studies.context import StudyContext
+    from cemap.studies.evaluation import EvalConfig, EvaluationResult, format_table, run_evaluation
 
-    cfg = EvalConfig(n_images=6, n_robust=3, steps=4, n_figure=3)
-    doc = run_evaluation("mnist5k", methods=["gradcam", "random", "centre"], out=tmp_path, config=cfg)
+    cfg = EvalConfig(n_images=6, n_robust=3, steps=4, n_figure=3, methods=("gradcam", "random", "centre"))
+    result = run_evaluation(StudyContext("mnist5k", tmp_path, draw=draw), cfg)
     saved = json.loads((tmp_path / "evaluation.json").read_text())
+    assert EvaluationResult.from_json(saved).rows == json.loads(json.dumps(result.rows))
     assert [r["method"] for r in saved["rows"]] == ["gradcam", "random", "centre"]
     assert saved["n_images"] == 6 and all(r["n_pairs"] == 6 and r["n_robust"] == 3 for r in saved["rows"])
     assert "pointing_game" not in saved["rows"][0]  # mnist has no boxes: no localisation columns
     assert (tmp_path / "overlays.png").stat().st_size > 0
     centre = saved["rows"][2]
     assert centre["noise_spearman"] == pytest.approx(1.0) and centre["randomisation_spearman"] == pytest.approx(1.0)
-    assert "gradcam" in format_table(doc["rows"])
+    assert "gradcam" in format_table(result.rows)
 
 
 def test_evaluation_pairs_one_per_finding_with_boxes():
@@ -225,7 +237,11 @@ def test_evaluation_pairs_one_per_finding_with_boxes():
             return 3
 
         def __getitem__(self, i):
-            boxes = [torch.zeros(0, 4), torch.tensor([[0.0, 0, 4, 4], [4, 4, 8, 8], [1, 1, 2, 2]]), torch.tensor([[2.0, 2, 6, 6]])][i]
+            boxes = [
+                torch.zeros(0, 4),
+                torch.tensor([[0.0, 0, 4, 4], [4, 4, 8, 8], [1, 1, 2, 2]]),
+                torch.tensor([[2.0, 2, 6, 6]]),
+            ][i]
             labels = [torch.zeros(0, dtype=torch.long), torch.tensor([0, 1, 0]), torch.tensor([1])][i]
             return Sample(image=torch.zeros(1, 8, 8), labels=torch.zeros(2), id=f"s{i}", boxes=boxes, box_labels=labels)
 
@@ -246,10 +262,11 @@ def test_ce_tuning_is_cached_per_model_and_reused(tmp_path, monkeypatch, tiny_cl
         return {"fill": "blur"}, [{"options": {"fill": "blur"}, "pointing_game": 1.0}]
 
     monkeypatch.setattr(study, "tune_ce", fake_tune)
-    monkeypatch.setattr(study, "get_dataset", lambda name, split, **kw: None)
-    first = study.cached_tune_ce(tiny_clf, "synthcxr", {}, study.EvalConfig())
-    second = study.cached_tune_ce(tiny_clf, "synthcxr", {}, study.EvalConfig())
-    other_seed = study.cached_tune_ce(tiny_clf, "synthcxr", {}, study.EvalConfig(seed=1))
+    # the train split is never read: tune_ce is replaced
+    ctx = SimpleNamespace(classifier=tiny_clf, dataset="synthcxr", dataset_options={}, train=None)
+    first = study.cached_tune_ce(ctx, study.EvalConfig())
+    second = study.cached_tune_ce(ctx, study.EvalConfig())
+    other_seed = study.cached_tune_ce(ctx, study.EvalConfig(seed=1))
     assert calls == [study.TUNE_IMAGES, study.TUNE_IMAGES]
     assert first["chosen"] == second["chosen"] == other_seed["chosen"] == {"fill": "blur"}
     assert "from_cache" not in first and second["from_cache"].endswith(".json")
@@ -271,7 +288,9 @@ def test_marker_share_column_counts_only_tagged_images(tiny_clf):
         shortcut_box = torch.tensor([0.0, 0.0, 4.0, 4.0])
         has_shortcut = torch.tensor([True, False])
 
-    pairs = Pairs(torch.rand(2, 3, 16, 16), torch.tensor([0, 1]), [torch.zeros(0, 4)] * 2, ["a", "b"], torch.tensor([0, 1]))
+    pairs = Pairs(
+        torch.rand(2, 3, 16, 16), torch.tensor([0, 1]), [torch.zeros(0, 4)] * 2, ["a", "b"], torch.tensor([0, 1])
+    )
     masks = _marker_masks(Tagged(), pairs)
     assert masks[0].sum() == 16 and masks[1].sum() == 0
     row, maps = evaluate_method("centre", tiny_clf, pairs, EvalConfig(n_robust=2, steps=2), masks)

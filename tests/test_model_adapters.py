@@ -78,7 +78,9 @@ def test_architectures_by_name_with_valid_layers(arch):
 def test_missing_and_unsafe_weights_are_refused(tmp_path):
     with pytest.raises(CemapError, match="weights file not found"):
         cemap.get_model("densenet121", weights=str(tmp_path / "nope.pt"))
-    torch.save(torchvision.models.resnet18(weights=None, num_classes=2), tmp_path / "whole_model.pt")  # pickles code objects
+    torch.save(
+        torchvision.models.resnet18(weights=None, num_classes=2), tmp_path / "whole_model.pt"
+    )  # pickles code objects
     with pytest.raises(CemapError, match="not a weights-only checkpoint"):
         cemap.get_model("resnet18", weights=str(tmp_path / "whole_model.pt"))
     with pytest.raises(CemapError, match="needs weights"):
@@ -89,17 +91,22 @@ def test_missing_and_unsafe_weights_are_refused(tmp_path):
 
 
 def test_latent_ce_and_ce_map_on_densenet121_split_in_a_dense_block():
-    """torchvision's DenseNet applies in-place ReLUs after the cut; the split must neither break nor corrupt shared tensors."""
+    """torchvision's DenseNet applies in-place ReLUs after the cut; the split must neither break nor corrupt shared
+    tensors."""
     torch.manual_seed(0)
-    clf = torchvision_classifier("densenet121", weights="random", num_classes=3, head="sigmoid", size=32, default_layer="features.denseblock2")
+    clf = torchvision_classifier(
+        "densenet121", weights="random", num_classes=3, head="sigmoid", size=32, default_layer="features.denseblock2"
+    )
     _randomise_bn(clf.model)
     images = torch.rand(6, 3, 32, 32)
-    split = cemap.split_classifier(clf)
+    split = cemap.causal.split_classifier(clf)
     with torch.inference_mode():
         act, extras = split.activation(images)
         assert split.method == "fx" and torch.allclose(split.finish(act, extras), clf(images), atol=1e-5)
         assert torch.allclose(split.finish(act, extras), split.finish(act, extras))  # act unchanged by the suffix
-    fitted = cemap.fit_autoencoder(clf, images, config=AEConfig(code=4, hidden=8, steps=2, batch_size=3), use_cache=False)
+    fitted = cemap.fit_autoencoder(
+        clf, images, config=AEConfig(code=4, hidden=8, steps=2, batch_size=3), use_cache=False
+    )
     profile = cemap.LatentCE(clf, fitted).attribute(images[:2])
     assert profile.shape == (2, 4) and torch.isfinite(profile).all()
     ce = cemap.CEMap(clf, cell=8)
@@ -117,7 +124,8 @@ def test_latent_ce_and_ce_map_on_densenet121_split_in_a_dense_block():
 
 @pytest.fixture
 def xrv_home(tmp_path, monkeypatch):
-    """A temporary HOME, so torchxrayvision's ~/.torchxrayvision/models_data resolves there and the real home is untouched."""
+    """A temporary HOME, so torchxrayvision's ~/.torchxrayvision/models_data resolves there and the real home is
+    untouched."""
     monkeypatch.setenv("HOME", str(tmp_path))
     return tmp_path
 
@@ -153,10 +161,14 @@ def test_operating_point_logits_reproduce_xrv_op_norm():
 
     from cemap.models.xrv import OperatingPointLogits
 
-    thresholds = torch.tensor(xrv.models.model_urls["nih"]["op_threshs"])  # some are NaN (outputs the model does not predict)
+    thresholds = torch.tensor(
+        xrv.models.model_urls["nih"]["op_threshs"]
+    )  # some are NaN (outputs the model does not predict)
     logits = torch.randn(5, 18) * 4
     expected = xrv.models.op_norm(torch.sigmoid(logits), thresholds)
-    expected = torch.where(torch.isnan(thresholds), torch.sigmoid(logits), expected)  # op_norm leaves 0.5 there; cemap keeps p
+    expected = torch.where(
+        torch.isnan(thresholds), torch.sigmoid(logits), expected
+    )  # op_norm leaves 0.5 there; cemap keeps p
     assert torch.allclose(torch.sigmoid(OperatingPointLogits(thresholds)(logits)), expected, atol=1e-5)
 
 

@@ -36,7 +36,10 @@ def nih_root(tmp_path):
         mode = "RGBA" if name.startswith("00000002") else "L"  # some real ChestX-ray14 PNGs are RGBA
         pixels = rng.integers(0, 256, size=(h, w, 4) if mode == "RGBA" else (h, w), dtype=np.uint8)
         Image.fromarray(pixels, mode=mode).save(images / name)
-    header = "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]\n"
+    header = (
+        "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View "
+        "Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]\n"
+    )
     rows = [f"{n},{f},0,{i},50,M,{v},{w},{h},0.143,0.143\n" for i, (n, f, v, (w, h)) in enumerate(ENTRIES)]
     (tmp_path / "Data_Entry_2017_v2020.csv").write_text(header + "".join(rows))
     box_rows = [f"{n},{f},{x},{y},{w},{h},,,\n" for n, f, x, y, w, h in BOXES]
@@ -48,7 +51,12 @@ def nih_root(tmp_path):
 
 def test_labels_follow_data_entry(nih_root):
     ds = cemap.get_dataset("nih", split="all", root=nih_root, size=32)
-    assert ds.names == ["00000001_000.png", "00000002_000.png", "00000003_001.png", "00000004_000.png"]  # LL view dropped
+    assert ds.names == [
+        "00000001_000.png",
+        "00000002_000.png",
+        "00000003_001.png",
+        "00000004_000.png",
+    ]  # LL view dropped
     names = ds.class_names
     expected = {0: {"Nodule", "Mass"}, 1: {"Infiltration"}, 2: set(), 3: {"Effusion", "Atelectasis"}}
     for i, findings in expected.items():

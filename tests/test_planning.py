@@ -39,7 +39,11 @@ def test_the_gpu_planner_times_every_candidate_and_keeps_the_fastest(monkeypatch
     expected = CEMap(tiny_clf, cell=8, incremental=False, chunk_size=7).attribute(images)  # the CPU rule, full passes
     got = ce.attribute(images)
     assert (got - expected).abs().max() < 1e-5
-    assert len(timed) == 1 and any(name.startswith("full/nchw/") for name in timed[0]) and any(name.startswith("full/nhwc/") for name in timed[0])
+    assert (
+        len(timed) == 1
+        and any(name.startswith("full/nchw/") for name in timed[0])
+        and any(name.startswith("full/nhwc/") for name in timed[0])
+    )
     [plan] = ce.plans()
     assert plan["source"].startswith("measured on") and plan["name"] in plan["seconds_per_image"]
     assert plan["seconds_per_image"][plan["name"]] == min(plan["seconds_per_image"].values())
@@ -80,7 +84,10 @@ def test_out_of_memory_candidates_lose(monkeypatch):
 def test_plan_names_buckets_and_cpu_rules():
     assert MaskPlan(512, False, True, "x").name == "full/nhwc/512"
     assert [workload_bucket(n) for n in (1, 50, 64, 65, 10_000)] == [1, 64, 64, 128, 4096]
-    assert cpu_plan((3, 224, 224), "fp32", False, None).chunk == 8 and cpu_plan((3, 224, 224), "bf16", False, None).chunk == 16
+    assert (
+        cpu_plan((3, 224, 224), "fp32", False, None).chunk == 8
+        and cpu_plan((3, 224, 224), "bf16", False, None).chunk == 16
+    )
 
 
 def test_activation_bytes_on_the_cpu_is_the_sum_of_the_outputs(tiny_clf):
@@ -108,7 +115,9 @@ def test_compiled_maps_pad_every_chunk_to_one_shape(monkeypatch, tiny_clf):
     monkeypatch.setattr(compiled, "on_gpu", lambda device: True)  # both modules ask
     monkeypatch.setattr(cemap_map, "PLANS", PlanCache())
     monkeypatch.setattr(compiled, "_COMPILED", {})
-    monkeypatch.setattr(cemap_map, "memory_cap", lambda bytes_per_image, device: 4)  # chunks of 4: the last one is padded
+    monkeypatch.setattr(
+        cemap_map, "memory_cap", lambda bytes_per_image, device: 4
+    )  # chunks of 4: the last one is padded
     rows: list[int] = []
 
     def fake_compile(network, dynamic):

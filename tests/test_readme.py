@@ -19,7 +19,10 @@ def python_blocks(text: str) -> list[str]:
 
 def readme_text() -> str:
     if not README.is_file():
-        pytest.fail(f"{README} is missing: the README (with docs/README_sections.md merged in) must exist and hold the Python example")
+        pytest.fail(
+            f"{README} is missing: the README (with docs/README_sections.md merged in) must exist and hold the Python "
+            "example"
+        )
     return README.read_text()
 
 
@@ -33,11 +36,10 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, mnist_clf, mnist_ae):
 
 
 def test_readme_names_only_commands_that_exist():
-    from cemap.cli import _load_commands
-
-    _load_commands()
     commands = {c.name or c.callback.__name__ for c in app.registered_commands}
     text = readme_text()
     shell = "\n".join(re.findall(r"^```(?:bash|sh|console)\n(.*?)^```", text, flags=re.S | re.M))
-    used = set(re.findall(r"`cemap ([a-z][a-z-]+)", text)) | set(re.findall(r"^\$? ?cemap ([a-z][a-z-]+)", shell, flags=re.M))
+    used = set(re.findall(r"`cemap ([a-z][a-z-]+)", text)) | set(
+        re.findall(r"^\$? ?cemap ([a-z][a-z-]+)", shell, flags=re.M)
+    )
     assert used <= commands, f"README mentions unknown commands: {sorted(used - commands)}"

@@ -1,4 +1,5 @@
-"""The HTML report: findings first, self-contained, escaped, graceful on partial or damaged run folders; the explorer's data."""
+"""The HTML report: findings first, self-contained, escaped, graceful on partial or damaged run folders; the explorer's
+data."""
 
 from __future__ import annotations
 
@@ -14,27 +15,45 @@ import pytest
 from PIL import Image
 
 from cemap.errors import CemapError
-from cemap.report.explorer import ExplorerItem, image_uint8, items_from_run, load_explorer_items, merge_items, save_explorer_items
+from cemap.numbers import format_interval as interval
+from cemap.numbers import number, show
 from cemap.report.headline import concept_labels, headlines
 from cemap.report.html import render_html, write_report
-from cemap.report.numbers import interval, number, show
 from cemap.report.run_folder import figure_section, read_run_folder
+from cemap.runner.explorer import items_from_run
+from cemap.studies.explorer import ExplorerItem, image_uint8, load_explorer_items, merge_items, save_explorer_items
+from cemap.studies.results import (
+    Claim,
+    ConceptsResult,
+    DetectionResult,
+    EvaluationResult,
+    ExplainResult,
+    LatentControlsResult,
+    OverviewResult,
+    localisation_claims,
+)
 
 IV = {"estimate": 0.7234, "low": 0.6612, "high": 0.7833, "n": 200, "level": 0.95}
-METRICS = {
-    "dataset": "synthcxr",
-    "model": "cxr-cnn",
-    "layer": "features.3",
-    "split_method": "fx",
-    "classifier": {"macro_auroc": 0.97},
-    "ce_map": {"cell": 18, "stride": 18, "fill": "zero", "forward_passes_per_image": 50},
-    "autoencoder": {"code_channels": 16, "fidelity": {"agreement": 0.991, "mean_kl": 0.01, "n": 100, "ok": True}},
-    "figures": {"ce_maps": "ce_maps.png"},
-    "timings_s": {"model": 1.5, "total": 9.25},
-}
+# Hand-made results go through the studies' own result types, so they hold exactly what the studies write
+# (tests/test_report_studies.py renders the studies' real output).
+METRICS = OverviewResult(
+    dataset="synthcxr",
+    model="cxr-cnn",
+    layer="features.3",
+    split_method="fx",
+    classifier={"macro_auroc": 0.97},
+    autoencoder={"code_channels": 16, "fidelity": {"agreement": 0.991, "mean_kl": 0.01, "n": 100, "ok": True}},
+    ce_map={"cell": 18, "stride": 18, "fill": "zero", "forward_passes_per_image": 50},
+    figures={"ce_maps": "ce_maps.png"},
+    timings_s={"model": 1.5, "total": 9.25},
+).to_json()
 EVAL_ROWS = [
     {"method": "ce", "options": {"cell": 12}, "pointing_game": IV, "deletion_auc": 0.2},
-    {"method": "gradcam", "options": {}, "pointing_game": {"estimate": 0.61, "low": 0.55, "high": 0.68, "n": 200, "level": 0.95}},
+    {
+        "method": "gradcam",
+        "options": {},
+        "pointing_game": {"estimate": 0.61, "low": 0.55, "high": 0.68, "n": 200, "level": 0.95},
+    },
     {"method": "random", "options": {}, "pointing_game": 0.2},
 ]
 
@@ -47,18 +66,63 @@ def png(path, size=(40, 30), color=(200, 30, 30)):
 def items(n=3, size=32, evil=""):
     rng = np.random.default_rng(0)
     return [
-        ExplorerItem(id=f"{evil}img_{i}.png", image=rng.random((3, size, size)), maps={"CE map": rng.standard_normal((size, size)), "gradcam": rng.random((size, size))},
-                     boxes=[[2, 3, 10, 12]], box_labels=[1], probs=[0.2, 0.8], target=1, labels=[1], profile=rng.standard_normal(4), source="demo")
+        ExplorerItem(
+            id=f"{evil}img_{i}.png",
+            image=rng.random((3, size, size)),
+            maps={"CE map": rng.standard_normal((size, size)), "gradcam": rng.random((size, size))},
+            boxes=[[2, 3, 10, 12]],
+            box_labels=[1],
+            probs=[0.2, 0.8],
+            target=1,
+            labels=[1],
+            profile=rng.standard_normal(4),
+            source="demo",
+        )
         for i in range(n)
     ]
+
+
+def evaluation(rows=EVAL_ROWS, n_pairs=200) -> dict:
+    return EvaluationResult(
+        dataset="synthcxr",
+        dataset_options={},
+        model="cxr-cnn",
+        model_fingerprint="0" * 16,
+        n_images=100,
+        n_pairs=n_pairs,
+        config={"steps": 16},
+        ce_tuning=None,
+        rows=rows,
+        seconds=12.5,
+    ).to_json()
+
+
+def detection(table=None, claims=()) -> dict:
+    return DetectionResult(
+        dataset="synthcxr",
+        model="cxr-cnn",
+        layer="features.3",
+        size="demo",
+        claims_=list(claims),
+        protocol={"eval_part": "60 test images"},
+        table=table or [{"row": "FGSM eps=0.3", "ce_auroc": 0.97}],
+        attacks={"fgsm": {"success_rate_eval": 0.9}},
+    ).to_json()
+
+
+def explain(images, **kw) -> dict:
+    return ExplainResult(model="m", layer="conv", methods=["ce"], n_images=len(images), images=images, **kw).to_json()
 
 
 @pytest.fixture
 def full_run(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps(METRICS))
-    (tmp_path / "evaluation.json").write_text(json.dumps({"n_images": 100, "n_pairs": 200, "config": {"steps": 16}, "rows": EVAL_ROWS, "seconds": 12.5}))
-    detection = {"protocol": {"eval_part": "60 test images"}, "table": [{"row": "FGSM eps=0.3", "ce_auroc": 0.97}], "attacks": {"fgsm": {"success_rate_eval": 0.9}}}
-    (tmp_path / "detection.json").write_text(json.dumps(detection))
+    (tmp_path / "evaluation.json").write_text(json.dumps(evaluation()))
+    claim = Claim(
+        "synthcxr, fitted on a mix of FGSM and PGD, unseen PGD first flip: CE AUROC 0.912 [0.850, 0.960]",
+        [{"attack": "PGD first flip"}],
+    )
+    (tmp_path / "detection.json").write_text(json.dumps(detection(claims=[claim])))
     for name in ("ce_maps.png", "latent_profiles.png", "signature_hist.png", "roc_fgsm.png", "extra.png"):
         png(tmp_path / name)
     return tmp_path
@@ -72,9 +136,19 @@ def section_of(html: str, anchor: str) -> str:
 
 def test_numbers_are_rounded_to_what_they_carry():
     assert interval(IV) == "0.72 [0.66, 0.78]"
-    assert interval({"estimate": 0.05, "low": 0.012, "high": 0.091, "verdict": "better"}) == "+0.050 [0.012, 0.091] (better)"
+    assert (
+        interval({"estimate": 0.05, "low": 0.012, "high": 0.091, "verdict": "better"})
+        == "+0.050 [0.012, 0.091] (better)"
+    )
     assert interval({"estimate": 12.34, "low": 11.0, "high": 13.9}) == "12.3 [11.0, 13.9]"
-    assert [number(v) for v in (0.123456, 12.3456, 0.01, 3, 123456, 1.2e-5)] == ["0.123", "12.3", "0.01", "3", "123,456", "1.20e-05"]
+    assert [number(v) for v in (0.123456, 12.3456, 0.01, 3, 123456, 1.2e-5)] == [
+        "0.123",
+        "12.3",
+        "0.01",
+        "3",
+        "123,456",
+        "1.20e-05",
+    ]
     assert show(None) == "n/a" and show(True) == "yes"
 
 
@@ -83,41 +157,82 @@ def test_findings_come_first_with_intervals(full_run):
     main = html[html.index("<main>") :]
     assert main.index('id="headline"') < main.index('id="settings"') < main.index('id="evaluation"')
     head = section_of(html, "headline")
-    assert "ce localises best: pointing game 0.72 [0.66, 0.78], 0.11 above the next, gradcam (0.61 [0.55, 0.68])" in head
+    assert (
+        "ce localises best: pointing game 0.72 [0.66, 0.78], 0.11 above the next, gradcam (0.61 [0.55, 0.68])" in head
+    )
     assert "No intervals were recorded" not in head
     assert "floors: random 0.2" in head and "The autoencoder is faithful" in head and "0.991" in head
-    assert "The CE detector tells adversarial from clean images with AUROC 0.97 (FGSM eps=0.3)" in head and "adaptive attacker: not computed" in head
+    assert "unseen PGD first flip: CE AUROC 0.912 [0.850, 0.960]" in head  # the detection study's own claim
     assert "Not computed in this run: how the latent profile shifts" in head
-    assert head.split("<details>")[0].count("<table>") == 1  # one small table on the first screen, the others one click away
+    assert (
+        head.split("<details>")[0].count("<table>") == 1
+    )  # one small table on the first screen, the others one click away
     assert "0.7234" not in html  # raw digits never reach the page
 
 
 def test_ties_and_missing_intervals_are_said(tmp_path):
-    rows = [{"method": "scorecam", "pointing_game": 0.923}, {"method": "ig", "pointing_game": 0.923}, {"method": "ce", "pointing_game": 0.846}]
-    (tmp_path / "evaluation.json").write_text(json.dumps({"n_pairs": 13, "rows": rows}))
-    text = headlines(read_run_folder(tmp_path).results)[0].text
+    rows = [
+        {"method": "scorecam", "pointing_game": 0.923},
+        {"method": "ig", "pointing_game": 0.923},
+        {"method": "ce", "pointing_game": 0.846},
+    ]
+    (tmp_path / "evaluation.json").write_text(json.dumps(evaluation(rows, n_pairs=13)))
+    text = headlines(read_run_folder(tmp_path))[0].text
+    assert (
+        text == localisation_claims(rows, 13)[0].text
+    )  # the evaluation study's own claim, read through its result type
     assert text.startswith("scorecam and ig localise best, tied: pointing game 0.923, 0.077 above the next, ce (0.846)")
     assert "No intervals were recorded; one pair moves a score by 0.077" in text
 
 
-def test_written_headlines_are_used_verbatim(full_run):
-    ev = json.loads((full_run / "evaluation.json").read_text())
-    ev["headline"] = [{"claim": "Grad-CAM and CE tie", "table": [{"method": "ce", "pointing game": IV}]}]
-    (full_run / "evaluation.json").write_text(json.dumps(ev))
-    (full_run / "latent_controls.json").write_text(json.dumps({"headline": [{"claim": "Masking the lesion moves Z2 more than a control box"}]}))
-    claims = headlines(read_run_folder(full_run).results)
-    assert [c.text for c in claims[:2]] == ["Grad-CAM and CE tie", "Masking the lesion moves Z2 more than a control box"]
-    assert not any("localises best" in c.text for c in claims)  # no derived claim where the study wrote one
+def test_studies_claims_come_verbatim_verdicts_first(full_run):
+    controls = LatentControlsResult(
+        claims_=[Claim("Masking the lesion moves Z2 more than a control box", [{"measure": "L1", "difference": IV}])],
+        claims={
+            "lesion_specific": {
+                "claim": "masking the lesion moves the profile",
+                "forms": {"as stated": True},
+                "verdict": "holds as stated",
+            }
+        },
+    )
+    (full_run / "latent_controls.json").write_text(json.dumps(controls.to_json()))
+    claims = headlines(read_run_folder(full_run))
+    assert [c.source for c in claims[:4]] == [
+        "evaluation.json",
+        "latent_controls.json",
+        "latent_controls.json",
+        "detection.json",
+    ]
+    assert claims[1].text == "The paper's claim that masking the lesion moves the profile: holds as stated."
+    assert claims[2].text == "Masking the lesion moves Z2 more than a control box"
     head = section_of(render_html(read_run_folder(full_run)), "headline")
-    assert "Grad-CAM and CE tie" in head and "0.72 [0.66, 0.78]" in head and "how the latent profile shifts" not in head
+    assert "holds as stated" in head and "0.72 [0.66, 0.78]" in head and "how the latent profile shifts" not in head
+
+
+def test_a_result_of_another_schema_is_shown_as_written(tmp_path):
+    """The explanation benchmark writes evaluation.json with its own schema: its headline and values are shown, nothing
+    is lost."""
+    (tmp_path / "evaluation.json").write_text(
+        json.dumps({"runs": [{"model": "cxr-cnn"}], "headline": [{"claim": "CE ties IG", "table": []}]})
+    )
+    run = read_run_folder(tmp_path)
+    assert run.evaluation is None and not run.problems and [c.text for c in headlines(run)] == ["CE ties IG"]
+    assert "cxr-cnn" in section_of(render_html(run), "evaluation")
 
 
 def test_settings_in_words_and_raw_values_collapsed(full_run):
     html = render_html(read_run_folder(full_run))
     settings = section_of(html, "settings")
     assert "CE map: 7 x 7 grid, 18 px cells, zero fill, 50 forward passes per image." in settings
-    assert "Latent interventions at layer features.3 (model split by fx), through an autoencoder with 16 concept channels Z0..Z15." in settings
-    assert "<details><summary>The settings as recorded</summary>" in settings and "ce_map.forward_passes_per_image" in settings
+    assert (
+        "Latent interventions at layer features.3 (model split by fx), through an autoencoder with 16 concept "
+        "channels Z0..Z15." in settings
+    )
+    assert (
+        "<details><summary>The settings as recorded</summary>" in settings
+        and "ce_map.forward_passes_per_image" in settings
+    )
     evaluation = section_of(html, "evaluation")
     assert evaluation.index("<th>pointing game</th>") < evaluation.index("<details>") < evaluation.index("config.steps")
     assert "success_rate_eval" in section_of(html, "detection")
@@ -132,10 +247,10 @@ def test_every_json_file_downloads_from_the_report(full_run):
 
 def test_wide_tables_show_their_first_columns_and_the_rest_behind_a_click(tmp_path):
     rows = [{f"column_{j}": j for j in range(20)}]
-    (tmp_path / "detection.json").write_text(json.dumps({"table": rows}))
-    detection = section_of(render_html(read_run_folder(tmp_path)), "detection")
-    first = detection[: detection.index("<details>")]
-    assert "column_8" in first and "column_9" not in first and "All 20 columns" in detection
+    (tmp_path / "detection.json").write_text(json.dumps(detection(table=rows)))
+    shown = section_of(render_html(read_run_folder(tmp_path)), "detection")
+    first = shown[: shown.index("<details>")]
+    assert "column_8" in first and "column_9" not in first and "All 20 columns" in shown
 
 
 def test_report_without_explorer_runs_no_script(full_run):
@@ -166,13 +281,19 @@ def test_explorer_file_round_trip_and_merge(tmp_path):
     back, names = load_explorer_items(tmp_path / "explorer.npz")
     assert names == ["no", "yes"] and [b.id for b in back] == ["img_0.png", "img_1.png"]
     assert back[0].image.shape == (32, 32, 3) and back[0].image.dtype == np.uint8
-    np.testing.assert_array_equal(image_uint8(back[0].image), back[0].image)  # a loaded image is shown as saved, not rescaled
+    np.testing.assert_array_equal(
+        image_uint8(back[0].image), back[0].image
+    )  # a loaded image is shown as saved, not rescaled
     np.testing.assert_array_equal(back[0].image, image_uint8(original[0].image))
     np.testing.assert_allclose(back[1].maps["CE map"], original[1].maps["CE map"], rtol=1e-6)
     assert back[0].boxes.tolist() == [[2, 3, 10, 12]] and back[0].target == 1 and back[0].labels == [1]
     extra = ExplorerItem(id="img_0.png", maps={"occlusion": np.ones((32, 32))}, source="evaluation")
     merged = merge_items([back, [extra]])
-    assert len(merged) == 2 and list(merged[0].maps) == ["CE map", "gradcam", "occlusion"] and merged[0].source == "demo, evaluation"
+    assert (
+        len(merged) == 2
+        and list(merged[0].maps) == ["CE map", "gradcam", "occlusion"]
+        and merged[0].source == "demo, evaluation"
+    )
     with pytest.raises(ValueError, match="explorer"):
         save_explorer_items(tmp_path, original, name="other.npz")
 
@@ -182,9 +303,22 @@ def test_explorer_from_a_dataset_run_reads_the_shards():
 
     class Result:
         def __init__(self, i):
-            boxes = np.array([[1, 2, 5, 6]], np.float32) if i == 0 else np.zeros((0, 4), np.float32)  # as RunResults.rows() gives them
-            self.index, self.row = i, {"index": i, "id": f"digit_{i}", "label": i % 2, "boxes": boxes, "box_labels": np.arange(len(boxes)), "probs": np.array([0.3, 0.7], np.float32),
-                                       "target": 1, "latent_ce": np.arange(4, dtype=np.float32)}
+            boxes = (
+                np.array([[1, 2, 5, 6]], np.float32) if i == 0 else np.zeros((0, 4), np.float32)
+            )  # as RunResults.rows() gives them
+            self.index, self.row = (
+                i,
+                {
+                    "index": i,
+                    "id": f"digit_{i}",
+                    "label": i % 2,
+                    "boxes": boxes,
+                    "box_labels": np.arange(len(boxes)),
+                    "probs": np.array([0.3, 0.7], np.float32),
+                    "target": 1,
+                    "latent_ce": np.arange(4, dtype=np.float32),
+                },
+            )
             self.maps = {"cemap": np.full((8, 8), i, np.float32), "cemap@pgd": np.zeros((8, 8), np.float32)}
 
     class Run:
@@ -198,28 +332,64 @@ def test_explorer_from_a_dataset_run_reads_the_shards():
             return (Result(i) for i in range(100))
 
     found = items_from_run(Run(), limit=5)
-    assert [f.id for f in found] == [f"digit_{i}" for i in range(5)] and found[3].labels == [1] and found[2].image is None
+    assert (
+        [f.id for f in found] == [f"digit_{i}" for i in range(5)] and found[3].labels == [1] and found[2].image is None
+    )
     assert list(found[4].maps) == ["cemap", "cemap@pgd"] and found[4].profile.tolist() == [0, 1, 2, 3]
     assert found[0].boxes.tolist() == [[1, 2, 5, 6]] and found[0].box_labels == [0] and found[1].boxes.shape == (0, 4)
 
 
 def test_explain_folder_without_explorer_file_still_lists_its_images(tmp_path):
     picture = png(tmp_path / "scan 1.png", size=(20, 20))
-    (tmp_path / "0000_scan_1.json").write_text(json.dumps({"file": str(picture), "target": "b", "probabilities": {"a": 0.1, "b": 0.9}, "latent_profile": [0.1, 0.2]}))
-    (tmp_path / "explain.json").write_text(json.dumps({"model": "m", "images": [{"file": "scan 1.png", "json": "0000_scan_1.json", "target": "b", "probability": 0.9}]}))
+    (tmp_path / "0000_scan_1.json").write_text(
+        json.dumps(
+            {"file": str(picture), "target": "b", "probabilities": {"a": 0.1, "b": 0.9}, "latent_profile": [0.1, 0.2]}
+        )
+    )
+    (tmp_path / "explain.json").write_text(
+        json.dumps(explain([{"file": "scan 1.png", "json": "0000_scan_1.json", "target": "b", "probability": 0.9}]))
+    )
     run = read_run_folder(tmp_path)
-    assert [i.id for i in run.explorer] == [str(picture)] and run.explorer[0].target == 1 and run.class_names == ["a", "b"]
+    assert (
+        [i.id for i in run.explorer] == [str(picture)] and run.explorer[0].target == 1 and run.class_names == ["a", "b"]
+    )
     assert run.explorer[0].image.shape == (20, 20, 3)
 
 
 def test_concept_labels_name_the_channels(tmp_path):
-    doc = {"channels": [{"channel": 2, "concept": "Effusion", "auroc": 0.93}, {"channel": "Z0", "best_concept": "Mass", "best_auroc": {"estimate": 0.71, "low": 0.6, "high": 0.8}}]}
-    assert concept_labels(doc) == {0: "Mass, AUROC 0.71", 2: "Effusion, AUROC 0.93"}
-    (tmp_path / "latent_concepts.json").write_text(json.dumps(doc))
+    def row(j, best, auc):
+        return {
+            "channel": j,
+            "name": f"Z{j}",
+            "best_concept": best,
+            "best_auroc": {"estimate": auc, "low": auc - 0.1, "high": auc + 0.05},
+            "auroc": {"Mass": auc, "Effusion": 0.5},
+            "energy_in_box": {"Mass": None, "Effusion": None},
+            "class_effect": {best: 0.1},
+            "top_images": [{"index": 0, "id": "img_0.png", "pooled": 1.0, "map": [[0.0]]}],
+        }
+
+    doc = ConceptsResult(
+        dataset="synthcxr",
+        model="cxr-cnn",
+        images=["img_0.png"],
+        what="per channel",
+        layer="features.3",
+        n_images=1,
+        concepts=["Mass", "Effusion"],
+        positives={"Mass": 1, "Effusion": 0},
+        box_area={"Mass": None, "Effusion": None},
+        labels=["Z0 - Mass, AUROC 0.71", "Z1", "Z2 - Effusion, AUROC 0.93"],
+        coverage={"threshold": 0.9, "aligned": ["Effusion"], "not_aligned": ["Mass"]},
+        rows=[row(0, "Mass", 0.71), row(1, "Mass", 0.6), row(2, "Effusion", 0.93)],
+    )
+    (tmp_path / "latent_concepts.json").write_text(json.dumps(doc.to_json()))
     save_explorer_items(tmp_path, items(1))
-    html = render_html(read_run_folder(tmp_path))
+    run = read_run_folder(tmp_path)
+    assert concept_labels(run) == {0: "Mass, AUROC 0.71", 2: "Effusion, AUROC 0.93"}
+    html = render_html(run)
     assert "Latent channels explained" in html and "Effusion, AUROC 0.93" in html
-    assert "1 of 2 concepts have a latent channel aligned with AUROC &gt;= 0.9 (Effusion)" in html
+    assert "1 of 2 concepts have a latent channel aligned with AUROC &gt;= 0.9 (Effusion); none for Mass." in html
 
 
 def test_figures_land_in_their_sections():
@@ -234,8 +404,10 @@ def test_importing_and_drawing_leaves_the_matplotlib_backend_alone(tmp_path):
     code = (
         "import sys, matplotlib, torch; matplotlib.use('svg');"
         "import cemap.report.html, cemap.report.figures as f, cemap.report.detection_figures as d;"
-        f"f.overlay_grid(torch.rand(2, 3, 8, 8), {{'ce': torch.rand(2, 8, 8)}}, __import__('pathlib').Path(r'{tmp_path}') / 'o.png');"
-        f"f.profile_bars({{'clean': torch.rand(3, 4)}}, __import__('pathlib').Path(r'{tmp_path}') / 'p.png', concepts={{1: 'Mass, AUROC 0.9'}});"
+        f"f.overlay_grid(torch.rand(2, 3, 8, 8), {{'ce': torch.rand(2, 8, 8)}}, "
+        f"__import__('pathlib').Path(r'{tmp_path}') / 'o.png');"
+        f"f.profile_bars({{'clean': torch.rand(3, 4)}}, __import__('pathlib').Path(r'{tmp_path}') / 'p.png', "
+        f"concepts={{1: 'Mass, AUROC 0.9'}});"
         "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend();"
         "assert 'matplotlib.pyplot' not in sys.modules"
     )
@@ -244,7 +416,9 @@ def test_importing_and_drawing_leaves_the_matplotlib_backend_alone(tmp_path):
 
 
 def test_metrics_only_says_not_computed(tmp_path):
-    (tmp_path / "metrics.json").write_text(json.dumps({"dataset": "mnist5k", "model": "mnist-cnn"}))
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({**METRICS, "model": "mnist-cnn", "autoencoder": {"code_channels": 16}})
+    )
     html = render_html(read_run_folder(tmp_path))
     assert "mnist-cnn" in html
     assert html.count("Not computed") >= 5  # fidelity, maps, profiles, evaluation, detection (+ figures)
@@ -252,8 +426,21 @@ def test_metrics_only_says_not_computed(tmp_path):
     assert "Autoencoder fidelity: not computed" in section_of(html, "headline")
 
 
+def test_a_result_of_an_older_schema_is_a_problem_not_a_failure(tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps({"dataset": "mnist5k", "model": "mnist-cnn"}))
+    run = read_run_folder(tmp_path)
+    assert run.overview is None and run.problems == [
+        "metrics.json is not a result this report can read (metrics.json lacks layer, split_method, "
+        "classifier, autoencoder: not a result of this version of cemap)"
+    ]
+    html = render_html(run)
+    assert "Problems reading this folder" in html and "mnist-cnn" in section_of(
+        html, "values"
+    )  # every value is still shown
+
+
 def test_folder_without_settings_renders_and_missing_folder_is_a_clear_error(tmp_path):
-    (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / "study.json").write_text("{}")
     path = write_report(tmp_path)
     assert path == tmp_path / "report.html" and "Not recorded" in path.read_text()
     with pytest.raises(CemapError, match="run folder not found"):
@@ -269,7 +456,11 @@ def test_damaged_files_are_reported_not_fatal(tmp_path):
     run = read_run_folder(tmp_path)
     assert len(run.problems) == 4 and [f.name for f in run.figures] == ["ok.png"]
     html = render_html(run)
-    assert "Problems reading this folder" in html and "metrics.json could not be read" in html and "roc.png is not a readable image" in html
+    assert (
+        "Problems reading this folder" in html
+        and "metrics.json could not be read" in html
+        and "roc.png is not a readable image" in html
+    )
     assert "explorer.npz could not be read" in html
 
 
@@ -277,7 +468,9 @@ def test_markup_in_file_names_and_values_renders_as_text(tmp_path):
     evil = "<script>alert(1)<"
     png(tmp_path / f"{evil}.png")
     (tmp_path / f"{evil}.txt").write_text("x")
-    (tmp_path / "metrics.json").write_text(json.dumps({**METRICS, "model": "<b onmouseover=x>m</b>", "classifier": {"<i>class</i>": 1.0}}))
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({**METRICS, "model": "<b onmouseover=x>m</b>", "classifier": {"<i>class</i>": 1.0}})
+    )
     save_explorer_items(tmp_path, items(2, evil="</script><script>alert(2)</script>"), class_names=["<b>no</b>", "yes"])
     html = render_html(read_run_folder(tmp_path))
     assert html.count("<script") == 2 and "alert(2)</script>" not in html  # the data block and the explorer only
@@ -298,8 +491,17 @@ def test_report_command_writes_the_file(full_run, tmp_path, capsys):
 
 
 def test_dataset_run_manifest_is_rendered(tmp_path):
-    manifest = {"format": "cemap-run/1", "complete": True, "n_rows": 100, "config": {"dataset": "nih", "model": "chexnet"},
-                "autoencoder": {"layer": "features.transition2", "fidelity": {"agreement": 0.9, "mean_kl": 0.2, "n": 100, "ok": False}}}
+    manifest = {
+        "format": "cemap-run/1",
+        "complete": True,
+        "n_images": 100,
+        "n_rows": 100,
+        "config": {"dataset": "nih", "model": "chexnet"},
+        "autoencoder": {
+            "layer": "features.transition2",
+            "fidelity": {"agreement": 0.9, "mean_kl": 0.2, "n": 100, "ok": False},
+        },
+    }
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     html = render_html(read_run_folder(tmp_path))
     assert "chexnet" in html and "Low fidelity" in html and "Dataset-scale run" in html and "n_rows" in html
@@ -319,16 +521,18 @@ def test_many_json_files_keep_the_study_results_downloadable(full_run, monkeypat
 
 def test_explained_images_are_captioned_by_their_real_file_names(tmp_path):
     png(tmp_path / "0000_scan_1_.png")
-    (tmp_path / "explain.json").write_text(json.dumps({"model": "m", "images": [{"file": "scan 1?.png", "overlay": "0000_scan_1_.png", "json": "0000_scan_1_.json"}],
-                                                       "figures": {"overlays": ["0000_scan_1_.png"]}}))
+    images = [{"file": "scan 1?.png", "overlay": "0000_scan_1_.png", "json": "0000_scan_1_.json"}]
+    (tmp_path / "explain.json").write_text(json.dumps(explain(images, figures={"overlays": ["0000_scan_1_.png"]})))
     save_explorer_items(tmp_path, [ExplorerItem(id="ward 2/scan 1?.png", image=np.zeros((8, 8)), source="explain")])
     html = render_html(read_run_folder(tmp_path))
-    assert "<figcaption>ward 2/scan 1?.png" in section_of(html, "maps") and "<td>ward 2/scan 1?.png</td>" in section_of(html, "explained")
+    assert "<figcaption>ward 2/scan 1?.png" in section_of(html, "maps") and "<td>ward 2/scan 1?.png</td>" in section_of(
+        html, "explained"
+    )
 
 
 def test_maps_of_a_folder_without_overlays_are_found_in_the_explorer(tmp_path):
     """A cemap run keeps per-image maps, not overlay figures: the maps section points to the explorer, not to a gap."""
-    (tmp_path / "metrics.json").write_text(json.dumps({"dataset": "synthcxr", "model": "cxr-cnn"}))
+    (tmp_path / "metrics.json").write_text(json.dumps(METRICS))
     save_explorer_items(tmp_path, items(2), class_names=["no", "yes"])
     maps = section_of(render_html(read_run_folder(tmp_path)), "maps")
     assert "image explorer" in maps and "Not computed" not in maps

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from cemap.evaluate.sanity import (
-    layer_blocks, randomisation_test, randomised_blocks, randomised_copy, sanity_verdict, ssim,
+    layer_blocks,
+    randomisation_test,
+    randomised_blocks,
+    randomised_copy,
+    sanity_verdict,
+    ssim,
 )
 from cemap.explain import get_explainer
 
@@ -17,7 +22,10 @@ def test_ssim_matches_scikit_image():
     g = torch.Generator().manual_seed(0)
     a = torch.rand(3, 20, 24, generator=g)
     b = (a + 0.3 * torch.rand(3, 20, 24, generator=g)).clamp(0, 1)
-    theirs = [metrics.structural_similarity(x.numpy().astype(np.float64), y.numpy().astype(np.float64), data_range=1.0) for x, y in zip(a, b)]
+    theirs = [
+        metrics.structural_similarity(x.numpy().astype(np.float64), y.numpy().astype(np.float64), data_range=1.0)
+        for x, y in zip(a, b)
+    ]
     np.testing.assert_allclose(ssim(a, b).numpy(), theirs, atol=1e-5)
     assert ssim(a, a).allclose(torch.ones(3))
 
@@ -49,6 +57,8 @@ def test_cascading_records_and_verdict(tiny_clf):
     full = [r for r in recs if r["step"] == n_blocks]
     verdict = sanity_verdict(full)
     assert not verdict["passes"]  # the centre prior ignores the model: correlation NaN (constant ranks) or 1
-    recs = randomisation_test(lambda c: get_explainer("gradcam", c), tiny_clf, images, targets, seeds=(0,), mode="independent")
+    recs = randomisation_test(
+        lambda c: get_explainer("gradcam", c), tiny_clf, images, targets, seeds=(0,), mode="independent"
+    )
     assert [r["step"] for r in recs] == list(range(n_blocks))
     assert {"spearman", "spearman_abs", "ssim_abs"} <= set(recs[0])

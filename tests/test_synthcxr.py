@@ -23,7 +23,9 @@ def test_split():
 def test_samples_are_grayscale_multilabel_with_a_box_per_finding(test_split):
     assert len(test_split) == 600 and test_split.class_names == FINDINGS and test_split.multilabel
     s = test_split[0]
-    assert s.image.shape == (1, 128, 128) and s.image.dtype == torch.float32 and 0 <= s.image.min() and s.image.max() <= 1
+    assert (
+        s.image.shape == (1, 128, 128) and s.image.dtype == torch.float32 and 0 <= s.image.min() and s.image.max() <= 1
+    )
     for i in range(len(test_split)):
         labels, box_labels = test_split.labels[i], test_split[i].box_labels
         assert sorted(box_labels.tolist()) == torch.nonzero(labels).flatten().tolist()
@@ -75,7 +77,9 @@ def test_box_sizes_match_the_nih_boxes_they_are_drawn_from(test_split):
         assert len(ours) >= 50
         for axis, (lo, hi) in enumerate([(0, 2), (1, 3)]):
             p = ks_2samp(ours[:, hi] - ours[:, lo], ref[:, 2 + axis]).pvalue
-            assert p > 0.01, f"{name} box {'width' if axis == 0 else 'height'} distribution differs from NIH (KS p={p:.3g})"
+            assert p > 0.01, (
+                f"{name} box {'width' if axis == 0 else 'height'} distribution differs from NIH (KS p={p:.3g})"
+            )
 
 
 def test_same_seed_same_images_other_seed_other_images():
@@ -123,7 +127,9 @@ def test_cxr_cnn_acceptance(test_split):
     clf = cemap.get_model("cxr-cnn")
     batch = test_split.batch(range(len(test_split)))
     assert classifier_quality(clf, batch.images, batch.labels)["macro_auroc"] >= 0.95
-    fitted = cemap.fit_autoencoder(clf, stack_images(cemap.get_dataset("synthcxr", split="train")), data_key="synthcxr-train")
+    fitted = cemap.fit_autoencoder(
+        clf, stack_images(cemap.get_dataset("synthcxr", split="train")), data_key="synthcxr-train"
+    )
     assert cemap.fidelity(fitted, clf, batch.images).agreement >= 0.98
 
 
@@ -135,7 +141,9 @@ def test_cxr_cnn_has_a_cam_ready_head_and_loads_local_weights(tmp_path):
     torch.save(CxrCNN(len(FINDINGS)).state_dict(), tmp_path / "cxr.pt")
     clf = cemap.get_model("cxr-cnn", weights=str(tmp_path / "cxr.pt"))  # no training when weights are given
     assert clf.head == "sigmoid" and clf.input_shape == (1, 128, 128) and clf.class_names == FINDINGS
-    assert CAM_LAYER == f"features.{len(clf.model.features) - 1}" and isinstance(clf.model.get_submodule(CAM_LAYER), nn.ReLU)
+    assert CAM_LAYER == f"features.{len(clf.model.features) - 1}" and isinstance(
+        clf.model.get_submodule(CAM_LAYER), nn.ReLU
+    )
     assert isinstance(clf.model.classifier, nn.Linear) and clf.default_layer in clf.layers and CAM_LAYER in clf.layers
     with torch.inference_mode():
         assert clf(torch.rand(2, 1, 128, 128)).shape == (2, len(FINDINGS))
@@ -151,7 +159,12 @@ def test_loaded_cxr_cnn_is_the_trained_network_with_batchnorm_folded_and_fast_po
     torch.manual_seed(0)
     trained = CxrCNN(len(FINDINGS)).to(memory_format=torch.channels_last)
     for bn in (m for m in trained.modules() if isinstance(m, nn.BatchNorm2d)):  # non-trivial running statistics
-        bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 1.5), bn.bias.data.uniform_(-0.2, 0.2)
+        (
+            bn.running_mean.uniform_(-0.5, 0.5),
+            bn.running_var.uniform_(0.5, 2),
+            bn.weight.data.uniform_(0.5, 1.5),
+            bn.bias.data.uniform_(-0.2, 0.2),
+        )
     torch.save(trained.state_dict(), tmp_path / "cxr.pt")
     clf = cemap.get_model("cxr-cnn", weights=str(tmp_path / "cxr.pt"))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in clf.model.modules())
@@ -166,9 +179,13 @@ def test_loaded_cxr_cnn_is_the_trained_network_with_batchnorm_folded_and_fast_po
             got = torch.nn.Sequential(*list(clf.model.features)[: int(name.split(".")[1]) + 1])(clf.preprocess(x))
             want = torch.nn.Sequential(*list(trained.features)[: int(name.split(".")[1]) + 1])(clf.preprocess(x))
             assert torch.allclose(got, want, rtol=1e-5, atol=1e-4)
-        split = cemap.split_classifier(clf)  # the pooling's own branches must not push the split onto hooks
+        split = cemap.causal.split_classifier(clf)  # the pooling's own branches must not push the split onto hooks
         act, extras = split.activation(x)
-        assert split.method == "fx" and extras == () and torch.allclose(split.finish(act, extras), clf(x), rtol=1e-5, atol=1e-4)
+        assert (
+            split.method == "fx"
+            and extras == ()
+            and torch.allclose(split.finish(act, extras), clf(x), rtol=1e-5, atol=1e-4)
+        )
     grads = []
     for net in (clf.model, trained):
         xx = clf.preprocess(x).requires_grad_(True)

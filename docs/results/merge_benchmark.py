@@ -32,7 +32,8 @@ def quality(run: dict) -> dict | None:
 
 
 def spread(runs: list[dict]) -> list[dict]:
-    """Per (model, size, device) trained from several seeds: each seed's CE-minus-best-peer difference and verdict on the
+    """Per (model, size, device) trained from several seeds: each seed's CE-minus-best-peer difference and verdict on
+    the
     acceptance metrics, and the range of the differences (the bootstrap intervals cover images, not retraining)."""
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
@@ -44,9 +45,13 @@ def spread(runs: list[dict]) -> list[dict]:
         row = {"model": model, "size": size, "device": device, "train_seeds": [r.get("train_seed", 0) for r in rs]}
         for k in ("pointing_game", "iobb@0.25"):
             diffs = [r["acceptance"][k]["difference"] for r in rs]
-            row[k] = {"ce": [r["acceptance"][k]["ce"]["estimate"] for r in rs], "best_peer": [r["acceptance"][k]["best_peer"] for r in rs],
-                      "difference": [d["estimate"] for d in diffs], "verdict": [d["verdict"] for d in diffs],
-                      "difference_range": [min(d["estimate"] for d in diffs), max(d["estimate"] for d in diffs)]}
+            row[k] = {
+                "ce": [r["acceptance"][k]["ce"]["estimate"] for r in rs],
+                "best_peer": [r["acceptance"][k]["best_peer"] for r in rs],
+                "difference": [d["estimate"] for d in diffs],
+                "verdict": [d["verdict"] for d in diffs],
+                "difference_range": [min(d["estimate"] for d in diffs), max(d["estimate"] for d in diffs)],
+            }
         row["sanity_passes"] = [r["acceptance"]["sanity"]["passes"] for r in rs]
         row["heldout_macro_auroc"] = [(r.get("model_quality") or {}).get("heldout_macro_auroc") for r in rs]
         out.append(row)
@@ -67,8 +72,14 @@ def main(out: str, sources: list[str]) -> None:
     merged = {
         "protocol": "explanation benchmark v2 (issue 16)",
         "config": {**config, "models": sorted({r["model"] for r in runs}), "sizes": sorted({r["size"] for r in runs})},
-        "heldout": {"dataset": "synthcxr", "split": "test", "seed": HELDOUT_SEED, "sizes": sorted({r["size"] for r in runs}),
-                    "models": sorted({r["model"] for r in runs}), "choices_made_on": "synthcxr seed-0 train split only"},
+        "heldout": {
+            "dataset": "synthcxr",
+            "split": "test",
+            "seed": HELDOUT_SEED,
+            "sizes": sorted({r["size"] for r in runs}),
+            "models": sorted({r["model"] for r in runs}),
+            "choices_made_on": "synthcxr seed-0 train split only",
+        },
         "runs": runs,
         "headline": headline(runs),
         "acceptance_met": all(r["acceptance"]["met"] for r in runs),
@@ -89,8 +100,11 @@ def _cell(i: dict) -> str:
 
 def markdown(runs: list[dict]) -> str:
     """The README's table: CE against the best peer on the acceptance metrics, ROAD and sanity, one row per run."""
-    lines = ["| model, size (where) | AUROC | PG-1max: CE vs best peer, CE - peer | T(IoBB=0.25): CE vs best peer, CE - peer | ROAD: CE vs best other | sanity: CE worst-seed abs Spearman |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| model, size (where) | AUROC | PG-1max: CE vs best peer, CE - peer | T(IoBB=0.25): CE vs best peer, CE - "
+        "peer | ROAD: CE vs best other | sanity: CE worst-seed abs Spearman |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in runs:
         acc, rows = r["acceptance"], r["rows"]
         cells = []
@@ -98,15 +112,23 @@ def markdown(runs: list[dict]) -> str:
             a, d = acc[k], acc[k]["difference"]
             cells.append(f"{a['ce']['estimate']:.3f} vs {a['best_peer']} {a['peer']['estimate']:.3f}, "
                          f"{d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] **{d['verdict']}**")
-        best = max((m for m in rows if m not in ("ce-ms", "random", "centre")), key=lambda m: rows[m]["road"]["estimate"])
+        best = max(
+            (m for m in rows if m not in ("ce-ms", "random", "centre")), key=lambda m: rows[m]["road"]["estimate"]
+        )
         d = r["ce_minus"][best]["road"]
-        cells.append(f"{rows['ce-ms']['road']['estimate']:.3f} vs {best} {rows[best]['road']['estimate']:.3f}: {d['verdict']}")
+        cells.append(
+            f"{rows['ce-ms']['road']['estimate']:.3f} vs {best} {rows[best]['road']['estimate']:.3f}: {d['verdict']}"
+        )
         v = r["sanity"]["ce-ms"]["verdict"]
         worst = max(v["per_seed"], key=lambda s: s["spearman_abs"]["high"])
         cells.append(f"{_cell(worst['spearman_abs'])}: {'passes' if v['passes'] else 'fails'}")
         auroc = (r.get("model_quality") or {}).get("heldout_macro_auroc")
         where = r.get("device", "cpu") + (f", training seed {r['train_seed']}" if r.get("train_seed") else "")
-        lines.append(f"| {r['model']}, {r['size']} px ({where}) | {'-' if auroc is None else f'{auroc:.3f}'} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {r['model']}, {r['size']} px ({where}) | {'-' if auroc is None else f'{auroc:.3f}'} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines)
 
 

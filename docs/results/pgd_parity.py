@@ -10,7 +10,8 @@ import time
 import torch
 
 from cemap.attacks import PGD
-from cemap.studies.bench import BenchConfig, _torchattacks_pgd, bench_classifier, bench_images
+from cemap.studies.bench import BenchConfig, bench_classifier, bench_images
+from cemap.studies.bench.references import torchattacks_pgd
 
 torch.set_num_threads(2)
 clf = bench_classifier(BenchConfig())
@@ -27,7 +28,7 @@ def ours() -> torch.Tensor:
 
 
 def theirs() -> torch.Tensor:
-    return _torchattacks_pgd(clf, x, labels, original, 8 / 255, 2 / 255, 10, "fp32")
+    return torchattacks_pgd(clf, x, labels, original, 8 / 255, 2 / 255, 10, "fp32")
 
 
 def seconds(fn) -> float:

@@ -36,7 +36,9 @@ def cache_root() -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CemapError(f"cannot create the cache folder {root} ({exc.strerror or exc})", "set CEMAP_CACHE to a writable folder") from exc
+        raise CemapError(
+            f"cannot create the cache folder {root} ({exc.strerror or exc})", "set CEMAP_CACHE to a writable folder"
+        ) from exc
     return root
 
 
@@ -69,17 +71,27 @@ def is_disk_full(exc: BaseException) -> bool:
 def disk_full_error(path: Path, exc: BaseException) -> CemapError:
     path = Path(path)
     in_run = any((p / "config.json").is_file() for p in (path.parent, path.parent.parent))  # inside a cemap run folder
-    again = "continue with the same command plus --resume: every committed shard is kept" if in_run else "rerun: nothing already written was lost"
-    return CemapError(f"no space left on the device while writing {path}", f"free some space (or choose another --out / CEMAP_CACHE), then {again}")
+    again = (
+        "continue with the same command plus --resume: every committed shard is kept"
+        if in_run
+        else "rerun: nothing already written was lost"
+    )
+    return CemapError(
+        f"no space left on the device while writing {path}",
+        f"free some space (or choose another --out / CEMAP_CACHE), then {again}",
+    )
 
 
 def torch_writer_error(exc: BaseException) -> bool:
     """torch.save's zip writer reports a failed write (a full disk among others) as a RuntimeError without errno."""
     text = str(exc)
-    return isinstance(exc, RuntimeError) and ("inline_container" in text or "unexpected pos" in text or "PytorchStreamWriter" in text)
+    return isinstance(exc, RuntimeError) and (
+        "inline_container" in text or "unexpected pos" in text or "PytorchStreamWriter" in text
+    )
 
 
-def _nearly_full(folder: Path) -> bool:
+def nearly_full(folder: Path) -> bool:
+    """Less than 4 MiB free where ``folder`` lives (a torch writer's failure there is a full disk)."""
     try:
         return shutil.disk_usage(folder).free < 4 << 20
     except OSError:
@@ -89,7 +101,7 @@ def _nearly_full(folder: Path) -> bool:
 def write_failed(path: Path, exc: BaseException) -> CemapError:
     """The one-line error for a failed write of ``path``."""
     path = Path(path)
-    if is_disk_full(exc) or (torch_writer_error(exc) and _nearly_full(path.parent)):
+    if is_disk_full(exc) or (torch_writer_error(exc) and nearly_full(path.parent)):
         return disk_full_error(path, exc)
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
     return CemapError(f"could not write {path} ({reason})", "check that the folder is writable and has free space")
@@ -172,7 +184,10 @@ def load_weights(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # an archive with valid CRCs but not a torch checkpoint
-        raise CemapError(f"{path} is not a readable checkpoint ({type(exc).__name__})", f"delete it (rm '{path}') and rerun to rebuild it") from exc
+        raise CemapError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__})",
+            f"delete it (rm '{path}') and rerun to rebuild it",
+        ) from exc
 
 
 def load_cached(path: Path) -> dict[str, Any] | None:

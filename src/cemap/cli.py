@@ -1,13 +1,13 @@
 """The ``cemap`` command: a thin typer layer over the library.
 
-Each module in ``cemap.commands`` adds its own subcommand to ``app``; this file only owns the
-global options and the one rule for errors: one line with a hint, exit code 2.
+The subcommands are plain functions in ``cemap.commands``, registered here from :data:`COMMANDS`
+(one line adds one). This file also owns the global options and the one rule for errors: one line
+with a hint, exit code 2.
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
 import sys
 from pathlib import Path
 
@@ -15,8 +15,27 @@ import typer
 import typer.core
 
 from . import __version__
+from .cache import is_disk_full, nearly_full, torch_writer_error
 from .causal.batching import tune_allocator
+from .commands import common
 from .errors import CemapError
+
+# Every subcommand, in the order ``cemap --help`` lists them: "module" (its function of the same name) or
+# "module:function" in cemap.commands; the function's name is the command's. One line adds a command.
+COMMANDS = [
+    "bench",
+    "demo",
+    "detect",
+    "evaluate",
+    "explain",
+    "listing:models",
+    "listing:datasets",
+    "listing:methods",
+    "predict",
+    "report",
+    "run",
+]
+
 
 def _flag_without_type(original):
     """Help shows ``--quiet``, not ``--quiet <bool>``: a flag takes no value, so it gets no type column."""
@@ -47,44 +66,52 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """cemap: causal-effect maps, latent CE profiles and CE-based adversarial detection."""
 
 
-def _load_commands() -> None:
-    from . import commands
+def command(spec: str):
+    """The function a :data:`COMMANDS` entry names."""
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(f"{__package__}.commands.{module}"), name or module)
 
-    for info in pkgutil.iter_modules(commands.__path__):
-        importlib.import_module(f"{commands.__name__}.{info.name}")
+
+for _spec in COMMANDS:
+    app.command()(command(_spec))
 
 
 def _fail(message: str, code: int = 2) -> None:
-    from .commands.common import remove_empty_outputs
-
-    remove_empty_outputs()
+    common.remove_empty_outputs()
     typer.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
 def _track_out(argv: list[str]) -> None:
     """Note the folders of ``--out`` that do not exist yet: a failed command removes them again when they stay empty."""
-    from .commands.common import _CREATED, track_output
-
-    _CREATED.clear()  # only this command's folders (tests run several commands in one process)
+    common.forget_outputs()  # only this command's folders (tests run several commands in one process)
     for i, arg in enumerate(argv):
-        value = argv[i + 1] if arg in ("--out", "-o") and i + 1 < len(argv) else arg.partition("=")[2] if arg.startswith("--out=") else None
+        value = (
+            argv[i + 1]
+            if arg in ("--out", "-o") and i + 1 < len(argv)
+            else arg.partition("=")[2]
+            if arg.startswith("--out=")
+            else None
+        )
         if value:
-            track_output(Path(value))
+            common.track_output(Path(value))
 
 
 def main(argv: list[str] | None = None) -> None:
-    _load_commands()
     _track_out(list(sys.argv[1:] if argv is None else argv))
     tune_allocator()  # the command owns its process; `import cemap` alone never retunes the allocator
     try:
         code = app(args=argv, prog_name="cemap", standalone_mode=False)
-        if code == 130:  # typer turns Ctrl-C inside a command into Exit(130), returned (not raised) outside standalone mode
+        if (
+            code == 130
+        ):  # typer turns Ctrl-C inside a command into Exit(130), returned (not raised) outside standalone mode
             raise KeyboardInterrupt
         if isinstance(code, int) and code:
             sys.exit(code)
@@ -101,7 +128,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(130)
         cause = exc.__cause__
         detail = f" ({cause})" if cause is not None and str(cause) else ""
-        _fail(f"a file ended before it was complete{detail}: an empty or truncated input, weights or cache file (delete or replace it and rerun)")
+        _fail(
+            f"a file ended before it was complete{detail}: an empty or truncated input, weights or cache file (delete "
+            "or replace it and rerun)"
+        )
     except typer.TyperException as exc:  # usage errors (bad flag, unknown command, bad value) in non-standalone mode
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
@@ -111,12 +141,13 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"error: {message}{hint}", err=True)
         sys.exit(2)
     except (OSError, RuntimeError) as exc:
-        from .cache import _nearly_full, is_disk_full, torch_writer_error
-
         where = next((e.filename for e in _chain(exc) if isinstance(e, OSError) and e.filename), None)
-        if not (is_disk_full(exc) or torch_writer_error(exc) and _nearly_full(Path(where or ".").parent)):
+        if not (is_disk_full(exc) or torch_writer_error(exc) and nearly_full(Path(where or ".").parent)):
             raise
-        _fail(f"no space left on the device{f' while writing {where}' if where else ''} (free some space and rerun; a cemap run continues with --resume and keeps every committed shard)")
+        _fail(
+            f"no space left on the device{f' while writing {where}' if where else ''} (free some space and rerun; a "
+            "cemap run continues with --resume and keeps every committed shard)"
+        )
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:

@@ -35,8 +35,14 @@ def check_options(kind: str, name: str, factory, options: dict) -> None:
         return
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    valid = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in ("self", "split")]
+    valid = [
+        n
+        for n, p in params.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in ("self", "split")
+    ]
     unknown = sorted(set(options) - set(valid))
     if unknown:
         flag = "--model-opt" if kind == "model" else "--data-opt"
-        raise CemapError(f"{kind} {name!r} has no option {unknown[0]!r}", f"{flag} keys it takes: {', '.join(valid) or 'none'}")
+        raise CemapError(
+            f"{kind} {name!r} has no option {unknown[0]!r}", f"{flag} keys it takes: {', '.join(valid) or 'none'}"
+        )

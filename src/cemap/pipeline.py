@@ -62,7 +62,8 @@ class ImagePipeline:
         ce_options: CEMap settings (``cell``, ``stride``, ``fill``, ...).
         value: the latent intervention's value (``"zero"``, ``"mean"`` or a number).
         attacks: attack names (``cemap.attacks.list_attacks()``); each adds an adversarial copy per image.
-        precision: "fp32" or "bf16" for the CE maps and latent profiles (bf16 autocast; attacks and baselines stay fp32).
+        precision: "fp32" or "bf16" for the CE maps and latent profiles (bf16 autocast; attacks and baselines stay
+        fp32).
     """
 
     def __init__(
@@ -78,7 +79,11 @@ class ImagePipeline:
     ) -> None:
         self.classifier = classifier
         self.methods = _unique(methods)
-        self.cemap = CEMap(classifier, **{"precision": precision, **(ce_options or {})}) if CE in self.methods or attacks else None
+        self.cemap = (
+            CEMap(classifier, **{"precision": precision, **(ce_options or {})})
+            if CE in self.methods or attacks
+            else None
+        )
         self.latent = LatentCE(classifier, fitted, value=value, precision=precision) if fitted is not None else None
         self.explainers = self._explainers([m for m in self.methods if m != CE])
         self.attacks = self._attacks(_unique(attacks))
@@ -131,6 +136,8 @@ class ImagePipeline:
             adv = outcome.adversarial.detach()
             with torch.inference_mode():
                 adv_probs = self.classifier.predict_proba(adv)
-            result.attacks[name] = AttackOutcome(outcome, adv_probs, self.latent.attribute(adv) if self.latent is not None else None)
+            result.attacks[name] = AttackOutcome(
+                outcome, adv_probs, self.latent.attribute(adv) if self.latent is not None else None
+            )
             result.maps[adversarial_map_name(name)] = self.cemap.attribute(adv, targets)
         return result

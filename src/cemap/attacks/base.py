@@ -74,8 +74,14 @@ class Attack:
 
     name = "attack"
 
-    def __init__(self, classifier: Classifier, batch_size: int = 128, precision: str = "fp32", loss: str = "stable",
-                 cuda_graphs: bool = True) -> None:
+    def __init__(
+        self,
+        classifier: Classifier,
+        batch_size: int = 128,
+        precision: str = "fp32",
+        loss: str = "stable",
+        cuda_graphs: bool = True,
+    ) -> None:
         autocast(precision)  # validates the name
         if loss not in LOSSES:
             raise CemapError(f"unknown attack loss {loss!r}", f"use one of {', '.join(LOSSES)}")
@@ -116,11 +122,17 @@ class Attack:
         with autocast(self.precision, self.classifier.device):
             return self._net(as_model_input(images, self.channels_last)).float()
 
-    def _decisions(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def decisions(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Sigmoid heads: the current yes/no of the attacked finding, as the BCE label to move away from."""
         return (logits.gather(1, labels[:, None]).squeeze(1) > 0).float()
 
-    def objective(self, logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, original: torch.Tensor | None = None) -> torch.Tensor:
+    def objective(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        target: torch.Tensor | None,
+        original: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Per-sample loss that the attack ascends. ``original`` holds the clean decision (sigmoid heads)."""
         if self.loss == "ce":
             return self._torch_cross_entropy(logits, labels, target, original)
@@ -144,7 +156,13 @@ class Attack:
         z = logits.gather(1, target[:, None]).squeeze(1)
         return -F.binary_cross_entropy_with_logits(z, torch.ones_like(z), reduction="none")
 
-    def margin(self, logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, original: torch.Tensor | None = None) -> torch.Tensor:
+    def margin(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        target: torch.Tensor | None,
+        original: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """How far each sample is from success in logit units (<= 0 means the goal is met)."""
         if self.classifier.head == "softmax":
             goal = labels if target is None else target
@@ -156,11 +174,18 @@ class Attack:
             return (2 * original - 1) * z
         return -logits.gather(1, target[:, None]).squeeze(1)
 
-    def succeeded(self, logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, original: torch.Tensor | None = None) -> torch.Tensor:
+    def succeeded(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        target: torch.Tensor | None,
+        original: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         return self.margin(logits, labels, target, original) < 0
 
     def gradient(self, images: torch.Tensor, labels, target, original) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(d(sum of per-sample objectives)/d images, the clean decision); sums keep each sample independent of the batch.
+        """(d(sum of per-sample objectives)/d images, the clean decision); sums keep each sample independent of the
+        batch.
 
         ``original=None`` on a sigmoid head means ``images`` are the clean images themselves: their decision
         is read off this forward (and returned for the later steps) instead of costing one more. On a GPU an fp32
@@ -170,12 +195,14 @@ class Attack:
             return self._graphed(images, labels, target, original)
         return self._eager_gradient(images, labels, target, original)
 
-    def _eager_gradient(self, images: torch.Tensor, labels, target, original) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _eager_gradient(
+        self, images: torch.Tensor, labels, target, original
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         with torch.enable_grad():
             x = images.detach().requires_grad_(True)
             logits = self.logits(x)
             if original is None and self.classifier.multilabel:
-                original = self._decisions(logits.detach(), labels)
+                original = self.decisions(logits.detach(), labels)
             loss = self.objective(logits, labels, target, original).sum()
             return torch.autograd.grad(loss, x)[0], original
 
@@ -184,8 +211,9 @@ class Attack:
         """Whether the first forward of :meth:`perturb` is at the clean images (see :meth:`gradient`)."""
         return False
 
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None,
-                original: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def perturb(
+        self, images: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, original: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(adversarial images, the clean decision - as given, or as read off the first forward)."""
         raise NotImplementedError
 
@@ -195,9 +223,13 @@ class Attack:
 
         def as_index(value, what: str) -> torch.Tensor:
             t = torch.as_tensor(value, dtype=torch.long).reshape(-1)
-            t = (t.expand(b) if t.numel() == 1 else t).clone()  # a clone is never an inference tensor (labels made under inference_mode)
+            t = (
+                t.expand(b) if t.numel() == 1 else t
+            ).clone()  # a clone is never an inference tensor (labels made under inference_mode)
             if t.numel() != b:
-                raise CemapError(f"got {t.numel()} {what} for {b} images", f"pass one {what[:-1]} per image, a single int, or None")
+                raise CemapError(
+                    f"got {t.numel()} {what} for {b} images", f"pass one {what[:-1]} per image, a single int, or None"
+                )
             if (t < 0).any() or (t >= k).any():
                 raise CemapError(f"{what} {t.tolist()[:8]} out of range", f"classes are 0..{k - 1}")
             return t
@@ -206,10 +238,15 @@ class Attack:
             with torch.no_grad():
                 labels = torch.cat([self.logits(images[s]).argmax(1) for s in chunks(b, self.batch_size)])
         elif clf.multilabel and torch.is_tensor(labels) and labels.dim() == 2:
-            raise CemapError("sigmoid heads are attacked one finding at a time", "pass labels=None (most probable finding) or one finding index per image")
+            raise CemapError(
+                "sigmoid heads are attacked one finding at a time",
+                "pass labels=None (most probable finding) or one finding index per image",
+            )
         return as_index(labels, "labels"), None if target is None else as_index(target, "targets")
 
-    def __call__(self, images: torch.Tensor, labels: int | torch.Tensor | None = None, target: int | torch.Tensor | None = None) -> AttackResult:
+    def __call__(
+        self, images: torch.Tensor, labels: int | torch.Tensor | None = None, target: int | torch.Tensor | None = None
+    ) -> AttackResult:
         """Attack ``images`` (B x C x H x W in [0, 1]). ``labels``: the true class (softmax) or the finding
         to attack (sigmoid); None attacks the model's own prediction. ``target``: a targeted goal."""
         # a clone is never an inference tensor, so images made under torch.inference_mode can be attacked
@@ -223,16 +260,24 @@ class Attack:
             original = None
             if self.classifier.multilabel and not self.starts_at_clean():
                 with torch.no_grad():
-                    original = self._decisions(self.logits(x), y)
+                    original = self.decisions(self.logits(x), y)
             a, original = self.perturb(x, y, t, original)
             adv.append(a.detach().clamp(0, 1))
             originals.append(original)
         adversarial = torch.cat(adv)
         linf, l2 = perturbation_norms(images, adversarial)
-        return AttackResult(adversarial, linf, l2, labels, target, judge=lambda a: self._judge(images, a, labels, target, originals))
+        return AttackResult(
+            adversarial, linf, l2, labels, target, judge=lambda a: self._judge(images, a, labels, target, originals)
+        )
 
-    def _judge(self, images: torch.Tensor, adversarial: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None,
-               originals: list[torch.Tensor | None]) -> torch.Tensor:
+    def _judge(
+        self,
+        images: torch.Tensor,
+        adversarial: torch.Tensor,
+        labels: torch.Tensor,
+        target: torch.Tensor | None,
+        originals: list[torch.Tensor | None],
+    ) -> torch.Tensor:
         """Per-sample success, chunk by chunk as the attack ran, judged by the model in float32 whatever precision
         the attack's gradients used: success is a fact about the model, and a bf16 logit near the decision boundary
         can carry the wrong sign. A sigmoid head's clean decision is re-read in float32 for the same reason."""
@@ -240,7 +285,7 @@ class Attack:
             out = []
             for s, original in zip(chunks(adversarial.shape[0], self.batch_size), originals):
                 if original is not None and self.precision != "fp32":
-                    original = self._decisions(self.classifier(images[s]).float(), labels[s])
+                    original = self.decisions(self.classifier(images[s]).float(), labels[s])
                 t = None if target is None else target[s]
                 out.append(self.succeeded(self.classifier(adversarial[s]).float(), labels[s], t, original))
             return torch.cat(out)

@@ -23,20 +23,44 @@ class CarliniWagnerL2(Attack):
 
     name = "cw"
 
-    def __init__(self, classifier, kappa: float = 0.0, c: float = 1.0, steps: int = 100, search_steps: int = 4,
-                 lr: float = 0.05, max_l2: float | None = None, abort_early: bool = True, **kw) -> None:
+    def __init__(
+        self,
+        classifier,
+        kappa: float = 0.0,
+        c: float = 1.0,
+        steps: int = 100,
+        search_steps: int = 4,
+        lr: float = 0.05,
+        max_l2: float | None = None,
+        abort_early: bool = True,
+        **kw,
+    ) -> None:
         super().__init__(classifier, **kw)
         if kappa < 0 or c <= 0 or steps < 1 or search_steps < 1 or lr <= 0:
             raise CemapError("C&W needs kappa >= 0, c > 0, steps >= 1, search_steps >= 1 and lr > 0")
         if max_l2 is not None and max_l2 <= 0:
             raise CemapError(f"max_l2 must be positive, got {max_l2}")
-        self.kappa, self.c, self.steps, self.search_steps, self.lr, self.max_l2 = float(kappa), float(c), int(steps), int(search_steps), float(lr), max_l2
+        self.kappa, self.c, self.steps, self.search_steps, self.lr, self.max_l2 = (
+            float(kappa),
+            float(c),
+            int(steps),
+            int(search_steps),
+            float(lr),
+            max_l2,
+        )
         self.abort_early = abort_early
         self.convergence: list[dict] = []
 
     def budget(self) -> dict:
-        return {"norm": "l2", "kappa": self.kappa, "max_l2": self.max_l2, "c0": self.c, "steps": self.steps, "search_steps": self.search_steps,
-                "abort_early": self.abort_early}
+        return {
+            "norm": "l2",
+            "kappa": self.kappa,
+            "max_l2": self.max_l2,
+            "c0": self.c,
+            "steps": self.steps,
+            "search_steps": self.search_steps,
+            "abort_early": self.abort_early,
+        }
 
     def perturb(self, images, labels, target, original):
         b = images.shape[0]
@@ -49,17 +73,23 @@ class CarliniWagnerL2(Attack):
         for _ in range(self.search_steps):
             won, margin, steps = self._search_step(images, labels, target, original, w0, c, best, best_l2, limit)
             found = torch.isfinite(best_l2)
-            self.convergence.append({
-                "c_median": float(c.median()), "steps": steps, "success_rate": float(found.float().mean()),
-                "mean_l2_of_successes": float(best_l2[found].mean()) if found.any() else None,
-                "mean_margin_of_failures": float(margin[~found].mean()) if (~found).any() else None,
-            })
+            self.convergence.append(
+                {
+                    "c_median": float(c.median()),
+                    "steps": steps,
+                    "success_rate": float(found.float().mean()),
+                    "mean_l2_of_successes": float(best_l2[found].mean()) if found.any() else None,
+                    "mean_margin_of_failures": float(margin[~found].mean()) if (~found).any() else None,
+                }
+            )
             upper = torch.where(won, torch.minimum(upper, c), upper)
             lower = torch.where(won, lower, torch.maximum(lower, c))
             c = torch.where(upper < 1e9, (lower + upper) / 2, c * 10)
         return best, original
 
-    def _search_step(self, images, labels, target, original, w0, c, best, best_l2, limit) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _search_step(
+        self, images, labels, target, original, w0, c, best, best_l2, limit
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Adam from the clean image at constants ``c``; updates ``best`` and ``best_l2`` in place.
         Returns (which samples succeeded at some step, the last margins, the steps taken)."""
         b = images.shape[0]

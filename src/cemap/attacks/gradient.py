@@ -45,8 +45,17 @@ class PGD(Attack):
 
     name = "pgd"
 
-    def __init__(self, classifier, eps: float = 8 / 255, alpha: float | None = None, steps: int = 10, norm: str = "linf",
-                 random_start: bool = True, seed: int = 0, **kw) -> None:
+    def __init__(
+        self,
+        classifier,
+        eps: float = 8 / 255,
+        alpha: float | None = None,
+        steps: int = 10,
+        norm: str = "linf",
+        random_start: bool = True,
+        seed: int = 0,
+        **kw,
+    ) -> None:
         super().__init__(classifier, **kw)
         if norm not in NORMS:
             raise CemapError(f"unknown norm {norm!r}", f"use one of {', '.join(NORMS)}")
@@ -60,7 +69,14 @@ class PGD(Attack):
         self.seed = seed
 
     def budget(self) -> dict:
-        return {"norm": self.norm, "eps": self.eps, "alpha": self.alpha, "steps": self.steps, "random_start": self.random_start, "loss": self.loss}
+        return {
+            "norm": self.norm,
+            "eps": self.eps,
+            "alpha": self.alpha,
+            "steps": self.steps,
+            "random_start": self.random_start,
+            "loss": self.loss,
+        }
 
     def _start(self, images: torch.Tensor) -> torch.Tensor:
         gen = torch.Generator().manual_seed(self.seed)
@@ -99,8 +115,15 @@ class BIM(PGD):
     name = "bim"
 
     def __init__(self, classifier, eps: float = 8 / 255, alpha: float | None = None, steps: int = 10, **kw) -> None:
-        super().__init__(classifier, eps=eps, alpha=alpha if alpha is not None else 1.25 * eps / steps, steps=steps,
-                         norm="linf", random_start=False, **kw)
+        super().__init__(
+            classifier,
+            eps=eps,
+            alpha=alpha if alpha is not None else 1.25 * eps / steps,
+            steps=steps,
+            norm="linf",
+            random_start=False,
+            **kw,
+        )
 
 
 class MinimalPGD(PGD):
@@ -111,8 +134,15 @@ class MinimalPGD(PGD):
     name = "pgd-minimal"
 
     def __init__(self, classifier, eps: float = 8 / 255, alpha: float | None = None, steps: int = 100, **kw) -> None:
-        super().__init__(classifier, eps=eps, alpha=alpha if alpha is not None else eps / steps, steps=steps, norm="linf",
-                         random_start=False, **kw)
+        super().__init__(
+            classifier,
+            eps=eps,
+            alpha=alpha if alpha is not None else eps / steps,
+            steps=steps,
+            norm="linf",
+            random_start=False,
+            **kw,
+        )
 
     def budget(self) -> dict:
         return {**super().budget(), "stops": "at the first flip"}
@@ -145,7 +175,9 @@ class ConfidenceMatchedPGD(PGD):
 
     def __init__(self, classifier, eps: float = 8 / 255, alpha: float | None = None, steps: int = 100, **kw) -> None:
         kw.setdefault("random_start", False)
-        super().__init__(classifier, eps=eps, alpha=alpha if alpha is not None else 2.5 * eps / steps, steps=steps, norm="linf", **kw)
+        super().__init__(
+            classifier, eps=eps, alpha=alpha if alpha is not None else 2.5 * eps / steps, steps=steps, norm="linf", **kw
+        )
 
     def budget(self) -> dict:
         return {**super().budget(), "goal": "margin = -(clean margin)"}
@@ -163,7 +195,7 @@ class ConfidenceMatchedPGD(PGD):
                 x = adv.detach().requires_grad_(True)
                 margin = self.margin(self.logits(x), labels, target, original)
                 gap = (margin - goal).abs()
-                grad = torch.autograd.grad(-(gap ** 2).sum(), x)[0] if step < self.steps else None
+                grad = torch.autograd.grad(-(gap**2).sum(), x)[0] if step < self.steps else None
             better = (margin.detach() < 0) & (gap.detach() < best_gap)
             best[better], best_gap = adv[better], torch.where(better, gap.detach(), best_gap)
             if grad is not None:

@@ -18,7 +18,10 @@ import torch
 
 log = logging.getLogger(__name__)
 
-Step = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", "torch.Tensor | None"], "tuple[torch.Tensor, torch.Tensor | None]"]
+Step = Callable[
+    [torch.Tensor, torch.Tensor, "torch.Tensor | None", "torch.Tensor | None"],
+    "tuple[torch.Tensor, torch.Tensor | None]",
+]
 WARMUP_STEPS = 3  # eager steps on a side stream before recording (cuDNN and the allocator settle there)
 MAX_SHAPES = 4  # recorded input shapes kept per attack (a batch and its last, smaller chunk, with room to spare)
 
@@ -26,7 +29,14 @@ MAX_SHAPES = 4  # recorded input shapes kept per attack (a batch and its last, s
 class _Recorded:
     """One recorded step: its input tensors, its outputs and the graph that maps one to the other."""
 
-    def __init__(self, step: Step, x: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, original: torch.Tensor | None) -> None:
+    def __init__(
+        self,
+        step: Step,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        target: torch.Tensor | None,
+        original: torch.Tensor | None,
+    ) -> None:
         self.x, self.labels = x.clone(), labels.clone()
         self.target = None if target is None else target.clone()
         self.original = None if original is None else original.clone()

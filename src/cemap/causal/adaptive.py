@@ -29,15 +29,19 @@ from ..models.classifier import Classifier
 from .batching import as_model_input, autocast, chunks
 from .cemap_map import CEMap, default_cell, paint
 from .effects import class_effect, resolve_targets
+from .explainer import Explainer
 from .masks import fill_images, grid_positions
 
-DEFAULT_REFINE = 0.4  # chosen on synthcxr train images: Spearman 0.91 to the dense map, 29% fewer passes on an 8 x 8 grid
+DEFAULT_REFINE = (
+    0.4  # chosen on synthcxr train images: Spearman 0.91 to the dense map, 29% fewer passes on an 8 x 8 grid
+)
 DEFAULT_CANDIDATES = 2
 NEIGHBOURS = ((0, 1), (2, 1), (1, 0), (1, 2))  # offsets into a 1-padded grid: up, down, left, right
 
 
 def neighbour_estimates(effects: torch.Tensor, measured: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, max - min) of each cell's measured 4-neighbours; ``effects``, ``measured``: B x ny x nx (NaN where none)."""
+    """(mean, max - min) of each cell's measured 4-neighbours; ``effects``, ``measured``: B x ny x nx (NaN where
+    none)."""
     ny, nx = effects.shape[-2:]
     known = F.pad(torch.where(measured, effects, float("nan"))[:, None], (1, 1, 1, 1), value=float("nan"))[:, 0]
     around = torch.stack([known[:, dy : dy + ny, dx : dx + nx] for dy, dx in NEIGHBOURS])
@@ -46,8 +50,16 @@ def neighbour_estimates(effects: torch.Tensor, measured: torch.Tensor) -> tuple[
     return around.nanmean(0), spread
 
 
-class AdaptiveCEMap:
-    """``attribute(images, target)`` -> B x H x W CE map on the grid of ``cell``-pixel cells from fewer forward passes."""
+class AdaptiveCEMap(Explainer):
+    """``attribute(images, target)`` -> B x H x W CE map on the grid of ``cell``-pixel cells from fewer forward passes.
+
+    Args:
+        classifier: the model explained.
+        cell: cell size in pixels (default about a 7 x 7 grid, as :class:`CEMap`).
+        refine: the share of the cells left out by the checkerboard that are measured in round two (0 to 1).
+        candidates: how many of those are chosen by their first-order effect (one backward pass per image).
+        fill, chunk_size, precision, blur_sigma: as :class:`CEMap`.
+    """
 
     def __init__(
         self,
@@ -63,9 +75,20 @@ class AdaptiveCEMap:
         _, h, w = classifier.input_shape
         cell = cell or default_cell(min(h, w))
         if not 0 <= refine <= 1:
-            raise CemapError(f"refine fraction {refine} must be in [0, 1]", "0 measures a checkerboard of cells only, 1 every cell (the dense map)")
-        self.engine = CEMap(classifier, cell=cell, stride=cell, fill=fill, chunk_size=chunk_size, precision=precision, blur_sigma=blur_sigma)
-        self.classifier = classifier
+            raise CemapError(
+                f"refine fraction {refine} must be in [0, 1]",
+                "0 measures a checkerboard of cells only, 1 every cell (the dense map)",
+            )
+        super().__init__(classifier)
+        self.engine = CEMap(
+            classifier,
+            cell=cell,
+            stride=cell,
+            fill=fill,
+            chunk_size=chunk_size,
+            precision=precision,
+            blur_sigma=blur_sigma,
+        )
         if candidates < 0:
             raise CemapError(f"candidates must be at least 0, got {candidates}")
         self.cell, self.refine, self.candidates = cell, refine, candidates
@@ -89,17 +112,30 @@ class AdaptiveCEMap:
         return self.forward_passes / max(self.images_seen, 1)
 
     def attribute(self, images: torch.Tensor, target: int | torch.Tensor | None = None) -> torch.Tensor:
+        """Adaptive CE maps of ``images`` for ``target`` (all images in one call; :attr:`forward_passes` counts them).
+
+        Args:
+            images: B x C x H x W (or C x H x W) in [0, 1], on any device (returned on the same one).
+            target: one class / finding for all images, B of them, or None for the model's own choice.
+        Returns:
+            B x H x W float maps on the dense map's grid, higher = the model relies on the region more.
+        """
         images = self.classifier.check_images(images)
         home = images.device  # measured where the classifier runs, returned where the images came from
         cells = self._measure(images.to(self.classifier.device), target)
         return paint(cells.flatten(1), self.engine.masks).to(home)
 
-    def _first_order(self, images: torch.Tensor, target: int | torch.Tensor | None, gradient: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(clean probabilities B x K, targets B, first-order effect of masking each cell B x M - with ``gradient`` only,
+    def _first_order(
+        self, images: torch.Tensor, target: int | torch.Tensor | None, gradient: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(clean probabilities B x K, targets B, first-order effect of masking each cell B x M - with ``gradient``
+        only,
         as it costs one backward per image)."""
         engine = self.engine
         b = images.shape[0]
-        wanted = None if target is None else resolve_targets(torch.zeros(b, self.classifier.num_classes), target)  # validated, B long
+        wanted = (
+            None if target is None else resolve_targets(torch.zeros(b, self.classifier.num_classes), target)
+        )  # validated, B long
         probs, targets, grads = [], [], []
         for s in chunks(b, engine.chunk_size):
             with torch.set_grad_enabled(gradient), autocast(engine.precision, self.classifier.device):
@@ -111,7 +147,9 @@ class AdaptiveCEMap:
             probs.append(p.detach()), targets.append(t)
         if not gradient:
             return torch.cat(probs), torch.cat(targets), None
-        drop = (torch.cat(grads) * (images - fill_images(images, engine.fill, engine.blur_sigma))).sum(1).flatten(1)  # B x HW
+        drop = (
+            (torch.cat(grads) * (images - fill_images(images, engine.fill, engine.blur_sigma))).sum(1).flatten(1)
+        )  # B x HW
         return torch.cat(probs), torch.cat(targets), drop @ engine.masks.flatten(1).to(drop).T
 
     def _measure(self, images: torch.Tensor, target: int | torch.Tensor | None) -> torch.Tensor:
@@ -124,7 +162,9 @@ class AdaptiveCEMap:
         p, targets, first_order = self._first_order(images, target, gradient=min(self.candidates, n_refine) > 0)
         cells = torch.nonzero(first).squeeze(1)
         with torch.inference_mode():
-            q = self.engine.pair_probabilities(images, torch.arange(b).repeat_interleave(cells.numel()), self.engine.masks, cells.repeat(b))
+            q = self.engine.pair_probabilities(
+                images, torch.arange(b).repeat_interleave(cells.numel()), self.engine.masks, cells.repeat(b)
+            )
             effects = torch.zeros(b, ny * nx)
             effects[:, first] = class_effect(p, q.view(b, cells.numel(), -1), targets).float().cpu()
             measured = first.expand(b, -1).clone()
@@ -141,10 +181,17 @@ class AdaptiveCEMap:
         self.forward_passes, self.images_seen = passes, b
         return torch.where(measured, effects, estimate.flatten(1)).view(b, ny, nx)
 
-    def _to_refine(self, first_order: torch.Tensor | None, score: torch.Tensor, measured: torch.Tensor, n: int) -> torch.Tensor:
-        """B x n unmeasured cells to measure: the top first-order candidates, then the largest or most uncertain estimates."""
+    def _to_refine(
+        self, first_order: torch.Tensor | None, score: torch.Tensor, measured: torch.Tensor, n: int
+    ) -> torch.Tensor:
+        """B x n unmeasured cells to measure: the top first-order candidates, then the largest or most uncertain
+        estimates."""
         k = min(self.candidates, n)
-        picked = first_order.cpu().masked_fill(measured, float("-inf")).topk(k, dim=1).indices if k else torch.zeros(len(score), 0, dtype=torch.long)
+        picked = (
+            first_order.cpu().masked_fill(measured, float("-inf")).topk(k, dim=1).indices
+            if k
+            else torch.zeros(len(score), 0, dtype=torch.long)
+        )
         taken = measured.clone().scatter_(1, picked, True)
         rest = score.masked_fill(taken, float("-inf")).topk(n - k, dim=1).indices
         return torch.cat([picked, rest], dim=1)

@@ -88,14 +88,18 @@ def tv_match(h_enc: torch.Tensor, h_dec: torch.Tensor) -> torch.Tensor:
 def prediction_kl(classifier: Classifier, teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
     """Per-sample KL(teacher || student): softmax over classes, or summed Bernoulli KLs per finding."""
     if classifier.head == "softmax":
-        return F.kl_div(F.log_softmax(student_logits, -1), F.log_softmax(teacher_logits, -1), log_target=True, reduction="none").sum(-1)
+        return F.kl_div(
+            F.log_softmax(student_logits, -1), F.log_softmax(teacher_logits, -1), log_target=True, reduction="none"
+        ).sum(-1)
     p = torch.sigmoid(teacher_logits)
     logp, log1mp = F.logsigmoid(teacher_logits), F.logsigmoid(-teacher_logits)
     logq, log1mq = F.logsigmoid(student_logits), F.logsigmoid(-student_logits)
     return (p * (logp - logq) + (1 - p) * (log1mp - log1mq)).sum(-1)
 
 
-def autoencoder_loss(ae: LatentAutoencoder, split: Split, classifier: Classifier, act, extras, teacher_logits, cfg: AEConfig) -> torch.Tensor:
+def autoencoder_loss(
+    ae: LatentAutoencoder, split: Split, classifier: Classifier, act, extras, teacher_logits, cfg: AEConfig
+) -> torch.Tensor:
     z, h_enc = ae.encode(act)
     recon, h_dec = ae.decode(z, act)
     rec = (recon - act).abs().mean()
@@ -111,52 +115,6 @@ def model_fingerprint(classifier: Classifier) -> str:
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().view(-1).to(torch.float32).numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-# The autoencoder itself must carry each image's information, not only leave the outputs unchanged: a
-# classifier whose outputs barely vary (a random network) agrees with an autoencoder that ignores its input.
-# Measured on the demo's faithful cxr-cnn autoencoder (agreement 0.98, KL 0.018): relative error 1.77 (it is trained on L1
-# and KL, so magnitudes are loose), reconstruction correlation across images well above 0.5. An autoencoder that ignores
-# its input has correlation 0.
-MIN_RECON_CORRELATION = 0.1  # correlation across images between the activation and its reconstruction (per element, pooled)
-MAX_RELATIVE_ERROR = 25.0  # reconstruction MSE / activation variance across images, far beyond any faithful autoencoder
-MIN_CODE_VARIATION = 1e-4  # variance of the code across images relative to its mean square: 0 = one code for every image
-MIN_PROFILE_VARIATION = 1e-4  # spread of latent CE profiles across images relative to their size
-PROFILE_IMAGES = 8  # latent CE profiles cost k + 1 suffix passes per image: a few images tell identical from different
-
-
-@dataclass
-class Fidelity:
-    """How faithfully the classifier with the autoencoder inserted (f_AE) stands in for the original (f).
-
-    ``agreement`` and ``mean_kl`` compare outputs; ``relative_error`` (reconstruction MSE over the
-    activation's variance across images), ``recon_correlation`` (does the reconstruction follow the
-    activation from image to image: 0 when it is the same for every image), ``code_variation`` (the code's variance across images over
-    its mean square) and ``profile_variation`` (how much latent CE profiles differ between images)
-    look at the autoencoder itself. ``problems`` says in words what failed; ``ok`` needs all of it.
-    """
-
-    agreement: float
-    mean_kl: float
-    n: int
-    relative_error: float | None = None
-    recon_correlation: float | None = None
-    code_variation: float | None = None
-    profile_variation: float | None = None
-    problems: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.agreement >= 0.98 and self.mean_kl <= 0.05 and not self.problems
-
-    def as_dict(self) -> dict:
-        out = {"agreement": self.agreement, "mean_kl": self.mean_kl, "n": self.n, "ok": self.ok}
-        for key in ("relative_error", "recon_correlation", "code_variation", "profile_variation"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
-        if self.problems:
-            out["problems"] = list(self.problems)
-        return out
 
 
 @dataclass
@@ -195,26 +153,56 @@ def fit_autoencoder(
     cfg = config or AEConfig()
     images = classifier.check_images(images)
     data_key = data_key or _data_fingerprint(images)
-    images = images.to(classifier.device)  # trained where the classifier runs (the initial weights are drawn on the CPU)
+    images = images.to(
+        classifier.device
+    )  # trained where the classifier runs (the initial weights are drawn on the CPU)
     split = split_classifier(classifier, layer)
     channels = _channels(split, images)
-    ae = seeded_init(lambda: LatentAutoencoder(channels, cfg.code, cfg.hidden), cfg.seed).to(classifier.device)
-    key = {"model": model_fingerprint(classifier), "layer": split.layer, "data": data_key, "init": "seeded", **asdict(cfg)}
+    key = {
+        "model": model_fingerprint(classifier),
+        "layer": split.layer,
+        "data": data_key,
+        "init": "seeded",
+        **asdict(cfg),
+    }
     path = cache_path("autoencoders", classifier.name or "model", key)
     entry = load_cached(path) if use_cache else None  # a damaged entry is moved aside and retrained, never used
     if entry is not None:
         try:
-            ae.load_state_dict(entry["state_dict"])
-            return FittedAutoencoder(ae.eval(), split, cfg)
+            return restore_autoencoder(entry["state_dict"], split, cfg, classifier.device, channels)
         except (KeyError, RuntimeError, TypeError):
             move_aside(path, "does not hold this autoencoder's weights")
-            ae = seeded_init(lambda: LatentAutoencoder(channels, cfg.code, cfg.hidden), cfg.seed).to(classifier.device)
+    ae = _seeded_autoencoder(channels, cfg).to(classifier.device)
     with training_threads(classifier.device):  # the same weights for any thread count the caller set
         _train(ae, split, classifier, images, cfg)
     ae.code_mean.copy_(_code_mean(ae, split, images, cfg.batch_size))
     if use_cache:
         save_atomic({"state_dict": ae.state_dict(), "key": key}, path)
     return FittedAutoencoder(ae.eval(), split, cfg)
+
+
+def _seeded_autoencoder(channels: int, cfg: AEConfig) -> LatentAutoencoder:
+    """A fresh autoencoder whose initial weights come from ``cfg.seed`` (the global RNG is left alone)."""
+    return seeded_init(lambda: LatentAutoencoder(channels, cfg.code, cfg.hidden), cfg.seed)
+
+
+def restore_autoencoder(
+    state_dict: dict,
+    split: Split,
+    config: AEConfig,
+    device: torch.device | str | None = None,
+    channels: int | None = None,
+) -> FittedAutoencoder:
+    """The autoencoder whose weights ``state_dict`` holds (cemap's cache, a run folder), at ``split``, in eval mode.
+
+    ``channels``: the cut activation's channels when known (weights for another layer then fail to load, a
+    RuntimeError);
+    by default they are read from the weights.
+    """
+    channels = channels if channels is not None else state_dict["enc1.weight"].shape[1]
+    ae = _seeded_autoencoder(channels, config)
+    ae.load_state_dict(state_dict)
+    return FittedAutoencoder((ae if device is None else ae.to(device)).eval(), split, config)
 
 
 def _data_fingerprint(images: torch.Tensor) -> str:
@@ -275,71 +263,3 @@ def _code_mean(ae: LatentAutoencoder, split: Split, images: torch.Tensor, batch_
         act, _ = split.activation(x)
         total += ae.encode(act)[0].mean(dim=(2, 3)).sum(0)
     return total / len(images)
-
-
-@torch.inference_mode()
-def fidelity(fitted: FittedAutoencoder, classifier: Classifier, images: torch.Tensor, batch_size: int = 128, check_profiles: bool = True) -> Fidelity:
-    """Decision agreement between f_AE and f (top-1, or per finding) and mean KL, on held-out images, plus checks of
-    the autoencoder itself: does it reconstruct each image's activation better than the average activation, does
-    its code differ between images, and do the latent CE profiles differ between images."""
-    images = classifier.check_images(images).to(classifier.device)
-    agree, kl, count = 0.0, 0.0, 0
-    totals = None
-    for x in _batches(images, batch_size):
-        act, extras = fitted.split.activation(x)
-        z, _ = fitted.autoencoder.encode(act)
-        recon = fitted.autoencoder.decode(z, act)[0]
-        teacher = fitted.split.finish(act, extras)
-        student = fitted.split.finish(recon, extras)
-        same = classifier.decisions(classifier.probabilities(teacher)) == classifier.decisions(classifier.probabilities(student))
-        agree += same.float().mean(-1).sum().item() if same.dim() > 1 else same.float().sum().item()
-        kl += prediction_kl(classifier, teacher, student).sum().item()
-        count += len(x)
-        a, r, zz = act.double().flatten(1), recon.double().flatten(1), z.double().flatten(1)
-        sums = (a.sum(0), (a * a).sum(0), r.sum(0), (r * r).sum(0), (a * r).sum(0), ((r - a) ** 2).sum(), zz.sum(0), (zz * zz).sum(0))
-        totals = sums if totals is None else tuple(t + u for t, u in zip(totals, sums))
-    result = Fidelity(agreement=agree / count, mean_kl=kl / count, n=count)
-    if count < 2:
-        return result
-    a_sum, a_sq, r_sum, r_sq, ar, err_sq, code_sum, code_sq = (t / count for t in totals)
-    var_a = (a_sq - a_sum**2).clamp_min(0)
-    var_r = (r_sq - r_sum**2).clamp_min(0)
-    cov = (ar - a_sum * r_sum).sum().item()
-    act_var = var_a.mean().item()
-    mse = err_sq.item() / a_sum.numel()
-    code_var = (code_sq - code_sum**2).clamp_min(0).mean().item()
-    code_power = code_sq.mean().item()
-    act_power = a_sq.mean().item()
-    if act_power == 0 or act_var / act_power < 1e-8:  # the images themselves give one activation: nothing to tell apart
-        return result
-    problems = []
-    relative_error = mse / act_var if act_var > 0 else (0.0 if mse == 0 else float("inf"))
-    spread = (var_a.sum() * var_r.sum()).sqrt().item()
-    recon_correlation = cov / spread if spread > 0 else 0.0
-    if recon_correlation < MIN_RECON_CORRELATION:
-        problems.append(f"the reconstruction does not follow the activation from image to image (correlation {recon_correlation:.2f})")
-    if relative_error > MAX_RELATIVE_ERROR:
-        problems.append(f"reconstruction error {relative_error:.1f} x the activation's variance across images")
-    code_variation = code_var / code_power if code_power > 0 else 0.0
-    if code_variation < MIN_CODE_VARIATION:
-        problems.append("the code is the same for every image" if code_power > 0 else "the code is zero for every image")
-    profile_variation = _profile_variation(fitted, classifier, images[:PROFILE_IMAGES]) if check_profiles else None
-    if profile_variation is not None and profile_variation < MIN_PROFILE_VARIATION:
-        problems.append("latent CE profiles are the same for every image")
-    result.relative_error, result.recon_correlation = relative_error, recon_correlation
-    result.code_variation, result.profile_variation = code_variation, profile_variation
-    result.problems = tuple(problems)
-    return result
-
-
-def _profile_variation(fitted: FittedAutoencoder, classifier: Classifier, images: torch.Tensor) -> float | None:
-    """Mean over channels of the profiles' standard deviation across images, relative to their mean magnitude (0 = identical)."""
-    from .latent import LatentCE
-
-    if len(images) < 2:
-        return None
-    profiles = LatentCE(classifier, fitted).attribute(images).double()
-    scale = profiles.abs().mean().item()
-    if scale == 0:
-        return 0.0
-    return (profiles.std(0).mean().item()) / scale

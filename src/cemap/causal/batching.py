@@ -6,10 +6,10 @@ model under bfloat16 autocast (fast on AVX-512-BF16 CPUs and on GPUs; never fp16
 Two CPU habits measured with DenseNet-121 at 224 x 224 (see ``cemap bench``):
 
 * glibc serves every allocation above its mmap threshold (at most 32 MiB by default) with fresh
-  pages that the kernel must zero on first touch: about 0.9 million page faults per batch-32
-  forward, which halves the throughput. ``tune_allocator`` (called by the ``cemap`` command, never at
-  import: a library does not retune its host process's allocator) raises the threshold so that freed activations are reused from the heap, for every part of
-  cemap alike (maps, latent sweeps, attacks); ``CEMAP_NO_MALLOPT=1`` opts out.
+  pages that the kernel must zero on first touch: about 0.9 million page faults per batch-32 forward, which halves the
+  throughput. ``tune_allocator`` (called by the ``cemap`` command, never at import: a library does not retune its host
+  process's allocator) raises the threshold so that freed activations are reused from the heap, for every part of cemap
+  alike (maps, latent sweeps, attacks); ``CEMAP_NO_MALLOPT=1`` opts out.
 * channels-last inputs let oneDNN keep the whole network in its preferred layout (+5% fp32,
   +30% bf16); ``as_model_input`` applies it where it pays.
 """
@@ -57,7 +57,9 @@ def tune_allocator() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        _allocator_tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+        _allocator_tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+        )
     except (OSError, AttributeError):  # musl or another libc without mallopt
         _allocator_tuned = False
     return _allocator_tuned
@@ -85,7 +87,9 @@ def balanced_chunks(total: int, size: int) -> Iterator[slice]:
         start = stop
 
 
-def map_chunks(fn: Callable[[slice], torch.Tensor], total: int, size: int, precision: str = "fp32", device="cpu") -> torch.Tensor:
+def map_chunks(
+    fn: Callable[[slice], torch.Tensor], total: int, size: int, precision: str = "fp32", device="cpu"
+) -> torch.Tensor:
     """Concatenate ``fn(s)`` over consecutive slices of ``range(total)``, results in float32."""
     out = []
     with autocast(precision, device):
@@ -95,8 +99,10 @@ def map_chunks(fn: Callable[[slice], torch.Tensor], total: int, size: int, preci
 
 
 def default_chunk(input_shape: tuple[int, ...], device: torch.device | str = "cpu", precision: str = "fp32") -> int:
-    """Interventions per forward pass: ~8 for ImageNet-sized inputs on CPU (measured best for DenseNet-121), more for small
-    ones and on GPUs; twice as many in bf16, whose activations take half the memory (DenseNet-121 CE map: ~10% faster at 16)."""
+    """Interventions per forward pass: ~8 for ImageNet-sized inputs on CPU (measured best for DenseNet-121), more for
+    small
+    ones and on GPUs; twice as many in bf16, whose activations take half the memory (DenseNet-121 CE map: ~10% faster
+    at 16)."""
     pixels = input_shape[-1] * input_shape[-2]
     scale = (8 if torch.device(device).type == "cuda" else 1) * (2 if precision == "bf16" else 1)
     if pixels >= 160 * 160:

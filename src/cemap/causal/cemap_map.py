@@ -12,29 +12,37 @@ Two options (issue 16; both off by default, so the default map's numbers are unc
   two offsets per axis - painted separately and averaged. A single grid paints plateaus (every
   pixel of a cell gets the same value, so the map's maximum is a tie over a whole cell); the
   average over sizes and offsets varies from pixel to pixel, like the evidence does.
-* ``effect_scale='log-odds'``: the effect is the drop in the target's log-odds, logit(p) -
+* ``effect_scale='log_odds'``: the effect is the drop in the target's log-odds, logit(p) -
   logit(p_do), computed from the network's logits (exact where the probability has saturated
   at 1.0 in float32, where probability effects are all 0 and the map is flat).
 """
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
-from ..errors import CemapError
 from ..models.classifier import Classifier
 from .batching import as_model_input, autocast, balanced_chunks, chunks, default_chunk
 from .compiled import compiled_predict, require_gpu
-from .effects import class_effect, resolve_targets
+from .effects import check_effect_scale, class_effect, log_odds_view, resolve_targets
+from .explainer import Explainer
 from .incremental import MAX_COST_RATIO, incremental_masking
 from .masks import fill_images, grid_masks
-from .planning import (GPU_FULL_CHUNK, GPU_WINDOW_FACTOR, PLANS, MaskPlan, activation_bytes, cpu_plan, device_name, measure,
-                       memory_cap, on_gpu, workload_bucket)
+from .planning import (
+    GPU_FULL_CHUNK,
+    GPU_WINDOW_FACTOR,
+    PLANS,
+    MaskPlan,
+    activation_bytes,
+    cpu_plan,
+    device_name,
+    measure,
+    memory_cap,
+    on_gpu,
+    workload_bucket,
+)
 
 
-EFFECT_SCALES = ("probability", "log-odds")
 INCREMENTAL_CHUNKS = 8  # masked images per incremental pass, in full-pass chunks (cxr-cnn: 256 best of 32-512)
 
 
@@ -67,8 +75,23 @@ def distinct_images(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return distinct.reshape(-1, *images.shape[1:]), inverse
 
 
-class CEMap:
-    """``attribute(images, target)`` -> B x H x W CE map."""
+class CEMap(Explainer):
+    """The CE map (registered as ``ce``): ``attribute(images, target)`` -> B x H x W, the class causal effect of
+    filling each cell of a grid, painted back onto the image (overlapping cells averaged).
+
+    Args:
+        classifier: the model explained.
+        cell: cell size in pixels (default about a 7 x 7 grid); ``stride``: step between cells (default ``cell``).
+        fill: what a masked cell is filled with: "zero", "max", "mean", "blur" or a number in [0, 1].
+        chunk_size: masked images per forward pass (default: chosen for the CPU's caches, or measured on a GPU).
+        precision: "fp32" or "bf16" (autocast).
+        blur_sigma: the blur fill's Gaussian sigma (default from the cell size).
+        incremental: recompute only the windows a cell changes where that pays (same numbers as full passes).
+        cells: several cell sizes (each with a half-cell stride), their maps averaged (issue 16's multi-scale map).
+        effect_scale: "probability" (the paper's) or "log_odds" (does not vanish on saturated outputs).
+        batch_size: None (default) maps all images in one call, targets taken from the same pass; a number maps
+            that many images per call after resolving the targets, as every registered explainer does.
+    """
 
     def __init__(
         self,
@@ -82,16 +105,16 @@ class CEMap:
         incremental: bool = True,
         cells: tuple[int, ...] | None = None,
         effect_scale: str = "probability",
+        batch_size: int | None = None,
         compiled: bool = False,
     ) -> None:
         autocast(precision)  # validates the name before any work
-        if effect_scale not in EFFECT_SCALES:
-            raise CemapError(f"unknown effect scale {effect_scale!r}", f"use one of {', '.join(EFFECT_SCALES)}")
         _, h, w = classifier.input_shape
-        self.effect_scale = effect_scale
-        if effect_scale == "log-odds":
+        self.effect_scale = check_effect_scale(effect_scale)
+        if effect_scale == "log_odds":
             classifier = log_odds_view(classifier)
-        self.classifier = classifier
+        super().__init__(classifier, batch_size)
+        self.batch_size = batch_size  # None: every image in one call (see attribute)
         self.cell = cell or default_cell(min(h, w))
         self.stride = stride or self.cell
         self.cells = tuple(int(c) for c in cells) if cells else None
@@ -120,7 +143,11 @@ class CEMap:
         return self.masks.shape[0] + 1
 
     def effects_for_masks(
-        self, images: torch.Tensor, masks: torch.Tensor, target: int | torch.Tensor | None = None, differentiable: bool = False
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        target: int | torch.Tensor | None = None,
+        differentiable: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B x M class CEs of masking each of ``masks`` in each image, the B targets used).
 
@@ -150,8 +177,11 @@ class CEMap:
         which = torch.arange(m).repeat(b)
         return self.pair_probabilities(images, owner, masks, which).reshape(b, m, -1)
 
-    def pair_probabilities(self, images: torch.Tensor, owner: torch.Tensor, masks: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
-        """N x K probabilities of ``images[owner[n]]`` with ``masks[which[n]]`` filled, in chunks as :meth:`plan` says."""
+    def pair_probabilities(
+        self, images: torch.Tensor, owner: torch.Tensor, masks: torch.Tensor, which: torch.Tensor
+    ) -> torch.Tensor:
+        """N x K probabilities of ``images[owner[n]]`` with ``masks[which[n]]`` filled, in chunks as :meth:`plan`
+        says."""
         if self.compiled:
             require_gpu(self.classifier)
         device = images.device
@@ -163,16 +193,31 @@ class CEMap:
             plan = self.plan(images, owner, masks, which, fills)
             return self._evaluate(plan, images, owner, masks, which, fills)
 
-    def plan(self, images: torch.Tensor, owner: torch.Tensor, masks: torch.Tensor, which: torch.Tensor, fills: torch.Tensor) -> MaskPlan:
+    def plan(
+        self, images: torch.Tensor, owner: torch.Tensor, masks: torch.Tensor, which: torch.Tensor, fills: torch.Tensor
+    ) -> MaskPlan:
         """How to evaluate these masked images: the CPU rules, the caller's ``chunk_size``, or on a GPU the fastest
         candidate measured on this call's own inputs (kept per classifier for calls of a similar size)."""
         worthwhile = self.incremental is not None and self.incremental.worthwhile(masks)
         if not on_gpu(images.device) or self.given_chunk:
             plan = cpu_plan(self.classifier.input_shape, self.precision, worthwhile, self.given_chunk)
-            return plan if not worthwhile else MaskPlan(INCREMENTAL_CHUNKS * plan.chunk, True, plan.channels_last, plan.source)
+            return (
+                plan
+                if not worthwhile
+                else MaskPlan(INCREMENTAL_CHUNKS * plan.chunk, True, plan.channels_last, plan.source)
+            )
         if torch.is_grad_enabled():  # a differentiable map (adaptive attacks) holds its graph: chunks stay small
-            return MaskPlan(default_chunk(self.classifier.input_shape, images.device, self.precision), False, False, "gradients")
-        key = (str(images.device), self.precision, tuple(masks.shape), int(masks.sum()), str(self.fill), workload_bucket(owner.numel()))
+            return MaskPlan(
+                default_chunk(self.classifier.input_shape, images.device, self.precision), False, False, "gradients"
+            )
+        key = (
+            str(images.device),
+            self.precision,
+            tuple(masks.shape),
+            int(masks.sum()),
+            str(self.fill),
+            workload_bucket(owner.numel()),
+        )
         plan = PLANS.get(self.classifier, key)
         if plan is None:
             plan = self._measured_plan(images, owner, masks, which, fills)
@@ -180,9 +225,12 @@ class CEMap:
         return plan
 
     def _measured_plan(self, images, owner, masks, which, fills) -> MaskPlan:
-        """Time full passes (both layouts for multi-channel images) and, where the cost estimate promises a saving, windows."""
+        """Time full passes (both layouts for multi-channel images) and, where the cost estimate promises a saving,
+        windows."""
         device, n = images.device, owner.numel()
-        cap = memory_cap(activation_bytes(self.classifier.predict_proba, list(self.classifier.modules()), images[:1]), device)
+        cap = memory_cap(
+            activation_bytes(self.classifier.predict_proba, list(self.classifier.modules()), images[:1]), device
+        )
         full = min(GPU_FULL_CHUNK, cap, n)
         layouts = (False, True) if self.classifier.input_shape[0] > 1 else (False,)
         runs = {}
@@ -193,12 +241,19 @@ class CEMap:
             windowed = min(GPU_WINDOW_FACTOR * full, GPU_WINDOW_FACTOR * cap, n)
             plan = MaskPlan(windowed, True, False, "candidate")
             runs[plan.name] = (plan, windowed)
-        seconds = measure({name: (lambda p=p, k=k: self._evaluate(p, images, owner[:k], masks, which[:k], fills, eager=True)) for name, (p, k) in runs.items()},
-                          device)
+        seconds = measure(
+            {
+                name: (lambda p=p, k=k: self._evaluate(p, images, owner[:k], masks, which[:k], fills, eager=True))
+                for name, (p, k) in runs.items()
+            },
+            device,
+        )
         per_image = {name: seconds[name] / runs[name][1] for name in runs}
         best = min(per_image, key=per_image.get)
         chosen = runs[best][0]
-        return MaskPlan(chosen.chunk, chosen.windows, chosen.channels_last, f"measured on {device_name(device)}", per_image)
+        return MaskPlan(
+            chosen.chunk, chosen.windows, chosen.channels_last, f"measured on {device_name(device)}", per_image
+        )
 
     def _evaluate(self, plan: MaskPlan, images, owner, masks, which, fills, eager: bool = False) -> torch.Tensor:
         """Probabilities of every masked image under ``plan`` (``eager``: never compiled, as when plans are timed)."""
@@ -220,30 +275,30 @@ class CEMap:
         """Every plan this classifier's CE maps have used on a GPU so far (the candidates' times included)."""
         return [p.as_json() for p in PLANS.all_for(self.classifier)]
 
-    def attribute(self, images: torch.Tensor, target: int | torch.Tensor | None = None, differentiable: bool = False) -> torch.Tensor:
+    def attribute(
+        self, images: torch.Tensor, target: int | torch.Tensor | None = None, differentiable: bool = False
+    ) -> torch.Tensor:
+        """CE maps of ``images`` for ``target``.
+
+        Args:
+            images: B x C x H x W (or C x H x W) in [0, 1], on any device (returned on the same one).
+            target: one class / finding for all images, B of them, or None for the model's own choice (the most
+                probable class or finding of the unmasked image).
+            differentiable: keep the autograd graph (adaptive attacks differentiate through the map).
+        Returns:
+            B x H x W float maps: the drop in the target's probability (or log-odds) when the cells covering each
+            pixel are filled; higher = the model relies on the region more.
+        """
+        if self.batch_size is None or differentiable:
+            return self._explain(images, target, differentiable)
+        return super().attribute(images, target)
+
+    def _explain(
+        self, images: torch.Tensor, target: int | torch.Tensor | None, differentiable: bool = False
+    ) -> torch.Tensor:
         effects, _ = self.effects_for_masks(images, self.masks, target, differentiable)
         masks = self.masks.to(effects.device)
         if not self.scale_sizes:
             return paint(effects, masks)
         maps = [paint(e, m) for e, m in zip(effects.split(self.scale_sizes, 1), masks.split(self.scale_sizes))]
         return torch.stack(maps).mean(0)
-
-
-def log_odds(logits: torch.Tensor, head: str) -> torch.Tensor:
-    """B x K log-odds log(p / (1 - p)) of each class, from logits without saturating: the logits
-    themselves for a sigmoid head; logit_k - logsumexp(other logits) for a softmax head."""
-    if head == "sigmoid":
-        return logits.float()
-    z = logits.float()
-    k = z.shape[-1]
-    others = z[..., None, :].expand(*z.shape, k).masked_fill(torch.eye(k, dtype=torch.bool, device=z.device), -float("inf"))
-    return z - torch.logsumexp(others, dim=-1)
-
-
-def log_odds_view(classifier: Classifier) -> Classifier:
-    """A shallow copy of ``classifier`` (same network, same weights) whose ``probabilities`` are log-odds:
-    every masked pass of a CE map then yields log-odds, and the class effect is their drop."""
-    view = copy.copy(classifier)
-    head = classifier.head
-    view.probabilities = lambda logits: log_odds(logits, head)  # instance attribute: the user's classifier is untouched
-    return view

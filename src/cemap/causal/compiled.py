@@ -26,8 +26,10 @@ _COMPILED: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDict
 def require_gpu(classifier: Classifier) -> None:
     """Compiled maps are refused on the CPU in one line (compiling there costs more than it saves)."""
     if not on_gpu(classifier.device):
-        raise CemapError("compiled CE maps run on a GPU only (torch.compile pays there, not on the CPU)",
-                         "pass --device cuda, or leave out --compile")
+        raise CemapError(
+            "compiled CE maps run on a GPU only (torch.compile pays there, not on the CPU)",
+            "pass --device cuda, or leave out --compile",
+        )
 
 
 def compiled_predict(classifier: Classifier, rows: int, channels_last: bool) -> Callable[[torch.Tensor], torch.Tensor]:

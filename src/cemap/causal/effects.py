@@ -12,13 +12,24 @@ sum_c (2 p_c - 1) (p_c - q_c).
 
 Shapes: ``p`` is B x K (the unintervened prediction); ``p_do`` is B x K or B x M x K (M
 interventions per input); ``target`` is B class indices. Results are B or B x M.
+
+Effects can also be read on the log-odds scale (``effect_scale="log_odds"`` of CE maps and CE
+signatures): the drop in logit(p) rather than in p. A float32 probability is exactly 1.0 beyond
+about 17 logits of margin, so every probability effect of a saturated output is 0; its log-odds
+effects still move with every intervention. :func:`log_odds_view` gives any computation that reads
+``classifier.probabilities`` that scale, without copying the network.
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from ..errors import CemapError
+from ..models.classifier import Classifier
+
+EFFECT_SCALES = ("probability", "log_odds")
 
 
 def class_effect(p: torch.Tensor, p_do: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -52,3 +63,33 @@ def resolve_targets(probs: torch.Tensor, target: int | torch.Tensor | None) -> t
     if (t < 0).any() or (t >= k).any():
         raise CemapError(f"target {t.tolist()} out of range", f"classes are 0..{k - 1}")
     return t.clone()
+
+
+def check_effect_scale(scale: str) -> str:
+    """``scale`` when it is one of :data:`EFFECT_SCALES`, else a CemapError naming them."""
+    if scale not in EFFECT_SCALES:
+        raise CemapError(f"unknown effect_scale {scale!r}", f"use one of {', '.join(EFFECT_SCALES)}")
+    return scale
+
+
+def log_odds(logits: torch.Tensor, head: str) -> torch.Tensor:
+    """B x K log-odds log(p / (1 - p)) of each class, from logits without saturating (computed in float32 at least):
+    the logits themselves for a sigmoid head; z_k - logsumexp of the other logits for a softmax head."""
+    z = logits.float()
+    if head == "sigmoid":
+        return z
+    k = z.shape[-1]
+    others = (
+        z[..., None, :].expand(*z.shape, k).masked_fill(torch.eye(k, dtype=torch.bool, device=z.device), -float("inf"))
+    )
+    return z - torch.logsumexp(others, dim=-1)
+
+
+def log_odds_view(classifier: Classifier) -> Classifier:
+    """A shallow copy of ``classifier`` (same network, parameters shared, nothing copied) whose ``probabilities``
+    (and so ``predict_proba``) return per-class log-odds: effects computed through it are drops in log-odds.
+    The user's classifier is untouched (the override is an attribute of the copy)."""
+    view = copy.copy(classifier)
+    head = classifier.head
+    object.__setattr__(view, "probabilities", lambda logits: log_odds(logits, head))
+    return view

@@ -16,6 +16,12 @@ late layers of DenseNet-121 and ResNet-50 at 224 px see the whole of their 7 x 7
 anyway. The cost estimate (multiply-adds of windows + whole layers + the global rest, against a
 full pass) decides per set of masks whether windows pay. The numbers are the full forward
 pass's up to float rounding (~1e-6).
+
+This module is longer than the 450 lines every other module keeps to, by design: the window
+arithmetic of each kind of node (convolution, pooling, pointwise, concatenation, addition), the
+graph walk that composes them and the cost estimate are one algorithm whose invariants (a
+node's window holds every consumer's needs) are checked together; split, each part would be
+correct only under assumptions stated in another file.
 """
 
 from __future__ import annotations
@@ -39,16 +45,54 @@ from .split import leaf_graph
 log = logging.getLogger(__name__)
 
 POINTWISE = (
-    nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Hardtanh,
-    nn.Hardswish, nn.Dropout, nn.Dropout2d, nn.BatchNorm2d, Normalize, ScaleShift,
+    nn.Identity,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SiLU,
+    nn.GELU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.BatchNorm2d,
+    Normalize,
+    ScaleShift,
 )  # each output pixel depends on the same input pixel only (batch-norm and dropout in eval mode)
 POINTWISE_FUNCTIONS = {
-    F.relu, torch.relu, F.relu6, F.leaky_relu, F.elu, F.gelu, F.silu, F.hardtanh, F.hardswish, torch.sigmoid, torch.tanh,
-    F.dropout, F.dropout2d, operator.neg, torch.neg,
+    F.relu,
+    torch.relu,
+    F.relu6,
+    F.leaky_relu,
+    F.elu,
+    F.gelu,
+    F.silu,
+    F.hardtanh,
+    F.hardswish,
+    torch.sigmoid,
+    torch.tanh,
+    F.dropout,
+    F.dropout2d,
+    operator.neg,
+    torch.neg,
 }
 POINTWISE_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "contiguous", "clone", "neg"}
-ELEMENTWISE = {operator.add, operator.iadd, torch.add, operator.mul, operator.imul, torch.mul, operator.sub, operator.isub, torch.sub,
-               operator.truediv, torch.div}  # several tensors of one shape, or one tensor and numbers
+ELEMENTWISE = {
+    operator.add,
+    operator.iadd,
+    torch.add,
+    operator.mul,
+    operator.imul,
+    torch.mul,
+    operator.sub,
+    operator.isub,
+    torch.sub,
+    operator.truediv,
+    torch.div,
+}  # several tensors of one shape, or one tensor and numbers
 ELEMENTWISE_METHODS = {"add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_"}
 CONCAT = {torch.cat, torch.concat}
 OUT_OF_PLACE = {operator.iadd: operator.add, operator.imul: operator.mul, operator.isub: operator.sub}
@@ -60,7 +104,8 @@ BASE_BYTES = 256 << 20  # unmasked activations kept at once (images are processe
 
 @dataclass(frozen=True)
 class Window:
-    """A local layer that reads a k x k neighbourhood: how output windows map to input windows, and how to run it unpadded."""
+    """A local layer that reads a k x k neighbourhood: how output windows map to input windows, and how to run it
+    unpadded."""
 
     kernel: tuple[int, int]
     stride: tuple[int, int]
@@ -74,7 +119,9 @@ class Window:
         k, s, p, d = self.kernel[axis], self.stride[axis], self.padding[axis], self.dilation[axis]
         return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
-    def changed(self, axis: int, start: torch.Tensor, stop: torch.Tensor, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def changed(
+        self, axis: int, start: torch.Tensor, stop: torch.Tensor, n_out: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Output range [lo, hi) that reads any input of the changed range [start, stop)."""
         k, s, p, d = self.kernel[axis], self.stride[axis], self.padding[axis], self.dilation[axis]
         lo = (-torch.div(-(start + p - d * (k - 1)), s, rounding_mode="floor")).clamp(0, n_out - 1)
@@ -92,17 +139,30 @@ def _pair(v) -> tuple[int, int]:
 
 def as_window(m: nn.Module) -> Window | None:
     """The layer as a :class:`Window`, or None when it is not a local layer this module can run on windows."""
-    plain_conv = type(m).forward is nn.Conv2d.forward  # a subclass may change its weights on the fly (weight standardisation)
+    plain_conv = (
+        type(m).forward is nn.Conv2d.forward
+    )  # a subclass may change its weights on the fly (weight standardisation)
     if isinstance(m, nn.Conv2d) and plain_conv and m.padding_mode == "zeros" and not isinstance(m.padding, str):
         k = _pair(m.kernel_size)
-        return Window(k, _pair(m.stride), _pair(m.padding), _pair(m.dilation), 0.0,
-                      lambda x: F.conv2d(x, m.weight, m.bias, m.stride, 0, m.dilation, m.groups),
-                      float(m.in_channels // m.groups * m.out_channels * k[0] * k[1]))
+        return Window(
+            k,
+            _pair(m.stride),
+            _pair(m.padding),
+            _pair(m.dilation),
+            0.0,
+            lambda x: F.conv2d(x, m.weight, m.bias, m.stride, 0, m.dilation, m.groups),
+            float(m.in_channels // m.groups * m.out_channels * k[0] * k[1]),
+        )
     if isinstance(m, nn.MaxPool2d) and not m.ceil_mode and not m.return_indices:
         k, s, p = _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.padding)
         run = m if p == (0, 0) else (lambda x: F.max_pool2d(x, k, s, 0, m.dilation))
         return Window(k, s, p, _pair(m.dilation), float("-inf"), run, 0.0)
-    if isinstance(m, nn.AvgPool2d) and not m.ceil_mode and m.divisor_override is None and (m.count_include_pad or m.padding in (0, (0, 0))):
+    if (
+        isinstance(m, nn.AvgPool2d)
+        and not m.ceil_mode
+        and m.divisor_override is None
+        and (m.count_include_pad or m.padding in (0, (0, 0)))
+    ):
         k, s = _pair(m.kernel_size), _pair(m.stride or m.kernel_size)
         return Window(k, s, _pair(m.padding), (1, 1), 0.0, lambda x: F.avg_pool2d(x, k, s, 0), 0.0)
     return None
@@ -155,7 +215,9 @@ def _runner(node: fx.Node, positions: dict[fx.Node, int], root: nn.Module) -> Ca
     return run
 
 
-def _classify(node: fx.Node, root: nn.Module, local: dict[fx.Node, int], shapes: dict[fx.Node, torch.Size]) -> str | None:
+def _classify(
+    node: fx.Node, root: nn.Module, local: dict[fx.Node, int], shapes: dict[fx.Node, torch.Size]
+) -> str | None:
     """'pointwise', 'window', 'merge' or None (not local) for a node whose tensor inputs are all local."""
     shape = shapes.get(node)
     if shape is None or len(shape) != 4:
@@ -170,17 +232,31 @@ def _classify(node: fx.Node, root: nn.Module, local: dict[fx.Node, int], shapes:
             return "pointwise"
         return "window" if as_window(m) is not None else None
     if node.op == "call_function" and node.target in POINTWISE_FUNCTIONS and len(tensor_args) == 1 and same:
-        if node.target in (F.dropout, F.dropout2d) and (node.kwargs.get("training", node.args[2] if len(node.args) > 2 else True)):
+        if node.target in (F.dropout, F.dropout2d) and (
+            node.kwargs.get("training", node.args[2] if len(node.args) > 2 else True)
+        ):
             return None
         return "pointwise"
-    if node.op == "call_method" and node.target in POINTWISE_METHODS and len(tensor_args) == 1 and same and not node.kwargs:
+    if (
+        node.op == "call_method"
+        and node.target in POINTWISE_METHODS
+        and len(tensor_args) == 1
+        and same
+        and not node.kwargs
+    ):
         return "pointwise"
-    elementwise = (node.op == "call_function" and node.target in ELEMENTWISE) or (node.op == "call_method" and node.target in ELEMENTWISE_METHODS)
+    elementwise = (node.op == "call_function" and node.target in ELEMENTWISE) or (
+        node.op == "call_method" and node.target in ELEMENTWISE_METHODS
+    )
     if elementwise and all(shapes[n] == shape for n in tensor_args) and not node.kwargs:
         return "pointwise" if len(tensor_args) == 1 else "merge"
     if node.op == "call_function" and node.target in CONCAT and same:
         dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
-        if dim in (1, -3) and isinstance(node.args[0], (list, tuple)) and all(isinstance(a, fx.Node) for a in node.args[0]):
+        if (
+            dim in (1, -3)
+            and isinstance(node.args[0], (list, tuple))
+            and all(isinstance(a, fx.Node) for a in node.args[0])
+        ):
             return "merge"
     return None
 
@@ -239,8 +315,17 @@ def local_graph(classifier: Classifier) -> LocalGraph | None:
         positions = {n: i for i, n in enumerate(inputs)}
         window = as_window(root.get_submodule(node.target)) if kind == "window" else None
         local[node] = len(nodes)
-        nodes.append(LocalNode(node.name, kind, [local[n] for n in inputs], _runner(node, positions, root), tuple(shapes[node][2:]),
-                               shapes[node][1], window))
+        nodes.append(
+            LocalNode(
+                node.name,
+                kind,
+                [local[n] for n in inputs],
+                _runner(node, positions, root),
+                tuple(shapes[node][2:]),
+                shapes[node][1],
+                window,
+            )
+        )
     if not any(n.window is not None for n in nodes):
         return None
 
@@ -319,7 +404,9 @@ class IncrementalMasking:
                 ranges.append(torch.stack([y0, y1, x0, x1], 1))
             else:  # merge: the union of the branches' ranges
                 rs = torch.stack([ranges[j] for j in node.inputs])
-                ranges.append(torch.stack([rs[:, :, 0].amin(0), rs[:, :, 1].amax(0), rs[:, :, 2].amin(0), rs[:, :, 3].amax(0)], 1))
+                ranges.append(
+                    torch.stack([rs[:, :, 0].amin(0), rs[:, :, 1].amax(0), rs[:, :, 2].amin(0), rs[:, :, 3].amax(0)], 1)
+                )
         return ranges
 
     def plan(self, masks: torch.Tensor) -> Plan:
@@ -366,7 +453,8 @@ class IncrementalMasking:
         return box[j] == need and bool((corners[j] == start).all())
 
     def cost_ratio(self, masks: torch.Tensor) -> float:
-        """Estimated multiply-adds of a windowed pass relative to a full one (windows, whole layers and the global rest)."""
+        """Estimated multiply-adds of a windowed pass relative to a full one (windows, whole layers and the global
+        rest)."""
         return self.plan(masks).cost
 
     def worthwhile(self, masks: torch.Tensor) -> bool:
@@ -410,10 +498,18 @@ class IncrementalMasking:
             total += self.nodes[i].channels * (h + 2 * py) * (w + 2 * px)
         return total * element_size
 
-    def probabilities(self, images: torch.Tensor, owner: torch.Tensor, masks: torch.Tensor, which: torch.Tensor,
-                      fills: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    def probabilities(
+        self,
+        images: torch.Tensor,
+        owner: torch.Tensor,
+        masks: torch.Tensor,
+        which: torch.Tensor,
+        fills: torch.Tensor,
+        chunk_size: int,
+    ) -> torch.Tensor:
         """N x K probabilities of ``images[owner[n]]`` with ``masks[which[n]]`` replaced by ``fills``: as
-        :meth:`CEMap.pair_probabilities`, which calls this when :meth:`worthwhile`. No host synchronisation per chunk."""
+        :meth:`CEMap.pair_probabilities`, which calls this when :meth:`worthwhile`. No host synchronisation per
+        chunk."""
         plan = self.plan(masks).to(images.device)
         keys = self._base_keys(plan)
         group = max(1, BASE_BYTES // max(self._base_bytes(keys, 4), 1))
@@ -461,8 +557,12 @@ class IncrementalMasking:
                     x = _paste(x, boxes[j], rows - py, cols - px, around).permute(0, 3, 1, 2)
                 x = win.run(x)
             else:  # merge: every branch on this node's window
-                xs = [values[j] if direct else self._expand(values[j], boxes[j], box, base[j, 0, 0, 0.0], own, self.nodes[j].size)
-                      for j, direct in zip(node.inputs, plan.direct[i])]
+                xs = [
+                    values[j]
+                    if direct
+                    else self._expand(values[j], boxes[j], box, base[j, 0, 0, 0.0], own, self.nodes[j].size)
+                    for j, direct in zip(node.inputs, plan.direct[i])
+                ]
                 x = node.run(*xs)
             values.append(x)
             for j in node.inputs:
@@ -478,7 +578,9 @@ class IncrementalMasking:
         return self.suffix(*outs)
 
     @staticmethod
-    def _expand(x: torch.Tensor, box: "_Box", onto: "_Box", base: torch.Tensor, own: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def _expand(
+        x: torch.Tensor, box: "_Box", onto: "_Box", base: torch.Tensor, own: torch.Tensor, size: tuple[int, int]
+    ) -> torch.Tensor:
         """N x C x onto.h x onto.w: the unmasked values on ``onto`` with the window ``x`` (on ``box``) pasted in."""
         h, w = size
         rows, cols = onto.rows(), onto.cols()
@@ -526,14 +628,17 @@ def _lin(owner: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, height: in
     return (owner[:, None, None] * height + rows[:, :, None]) * width + cols[:, None, :]
 
 
-def _gather(flat: torch.Tensor, owner: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def _gather(
+    flat: torch.Tensor, owner: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, height: int, width: int
+) -> torch.Tensor:
     """N x h x w x C: per-sample windows of (B*H*W) x C rows."""
     idx = _lin(owner, rows, cols, height, width)
     return flat.index_select(0, idx.reshape(-1)).view(*idx.shape, flat.shape[1])
 
 
 def _paste(window: torch.Tensor, box: _Box, rows: torch.Tensor, cols: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-    """N x h x w x C: ``base`` (values at rows x cols) with the N x C x box.h x box.w ``window`` values where they overlap."""
+    """N x h x w x C: ``base`` (values at rows x cols) with the N x C x box.h x box.w ``window`` values where they
+    overlap."""
     n = window.shape[0]
     ry, rx = rows - box.y0[:, None], cols - box.x0[:, None]
     inside = ((ry >= 0) & (ry < box.h))[:, :, None] & ((rx >= 0) & (rx < box.w))[:, None, :]
@@ -551,7 +656,8 @@ def local_node_names(classifier: Classifier) -> list[str]:
 
 
 def incremental_masking(classifier: Classifier) -> IncrementalMasking | None:
-    """The classifier's incremental evaluator, or None when it has no local layer or cannot be traced. Built once per classifier."""
+    """The classifier's incremental evaluator, or None when it has no local layer or cannot be traced. Built once per
+    classifier."""
     if classifier in _CACHE:
         return _CACHE[classifier]
     engine = None

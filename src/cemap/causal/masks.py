@@ -30,9 +30,15 @@ def grid_masks(height: int, width: int, cell: int, stride: int | None = None) ->
     if cell < 1 or stride < 1:
         raise CemapError(f"cell size {cell} and stride {stride} must be positive")
     if cell > min(height, width):
-        raise CemapError(f"cell size {cell} is larger than the image ({height} x {width})", f"use a cell of at most {min(height, width)} pixels")
+        raise CemapError(
+            f"cell size {cell} is larger than the image ({height} x {width})",
+            f"use a cell of at most {min(height, width)} pixels",
+        )
     if stride > cell:
-        raise CemapError(f"stride {stride} is larger than the cell size {cell}", "a stride above the cell size leaves pixels untested")
+        raise CemapError(
+            f"stride {stride} is larger than the cell size {cell}",
+            "a stride above the cell size leaves pixels untested",
+        )
     ys, xs = grid_positions(height, cell, stride), grid_positions(width, cell, stride)
     masks = torch.zeros(len(ys) * len(xs), height, width, dtype=torch.bool)
     for i, (y, x) in enumerate((y, x) for y in ys for x in xs):
@@ -62,7 +68,8 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def fill_images(images: torch.Tensor, fill: str | float, blur_sigma: float | None = None) -> torch.Tensor:
-    """The replacement image c for each input: 'zero', 'max' (1.0), 'mean' (per-image channel mean), 'blur', or a constant."""
+    """The replacement image c for each input: 'zero', 'max' (1.0), 'mean' (per-image channel mean), 'blur', or a
+    constant."""
     if isinstance(fill, (int, float)):
         return torch.full_like(images, float(fill))
     if fill == "zero":

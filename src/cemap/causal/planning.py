@@ -61,8 +61,14 @@ class MaskPlan:
         return candidate_name(self.windows, self.channels_last, self.chunk)
 
     def as_json(self) -> dict:
-        return {"chunk": self.chunk, "windows": self.windows, "channels_last": self.channels_last, "source": self.source,
-                "name": self.name, "seconds_per_image": dict(self.seconds_per_image)}
+        return {
+            "chunk": self.chunk,
+            "windows": self.windows,
+            "channels_last": self.channels_last,
+            "source": self.source,
+            "name": self.name,
+            "seconds_per_image": dict(self.seconds_per_image),
+        }
 
 
 def candidate_name(windows: bool, channels_last: bool, chunk: int) -> str:
@@ -100,9 +106,12 @@ def memory_cap(bytes_per_image: float, device: torch.device | str) -> int:
     return max(8, int(MEMORY_SHARE * free_memory(device) / max(bytes_per_image, 1.0)))
 
 
-def activation_bytes(forward: Callable[[torch.Tensor], object], modules: list[torch.nn.Module], image: torch.Tensor) -> float:
+def activation_bytes(
+    forward: Callable[[torch.Tensor], object], modules: list[torch.nn.Module], image: torch.Tensor
+) -> float:
     """Bytes of activations one image's forward pass holds: on a GPU the allocator's peak as each leaf module returns
-    (no global statistics are reset); elsewhere the sum of every leaf's output (an upper bound). At least the input's size."""
+    (no global statistics are reset); elsewhere the sum of every leaf's output (an upper bound). At least the input's
+    size."""
     gpu = on_gpu(image.device)
     base = torch.cuda.memory_allocated(image.device) if gpu else 0
     seen = [0]
@@ -123,7 +132,9 @@ def activation_bytes(forward: Callable[[torch.Tensor], object], modules: list[to
     return max(seen[0] / 4, float(image.numel() * image.element_size()))
 
 
-def measure(candidates: dict[str, Callable[[], object]], device: torch.device | str, repeats: int = 2) -> dict[str, float]:
+def measure(
+    candidates: dict[str, Callable[[], object]], device: torch.device | str, repeats: int = 2
+) -> dict[str, float]:
     """Seconds of each candidate (the best of ``repeats`` after one warm-up; inf where the device ran out of memory)."""
     out: dict[str, float] = {}
     for name, run in candidates.items():

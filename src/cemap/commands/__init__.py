@@ -1,1 +1,1 @@
-"""CLI subcommands; every module here registers its commands on ``cemap.cli.app`` when imported."""
+"""The CLI's subcommands: plain functions whose typer options are their parameters; ``cemap.cli`` registers them."""

@@ -28,15 +28,20 @@ def check_device(device: str) -> str:
         if not torch.cuda.is_available():
             raise CemapError(f"--device {device} but no CUDA device is visible", "use --device cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise CemapError(f"--device {device} but only {torch.cuda.device_count()} CUDA device(s) are visible", "use --device cuda:0")
+            raise CemapError(
+                f"--device {device} but only {torch.cuda.device_count()} CUDA device(s) are visible",
+                "use --device cuda:0",
+            )
     elif dev.type != "cpu":
         raise CemapError(f"unsupported device {device!r}", "use cpu, cuda or cuda:N")
     return device
 
 
 def on_device(classifier, device: str):
-    """``classifier`` moved to ``device``; it still takes images from the CPU (``Classifier.forward`` moves each batch)."""
+    """``classifier`` moved to ``device``; it still takes images from the CPU (``Classifier.forward`` moves each
+    batch)."""
     return classifier if torch.device(device).type == "cpu" else classifier.to(device)
+
 
 # Folders this process created for its output: a failed command removes those left empty (cli.main).
 _CREATED: list[Path] = []
@@ -51,7 +56,8 @@ def setup(seed: int, threads: int, quiet: bool) -> None:
 
 
 def out_dir(path: Path) -> Path:
-    """Create the output folder ``path``; if the command then fails, the folders it created are removed when still empty."""
+    """Create the output folder ``path``; if the command then fails, the folders it created are removed when still
+    empty."""
     path = Path(path)
     missing = [p for p in [path, *path.parents] if not p.exists()]
     path.mkdir(parents=True, exist_ok=True)
@@ -59,8 +65,14 @@ def out_dir(path: Path) -> Path:
     return path
 
 
+def forget_outputs() -> None:
+    """Start a command with no output folders tracked (tests run several commands in one process)."""
+    _CREATED.clear()
+
+
 def track_output(path: Path) -> None:
-    """Remember the folders of ``path`` that do not exist yet (the command creates them later), to remove them if it fails empty."""
+    """Remember the folders of ``path`` that do not exist yet (the command creates them later), to remove them if it
+    fails empty."""
     path = Path(path)
     _CREATED.extend(reversed([p for p in [path, *path.parents] if not p.exists()]))
 
@@ -88,11 +100,18 @@ def warn(message: str) -> None:
 
 
 def warn_fidelity(fidelity: dict | None, where: str = "") -> None:
-    """The coloured warning whenever the latent autoencoder's fidelity is not ok (latent CEs would not describe the model)."""
+    """The coloured warning whenever the latent autoencoder's fidelity is not ok (latent CEs would not describe the
+    model)."""
     if not fidelity or fidelity.get("ok", True):
         return
-    parts = [f"agreement {fidelity['agreement']:.3f}" if "agreement" in fidelity else "", f"mean KL {fidelity['mean_kl']:.4f}" if "mean_kl" in fidelity else ""]
+    parts = [
+        f"agreement {fidelity['agreement']:.3f}" if "agreement" in fidelity else "",
+        f"mean KL {fidelity['mean_kl']:.4f}" if "mean_kl" in fidelity else "",
+    ]
     for reason in fidelity.get("problems", []):
         parts.append(reason)
     detail = "; ".join(p for p in parts if p)
-    warn(f"low autoencoder fidelity{where} ({detail}): latent CE profiles do not describe the original model; read them with caution")
+    warn(
+        f"low autoencoder fidelity{where} ({detail}): latent CE profiles do not describe the original model; read "
+        "them with caution"
+    )

@@ -6,37 +6,54 @@ from pathlib import Path
 
 import typer
 
-from ..cli import app
 from .common import DEVICE, QUIET, SEED, THREADS, check_device, setup, warn_fidelity
 
 
-@app.command()
 def detect(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Built-in dataset: mnist5k or synthcxr."),
     model: str = typer.Option(None, "--model", "-m", help="Model name (default: the dataset's built-in model)."),
-    out: Path = typer.Option(Path("out/detect"), "--out", "-o", help="Folder for detection.json, ce_detector.npz and figures."),
-    quick: bool = typer.Option(False, "--quick", help="Few images and short attacks: a smoke run in under a minute (same as --size quick)."),
-    size: str = typer.Option("full", "--size", help="full (15-35 min on 2 shared cores), demo (about a minute of CPU; what cemap demo runs) or quick."),
-    resume: bool = typer.Option(False, "--resume", help="Reuse the attack outcomes an interrupted run saved in --out (features.npz, attacks.json)."),
+    out: Path = typer.Option(
+        Path("out/detect"), "--out", "-o", help="Folder for detection.json, ce_detector.npz and figures."
+    ),
+    quick: bool = typer.Option(
+        False, "--quick", help="Few images and short attacks: a smoke run in under a minute (same as --size quick)."
+    ),
+    size: str = typer.Option(
+        "full",
+        "--size",
+        help="full (15-35 min on 2 shared cores), demo (about a minute of CPU; what cemap demo runs) or quick.",
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Reuse the attack outcomes an interrupted run saved in --out (features.npz, attacks.json).",
+    ),
     device: str = DEVICE,
     seed: int = SEED,
     threads: int = THREADS,
     quiet: bool = QUIET,
 ) -> None:
     """Detect adversarial examples with CE signatures and compare, on equal terms, with MSP, feature squeezing, LID,
-    Mahalanobis and logit statistics: transfer to unseen (minimal, confidence-matched, C&W) attacks and adaptive attacks.
+    Mahalanobis and logit statistics: transfer to unseen (minimal, confidence-matched, C&W) attacks and adaptive
+    attacks.
 
     Example: cemap detect --dataset mnist5k --out out/detect-mnist
     """
     check_device(device)
     setup(seed, threads, quiet)
-    from ..studies.detection import format_table, run_detection_study
+    from ..report.draw import draw
+    from ..studies.context import StudyContext
+    from ..studies.detection import DetectionConfig, format_table, run_detection
 
-    report = run_detection_study(dataset=dataset, model=model, out=out, quick=quick, seed=seed, size="quick" if quick else size, resume=resume,
-                                 device=device)
-    typer.echo(f"{report['dataset']} / {report['model']} @ {report['layer']}: AUROC [95% CI] on held-out test images (successful adversarials only)")
-    for claim in report["headline"]:
-        typer.echo("* " + claim["claim"])
-    typer.echo(format_table(report["table"]))
-    typer.echo(f"wall time {report['timings_s']['total']:.0f}s; results written to {(out / 'detection.json').resolve()}")
-    warn_fidelity(report.get("autoencoder_fidelity"))
+    config = DetectionConfig.sized("quick" if quick else size, seed, resume=resume)
+    ctx = StudyContext(dataset=dataset, out=Path(out), seed=seed, quick=quick, model=model, device=device, draw=draw)
+    result = run_detection(ctx, config)
+    typer.echo(
+        f"{result.dataset} / {result.model} @ {result.layer}: AUROC [95% CI] on held-out test images (successful "
+        "adversarials only)"
+    )
+    for claim in result.headline():
+        typer.echo("* " + claim.text)
+    typer.echo(format_table(result.table))
+    typer.echo(f"wall time {result.timings_s['total']:.0f}s; results written to {(out / 'detection.json').resolve()}")
+    warn_fidelity(result.autoencoder_fidelity)

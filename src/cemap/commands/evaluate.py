@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from ..cli import app
 from .common import DEVICE, QUIET, SEED, THREADS, check_device, out_dir, setup
 
 
@@ -23,32 +22,65 @@ def _options(ce_cell: int | None, ce_stride: int | None, ce_fill: str | None, ig
     return options
 
 
-@app.command()
 def evaluate(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset with a test split (boxes give the localisation columns): synthcxr, mnist5k, ..."),
+    dataset: str = typer.Option(
+        ...,
+        "--dataset",
+        "-d",
+        help="Dataset with a test split (boxes give the localisation columns): synthcxr, mnist5k, ...",
+    ),
     model: str = typer.Option(None, "--model", "-m", help="Model name (default: the dataset's built-in model)."),
     methods: str = typer.Option(None, "--methods", help="Comma-separated methods (default: all; see below)."),
-    n_images: int = typer.Option(None, "--n-images", help="Test images to use (a seeded random subset of those with boxes); default all."),
+    n_images: int = typer.Option(
+        None, "--n-images", help="Test images to use (a seeded random subset of those with boxes); default all."
+    ),
     n_robust: int = typer.Option(64, "--n-robust", help="Pairs for the noise / FGSM / weight-randomisation metrics."),
     steps: int = typer.Option(16, "--steps", help="Deletion / insertion steps."),
     ce_cell: int = typer.Option(None, "--ce-cell", help="CE cell size in pixels (default: about a 7 x 7 grid)."),
     ce_stride: int = typer.Option(None, "--ce-stride", help="CE stride (default: the cell size)."),
     ce_fill: str = typer.Option(None, "--ce-fill", help="CE fill: zero, max, mean, blur or a number in [0, 1]."),
     ig_steps: int = typer.Option(None, "--ig-steps", help="Integrated-gradients steps (default 32)."),
-    tune_ce: bool = typer.Option(False, "--tune-ce", help="Choose CE's cell and fill on the train split first (ignored when --ce-* are given)."),
-    shortcut: bool = typer.Option(False, "--shortcut", help="synthcxr's shortcut variant: adds the share of map mass on the spurious tag."),
+    tune_ce: bool = typer.Option(
+        False, "--tune-ce", help="Choose CE's cell and fill on the train split first (ignored when --ce-* are given)."
+    ),
+    shortcut: bool = typer.Option(
+        False, "--shortcut", help="synthcxr's shortcut variant: adds the share of map mass on the spurious tag."
+    ),
     out: Path = typer.Option(Path("out/evaluate"), "--out", "-o", help="Folder for evaluation.json and overlays.png."),
-    benchmark: bool = typer.Option(False, "--benchmark", help="Issue 16's held-out protocol (synthcxr only): every figure with a paired bootstrap 95% interval, "
-                                   "CE chosen on train, reported on a held-out generator seed for each model and size. Long: minutes to hours on 2 cores."),
-    models: str = typer.Option("cxr-cnn,resnet18-slim-cxr", "--models", help="--benchmark: comma-separated models, trained on first use "
-                               "(resnet18-cxr: full-width ResNet-18, hours to train on 2 cores)."),
+    benchmark: bool = typer.Option(
+        False,
+        "--benchmark",
+        help="Issue 16's held-out protocol (synthcxr only): every figure with a paired bootstrap 95% interval, "
+        "CE chosen on train, reported on a held-out generator seed for each model and size. Long: minutes to hours on "
+        "2 cores.",
+    ),
+    models: str = typer.Option(
+        "cxr-cnn,resnet18-slim-cxr",
+        "--models",
+        help="--benchmark: comma-separated models, trained on first use "
+        "(resnet18-cxr: full-width ResNet-18, hours to train on 2 cores).",
+    ),
     sizes: str = typer.Option("64,128", "--sizes", help="--benchmark: comma-separated synthcxr image sizes."),
-    heldout_seed: int = typer.Option(None, "--heldout-seed", help="--benchmark: synthcxr generator seed of the held-out test split (default 20261130)."),
+    heldout_seed: int = typer.Option(
+        None,
+        "--heldout-seed",
+        help="--benchmark: synthcxr generator seed of the held-out test split (default 20261130).",
+    ),
     n_faithful: int = typer.Option(32, "--n-faithful", help="--benchmark: pairs for ROAD / deletion / insertion."),
-    tune_images: int = typer.Option(16, "--tune-images", help="--benchmark: seed-0 train images CE's settings are chosen on."),
-    n_sanity: int = typer.Option(6, "--n-sanity", help="--benchmark: pairs for the randomisation sanity check (3 seeds, cascading and independent)."),
-    train_seed: int = typer.Option(0, "--train-seed", help="--benchmark: training seed of the built-in models (another seed trains, "
-                                   "and caches, another model: run several for a spread over trainings)."),
+    tune_images: int = typer.Option(
+        16, "--tune-images", help="--benchmark: seed-0 train images CE's settings are chosen on."
+    ),
+    n_sanity: int = typer.Option(
+        6,
+        "--n-sanity",
+        help="--benchmark: pairs for the randomisation sanity check (3 seeds, cascading and independent).",
+    ),
+    train_seed: int = typer.Option(
+        0,
+        "--train-seed",
+        help="--benchmark: training seed of the built-in models (another seed trains, "
+        "and caches, another model: run several for a spread over trainings).",
+    ),
     device: str = DEVICE,
     seed: int = SEED,
     threads: int = THREADS,
@@ -64,32 +96,90 @@ def evaluate(
     check_device(device)
     setup(seed, threads, quiet)
     if benchmark:
-        _benchmark(dataset, models, sizes, heldout_seed, n_images, n_faithful, n_sanity, tune_images, steps, seed, device, train_seed, out)
+        _benchmark(
+            dataset,
+            models,
+            sizes,
+            heldout_seed,
+            n_images,
+            n_faithful,
+            n_sanity,
+            tune_images,
+            steps,
+            seed,
+            device,
+            train_seed,
+            out,
+        )
         return
+    from ..report.draw import draw
+    from ..studies.context import StudyContext
     from ..studies.evaluation import EvalConfig, format_table, run_evaluation
 
-    cfg = EvalConfig(n_images=n_images, n_robust=n_robust, steps=steps, seed=seed, method_options=_options(ce_cell, ce_stride, ce_fill, ig_steps))
-    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-    doc = run_evaluation(dataset, model, chosen, out_dir(out), cfg, tune=tune_ce, dataset_options={"shortcut": True} if shortcut else None,
-                         device=device)
-    typer.echo(f"{doc['model']} on {dataset}: {doc['n_images']} images, {doc['n_pairs']} (image, target) pairs, {doc['seconds']:.0f} s")
-    if doc["ce_tuning"]:
-        typer.echo(f"CE settings chosen on the train split: {doc['ce_tuning']['chosen']}")
-    typer.echo(format_table(doc["rows"]))
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip()) if methods else None
+    cfg = EvalConfig(
+        n_images=n_images,
+        n_robust=n_robust,
+        steps=steps,
+        seed=seed,
+        method_options=_options(ce_cell, ce_stride, ce_fill, ig_steps),
+        methods=chosen,
+        tune=tune_ce,
+    )
+    ctx = StudyContext(
+        dataset,
+        out_dir(out),
+        seed=seed,
+        model=model,
+        dataset_options={"shortcut": True} if shortcut else {},
+        device=device,
+        draw=draw,
+    )
+    result = run_evaluation(ctx, cfg)
+    typer.echo(
+        f"{result.model} on {dataset}: {result.n_images} images, {result.n_pairs} (image, target) pairs, "
+        f"{result.seconds:.0f} s"
+    )
+    if result.ce_tuning:
+        typer.echo(f"CE settings chosen on the train split: {result.ce_tuning['chosen']}")
+    typer.echo(format_table(result.rows))
     typer.echo(f"results written to {(out / 'evaluation.json').resolve()}")
 
 
-def _benchmark(dataset: str, models: str, sizes: str, heldout_seed: int | None, n_images: int | None, n_faithful: int, n_sanity: int,
-               tune_images: int, steps: int, seed: int, device: str, train_seed: int, out: Path) -> None:
+def _benchmark(
+    dataset: str,
+    models: str,
+    sizes: str,
+    heldout_seed: int | None,
+    n_images: int | None,
+    n_faithful: int,
+    n_sanity: int,
+    tune_images: int,
+    steps: int,
+    seed: int,
+    device: str,
+    train_seed: int,
+    out: Path,
+) -> None:
     from ..errors import CemapError
     from ..studies.explanation_benchmark import HELDOUT_SEED, BenchmarkConfig, format_run, run_benchmark
 
     if dataset != "synthcxr":
-        raise CemapError("--benchmark runs on synthcxr (it needs boxes and a generator seed to hold out)", "use --dataset synthcxr")
+        raise CemapError(
+            "--benchmark runs on synthcxr (it needs boxes and a generator seed to hold out)", "use --dataset synthcxr"
+        )
     cfg = BenchmarkConfig(
-        models=tuple(m.strip() for m in models.split(",") if m.strip()), sizes=tuple(int(s) for s in sizes.split(",") if s.strip()),
-        heldout_seed=HELDOUT_SEED if heldout_seed is None else heldout_seed, n_images=n_images or 40, n_faithful=n_faithful,
-        n_sanity=n_sanity, tune_images=tune_images, steps=steps, seed=seed, device=device, train_seed=train_seed,
+        models=tuple(m.strip() for m in models.split(",") if m.strip()),
+        sizes=tuple(int(s) for s in sizes.split(",") if s.strip()),
+        heldout_seed=HELDOUT_SEED if heldout_seed is None else heldout_seed,
+        n_images=n_images or 40,
+        n_faithful=n_faithful,
+        n_sanity=n_sanity,
+        tune_images=tune_images,
+        steps=steps,
+        seed=seed,
+        device=device,
+        train_seed=train_seed,
     )
     doc = run_benchmark(cfg, out_dir(out))
     for run in doc["runs"]:

@@ -6,20 +6,39 @@ from pathlib import Path
 
 import typer
 
-from ..cli import app
 from .common import DEVICE, QUIET, SEED, THREADS, check_device, on_device, setup, track_output, warn_fidelity
 
 
-@app.command()
 def explain(
     inputs: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) or folders of them."),
-    model: str = typer.Option(..., "--model", "-m", help="Model name (see cemap models), e.g. cxr-cnn, densenet121, chexnet."),
+    model: str = typer.Option(
+        ..., "--model", "-m", help="Model name (see cemap models), e.g. cxr-cnn, densenet121, chexnet."
+    ),
     weights: Path = typer.Option(None, "--weights", "-w", help="State-dict file for the model (loaded weights-only)."),
     layer: str = typer.Option(None, "--layer", "-l", help="Layer for the latent autoencoder (default: the model's)."),
-    fit_on: Path = typer.Option(None, "--fit-on", help="Folder of images to fit the latent autoencoder on (cached); without it no latent CE profile."),
-    methods: str = typer.Option("ce,gradcam", "--methods", help="Comma-separated maps: ce, cam, gradcam, gradcam++, scorecam, occlusion, integrated-gradients, random, centre."),
-    target: str = typer.Option(None, "--target", "-t", help="Class or finding to explain (name or index; default: the most probable per image)."),
-    out: Path = typer.Option(Path("out/explain"), "--out", "-o", help="Folder for overlays, one JSON per image, explain.json and report.html."),
+    fit_on: Path = typer.Option(
+        None,
+        "--fit-on",
+        help="Folder of images to fit the latent autoencoder on (cached); without it no latent CE profile.",
+    ),
+    methods: str = typer.Option(
+        "ce,gradcam",
+        "--methods",
+        help="Comma-separated maps: ce, cam, gradcam, gradcam++, scorecam, occlusion, integrated-gradients, random, "
+        "centre.",
+    ),
+    target: str = typer.Option(
+        None,
+        "--target",
+        "-t",
+        help="Class or finding to explain (name or index; default: the most probable per image).",
+    ),
+    out: Path = typer.Option(
+        Path("out/explain"),
+        "--out",
+        "-o",
+        help="Folder for overlays, one JSON per image, explain.json and report.html.",
+    ),
     device: str = DEVICE,
     seed: int = SEED,
     threads: int = THREADS,
@@ -27,11 +46,14 @@ def explain(
 ) -> None:
     """Explain your own images: CE map beside the chosen baselines, plus the latent CE profile when --fit-on is given.
 
-    Example: cemap explain scans/ --model chexnet --weights chexnet.pth --fit-on scans/ --methods ce,gradcam --out out/scans
+    Example: cemap explain scans/ --model chexnet --weights chexnet.pth --fit-on scans/ --methods ce,gradcam --out
+    out/scans
     """
     check_device(device)
     setup(seed, threads, quiet)
-    from ..studies.explain_files import explain_files, list_image_files, load_classifier
+    from ..report.draw import draw
+    from ..report.html import write_report
+    from ..studies.explain_files import ExplainConfig, list_image_files, load_classifier, run_explain
 
     files = list_image_files(inputs)
     clf = on_device(load_classifier(model, weights), device)
@@ -39,12 +61,18 @@ def explain(
     if fit_on is not None:
         list_image_files([fit_on])
     track_output(out)
-    summary = explain_files(clf, files, out, methods=[m.strip() for m in methods.split(",") if m.strip()], layer=layer, fit_on=fit_on, target=target)
-    for row in summary["images"]:
+    config = ExplainConfig(
+        methods=tuple(m.strip() for m in methods.split(",") if m.strip()), layer=layer, fit_on=fit_on, target=target
+    )
+    summary = run_explain(clf, files, out, config, draw=draw)
+    write_report(out)
+    for row in summary.images:
         typer.echo(f"{row['file']}: {row['target']} p={row['probability']:.3f} -> {row['overlay']}")
-    if "autoencoder" in summary:
-        fid = summary["autoencoder"]["fidelity"]
-        typer.echo(f"autoencoder fidelity on these images: agreement {fid['agreement']:.3f}, mean KL {fid['mean_kl']:.4f}")
+    if summary.autoencoder is not None:
+        fid = summary.autoencoder["fidelity"]
+        typer.echo(
+            f"autoencoder fidelity on these images: agreement {fid['agreement']:.3f}, mean KL {fid['mean_kl']:.4f}"
+        )
         warn_fidelity(fid, " on these images")
     typer.echo(f"report: {(out / 'report.html').resolve()}")
 
@@ -62,9 +90,22 @@ def check_choices(clf, layer: str | None, target: str | None, methods: str) -> N
             from ..errors import unknown_name
 
             raise unknown_name("method", m, valid)
-    if target is not None and target not in clf.class_names and not (target.isdigit() and int(target) < clf.num_classes):
+    if (
+        target is not None
+        and target not in clf.class_names
+        and not (target.isdigit() and int(target) < clf.num_classes)
+    ):
         close = [n for n in clf.class_names if target.lower() in n.lower() or n.lower() in target.lower()][:5]
-        hint = f"did you mean {', '.join(close)}?" if close else (
-            f"a class name or an index 0..{clf.num_classes - 1}" + (f" (e.g. {', '.join(clf.class_names[:5])}; cemap predict shows them)" if clf.num_classes > 5 else f": {', '.join(clf.class_names)}")
+        hint = (
+            f"did you mean {', '.join(close)}?"
+            if close
+            else (
+                f"a class name or an index 0..{clf.num_classes - 1}"
+                + (
+                    f" (e.g. {', '.join(clf.class_names[:5])}; cemap predict shows them)"
+                    if clf.num_classes > 5
+                    else f": {', '.join(clf.class_names)}"
+                )
+            )
         )
         raise CemapError(f"model {clf.name} has no class {target!r}", hint)

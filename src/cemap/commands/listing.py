@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ..cli import app
 
-
-@app.command()
 def models() -> None:
     """List the model names that --model accepts.
 
@@ -18,7 +15,6 @@ def models() -> None:
     typer.echo("\n".join(list_models()))
 
 
-@app.command()
 def datasets() -> None:
     """List the dataset names that --dataset accepts.
 
@@ -29,7 +25,6 @@ def datasets() -> None:
     typer.echo("\n".join(list_datasets()))
 
 
-@app.command()
 def methods() -> None:
     """List the explanation methods that --methods accepts.
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import typer
 
-from ..cli import app
 from ..errors import CemapError
 from .common import DEVICE, QUIET, SEED, THREADS, check_device, on_device, setup, track_output
 
 
-@app.command()
 def predict(
     inputs: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) or folders of them."),
-    model: str = typer.Option(..., "--model", "-m", help="Model name (see cemap models), e.g. cxr-cnn, densenet121, chexnet."),
+    model: str = typer.Option(
+        ..., "--model", "-m", help="Model name (see cemap models), e.g. cxr-cnn, densenet121, chexnet."
+    ),
     weights: Path = typer.Option(None, "--weights", "-w", help="State-dict file for the model (loaded weights-only)."),
     top: int = typer.Option(3, "--top", help="How many classes (or findings) to show per image."),
     out: Path = typer.Option(None, "--out", "-o", help="Also write the predictions to this JSON file."),

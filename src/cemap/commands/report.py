@@ -6,10 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..cli import app
 
-
-@app.command()
 def report(
     run_dir: Path = typer.Argument(..., help="A run folder written by cemap demo, evaluate, detect, explain or run."),
     out: Path = typer.Option(None, "--out", "-o", help="Where to write the HTML (default: RUN_DIR/report.html)."),

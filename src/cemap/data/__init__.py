@@ -1,8 +1,17 @@
 """Datasets behind one registry. Importing this package registers the built-in ones."""
 
-from .base import Batch, ImageDataset, Sample, collate
+from .base import AttackBudgets, Batch, ImageDataset, Sample, collate
 from .registry import get_dataset, list_datasets, register_dataset
 from . import mnist  # noqa: F401  (registers mnist5k)
 from . import imagefolder, nih, synthcxr  # noqa: F401  (registers imagefolder, nih, synthcxr)
 
-__all__ = ["Batch", "ImageDataset", "Sample", "collate", "get_dataset", "list_datasets", "register_dataset"]
+__all__ = [
+    "AttackBudgets",
+    "Batch",
+    "ImageDataset",
+    "Sample",
+    "collate",
+    "get_dataset",
+    "list_datasets",
+    "register_dataset",
+]

@@ -51,12 +51,46 @@ def collate(samples: Sequence[Sample]) -> Batch:
     )
 
 
+@dataclass(frozen=True)
+class AttackBudgets:
+    """The adversarial settings customary for a kind of image, declared by its dataset.
+
+    ``linf``: the standard low and high L-inf budgets (8-bit images: 2/255 and 8/255; MNIST: 0.1 and 0.3), written
+    as "8/255" where ``in_255ths`` else as plain numbers. ``squeeze_bits`` / ``squeeze_median``: feature squeezing's
+    bit depths and median-filter sizes (Xu et al.). ``cw``: C&W-L2's first c, Adam step and (where given) step counts.
+    """
+
+    linf: tuple[float, float] = (2 / 255, 8 / 255)
+    in_255ths: bool = True
+    squeeze_bits: tuple[int, ...] = (5,)
+    squeeze_median: tuple[int, ...] = (2,)
+    # C&W on 8-bit radiographs (cxr-cnn): c = 1 and lr 0.05 stop at a median margin of -2.8 logits and 10x the L2 of
+    # c = 0.1, lr 0.02, 30 steps x 4 searches (margin -0.26: converged).
+    cw: tuple[tuple[str, float], ...] = (("c", 0.1), ("lr", 0.02))
+
+    def label(self, eps: float) -> str:
+        """A budget as the literature writes it: ``8/255``, or ``0.3``."""
+        return f"{round(eps * 255)}/255" if self.in_255ths else f"{eps:.3g}"
+
+    @property
+    def squeezers(self) -> dict:
+        return {"bits": self.squeeze_bits, "median_sizes": self.squeeze_median}
+
+
 class ImageDataset(torch.utils.data.Dataset):
-    """Base class: subclasses set ``class_names`` and ``multilabel`` and implement __getitem__."""
+    """Base class: subclasses set ``class_names`` and ``multilabel`` and implement __getitem__.
+
+    A dataset also declares what the studies need to know about its images: ``attack_budgets`` (the customary
+    adversarial settings) and ``region_kind``, what a latent-controls study masks in an image without boxes:
+    "strokes" (bright strokes on a dark background, such as digits) or None (nothing; images with boxes mask
+    their boxes).
+    """
 
     class_names: list[str]
     multilabel: bool = False
     name: str = ""
+    attack_budgets: AttackBudgets = AttackBudgets()
+    region_kind: str | None = None
 
     def __len__(self) -> int:  # pragma: no cover - subclasses implement
         raise NotImplementedError
@@ -69,7 +103,9 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def loader(self, batch_size: int = 64, shuffle: bool = False, seed: int = 0) -> torch.utils.data.DataLoader:
         gen = torch.Generator().manual_seed(seed)
-        return torch.utils.data.DataLoader(self, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=gen)
+        return torch.utils.data.DataLoader(
+            self, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=gen
+        )
 
 
 def stack_images(dataset: ImageDataset, limit: int | None = None) -> torch.Tensor:

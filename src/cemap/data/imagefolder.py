@@ -32,7 +32,9 @@ class ImageFolder(ImageDataset):
         class_names: Sequence[str] | None = None,
     ) -> None:
         if root is None or not Path(root).expanduser().is_dir():
-            raise CemapError(f"image folder not found: {root}", "pass root=... pointing at a folder with one subfolder per class")
+            raise CemapError(
+                f"image folder not found: {root}", "pass root=... pointing at a folder with one subfolder per class"
+            )
         base = Path(root).expanduser()
         tree = base / split if (base / split).is_dir() else base
         found = sorted(p.name for p in tree.iterdir() if p.is_dir())
@@ -41,8 +43,15 @@ class ImageFolder(ImageDataset):
         self.class_names = list(class_names) if class_names is not None else found
         missing = [c for c in self.class_names if not (tree / c).is_dir()]
         if not self.class_names or missing:
-            raise CemapError(f"class folders missing under {tree}: {missing or 'none found'}", "expected root/<class>/<image files>")
-        self.files = [(p, c) for c, name in enumerate(self.class_names) for p in sorted((tree / name).rglob("*")) if p.is_file() and is_image_file(p)]
+            raise CemapError(
+                f"class folders missing under {tree}: {missing or 'none found'}", "expected root/<class>/<image files>"
+            )
+        self.files = [
+            (p, c)
+            for c, name in enumerate(self.class_names)
+            for p in sorted((tree / name).rglob("*"))
+            if p.is_file() and is_image_file(p)
+        ]
         if not self.files:
             raise CemapError(f"no image files under {tree}", "supported: png, jpg, jpeg, bmp, tif, tiff, dcm")
         self.root, self.size, self.channels = tree, size, channels
@@ -56,4 +65,8 @@ class ImageFolder(ImageDataset):
 
     def __getitem__(self, index: int) -> Sample:
         path, label = self.files[index]
-        return Sample(image=read_image(path, self.channels, self.size), labels=torch.tensor(label), id=str(path.relative_to(self.root)))
+        return Sample(
+            image=read_image(path, self.channels, self.size),
+            labels=torch.tensor(label),
+            id=str(path.relative_to(self.root)),
+        )

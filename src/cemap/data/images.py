@@ -67,7 +67,10 @@ def load_image(path: str | Path, channels: int = 1) -> torch.Tensor:
     try:
         arr = _dicom_array(path) if path.suffix.lower() in DICOM_SUFFIXES else _pil_array(path)
     except Exception as exc:  # PIL.UnidentifiedImageError, OSError on truncation, pydicom errors, ...
-        raise CemapError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}", "the file is corrupt or not an image; remove or replace it") from exc
+        raise CemapError(
+            f"cannot read image {path}: {exc.__class__.__name__}: {exc}",
+            "the file is corrupt or not an image; remove or replace it",
+        ) from exc
     img = torch.from_numpy(np.ascontiguousarray(arr))
     img = img.permute(2, 0, 1) if img.dim() == 3 else img.unsqueeze(0)
     if img.shape[0] != channels:

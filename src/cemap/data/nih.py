@@ -26,8 +26,20 @@ from .registry import register_dataset
 from .synthcxr_anatomy import xrv_data_dir
 
 CHEXNET_FINDINGS = [
-    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax",
-    "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
 ]
 BOX_NAME_FIXES = {"Infiltrate": "Infiltration"}  # BBox_List_2017 and Data_Entry_2017 spell it differently
 SPLITS = ("all", "boxed", "train", "test")
@@ -45,7 +57,11 @@ def _find_csv(root: Path, pattern: str, shipped: str) -> Path:
 
 def image_paths(root: Path) -> dict[str, Path]:
     """File name -> path for images under images/, images_*/images/ or images_*/ (the distributed layouts)."""
-    folders = [root / "images", *sorted(root.glob("images_*/images")), *sorted(p for p in root.glob("images_*") if p.is_dir())]
+    folders = [
+        root / "images",
+        *sorted(root.glob("images_*/images")),
+        *sorted(p for p in root.glob("images_*") if p.is_dir()),
+    ]
     paths: dict[str, Path] = {}
     for folder in folders:
         if folder.is_dir():
@@ -58,7 +74,9 @@ def read_entries(path: Path) -> dict[str, tuple[set[str], str]]:
     """Image name -> (findings, view position) from Data_Entry_2017*.csv."""
     with _open_csv(path) as f:
         reader = csv.DictReader(f)
-        return {r["Image Index"]: (set(r["Finding Labels"].split("|")) - {"No Finding"}, r["View Position"]) for r in reader}
+        return {
+            r["Image Index"]: (set(r["Finding Labels"].split("|")) - {"No Finding"}, r["View Position"]) for r in reader
+        }
 
 
 def read_boxes(path: Path) -> dict[str, list[tuple[str, float, float, float, float]]]:
@@ -90,13 +108,18 @@ class NIHChestXray14(ImageDataset):
     ) -> None:
         root = Path(root or os.environ.get("CEMAP_NIH_ROOT", "")).expanduser()
         if not str(root) or not root.is_dir():
-            raise CemapError(f"ChestX-ray14 folder not found: {root or '(none given)'}", "pass root=... (or set CEMAP_NIH_ROOT) to the folder holding images/ and the CSVs")
+            raise CemapError(
+                f"ChestX-ray14 folder not found: {root or '(none given)'}",
+                "pass root=... (or set CEMAP_NIH_ROOT) to the folder holding images/ and the CSVs",
+            )
         if split not in SPLITS:
             raise CemapError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
         self.class_names = list(findings or CHEXNET_FINDINGS)
         unknown = set(self.class_names) - set(CHEXNET_FINDINGS)
         if unknown:
-            raise CemapError(f"unknown findings {sorted(unknown)}", f"ChestX-ray14 findings: {', '.join(CHEXNET_FINDINGS)}")
+            raise CemapError(
+                f"unknown findings {sorted(unknown)}", f"ChestX-ray14 findings: {', '.join(CHEXNET_FINDINGS)}"
+            )
         self.root, self.size, self.channels = root, size, channels
         paths = image_paths(root)
         if not paths:
@@ -109,7 +132,10 @@ class NIHChestXray14(ImageDataset):
         elif split in SPLIT_LISTS:
             listed = root / SPLIT_LISTS[split]
             if not listed.is_file():
-                raise CemapError(f"{listed} not found", "the official split lists come with ChestX-ray14; or use split='all' or 'boxed'")
+                raise CemapError(
+                    f"{listed} not found",
+                    "the official split lists come with ChestX-ray14; or use split='all' or 'boxed'",
+                )
             keep = set(listed.read_text().split())
             names = [n for n in names if n in keep]
         self.names = names
@@ -132,6 +158,15 @@ class NIHChestXray14(ImageDataset):
         h, w = native.shape[-2:]
         rows = [b for b in self.all_boxes.get(self.names[index], []) if b[0] in self.class_names]
         scale = torch.tensor([self.size / w, self.size / h, self.size / w, self.size / h])
-        boxes = torch.tensor([[x, y, x + bw, y + bh] for _, x, y, bw, bh in rows], dtype=torch.float32).reshape(-1, 4) * scale
+        boxes = (
+            torch.tensor([[x, y, x + bw, y + bh] for _, x, y, bw, bh in rows], dtype=torch.float32).reshape(-1, 4)
+            * scale
+        )
         box_labels = torch.tensor([self.class_names.index(b[0]) for b in rows], dtype=torch.long)
-        return Sample(image=resize(native, self.size), labels=self.labels[index], id=self.names[index], boxes=boxes, box_labels=box_labels)
+        return Sample(
+            image=resize(native, self.size),
+            labels=self.labels[index],
+            id=self.names[index],
+            boxes=boxes,
+            box_labels=box_labels,
+        )

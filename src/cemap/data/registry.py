@@ -22,8 +22,14 @@ def list_datasets() -> list[str]:
     return sorted(_DATASETS)
 
 
+def dataset_factory(name: str) -> Callable[..., ImageDataset]:
+    """The factory registered as ``name`` (its parameters are the dataset's options); an unknown name lists the valid
+    ones."""
+    if name not in _DATASETS:
+        raise unknown_name("dataset", name, list_datasets())
+    return _DATASETS[name]
+
+
 def get_dataset(name: str, split: str = "test", **kwargs) -> ImageDataset:
     """Build dataset ``name`` for ``split`` ('train' or 'test'); extra kwargs go to its factory."""
-    if name not in _DATASETS:
-        raise unknown_name("dataset", name, list(_DATASETS))
-    return _DATASETS[name](split=split, **kwargs)
+    return dataset_factory(name)(split=split, **kwargs)

@@ -154,11 +154,16 @@ class SynthCXR(ImageDataset):
             raise CemapError(f"unknown split {split!r}", "use 'train' or 'test'")
         unknown = sorted(set(config) - set(SynthCXRConfig.__dataclass_fields__))
         if unknown:
-            raise CemapError(f"dataset 'synthcxr' has no option {unknown[0]!r}", f"--data-opt keys it takes: use_cache, {', '.join(SynthCXRConfig.__dataclass_fields__)}")
+            raise CemapError(
+                f"dataset 'synthcxr' has no option {unknown[0]!r}",
+                f"--data-opt keys it takes: use_cache, {', '.join(SynthCXRConfig.__dataclass_fields__)}",
+            )
         try:
             self.config = SynthCXRConfig(**config)
         except TypeError as exc:
-            raise CemapError(f"bad synthcxr option: {exc}", f"options: {', '.join(SynthCXRConfig.__dataclass_fields__)}") from exc
+            raise CemapError(
+                f"bad synthcxr option: {exc}", f"options: {', '.join(SynthCXRConfig.__dataclass_fields__)}"
+            ) from exc
         self.config.check()
         self.split = split
         arrays = load_or_generate(self.config, split, use_cache)

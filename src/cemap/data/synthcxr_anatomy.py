@@ -29,7 +29,9 @@ def xrv_data_dir() -> Path:
     """torchxrayvision's data folder, found without importing it (its import is slow and silences warnings)."""
     spec = importlib.util.find_spec("torchxrayvision")
     if spec is None or spec.origin is None:  # pragma: no cover - a declared dependency
-        raise CemapError("torchxrayvision is not installed", "pip install torchxrayvision; synthcxr uses the data it ships")
+        raise CemapError(
+            "torchxrayvision is not installed", "pip install torchxrayvision; synthcxr uses the data it ships"
+        )
     return Path(spec.origin).parent / "data"
 
 

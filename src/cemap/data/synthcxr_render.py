@@ -55,7 +55,10 @@ def anatomy(masks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np
     x0, x1, y0, y1 = (v[:, None, None] for v in _extent(masks))
     cx, lw, lh = (x0 + x1) / 2, (x1 - x0).clip(1), (y1 - y0).clip(1)
     yy, xx = np.meshgrid(np.arange(size, dtype=f32) + 0.5, np.arange(size, dtype=f32) + 0.5, indexing="ij")
-    u, v = (xx[None] - cx) / lw, (yy[None] - y0) / lh  # lung-relative coordinates: u in ~[-0.5, 0.5], v in [0, 1] top to bottom
+    u, v = (
+        (xx[None] - cx) / lw,
+        (yy[None] - y0) / lh,
+    )  # lung-relative coordinates: u in ~[-0.5, 0.5], v in [0, 1] top to bottom
 
     def jitter(lo: float, hi: float) -> np.ndarray:
         return rng.uniform(lo, hi, size=(b, 1, 1)).astype(f32)
@@ -70,10 +73,15 @@ def anatomy(masks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np
     aerated = 1 - lung * jitter(0.5, 0.62)
     img *= aerated
     hilum = np.exp(-(((np.abs(u) - 0.2) / 0.12) ** 2 + ((v - 0.45) / 0.2) ** 2))
-    texture = ndimage.gaussian_filter(rng.standard_normal((b, size, size)).astype(f32), sigma=(0, 0.012 * size, 0.012 * size))
+    texture = ndimage.gaussian_filter(
+        rng.standard_normal((b, size, size)).astype(f32), sigma=(0, 0.012 * size, 0.012 * size)
+    )
     texture /= texture.std(axis=(1, 2), keepdims=True) + 1e-6
     img += lung * (0.06 * hilum + 0.018 * texture)
-    heart = _soft(1 - ((u - jitter(0.04, 0.1)) / jitter(0.2, 0.26)) ** 2 - ((v - jitter(0.78, 0.86)) / jitter(0.2, 0.26)) ** 2, 0.08)
+    heart = _soft(
+        1 - ((u - jitter(0.04, 0.1)) / jitter(0.2, 0.26)) ** 2 - ((v - jitter(0.78, 0.86)) / jitter(0.2, 0.26)) ** 2,
+        0.08,
+    )
     img += jitter(0.22, 0.3) * heart * lung
     return img.astype(f32), lung
 
@@ -85,7 +93,9 @@ def _local(box: np.ndarray, size: int) -> tuple[slice, slice, np.ndarray, np.nda
     ys = slice(max(0, int(np.floor(y0))), min(size, int(np.ceil(y1))))
     px = np.arange(xs.start, xs.stop, dtype=np.float32) + 0.5
     py = np.arange(ys.start, ys.stop, dtype=np.float32) + 0.5
-    dy, dx = np.meshgrid((py - (y0 + y1) / 2) / max((y1 - y0) / 2, 0.5), (px - (x0 + x1) / 2) / max((x1 - x0) / 2, 0.5), indexing="ij")
+    dy, dx = np.meshgrid(
+        (py - (y0 + y1) / 2) / max((y1 - y0) / 2, 0.5), (px - (x0 + x1) / 2) / max((x1 - x0) / 2, 0.5), indexing="ij"
+    )
     return ys, xs, dx, dy
 
 
@@ -100,7 +110,9 @@ def nodule(dx, dy, rng):
 
 def mass(dx, dy, rng):
     theta = np.arctan2(dy, dx)
-    lobes = 1 + 0.15 * np.sin(3 * theta + rng.uniform(0, 2 * np.pi)) + 0.08 * np.sin(5 * theta + rng.uniform(0, 2 * np.pi))
+    lobes = (
+        1 + 0.15 * np.sin(3 * theta + rng.uniform(0, 2 * np.pi)) + 0.08 * np.sin(5 * theta + rng.uniform(0, 2 * np.pi))
+    )
     return rng.uniform(0.3, 0.42) * _sphere(np.hypot(dx, dy) / (0.82 * lobes)) ** 0.6
 
 
@@ -119,7 +131,9 @@ def effusion(dx, dy, rng, lateral_sign: float):
     return rng.uniform(0.28, 0.4) * _soft(dy - level, 0.12)
 
 
-def draw_lesion(img: np.ndarray, lung: np.ndarray, finding: str, box: np.ndarray, lung_center_x: float, rng: np.random.Generator) -> None:
+def draw_lesion(
+    img: np.ndarray, lung: np.ndarray, finding: str, box: np.ndarray, lung_center_x: float, rng: np.random.Generator
+) -> None:
     """Add one lesion of ``finding`` inside ``box`` to ``img`` (S x S), only where there is lung."""
     ys, xs, dx, dy = _local(box, img.shape[-1])
     if finding == "Effusion":

@@ -2,9 +2,23 @@
 terms, and the attacker who knows them."""
 
 from .adaptive import AdaptivePGD
-from .estimator import CEDetector, select_detector, signed_log
+from .estimator import CEDetector, load_detector, save_detector, select_detector, signed_log
 from .features import BASELINE_METHODS, CE_METHODS, METHODS, DetectorFeatures
-from .signature import EFFECT_SCALES, MAP_STATS, CESignature, SignatureConfig, log_odds, log_odds_view, map_statistics
+from .signature import MAP_STATS, CESignature, SignatureConfig, map_statistics
 
-__all__ = ["AdaptivePGD", "BASELINE_METHODS", "CEDetector", "CESignature", "CE_METHODS", "DetectorFeatures", "EFFECT_SCALES", "MAP_STATS", "METHODS",
-           "SignatureConfig", "log_odds", "log_odds_view", "map_statistics", "select_detector", "signed_log"]
+__all__ = [
+    "AdaptivePGD",
+    "BASELINE_METHODS",
+    "CEDetector",
+    "CESignature",
+    "CE_METHODS",
+    "DetectorFeatures",
+    "MAP_STATS",
+    "METHODS",
+    "SignatureConfig",
+    "load_detector",
+    "map_statistics",
+    "save_detector",
+    "select_detector",
+    "signed_log",
+]

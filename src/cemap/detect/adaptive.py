@@ -27,8 +27,16 @@ class AdaptivePGD(PGD):
 
     name = "adaptive-pgd"
 
-    def __init__(self, classifier: Classifier, features: Features, detector: CEDetector, weight: float = 1.0,
-                 kappa: float = 1.0, checkpoints: Sequence[int] = (), **kw) -> None:
+    def __init__(
+        self,
+        classifier: Classifier,
+        features: Features,
+        detector: CEDetector,
+        weight: float = 1.0,
+        kappa: float = 1.0,
+        checkpoints: Sequence[int] = (),
+        **kw,
+    ) -> None:
         super().__init__(classifier, **kw)
         self.signature, self.detector, self.weight, self.kappa = features, detector, float(weight), float(kappa)
         self.checkpoints = tuple(sorted(int(c) for c in checkpoints if 0 < int(c) <= self.steps))
@@ -66,7 +74,9 @@ class AdaptivePGD(PGD):
             better = (margin.detach() < 0) & (score.detach() < best_score)
             best[better], best_score = adv[better], torch.where(better, score.detach(), best_score)
             if step in self.history:
-                self.history[step].append(torch.where(torch.isinf(best_score)[:, None, None, None], adv, best).detach().clamp(0, 1))
+                self.history[step].append(
+                    torch.where(torch.isinf(best_score)[:, None, None, None], adv, best).detach().clamp(0, 1)
+                )
             if grad is not None:
                 adv = self._step(adv, images, grad).detach()
         never = torch.isinf(best_score)

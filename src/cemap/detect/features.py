@@ -29,8 +29,15 @@ import torch
 
 from ..causal.autoencoder import FittedAutoencoder
 from ..causal.batching import chunks
-from ..evaluate.detection_baselines import (LOGIT_STATS, Mahalanobis, confidence_features, feature_squeezing_features, lid,
-                                            logit_statistics, pooled)
+from .baselines import (
+    LOGIT_STATS,
+    Mahalanobis,
+    confidence_features,
+    feature_squeezing_features,
+    lid,
+    logit_statistics,
+    pooled,
+)
 from ..models.classifier import Classifier
 from .signature import CESignature, SignatureConfig
 
@@ -41,7 +48,8 @@ METHODS = CE_METHODS + BASELINE_METHODS
 
 @dataclass(frozen=True)
 class MethodInfo:
-    """What a detector's features are: their names, which columns the signed log may apply to, its unsupervised score."""
+    """What a detector's features are: their names, which columns the signed log may apply to, its unsupervised
+    score."""
 
     name: str
     feature_names: tuple[str, ...]
@@ -60,14 +68,39 @@ class DetectorFeatures:
         signature: the CE signature's configuration (its ``effect_scale`` is set per CE method).
     """
 
-    def __init__(self, classifier: Classifier, fitted: FittedAutoencoder, reference: torch.Tensor, squeezers: dict, lid_k: int = 20,
-                 signature: SignatureConfig | None = None, batch_size: int = 64, methods: tuple[str, ...] = METHODS) -> None:
-        self.classifier, self.fitted, self.squeezers, self.lid_k, self.batch_size = classifier, fitted, squeezers, lid_k, batch_size
+    def __init__(
+        self,
+        classifier: Classifier,
+        fitted: FittedAutoencoder,
+        reference: torch.Tensor,
+        squeezers: dict,
+        lid_k: int = 20,
+        signature: SignatureConfig | None = None,
+        batch_size: int = 64,
+        methods: tuple[str, ...] = METHODS,
+    ) -> None:
+        self.classifier, self.fitted, self.squeezers, self.lid_k, self.batch_size = (
+            classifier,
+            fitted,
+            squeezers,
+            lid_k,
+            batch_size,
+        )
         self.methods = tuple(methods)
         base = signature or SignatureConfig()
         self.signatures = {
-            "ce": CESignature(classifier, fitted, SignatureConfig(**{**base.__dict__, "effect_scale": "probability"}), batch_size=batch_size),
-            "ce_log_odds": CESignature(classifier, fitted, SignatureConfig(**{**base.__dict__, "effect_scale": "log_odds"}), batch_size=batch_size),
+            "ce": CESignature(
+                classifier,
+                fitted,
+                SignatureConfig(**{**base.__dict__, "effect_scale": "probability"}),
+                batch_size=batch_size,
+            ),
+            "ce_log_odds": CESignature(
+                classifier,
+                fitted,
+                SignatureConfig(**{**base.__dict__, "effect_scale": "log_odds"}),
+                batch_size=batch_size,
+            ),
         }
         self.split = fitted.split
         with torch.inference_mode():
@@ -77,17 +110,46 @@ class DetectorFeatures:
         self.maha_layer = Mahalanobis().fit(pooled(act), classes)
         self.maha_logits = Mahalanobis().fit(logits, classes)
         n_sq = len(squeezers.get("bits", ())) + len(squeezers.get("median_sizes", ()))
-        sq_names = [f"bits{b}" for b in squeezers.get("bits", ())] + [f"median{m}" for m in squeezers.get("median_sizes", ())]
+        sq_names = [f"bits{b}" for b in squeezers.get("bits", ())] + [
+            f"median{m}" for m in squeezers.get("median_sizes", ())
+        ]
         effect = {m: tuple(s.effect_features) for m, s in self.signatures.items()}
         self.info = {
             "ce": MethodInfo("ce", tuple(self.signatures["ce"].feature_names), effect["ce"], None, None),
-            "ce_log_odds": MethodInfo("ce_log_odds", tuple(self.signatures["ce_log_odds"].feature_names), effect["ce_log_odds"], None, None),
-            "msp": MethodInfo("msp", ("one_minus_confidence",), (True,), lambda f: f[:, 0], "1 - max softmax probability (sigmoid: 1 - mean max(p, 1-p))"),
-            "feature_squeezing": MethodInfo("feature_squeezing", tuple(sq_names), (True,) * n_sq, lambda f: f.max(1), "max L1 change over the squeezers"),
-            "lid": MethodInfo("lid", ("lid_layer", "lid_logits"), (True, True), lambda f: f[:, 0], f"LID (k={lid_k}) of the layer activation"),
-            "mahalanobis": MethodInfo("mahalanobis", ("maha_layer", "maha_logits"), (True, True), lambda f: f[:, 0],
-                                      "min class-conditional Mahalanobis distance of the channel-pooled layer activation"),
-            "logit_stats": MethodInfo("logit_stats", LOGIT_STATS, (True,) * len(LOGIT_STATS), lambda f: f[:, 0], "max |logit|"),
+            "ce_log_odds": MethodInfo(
+                "ce_log_odds", tuple(self.signatures["ce_log_odds"].feature_names), effect["ce_log_odds"], None, None
+            ),
+            "msp": MethodInfo(
+                "msp",
+                ("one_minus_confidence",),
+                (True,),
+                lambda f: f[:, 0],
+                "1 - max softmax probability (sigmoid: 1 - mean max(p, 1-p))",
+            ),
+            "feature_squeezing": MethodInfo(
+                "feature_squeezing",
+                tuple(sq_names),
+                (True,) * n_sq,
+                lambda f: f.max(1),
+                "max L1 change over the squeezers",
+            ),
+            "lid": MethodInfo(
+                "lid",
+                ("lid_layer", "lid_logits"),
+                (True, True),
+                lambda f: f[:, 0],
+                f"LID (k={lid_k}) of the layer activation",
+            ),
+            "mahalanobis": MethodInfo(
+                "mahalanobis",
+                ("maha_layer", "maha_logits"),
+                (True, True),
+                lambda f: f[:, 0],
+                "min class-conditional Mahalanobis distance of the channel-pooled layer activation",
+            ),
+            "logit_stats": MethodInfo(
+                "logit_stats", LOGIT_STATS, (True,) * len(LOGIT_STATS), lambda f: f[:, 0], "max |logit|"
+            ),
         }
 
     def _act_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +159,7 @@ class DetectorFeatures:
     def torch(self, method: str, images: torch.Tensor) -> torch.Tensor:
         """N x D features of ``method`` with the autograd graph kept (for adaptive attacks)."""
         if method in self.signatures:
-            return self.signatures[method](images, differentiable=True).double()
+            return self.signatures[method].transform_torch(images, differentiable=True).double()
         clf = self.classifier
         if method == "feature_squeezing":
             return feature_squeezing_features(clf, images, **self.squeezers).double()
@@ -107,7 +169,9 @@ class DetectorFeatures:
         if method == "logit_stats":
             return logit_statistics(logits, clf.head).double()
         if method == "lid":
-            return torch.stack([lid(self.ref_layer, act.flatten(1), k=self.lid_k), lid(self.ref_logits, logits, k=self.lid_k)], dim=1)
+            return torch.stack(
+                [lid(self.ref_layer, act.flatten(1), k=self.lid_k), lid(self.ref_logits, logits, k=self.lid_k)], dim=1
+            )
         if method == "mahalanobis":
             return torch.stack([self.maha_layer.distance(pooled(act)), self.maha_logits.distance(logits)], dim=1)
         raise KeyError(method)
@@ -122,7 +186,7 @@ class DetectorFeatures:
         for s in chunks(len(images), self.batch_size):
             for m in methods:
                 if m in self.signatures:
-                    out[m].append(self.signatures[m](images[s]).double().numpy())
+                    out[m].append(self.signatures[m].transform(images[s]))
                 else:
                     with torch.inference_mode():
                         out[m].append(self.torch(m, images[s]).double().numpy())

@@ -74,8 +74,9 @@ def resample_indices(n: int, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
-def bootstrap_statistic(statistic: Callable[[np.ndarray], float], n: int, n_boot: int = N_BOOT, seed: int = 0,
-                        level: float = LEVEL) -> Interval:
+def bootstrap_statistic(
+    statistic: Callable[[np.ndarray], float], n: int, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL
+) -> Interval:
     """Interval of ``statistic(indices)`` over bootstrap resamples of ``n`` units (``statistic(arange(n))`` is the estimate)."""
     if n == 0:
         return Interval(float("nan"), float("nan"), float("nan"), 0, level)
@@ -93,7 +94,9 @@ def bootstrap_mean(values, n_boot: int = N_BOOT, seed: int = 0, level: float = L
     return Interval(float(keep.mean()), *percentile_interval(means, level), len(keep), level)
 
 
-def paired_difference(a, b, higher_is_better: bool = True, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Difference:
+def paired_difference(
+    a, b, higher_is_better: bool = True, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL
+) -> Difference:
     """mean(a) - mean(b) over the units where both have a value, resampled in pairs.
 
     Args:
@@ -113,7 +116,9 @@ def paired_difference(a, b, higher_is_better: bool = True, n_boot: int = N_BOOT,
     return Difference(float(d.mean()), low, high, len(d), level, _verdict(low, high, higher_is_better))
 
 
-def stratified_indices(n_first: int, n_second: int, n_boot: int = N_BOOT, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def stratified_indices(
+    n_first: int, n_second: int, n_boot: int = N_BOOT, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Two ``n_boot`` x n index resamples, each side with its own size, drawn first for the first side from one seeded generator."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, n_first, size=(n_boot, n_first)), rng.integers(0, n_second, size=(n_boot, n_second))
@@ -153,10 +158,17 @@ def bootstrap_auroc(clean, adversarial, n_boot: int = N_BOOT, seed: int = 0, lev
     if len(clean) < 2 or len(adv) < 2:
         return Interval(float("nan"), float("nan"), float("nan"), min(len(clean), len(adv)), level)
     ic, ia = stratified_indices(len(clean), len(adv), n_boot, seed)
-    return Interval(float(pairwise_wins(clean, adv).mean()), *percentile_interval(resampled_aurocs(clean, adv, ic, ia), level), min(len(clean), len(adv)), level)
+    return Interval(
+        float(pairwise_wins(clean, adv).mean()),
+        *percentile_interval(resampled_aurocs(clean, adv, ic, ia), level),
+        min(len(clean), len(adv)),
+        level,
+    )
 
 
-def paired_auroc_difference(clean_a, adv_a, clean_b, adv_b, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Difference:
+def paired_auroc_difference(
+    clean_a, adv_a, clean_b, adv_b, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL
+) -> Difference:
     """AUROC(a) - AUROC(b) for two detectors scoring the *same* clean and adversarial inputs (same resampled indices)."""
     ca, aa, cb, ab = _scores(clean_a, adv_a, clean_b, adv_b)
     if ca.shape != cb.shape or aa.shape != ab.shape:
@@ -178,11 +190,18 @@ def _resampled_tprs(clean: np.ndarray, adv: np.ndarray, ic: np.ndarray, ia: np.n
     return (adv[ia] > thresholds[:, None]).mean(1)
 
 
-def bootstrap_tpr_at_fpr(clean, adversarial, fpr: float = 0.05, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
+def bootstrap_tpr_at_fpr(
+    clean, adversarial, fpr: float = 0.05, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL
+) -> Interval:
     """TPR at ``fpr`` (threshold from the clean scores, higher = adversarial) with a stratified bootstrap interval."""
     clean, adv = _scores(clean, adversarial)
     if len(clean) < 2 or len(adv) < 2:
         return Interval(float("nan"), float("nan"), float("nan"), min(len(clean), len(adv)), level)
     ic, ia = stratified_indices(len(clean), len(adv), n_boot, seed)
     estimate = float(_resampled_tprs(clean, adv, np.arange(len(clean))[None], np.arange(len(adv))[None], fpr)[0])
-    return Interval(estimate, *percentile_interval(_resampled_tprs(clean, adv, ic, ia, fpr), level), min(len(clean), len(adv)), level)
+    return Interval(
+        estimate,
+        *percentile_interval(_resampled_tprs(clean, adv, ic, ia, fpr), level),
+        min(len(clean), len(adv)),
+        level,
+    )

@@ -14,7 +14,9 @@ def accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
 def per_class_auroc(probs: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> dict[str, float]:
     """AUROC of each finding that has both positives and negatives."""
     y, s = labels.numpy(), probs.numpy()
-    return {name: float(roc_auc_score(y[:, c], s[:, c])) for c, name in enumerate(class_names) if 0 < y[:, c].sum() < len(y)}
+    return {
+        name: float(roc_auc_score(y[:, c], s[:, c])) for c, name in enumerate(class_names) if 0 < y[:, c].sum() < len(y)
+    }
 
 
 def macro_auroc(probs: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> float:

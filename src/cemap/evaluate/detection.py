@@ -39,4 +39,9 @@ def detection_metrics(clean_scores, adversarial_scores, fpr: float = 0.05) -> di
     """AUROC and TPR at ``fpr`` for clean versus adversarial scores, with the counts."""
     s = np.concatenate([np.asarray(clean_scores, dtype=np.float64), np.asarray(adversarial_scores, dtype=np.float64)])
     y = np.r_[np.zeros(len(clean_scores)), np.ones(len(adversarial_scores))]
-    return {"auroc": auroc(y, s), f"tpr_at_{round(fpr * 100)}fpr": tpr_at_fpr(y, s, fpr), "n_clean": len(clean_scores), "n_adversarial": len(adversarial_scores)}
+    return {
+        "auroc": auroc(y, s),
+        f"tpr_at_{round(fpr * 100)}fpr": tpr_at_fpr(y, s, fpr),
+        "n_clean": len(clean_scores),
+        "n_adversarial": len(adversarial_scores),
+    }

@@ -53,7 +53,10 @@ def perturbation_curves(
     if output not in OUTPUTS:
         raise CemapError(f"unknown output {output!r}", f"use one of {', '.join(OUTPUTS)}")
     if maps.shape != (images.shape[0], *images.shape[2:]):
-        raise CemapError(f"maps of shape {tuple(maps.shape)} do not match images {tuple(images.shape)}", "pass one H x W map per image")
+        raise CemapError(
+            f"maps of shape {tuple(maps.shape)} do not match images {tuple(images.shape)}",
+            "pass one H x W map per image",
+        )
     b, n = images.shape[0], maps[0].numel()
     ranks = pixel_ranks(maps)
     counts = torch.round(torch.linspace(0, n, steps + 1)).long()
@@ -75,20 +78,36 @@ def curve_auc(curves: torch.Tensor) -> torch.Tensor:
 
 
 def deletion_auc(
-    classifier: Classifier, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor, steps: int = 16,
-    fill: str | float = "zero", output: str = "probability", chunk_size: int | None = None,
+    classifier: Classifier,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    targets: torch.Tensor,
+    steps: int = 16,
+    fill: str | float = "zero",
+    output: str = "probability",
+    chunk_size: int | None = None,
 ) -> torch.Tensor:
     """B deletion AUCs (lower = more faithful)."""
-    curves = perturbation_curves(classifier, images, maps, targets, images, fill_images(images, fill), steps, output, chunk_size)
+    curves = perturbation_curves(
+        classifier, images, maps, targets, images, fill_images(images, fill), steps, output, chunk_size
+    )
     return curve_auc(curves)
 
 
 def insertion_auc(
-    classifier: Classifier, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor, steps: int = 16,
-    fill: str | float = "blur", output: str = "probability", chunk_size: int | None = None,
+    classifier: Classifier,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    targets: torch.Tensor,
+    steps: int = 16,
+    fill: str | float = "blur",
+    output: str = "probability",
+    chunk_size: int | None = None,
 ) -> torch.Tensor:
     """B insertion AUCs (higher = more faithful)."""
-    curves = perturbation_curves(classifier, images, maps, targets, fill_images(images, fill), images, steps, output, chunk_size)
+    curves = perturbation_curves(
+        classifier, images, maps, targets, fill_images(images, fill), images, steps, output, chunk_size
+    )
     return curve_auc(curves)
 
 
@@ -115,14 +134,24 @@ def pixel_ranks_random_ties(maps: torch.Tensor, generator: torch.Generator | Non
 
 @torch.inference_mode()
 def ranked_curves(
-    classifier: Classifier, images: torch.Tensor, ranks: torch.Tensor, targets: torch.Tensor, start: torch.Tensor, end: torch.Tensor,
-    steps: int = 16, output: str = "probability", chunk_size: int | None = None,
+    classifier: Classifier,
+    images: torch.Tensor,
+    ranks: torch.Tensor,
+    targets: torch.Tensor,
+    start: torch.Tensor,
+    end: torch.Tensor,
+    steps: int = 16,
+    output: str = "probability",
+    chunk_size: int | None = None,
 ) -> torch.Tensor:
     """:func:`perturbation_curves` with the pixel order given as ranks (B x H x W, 0 = first to change)."""
     if output not in OUTPUTS:
         raise CemapError(f"unknown output {output!r}", f"use one of {', '.join(OUTPUTS)}")
     if ranks.shape != (images.shape[0], *images.shape[2:]):
-        raise CemapError(f"maps of shape {tuple(ranks.shape)} do not match images {tuple(images.shape)}", "pass one H x W map per image")
+        raise CemapError(
+            f"maps of shape {tuple(ranks.shape)} do not match images {tuple(images.shape)}",
+            "pass one H x W map per image",
+        )
     b, n = images.shape[0], ranks[0].numel()
     counts = torch.round(torch.linspace(0, n, steps + 1)).long()
     chunk_size = chunk_size or default_chunk(tuple(images.shape[1:]))
@@ -136,8 +165,15 @@ def ranked_curves(
 
 
 def deletion_insertion(
-    classifier: Classifier, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor, steps: int = 16,
-    fill: str | float = "blur", output: str = "probability", generator: torch.Generator | None = None, chunk_size: int | None = None,
+    classifier: Classifier,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    targets: torch.Tensor,
+    steps: int = 16,
+    fill: str | float = "blur",
+    output: str = "probability",
+    generator: torch.Generator | None = None,
+    chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B deletion AUCs - lower is better, B insertion AUCs - higher is better) with random tie-breaking.
 
@@ -155,12 +191,23 @@ def deletion_insertion(
 
 # Noisy linear imputation (Rong et al. 2022, ROAD): each removed pixel is the weighted mean of its 8
 # neighbours (1/6 edge, 1/12 diagonal), solved jointly for all removed pixels, plus N(0, noise^2).
-ROAD_NEIGHBOURS = ((1, 1, 1 / 12), (0, 1, 1 / 6), (-1, 1, 1 / 12), (1, -1, 1 / 12), (0, -1, 1 / 6), (-1, -1, 1 / 12), (1, 0, 1 / 6), (-1, 0, 1 / 6))
+ROAD_NEIGHBOURS = (
+    (1, 1, 1 / 12),
+    (0, 1, 1 / 6),
+    (-1, 1, 1 / 12),
+    (1, -1, 1 / 12),
+    (0, -1, 1 / 6),
+    (-1, -1, 1 / 12),
+    (1, 0, 1 / 6),
+    (-1, 0, 1 / 6),
+)
 ROAD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 ROAD_NOISE = 0.01
 
 
-def noisy_linear_impute(image: torch.Tensor, removed: torch.Tensor, noise: float = ROAD_NOISE, generator: torch.Generator | None = None) -> torch.Tensor:
+def noisy_linear_impute(
+    image: torch.Tensor, removed: torch.Tensor, noise: float = ROAD_NOISE, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """C x H x W ``image`` with the ``removed`` pixels (H x W booleans) replaced by ROAD's noisy linear imputation.
 
     The same linear system as the reference code (tleemann/road_evaluation, shipped in
@@ -192,7 +239,10 @@ def noisy_linear_impute(image: torch.Tensor, removed: torch.Tensor, noise: float
         free = valid & miss[nb]
         rows.append(np.flatnonzero(free)), cols.append(var[nb[free]]), vals.append(np.full(int(free.sum()), wt))
     idx = np.arange(len(unknown))
-    a = coo_matrix((np.concatenate([*vals, -diag]), (np.concatenate([*rows, idx]), np.concatenate([*cols, idx]))), shape=(len(unknown),) * 2).tocsc()
+    a = coo_matrix(
+        (np.concatenate([*vals, -diag]), (np.concatenate([*rows, idx]), np.concatenate([*cols, idx]))),
+        shape=(len(unknown),) * 2,
+    ).tocsc()
     sol = spsolve(a, rhs).reshape(len(unknown), c)
     out = image.detach().reshape(c, -1).clone().float()
     filled = torch.from_numpy(sol.T).float()
@@ -204,9 +254,15 @@ def noisy_linear_impute(image: torch.Tensor, removed: torch.Tensor, noise: float
 
 
 def road(
-    classifier: Classifier, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
-    fractions=ROAD_FRACTIONS, noise: float = ROAD_NOISE, output: str = "probability",
-    generator: torch.Generator | None = None, chunk_size: int | None = None,
+    classifier: Classifier,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    targets: torch.Tensor,
+    fractions=ROAD_FRACTIONS,
+    noise: float = ROAD_NOISE,
+    output: str = "probability",
+    generator: torch.Generator | None = None,
+    chunk_size: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """ROAD (Rong et al., ICML 2022): remove the top (MoRF) or bottom (LeRF) ``fractions`` of each map's pixels,
     fill them by noisy linear imputation, and record the target's score change (after - before).
@@ -220,7 +276,10 @@ def road(
     if output not in OUTPUTS:
         raise CemapError(f"unknown output {output!r}", f"use one of {', '.join(OUTPUTS)}")
     if maps.shape != (images.shape[0], *images.shape[2:]):
-        raise CemapError(f"maps of shape {tuple(maps.shape)} do not match images {tuple(images.shape)}", "pass one H x W map per image")
+        raise CemapError(
+            f"maps of shape {tuple(maps.shape)} do not match images {tuple(images.shape)}",
+            "pass one H x W map per image",
+        )
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     ranks = pixel_ranks_random_ties(maps, g)
     b, n = images.shape[0], ranks[0].numel()
@@ -236,10 +295,18 @@ def road(
     chunk_size = chunk_size or default_chunk(tuple(images.shape[1:]))
     with torch.inference_mode():
         before = torch.cat([_scores(classifier, images[s], targets[s], output) for s in chunks(b, chunk_size)])
-        after = torch.cat([_scores(classifier, batch[s], rep[s], output) for s in chunks(len(batch), chunk_size)]).reshape(b, 2, f)
+        after = torch.cat(
+            [_scores(classifier, batch[s], rep[s], output) for s in chunks(len(batch), chunk_size)]
+        ).reshape(b, 2, f)
     diff = after - before[:, None, None]
     morf, lerf = diff[:, 0], diff[:, 1]
-    return {"morf": morf.mean(1), "lerf": lerf.mean(1), "combined": (lerf.mean(1) - morf.mean(1)) / 2, "morf_curve": morf, "lerf_curve": lerf}
+    return {
+        "morf": morf.mean(1),
+        "lerf": lerf.mean(1),
+        "combined": (lerf.mean(1) - morf.mean(1)) / 2,
+        "morf_curve": morf,
+        "lerf_curve": lerf,
+    }
 
 
 def uninformative(means: dict[str, float], higher_is_better: bool, floors=("random",), ignore=("centre",)) -> bool:

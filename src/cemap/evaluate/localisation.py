@@ -104,7 +104,9 @@ def detected_boxes(heat: torch.Tensor, level: float = 0.5, regions: str = "peak"
     else:
         wanted = list(range(1, labels.max() + 1))
     slices = ndimage.find_objects(labels)
-    return torch.tensor([[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in (slices[k - 1] for k in wanted)], dtype=torch.float32).reshape(-1, 4)
+    return torch.tensor(
+        [[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in (slices[k - 1] for k in wanted)], dtype=torch.float32
+    ).reshape(-1, 4)
 
 
 def iobb(detected: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -116,7 +118,9 @@ def iobb(detected: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return w * h / area
 
 
-def best_iobb(maps: torch.Tensor, boxes: Sequence[torch.Tensor], level: float = 0.5, regions: str = "peak") -> torch.Tensor:
+def best_iobb(
+    maps: torch.Tensor, boxes: Sequence[torch.Tensor], level: float = 0.5, regions: str = "peak"
+) -> torch.Tensor:
     """B values: the largest IoBB between a detected box of each map and one of its true boxes (0 if none)."""
     _check(maps, boxes)
     out = torch.zeros(len(boxes))
@@ -128,7 +132,11 @@ def best_iobb(maps: torch.Tensor, boxes: Sequence[torch.Tensor], level: float = 
 
 
 def iobb_accuracy(
-    maps: torch.Tensor, boxes: Sequence[torch.Tensor], thresholds: Sequence[float] = IOBB_THRESHOLDS, level: float = 0.5, regions: str = "peak"
+    maps: torch.Tensor,
+    boxes: Sequence[torch.Tensor],
+    thresholds: Sequence[float] = IOBB_THRESHOLDS,
+    level: float = 0.5,
+    regions: str = "peak",
 ) -> dict[float, torch.Tensor]:
     """{T: B booleans}: is each finding localised with IoBB > T (ChestX-ray8's T(IoBB) accuracy is their mean)?"""
     scores = best_iobb(maps, boxes, level, regions)
@@ -139,7 +147,9 @@ def _check(maps: torch.Tensor, boxes: Sequence[torch.Tensor]) -> None:
     if maps.dim() != 3:
         raise CemapError(f"maps must be B x H x W, got shape {tuple(maps.shape)}")
     if len(boxes) != maps.shape[0]:
-        raise CemapError(f"got {len(boxes)} box sets for {maps.shape[0]} maps", "pass one N x 4 tensor of boxes per map")
+        raise CemapError(
+            f"got {len(boxes)} box sets for {maps.shape[0]} maps", "pass one N x 4 tensor of boxes per map"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -174,7 +184,10 @@ def _check_masks(maps: torch.Tensor, masks: torch.Tensor) -> None:
     if maps.dim() != 3:
         raise CemapError(f"maps must be B x H x W, got shape {tuple(maps.shape)}")
     if tuple(masks.shape) != tuple(maps.shape):
-        raise CemapError(f"box masks of shape {tuple(masks.shape)} do not match maps {tuple(maps.shape)}", "pass one H x W mask per map")
+        raise CemapError(
+            f"box masks of shape {tuple(masks.shape)} do not match maps {tuple(maps.shape)}",
+            "pass one H x W mask per map",
+        )
 
 
 def pointing_game(
@@ -232,7 +245,11 @@ def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
     lo = torch.where(finite, flat, torch.full_like(flat, float("inf"))).min(1, keepdim=True).values
     hi = flat.max(1, keepdim=True).values
     span = torch.where(informative[:, None], hi - lo, torch.ones_like(hi))
-    out = torch.where(finite & informative[:, None], (flat - torch.where(informative[:, None], lo, torch.zeros_like(lo))) / span, torch.zeros_like(flat))
+    out = torch.where(
+        finite & informative[:, None],
+        (flat - torch.where(informative[:, None], lo, torch.zeros_like(lo))) / span,
+        torch.zeros_like(flat),
+    )
     return out.reshape(maps.shape)
 
 
@@ -264,8 +281,11 @@ def box_overlaps(detected: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Ten
 
 
 def chestxray8_localisation(
-    maps: torch.Tensor, boxes: Sequence[torch.Tensor], thresholds: Sequence[float] = CXR8_THRESHOLDS,
-    level: float = CXR8_LEVEL, overlap: str = "iobb",
+    maps: torch.Tensor,
+    boxes: Sequence[torch.Tensor],
+    thresholds: Sequence[float] = CXR8_THRESHOLDS,
+    level: float = CXR8_LEVEL,
+    overlap: str = "iobb",
 ) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
     """{T: (B booleans - localised at T, B false-positive counts)} by ChestX-ray8's protocol.
 
@@ -293,8 +313,12 @@ def chestxray8_localisation(
     return out
 
 
-def iou_localisation(maps: torch.Tensor, boxes: Sequence[torch.Tensor], thresholds: Sequence[float] = CXR8_THRESHOLDS,
-                     level: float = CXR8_LEVEL) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
+def iou_localisation(
+    maps: torch.Tensor,
+    boxes: Sequence[torch.Tensor],
+    thresholds: Sequence[float] = CXR8_THRESHOLDS,
+    level: float = CXR8_LEVEL,
+) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
     """:func:`chestxray8_localisation` with IoU instead of IoBB."""
     return chestxray8_localisation(maps, boxes, thresholds, level, overlap="iou")
 

@@ -33,10 +33,17 @@ def gaussian_noise(images: torch.Tensor, sigma: float, seed: int = 0) -> torch.T
     return (images + sigma * torch.randn(images.shape, generator=g)).clamp(0, 1)
 
 
-def noise_stability(explainer, images: torch.Tensor, targets: torch.Tensor, maps: torch.Tensor | None = None, sigma: float = 0.02, seed: int = 0) -> torch.Tensor:
+def noise_stability(
+    explainer,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    maps: torch.Tensor | None = None,
+    sigma: float = 0.02,
+    seed: int = 0,
+) -> torch.Tensor:
     """B rank correlations between maps of clean and noisy images (``maps``: the clean ones, if already computed)."""
-    clean = maps if maps is not None else explainer.explain(images, targets)
-    return spearman(clean, explainer.explain(gaussian_noise(images, sigma, seed), targets))
+    clean = maps if maps is not None else explainer.attribute(images, targets)
+    return spearman(clean, explainer.attribute(gaussian_noise(images, sigma, seed), targets))
 
 
 def fgsm_images(classifier: Classifier, images: torch.Tensor, targets: torch.Tensor, eps: float) -> torch.Tensor:
@@ -46,7 +53,9 @@ def fgsm_images(classifier: Classifier, images: torch.Tensor, targets: torch.Ten
     return FGSM(classifier, eps=eps)(images, labels=targets).adversarial.detach()
 
 
-def fgsm_stability(explainer, images: torch.Tensor, targets: torch.Tensor, maps: torch.Tensor | None = None, eps: float = 2 / 255) -> torch.Tensor:
+def fgsm_stability(
+    explainer, images: torch.Tensor, targets: torch.Tensor, maps: torch.Tensor | None = None, eps: float = 2 / 255
+) -> torch.Tensor:
     """B rank correlations between maps of clean images and of their FGSM(eps) versions."""
-    clean = maps if maps is not None else explainer.explain(images, targets)
-    return spearman(clean, explainer.explain(fgsm_images(explainer.classifier, images, targets, eps), targets))
+    clean = maps if maps is not None else explainer.attribute(images, targets)
+    return spearman(clean, explainer.attribute(fgsm_images(explainer.classifier, images, targets, eps), targets))

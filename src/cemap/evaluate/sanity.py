@@ -52,8 +52,8 @@ def randomisation_correlation(
     seed: int = 0,
 ) -> torch.Tensor:
     """B rank correlations between maps of ``classifier`` and of its randomised copy (``make_explainer(clf)`` builds the method)."""
-    trained = maps if maps is not None else make_explainer(classifier).explain(images, targets)
-    random_maps = make_explainer(randomised_copy(classifier, seed)).explain(images, targets)
+    trained = maps if maps is not None else make_explainer(classifier).attribute(images, targets)
+    random_maps = make_explainer(randomised_copy(classifier, seed)).attribute(images, targets)
     return spearman(trained, random_maps)
 
 
@@ -158,8 +158,14 @@ def _seed_generator(seed: int) -> torch.Generator:
 
 
 def randomisation_test(
-    make_explainer: Callable[[Classifier], object], classifier: Classifier, images: torch.Tensor, targets: torch.Tensor,
-    maps: torch.Tensor | None = None, seeds=SANITY_SEEDS, mode: str = "cascading", blocks: list[str] | None = None,
+    make_explainer: Callable[[Classifier], object],
+    classifier: Classifier,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    maps: torch.Tensor | None = None,
+    seeds=SANITY_SEEDS,
+    mode: str = "cascading",
+    blocks: list[str] | None = None,
     full_only: bool = False,
 ) -> list[dict]:
     """Adebayo et al.'s model-randomisation test for one method.
@@ -175,11 +181,18 @@ def randomisation_test(
     trained = maps if maps is not None else _attribute(make_explainer(classifier), images, targets)
     records = []
     for seed in seeds:
-        for step in ([len(blocks) - 1] if full_only and mode == "cascading" else range(len(blocks))):
+        for step in [len(blocks) - 1] if full_only and mode == "cascading" else range(len(blocks)):
             chosen = blocks[: step + 1] if mode == "cascading" else [blocks[step]]
             clf = randomised_blocks(classifier, chosen, _seed_generator(1000 * seed + step))
             randomised = _attribute(make_explainer(clf), images, targets)
-            records.append({"seed": int(seed), "step": step + 1 if mode == "cascading" else step, "blocks": chosen, **map_similarity(trained, randomised)})
+            records.append(
+                {
+                    "seed": int(seed),
+                    "step": step + 1 if mode == "cascading" else step,
+                    "blocks": chosen,
+                    **map_similarity(trained, randomised),
+                }
+            )
     return records
 
 
@@ -206,5 +219,8 @@ def sanity_verdict(full_cascade: list[dict], threshold: float = PASS_BELOW) -> d
             high = entry[key]["high"]
             ok = ok and high == high and high < threshold
         per_seed.append(entry)
-    return {"criterion": f"upper 95% bound of mean Spearman (signed and |map|) < {threshold} at full cascading randomisation, every seed",
-            "passes": bool(ok and per_seed), "per_seed": per_seed}
+    return {
+        "criterion": f"upper 95% bound of mean Spearman (signed and |map|) < {threshold} at full cascading randomisation, every seed",
+        "passes": bool(ok and per_seed),
+        "per_seed": per_seed,
+    }

@@ -15,5 +15,8 @@ from .localisation import mass_share
 def marker_share(maps: torch.Tensor, marker_masks: torch.Tensor) -> torch.Tensor:
     """B shares of each map's positive mass on its marker (``marker_masks``: B x H x W booleans)."""
     if marker_masks.shape != maps.shape:
-        raise CemapError(f"marker masks of shape {tuple(marker_masks.shape)} do not match maps {tuple(maps.shape)}", "pass one H x W mask per map")
+        raise CemapError(
+            f"marker masks of shape {tuple(marker_masks.shape)} do not match maps {tuple(maps.shape)}",
+            "pass one H x W mask per map",
+        )
     return mass_share(maps, marker_masks.bool())

@@ -13,13 +13,14 @@ from captum.attr import IntegratedGradients, Occlusion
 from ..causal.batching import default_chunk
 from ..causal.cemap_map import default_cell
 from ..models.classifier import Classifier
-from .base import Explainer
+from ..causal.explainer import Explainer
 from .registry import register_explainer
 
 
 @register_explainer("occlusion")
 class OcclusionExplainer(Explainer):
-    """Zeiler & Fergus occlusion: zero a ``window`` square every ``stride`` px (default half a window, overlapping) and record the logit drop.
+    """Zeiler & Fergus occlusion: zero a ``window`` square every ``stride`` px (default half a window, overlapping) and
+    record the logit drop.
 
     ``batch_size`` images are explained together, ``chunk_size`` occluded images per forward pass.
 
@@ -28,7 +29,12 @@ class OcclusionExplainer(Explainer):
     """
 
     def __init__(
-        self, classifier: Classifier, window: int | None = None, stride: int | None = None, batch_size: int | None = None, chunk_size: int | None = None
+        self,
+        classifier: Classifier,
+        window: int | None = None,
+        stride: int | None = None,
+        batch_size: int | None = None,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__(classifier, batch_size)
         _, h, w = classifier.input_shape
@@ -46,16 +52,26 @@ class OcclusionExplainer(Explainer):
                 strides=(c, self.stride, self.stride),
                 baselines=0.0,
                 target=targets,
-                perturbations_per_eval=max(1, self.chunk_size // len(images)),  # ~chunk_size occluded images per forward pass
+                perturbations_per_eval=max(
+                    1, self.chunk_size // len(images)
+                ),  # ~chunk_size occluded images per forward pass
             )
         return attr.sum(1)
 
 
 @register_explainer("integrated-gradients")
 class IntegratedGradientsExplainer(Explainer):
-    """Sundararajan et al. 2017 from a black image, ``n_steps`` Gauss-Legendre points, ``internal_batch_size`` images per backward pass."""
+    """Sundararajan et al. 2017 from a black image, ``n_steps`` Gauss-Legendre points, ``internal_batch_size`` images
+    per backward pass."""
 
-    def __init__(self, classifier: Classifier, n_steps: int = 32, baseline: float = 0.0, batch_size: int | None = None, internal_batch_size: int = 128) -> None:
+    def __init__(
+        self,
+        classifier: Classifier,
+        n_steps: int = 32,
+        baseline: float = 0.0,
+        batch_size: int | None = None,
+        internal_batch_size: int = 128,
+    ) -> None:
         super().__init__(classifier, batch_size)
         self.n_steps = n_steps
         self.baseline = baseline
@@ -65,6 +81,10 @@ class IntegratedGradientsExplainer(Explainer):
     def _explain(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
             attr = self.method.attribute(
-                images, baselines=self.baseline, target=targets, n_steps=self.n_steps, internal_batch_size=self.internal_batch_size
+                images,
+                baselines=self.baseline,
+                target=targets,
+                n_steps=self.n_steps,
+                internal_batch_size=self.internal_batch_size,
             )
         return attr.detach().sum(1)

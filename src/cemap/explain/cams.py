@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import CemapError
 from ..models.classifier import Classifier
-from .base import Explainer
+from ..causal.explainer import Explainer
 from .gradients import default_cam_layer, gradient_safe_copy
 from .registry import register_explainer
 
@@ -38,7 +38,9 @@ class ClassActivationMap(BaseCAM):
 
 def final_linear_weights(classifier: Classifier) -> np.ndarray:
     """K x C weights of the last nn.Linear with one output per class."""
-    heads = [m for m in classifier.model.modules() if isinstance(m, nn.Linear) and m.out_features == classifier.num_classes]
+    heads = [
+        m for m in classifier.model.modules() if isinstance(m, nn.Linear) and m.out_features == classifier.num_classes
+    ]
     if not heads:
         raise CemapError(
             f"CAM needs a final nn.Linear with {classifier.num_classes} outputs; model {classifier.name or 'classifier'} has none",
@@ -110,7 +112,9 @@ class GradCAMPlusPlusExplainer(_CAMExplainer):
 class ScoreCAMExplainer(_CAMExplainer):
     """One forward pass per channel of the CAM layer and image, ``channel_batch`` masked images at a time."""
 
-    def __init__(self, classifier: Classifier, layer: str | None = None, batch_size: int | None = None, channel_batch: int = 64) -> None:
+    def __init__(
+        self, classifier: Classifier, layer: str | None = None, batch_size: int | None = None, channel_batch: int = 64
+    ) -> None:
         self.channel_batch = channel_batch
         super().__init__(classifier, layer, batch_size)
 

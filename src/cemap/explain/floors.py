@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..models.classifier import Classifier
-from .base import Explainer
+from ..causal.explainer import Explainer
 from .registry import register_explainer
 
 

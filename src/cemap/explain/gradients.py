@@ -48,7 +48,11 @@ def default_cam_layer(classifier: Classifier) -> str:
         return classifier.cam_layer
     finished: list[tuple[str, bool]] = []
     handles = [
-        m.register_forward_hook(lambda _m, _i, out, name=name: finished.append((name, torch.is_tensor(out) and out.dim() == 4 and max(out.shape[2:]) > 1)))
+        m.register_forward_hook(
+            lambda _m, _i, out, name=name: finished.append(
+                (name, torch.is_tensor(out) and out.dim() == 4 and max(out.shape[2:]) > 1)
+            )
+        )
         for name, m in classifier.model.named_modules()
         if name
     ]

@@ -21,16 +21,20 @@ import torch.nn.functional as F
 
 from ..causal.batching import default_chunk
 from ..models.classifier import Classifier
-from .base import Explainer
+from ..causal.explainer import Explainer
 from .registry import register_explainer
 
 
-def rise_masks(n: int, height: int, width: int, grid: int = 8, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
+def rise_masks(
+    n: int, height: int, width: int, grid: int = 8, p: float = 0.5, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """n x H x W smooth RISE masks in [0, 1] (Petsiuk et al.'s generator, with a seeded ``generator``)."""
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     cell_h, cell_w = math.ceil(height / grid), math.ceil(width / grid)
     binary = (torch.rand(n, 1, grid, grid, generator=g) < p).float()
-    up = F.interpolate(binary, size=((grid + 1) * cell_h, (grid + 1) * cell_w), mode="bilinear", align_corners=False)[:, 0]
+    up = F.interpolate(binary, size=((grid + 1) * cell_h, (grid + 1) * cell_w), mode="bilinear", align_corners=False)[
+        :, 0
+    ]
     dy = torch.randint(0, cell_h, (n,), generator=g)
     dx = torch.randint(0, cell_w, (n,), generator=g)
     rows = (dy[:, None] + torch.arange(height)[None])[:, :, None].expand(n, height, width)
@@ -43,8 +47,14 @@ class RISEExplainer(Explainer):
     """RISE with ``n_masks`` masks of a ``grid`` x ``grid`` grid, keep probability ``p``, drawn from ``seed``."""
 
     def __init__(
-        self, classifier: Classifier, n_masks: int = 1000, grid: int = 8, p: float = 0.5, seed: int = 0,
-        batch_size: int | None = None, chunk_size: int | None = None,
+        self,
+        classifier: Classifier,
+        n_masks: int = 1000,
+        grid: int = 8,
+        p: float = 0.5,
+        seed: int = 0,
+        batch_size: int | None = None,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__(classifier, batch_size)
         _, h, w = classifier.input_shape
@@ -61,5 +71,9 @@ class RISEExplainer(Explainer):
             m = self.masks[start : start + per].to(images.device)
             batch = (images[:, None] * m[None, :, None]).reshape(-1, *images.shape[1:])
             probs = self.classifier.predict_proba(batch).float().reshape(b, len(m), -1)
-            scores[:, start : start + len(m)] = probs.gather(2, targets.view(-1, 1, 1).expand(b, len(m), 1)).squeeze(2).cpu()
-        return (scores @ self.masks.reshape(self.n_masks, -1)).reshape(b, *self.masks.shape[1:]) / (self.n_masks * self.p)
+            scores[:, start : start + len(m)] = (
+                probs.gather(2, targets.view(-1, 1, 1).expand(b, len(m), 1)).squeeze(2).cpu()
+            )
+        return (scores @ self.masks.reshape(self.n_masks, -1)).reshape(b, *self.masks.shape[1:]) / (
+            self.n_masks * self.p
+        )

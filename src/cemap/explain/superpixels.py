@@ -18,7 +18,7 @@ import torch
 
 from ..causal.batching import default_chunk
 from ..models.classifier import Classifier
-from .base import Explainer
+from ..causal.explainer import Explainer
 from .registry import register_explainer
 
 
@@ -33,7 +33,14 @@ def superpixels(image: torch.Tensor, n_segments: int = 48, compactness: float = 
         return rows[:, None] * (int(cols.max()) + 1) + cols[None, :]
     arr = image.detach().cpu().numpy().astype(np.float64)
     arr = arr[0] if c == 1 else np.moveaxis(arr, 0, -1)
-    labels = slic(arr, n_segments=n_segments, compactness=compactness, channel_axis=None if c == 1 else -1, start_label=0, enforce_connectivity=True)
+    labels = slic(
+        arr,
+        n_segments=n_segments,
+        compactness=compactness,
+        channel_axis=None if c == 1 else -1,
+        start_label=0,
+        enforce_connectivity=True,
+    )
     _, dense = np.unique(labels, return_inverse=True)
     return torch.from_numpy(dense.reshape(h, w).astype(np.int64))
 
@@ -43,8 +50,14 @@ class SuperpixelKernelShap(Explainer):
     """Kernel SHAP on ~``n_segments`` SLIC superpixels with ``n_samples`` coalitions per image."""
 
     def __init__(
-        self, classifier: Classifier, n_segments: int = 48, n_samples: int = 256, compactness: float = 0.3, seed: int = 0,
-        batch_size: int | None = None, chunk_size: int | None = None,
+        self,
+        classifier: Classifier,
+        n_segments: int = 48,
+        n_samples: int = 256,
+        compactness: float = 0.3,
+        seed: int = 0,
+        batch_size: int | None = None,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__(classifier, batch_size)
         self.n_segments, self.n_samples, self.compactness, self.seed = n_segments, n_samples, compactness, seed
@@ -59,13 +72,21 @@ class SuperpixelKernelShap(Explainer):
             torch.manual_seed(self.seed)
             for img, t in zip(images, targets):
                 labels = superpixels(img, self.n_segments, self.compactness)
-                if int(labels.max()) == 0:  # one superpixel (a featureless image): Captum cannot sample; the one player gets it all
-                    p = self.classifier.predict_proba(torch.stack([img, torch.full_like(img, float(img.mean()))]))[:, int(t)]
+                if (
+                    int(labels.max()) == 0
+                ):  # one superpixel (a featureless image): Captum cannot sample; the one player gets it all
+                    p = self.classifier.predict_proba(torch.stack([img, torch.full_like(img, float(img.mean()))]))[
+                        :, int(t)
+                    ]
                     out.append(torch.full(img.shape[1:], float(p[0] - p[1]) * img.shape[0]))
                     continue
                 attr = method.attribute(
-                    img[None], baselines=float(img.mean()), target=int(t), feature_mask=labels[None, None].expand_as(img[None]),
-                    n_samples=self.n_samples, perturbations_per_eval=self.chunk_size,
+                    img[None],
+                    baselines=float(img.mean()),
+                    target=int(t),
+                    feature_mask=labels[None, None].expand_as(img[None]),
+                    n_samples=self.n_samples,
+                    perturbations_per_eval=self.chunk_size,
                 )
                 out.append(attr[0].sum(0))
         return torch.stack(out)

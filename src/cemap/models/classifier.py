@@ -36,8 +36,10 @@ def _own_copy(module: nn.Module | None) -> nn.Module | None:
     try:
         return copy_module.deepcopy(module)
     except Exception as exc:  # a module holding an uncopyable resource (open file, lock, C++ handle)
-        raise CemapError(f"cannot copy {type(module).__name__} ({exc})",
-                         "pass copy=False to let the Classifier freeze your module in place (eval mode, no parameter gradients)") from exc
+        raise CemapError(
+            f"cannot copy {type(module).__name__} ({exc})",
+            "pass copy=False to let the Classifier freeze your module in place (eval mode, no parameter gradients)",
+        ) from exc
 
 
 def name_or(classifier: "Classifier") -> str:
@@ -86,12 +88,15 @@ class Classifier(nn.Module):
         all_layers = [n for n, _ in model.named_modules() if n]
         self.layers = list(layers) if layers is not None else all_layers
         self.default_layer = default_layer or (self.layers[len(self.layers) // 2] if self.layers else None)
-        # The layer class-activation maps read; None: the last layer with a spatial output (cemap.explain.default_cam_layer).
+        # The layer class-activation maps read; None: the last layer with a spatial output
+        # (cemap.explain.default_cam_layer).
         self.cam_layer = cam_layer
         self.outputs_checked = False  # the first forward checks the outputs' count and finiteness (see forward)
         for p in self.parameters():
             p.requires_grad_(False)
-        self.eval()  # a frozen classifier: dropout off and BatchNorm on running statistics, wrapper included (its own copy by default)
+        # a frozen classifier: dropout off and BatchNorm on running statistics, wrapper included (its own copy by
+        # default)
+        self.eval()
 
     @property
     def multilabel(self) -> bool:
@@ -122,11 +127,15 @@ class Classifier(nn.Module):
         """Raise a CemapError unless ``logits`` is B x (one per class name) and finite; remembers a pass."""
         name = self.name or "the model"
         if logits.dim() != 2 or logits.shape[1] != self.num_classes:
-            raise CemapError(f"{name} returns outputs of shape {tuple(logits.shape)}, but {self.num_classes} class names were given",
-                             f"give one class name per output ({logits.shape[-1] if logits.dim() else 1} here)")
+            raise CemapError(
+                f"{name} returns outputs of shape {tuple(logits.shape)}, but {self.num_classes} class names were given",
+                f"give one class name per output ({logits.shape[-1] if logits.dim() else 1} here)",
+            )
         if not bool(torch.isfinite(logits.detach()).all()):
-            raise CemapError(f"{name} returns NaN or infinite outputs on the first batch",
-                             "check the weights file (a diverged training or a damaged checkpoint); cemap predict shows the outputs")
+            raise CemapError(
+                f"{name} returns NaN or infinite outputs on the first batch",
+                "check the weights file (a diverged training or a damaged checkpoint); cemap predict shows the outputs",
+            )
         self.outputs_checked = True
 
     def class_index(self, target: int | str) -> int:
@@ -134,13 +143,19 @@ class Classifier(nn.Module):
         if isinstance(target, str) and not target.lstrip("-").isdigit():
             if target not in self.class_names:
                 close = [n for n in self.class_names if target.lower() in n.lower() or n.lower() in target.lower()][:5]
-                raise CemapError(f"{name_or(self)} has no class {target!r}",
-                                 f"did you mean {', '.join(close)}?" if close else f"classes: {', '.join(self.class_names[:10])}"
-                                 + (" ..." if self.num_classes > 10 else ""))
+                raise CemapError(
+                    f"{name_or(self)} has no class {target!r}",
+                    f"did you mean {', '.join(close)}?"
+                    if close
+                    else f"classes: {', '.join(self.class_names[:10])}" + (" ..." if self.num_classes > 10 else ""),
+                )
             return self.class_names.index(target)
         index = int(target)
         if not 0 <= index < self.num_classes:
-            raise CemapError(f"class index {index} is out of range for {name_or(self)}", f"use 0..{self.num_classes - 1} or a class name")
+            raise CemapError(
+                f"class index {index} is out of range for {name_or(self)}",
+                f"use 0..{self.num_classes - 1} or a class name",
+            )
         return index
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:

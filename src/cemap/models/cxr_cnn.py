@@ -20,7 +20,8 @@ from .training import builtin_weights
 
 TRAIN_CONFIG = {"arch": "cxr-cnn-8-16-32-64-gap", "epochs": 20, "lr": 3e-3, "batch_size": 32, "max_shift": 3, "seed": 0}
 CAM_LAYER = "features.14"
-DEFAULT_LAYER = "features.11"  # the third block's output: 32 channels at 1/8 resolution, where a 16-channel code keeps per-finding decisions
+# the third block's output: 32 channels at 1/8 resolution, where a 16-channel code keeps per-finding decisions
+DEFAULT_LAYER = "features.11"
 
 
 class MaxPool2x2(nn.MaxPool2d):
@@ -33,7 +34,12 @@ class MaxPool2x2(nn.MaxPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        if (torch.is_grad_enabled() and x.requires_grad) or h % 2 or w % 2 or not x.is_contiguous(memory_format=torch.channels_last):
+        if (
+            (torch.is_grad_enabled() and x.requires_grad)
+            or h % 2
+            or w % 2
+            or not x.is_contiguous(memory_format=torch.channels_last)
+        ):
             return super().forward(x)
         rows = x.permute(0, 2, 3, 1).reshape(b, h // 2, 2, w // 2, 2 * c)  # each row of pixel pairs, channels innermost
         pairs = torch.maximum(rows[:, :, 0], rows[:, :, 1])
@@ -50,7 +56,9 @@ def _block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
 class CxrCNN(nn.Module):
     def __init__(self, classes: int, channels: int = 1) -> None:
         super().__init__()
-        self.features = nn.Sequential(*_block(channels, 8, True), *_block(8, 16, True), *_block(16, 32, True), *_block(32, 64, False))
+        self.features = nn.Sequential(
+            *_block(channels, 8, True), *_block(8, 16, True), *_block(16, 32, True), *_block(32, 64, False)
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.classifier = nn.Linear(64, classes)
@@ -65,10 +73,16 @@ def layer_names(net: CxrCNN) -> list[str]:
 
 @register_model("cxr-cnn", dataset="synthcxr")
 def cxr_cnn(weights: str | None = None, train_config: dict | None = None, size: int = 128) -> Classifier:
-    """Trained on synthcxr's train split at ``size`` px on first use (a few minutes on 2 cores); ``weights`` loads a state dict."""
+    """Trained on synthcxr's train split at ``size`` px on first use (a few minutes on 2 cores); ``weights`` loads a
+    state dict."""
     config = {**TRAIN_CONFIG, **(train_config or {}), "size": size, "data_version": GENERATOR_VERSION}
     net = builtin_weights(
-        "cxr-cnn", lambda: CxrCNN(len(FINDINGS)), config, lambda: get_dataset("synthcxr", split="train", size=size), multilabel=True, weights=weights
+        "cxr-cnn",
+        lambda: CxrCNN(len(FINDINGS)),
+        config,
+        lambda: get_dataset("synthcxr", split="train", size=size),
+        multilabel=True,
+        weights=weights,
     )
     fold_batchnorm(net.features)  # frozen from here on: each batch-norm becomes part of its convolution
     return Classifier(

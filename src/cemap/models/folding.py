@@ -65,5 +65,7 @@ def with_scale_shift_batchnorm(module: nn.Module) -> nn.Module:
     if type(module) is nn.BatchNorm2d and not module.training and module.track_running_stats:
         return ScaleShift(module)
     clone = copy.copy(module)
-    clone._modules = {name: None if child is None else with_scale_shift_batchnorm(child) for name, child in module._modules.items()}
+    clone._modules = {
+        name: None if child is None else with_scale_shift_batchnorm(child) for name, child in module._modules.items()
+    }
     return clone

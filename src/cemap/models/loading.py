@@ -23,14 +23,18 @@ def load_state_dict_file(path: str | Path, allowed: Sequence[type] = ()) -> dict
         raise CemapError(f"weights file not found: {path}", "check the path passed to --weights")
     kind = _not_a_checkpoint(path)
     if kind is not None:
-        raise CemapError(f"{path} is not a PyTorch checkpoint ({kind})", "pass the .pt/.pth file saved with torch.save(model.state_dict(), path)")
+        raise CemapError(
+            f"{path} is not a PyTorch checkpoint ({kind})",
+            "pass the .pt/.pth file saved with torch.save(model.state_dict(), path)",
+        )
     try:
         with torch.serialization.safe_globals(list(allowed)):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CemapError(
             f"refusing to load {path}: it is not a weights-only checkpoint",
-            "it contains pickled code objects; re-save it with torch.save(model.state_dict(), path) from a trusted source",
+            "it contains pickled code objects; re-save it with torch.save(model.state_dict(), path) from a trusted "
+            "source",
         ) from exc
     except Exception as exc:  # corrupt or not a torch file at all
         from ..cache import damage
@@ -45,7 +49,9 @@ def load_state_dict_file(path: str | Path, allowed: Sequence[type] = ()) -> dict
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise CemapError(f"{path} holds a {type(obj).__name__}, not a state dict", "save model.state_dict() instead of the model")
+        raise CemapError(
+            f"{path} holds a {type(obj).__name__}, not a state dict", "save model.state_dict() instead of the model"
+        )
     return obj
 
 
@@ -79,7 +85,9 @@ def _not_a_checkpoint(path: Path) -> str | None:
     return None
 
 
-def load_into(net: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path, arch: str | None = None) -> None:
+def load_into(
+    net: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path, arch: str | None = None
+) -> None:
     """``net.load_state_dict(state)``, with a one-line CemapError when the weights belong to another architecture."""
     what = f"the {arch} architecture" if arch else "this architecture"
     try:
@@ -88,11 +96,15 @@ def load_into(net: torch.nn.Module, state: dict[str, torch.Tensor], source: str 
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip().startswith("size mismatch")]
         first = lines[0].rstrip(".") if lines else str(exc).splitlines()[0]
         more = f"; {len(lines) - 1} more mismatches" if len(lines) > 1 else ""
-        raise CemapError(f"weights in {source} do not fit {what} ({first}{more})", "check the model name, or the number of classes of the checkpoint") from exc
+        raise CemapError(
+            f"weights in {source} do not fit {what} ({first}{more})",
+            "check the model name, or the number of classes of the checkpoint",
+        ) from exc
     if result.missing_keys or result.unexpected_keys:
         n_miss, n_extra = len(result.missing_keys), len(result.unexpected_keys)
         raise CemapError(
             f"weights in {source} do not fit {what} "
-            f"({n_miss} missing keys, e.g. {result.missing_keys[:2]}; {n_extra} unexpected keys, e.g. {result.unexpected_keys[:2]})",
+            f"({n_miss} missing keys, e.g. {result.missing_keys[:2]}; {n_extra} unexpected keys, e.g. "
+            f"{result.unexpected_keys[:2]})",
             "check the model name: these weights were saved from another architecture",
         )

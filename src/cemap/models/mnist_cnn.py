@@ -9,7 +9,14 @@ from .classifier import Classifier
 from .registry import register_model
 from .training import builtin_weights
 
-TRAIN_CONFIG = {"arch": "conv32-conv64-fc256-fc10", "epochs": 12, "lr": 2e-3, "batch_size": 64, "max_shift": 2, "seed": 0}
+TRAIN_CONFIG = {
+    "arch": "conv32-conv64-fc256-fc10",
+    "epochs": 12,
+    "lr": 2e-3,
+    "batch_size": 64,
+    "max_shift": 2,
+    "seed": 0,
+}
 
 
 class MnistCNN(nn.Module):
@@ -39,7 +46,9 @@ class MnistCNN(nn.Module):
 def mnist_cnn(weights: str | None = None, train_config: dict | None = None) -> Classifier:
     """Trained on first use (about a minute on 2 cores) and cached; ``weights`` loads a state dict instead."""
     config = {**TRAIN_CONFIG, **(train_config or {})}
-    net = builtin_weights("mnist-cnn", MnistCNN, config, lambda: get_dataset("mnist5k", split="train"), multilabel=False, weights=weights)
+    net = builtin_weights(
+        "mnist-cnn", MnistCNN, config, lambda: get_dataset("mnist5k", split="train"), multilabel=False, weights=weights
+    )
     return Classifier(
         net,
         class_names=[str(d) for d in range(10)],

@@ -9,10 +9,14 @@ from .classifier import Classifier
 
 _MODELS: dict[str, Callable[..., Classifier]] = {}
 _DEFAULT_DATASET: dict[str, str] = {}
-_FAMILIES: list[Callable[[], dict[str, Callable[..., Classifier]]]] = []  # named on first use (their library imports lazily)
+_FAMILIES: list[
+    Callable[[], dict[str, Callable[..., Classifier]]]
+] = []  # named on first use (their library imports lazily)
 
 
-def register_model(name: str, dataset: str | None = None) -> Callable[[Callable[..., Classifier]], Callable[..., Classifier]]:
+def register_model(
+    name: str, dataset: str | None = None
+) -> Callable[[Callable[..., Classifier]], Callable[..., Classifier]]:
     """Register a factory ``(**kwargs) -> Classifier``; ``dataset`` names the built-in data it is trained on."""
 
     def wrap(factory: Callable[..., Classifier]) -> Callable[..., Classifier]:
@@ -39,12 +43,23 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def get_model(name: str, **kwargs) -> Classifier:
+def model_factory(name: str) -> Callable[..., Classifier]:
+    """The factory registered as ``name`` (its parameters are the model's options); an unknown name lists the valid
+    ones."""
     if name not in _MODELS:
         _named_families()
     if name not in _MODELS:
-        raise unknown_name("model", name, list(_MODELS))
-    return _MODELS[name](**kwargs)
+        raise unknown_name("model", name, list_models())
+    return _MODELS[name]
+
+
+def get_model(name: str, **kwargs) -> Classifier:
+    return model_factory(name)(**kwargs)
+
+
+def builtin_models() -> dict[str, str]:
+    """Built-in dataset -> the model trained on it (mnist5k -> mnist-cnn, ...)."""
+    return dict(_DEFAULT_DATASET)
 
 
 def default_model_for(dataset: str) -> str:

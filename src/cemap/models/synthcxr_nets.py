@@ -39,12 +39,24 @@ def resnet18_1ch(classes: int) -> nn.Module:
 @register_model("resnet18-cxr")
 def resnet18_cxr(weights: str | None = None, train_config: dict | None = None, size: int = 128) -> Classifier:
     """ResNet-18 for synthcxr at ``size`` px, trained on first use (minutes at 64 px, longer at 128 on 2 cores)."""
-    return _synthcxr_classifier("resnet18-cxr", lambda: resnet18_1ch(len(FINDINGS)), {**TRAIN_CONFIG, **(train_config or {})}, size, weights)
+    return _synthcxr_classifier(
+        "resnet18-cxr", lambda: resnet18_1ch(len(FINDINGS)), {**TRAIN_CONFIG, **(train_config or {})}, size, weights
+    )
 
 
 DENSENET_CONFIG = {"arch": "densenet121-1ch", "epochs": 8, "lr": 2e-3, "batch_size": 32, "max_shift": 3, "seed": 0}
-DENSENET_LAYERS = ["features.conv0", "features.pool0", "features.denseblock1", "features.transition1", "features.denseblock2",
-                   "features.transition2", "features.denseblock3", "features.transition3", "features.denseblock4", "features.norm5"]
+DENSENET_LAYERS = [
+    "features.conv0",
+    "features.pool0",
+    "features.denseblock1",
+    "features.transition1",
+    "features.denseblock2",
+    "features.transition2",
+    "features.denseblock3",
+    "features.transition3",
+    "features.denseblock4",
+    "features.norm5",
+]
 
 
 def densenet121_1ch(classes: int) -> nn.Module:
@@ -57,24 +69,61 @@ def densenet121_1ch(classes: int) -> nn.Module:
 
 @register_model("densenet121-cxr")
 def densenet121_cxr(weights: str | None = None, train_config: dict | None = None, size: int = 128) -> Classifier:
-    """DenseNet-121 (CheXNet's architecture) for synthcxr at ``size`` px, trained on first use; ``train_config={"device": "cuda"}``
+    """DenseNet-121 (CheXNet's architecture) for synthcxr at ``size`` px, trained on first use;
+    ``train_config={"device": "cuda"}``
     trains it on a GPU (minutes; about 36 min on one CPU thread at 128 px)."""
-    return _synthcxr_classifier("densenet121-cxr", lambda: densenet121_1ch(len(FINDINGS)), {**DENSENET_CONFIG, **(train_config or {})}, size, weights,
-                                layers=DENSENET_LAYERS, default_layer="features.transition2", cam_layer="features.norm5")
-
-
-def _synthcxr_classifier(name: str, make_net, config: dict, size: int, weights: str | None, layers: list[str] = LAYERS,
-                         default_layer: str = "layer2", cam_layer: str = "layer4") -> Classifier:
-    """A multi-label synthcxr classifier: weights from ``weights``, the cache, or trained on first use."""
-    config = {**config, "size": size, "data_version": GENERATOR_VERSION}
-    net = builtin_weights(name, make_net, config, lambda: get_dataset("synthcxr", split="train", size=size), multilabel=True, weights=weights)
-    return Classifier(
-        net, class_names=FINDINGS, head="sigmoid", input_shape=(1, size, size), layers=layers, default_layer=default_layer,
-        cam_layer=cam_layer, name=name,
+    return _synthcxr_classifier(
+        "densenet121-cxr",
+        lambda: densenet121_1ch(len(FINDINGS)),
+        {**DENSENET_CONFIG, **(train_config or {})},
+        size,
+        weights,
+        layers=DENSENET_LAYERS,
+        default_layer="features.transition2",
+        cam_layer="features.norm5",
     )
 
 
-SLIM_CONFIG = {"arch": "resnet18-slim-1ch-16-32-64-128", "epochs": 8, "lr": 3e-3, "batch_size": 32, "max_shift": 3, "seed": 0}
+def _synthcxr_classifier(
+    name: str,
+    make_net,
+    config: dict,
+    size: int,
+    weights: str | None,
+    layers: list[str] = LAYERS,
+    default_layer: str = "layer2",
+    cam_layer: str = "layer4",
+) -> Classifier:
+    """A multi-label synthcxr classifier: weights from ``weights``, the cache, or trained on first use."""
+    config = {**config, "size": size, "data_version": GENERATOR_VERSION}
+    net = builtin_weights(
+        name,
+        make_net,
+        config,
+        lambda: get_dataset("synthcxr", split="train", size=size),
+        multilabel=True,
+        weights=weights,
+    )
+    return Classifier(
+        net,
+        class_names=FINDINGS,
+        head="sigmoid",
+        input_shape=(1, size, size),
+        layers=layers,
+        default_layer=default_layer,
+        cam_layer=cam_layer,
+        name=name,
+    )
+
+
+SLIM_CONFIG = {
+    "arch": "resnet18-slim-1ch-16-32-64-128",
+    "epochs": 8,
+    "lr": 3e-3,
+    "batch_size": 32,
+    "max_shift": 3,
+    "seed": 0,
+}
 
 
 class _BasicBlock(nn.Module):
@@ -85,7 +134,11 @@ class _BasicBlock(nn.Module):
         self.relu = nn.ReLU()
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else None
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else None
+        )
 
     def forward(self, x):
         out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
@@ -93,7 +146,8 @@ class _BasicBlock(nn.Module):
 
 
 class SlimResNet18(nn.Module):
-    """ResNet-18's topology (stem, 4 stages of 2 basic blocks, global pooling, linear head) at a quarter of its width."""
+    """ResNet-18's topology (stem, 4 stages of 2 basic blocks, global pooling, linear head) at a quarter of its
+    width."""
 
     def __init__(self, classes: int, widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
         super().__init__()
@@ -124,4 +178,6 @@ def resnet18_slim_cxr(weights: str | None = None, train_config: dict | None = No
     session's load) could not be trained in the time available; same blocks, residual
     connections, batch-norm and 1/32-resolution CAM layer as ResNet-18, 1/16 of its FLOPs.
     """
-    return _synthcxr_classifier("resnet18-slim-cxr", lambda: SlimResNet18(len(FINDINGS)), {**SLIM_CONFIG, **(train_config or {})}, size, weights)
+    return _synthcxr_classifier(
+        "resnet18-slim-cxr", lambda: SlimResNet18(len(FINDINGS)), {**SLIM_CONFIG, **(train_config or {})}, size, weights
+    )

@@ -31,15 +31,24 @@ from .registry import register_model
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DENSENET_LAYERS = [
-    "features.conv0", "features.pool0", "features.denseblock1", "features.transition1", "features.denseblock2",
-    "features.transition2", "features.denseblock3", "features.transition3", "features.denseblock4", "features.norm5",
+    "features.conv0",
+    "features.pool0",
+    "features.denseblock1",
+    "features.transition1",
+    "features.denseblock2",
+    "features.transition2",
+    "features.denseblock3",
+    "features.transition3",
+    "features.denseblock4",
+    "features.norm5",
 ]
 RESNET_LAYERS = ["conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"]
 
 
 @dataclass(frozen=True)
 class Arch:
-    builder: str  # torchvision.models function, looked up when a model is built (importing cemap does not import torchvision)
+    # torchvision.models function, looked up when a model is built (importing cemap does not import torchvision)
+    builder: str
     head: str  # state-dict prefix of the final Linear layer
     layers: list[str]
     default_layer: str  # 128-channel layers, as in the paper's notebooks, where the architecture has one
@@ -60,12 +69,19 @@ ARCHS = {
     "densenet121": Arch("densenet121", "classifier", DENSENET_LAYERS, "features.transition1", "DenseNet121_Weights"),
     "resnet18": Arch("resnet18", "fc", RESNET_LAYERS, "layer2", "ResNet18_Weights"),
     "resnet50": Arch("resnet50", "fc", RESNET_LAYERS, "layer2", "ResNet50_Weights"),
-    "vgg16": Arch("vgg16", "classifier.6", [f"features.{i}" for i in range(31)] + ["avgpool", "classifier.0", "classifier.3"], "features.9", "VGG16_Weights"),
+    "vgg16": Arch(
+        "vgg16",
+        "classifier.6",
+        [f"features.{i}" for i in range(31)] + ["avgpool", "classifier.0", "classifier.3"],
+        "features.9",
+        "VGG16_Weights",
+    ),
 }
 
 
 def convert_chexnet_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """CheXNet / old-torchvision DenseNet keys -> current torchvision DenseNet keys (plain state dicts pass unchanged)."""
+    """CheXNet / old-torchvision DenseNet keys -> current torchvision DenseNet keys (plain state dicts pass
+    unchanged)."""
     out = {}
     for key, value in state.items():
         key = re.sub(r"^module\.", "", key)
@@ -84,7 +100,10 @@ def _read_weights(arch: Arch, weights: str) -> tuple[dict[str, torch.Tensor], in
     state = convert_chexnet_state_dict(load_state_dict_file(weights))
     head = state.get(f"{arch.head}.weight")
     if head is None:
-        raise CemapError(f"{weights} has no '{arch.head}.weight' (the classification head)", "is it a checkpoint of this architecture?")
+        raise CemapError(
+            f"{weights} has no '{arch.head}.weight' (the classification head)",
+            "is it a checkpoint of this architecture?",
+        )
     return state, head.shape[0]
 
 
@@ -104,7 +123,10 @@ def torchvision_classifier(
     """
     arch = ARCHS[arch_name]
     if weights is None:
-        raise CemapError(f"{arch_name} needs weights", "pass weights=<path to a state dict> (nothing is downloaded), or weights='random' for an untrained network")
+        raise CemapError(
+            f"{arch_name} needs weights",
+            "pass weights=<path to a state dict> (nothing is downloaded), or weights='random' for an untrained network",
+        )
     state = None
     if weights != "random":
         state, num_classes = _read_weights(arch, weights)
@@ -117,8 +139,14 @@ def torchvision_classifier(
     if len(class_names) != num_classes:
         raise CemapError(f"{len(class_names)} class names for a {num_classes}-class head", "pass one name per output")
     return Classifier(
-        net, class_names=class_names, head=head, input_shape=(3, size, size), preprocess=Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        layers=arch.layers, default_layer=default_layer or arch.default_layer, name=arch_name,
+        net,
+        class_names=class_names,
+        head=head,
+        input_shape=(3, size, size),
+        preprocess=Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        layers=arch.layers,
+        default_layer=default_layer or arch.default_layer,
+        name=arch_name,
     )
 
 
@@ -128,7 +156,16 @@ for _name in ARCHS:
 
 @register_model("chexnet")
 def chexnet(weights: str | None = None, size: int = 224, default_layer: str | None = None) -> Classifier:
-    """CheXNet: DenseNet-121 with 14 ChestX-ray14 findings (sigmoid), from a CheXNet-format checkpoint or a plain state dict."""
-    clf = torchvision_classifier("densenet121", weights, class_names=CHEXNET_FINDINGS, head="sigmoid", size=size, num_classes=len(CHEXNET_FINDINGS), default_layer=default_layer)
+    """CheXNet: DenseNet-121 with 14 ChestX-ray14 findings (sigmoid), from a CheXNet-format checkpoint or a plain state
+    dict."""
+    clf = torchvision_classifier(
+        "densenet121",
+        weights,
+        class_names=CHEXNET_FINDINGS,
+        head="sigmoid",
+        size=size,
+        num_classes=len(CHEXNET_FINDINGS),
+        default_layer=default_layer,
+    )
     clf.name = "chexnet"
     return clf

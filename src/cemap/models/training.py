@@ -31,7 +31,8 @@ TRAIN_THREADS = 2
 
 @contextlib.contextmanager
 def training_threads(device: str | torch.device = "cpu") -> Iterator[None]:
-    """Train on ``TRAIN_THREADS`` CPU threads (on a GPU the CPU's count does not matter); the caller's count comes back."""
+    """Train on ``TRAIN_THREADS`` CPU threads (on a GPU the CPU's count does not matter); the caller's count comes
+    back."""
     if torch.device(device).type != "cpu":
         yield
         return
@@ -68,10 +69,11 @@ def fit_classifier(
     desc: str = "training",
     device: str = "cpu",
 ) -> nn.Module:
-    """Train ``net`` (returning logits) with Adam and cross-entropy or BCE; deterministic for a seed and device, and on the
-    CPU for any thread count the caller set (:data:`TRAIN_THREADS`).
+    """Train ``net`` (returning logits) with Adam and cross-entropy or BCE; deterministic for a seed and device, and on
+    the CPU for any thread count the caller set (:data:`TRAIN_THREADS`).
 
-    ``device`` is where the steps run (batches are drawn and shifted on the CPU); the trained net is returned on the CPU.
+    ``device`` is where the steps run (batches are drawn and shifted on the CPU); the trained net is returned on the
+    CPU.
     """
     with training_threads(device):
         return _fit(net, train, multilabel, epochs, lr, batch_size, seed, max_shift, preprocess, desc, device)
@@ -82,7 +84,9 @@ def _fit(net, train, multilabel, epochs, lr, batch_size, seed, max_shift, prepro
     gen = torch.Generator().manual_seed(seed)
     net = net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * ((len(train) + batch_size - 1) // batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=epochs * ((len(train) + batch_size - 1) // batch_size)
+    )
     loader = train.loader(batch_size=batch_size, shuffle=True, seed=seed)
     net.train()
     bar = tqdm(total=epochs * len(loader), desc=desc, disable=not progress_enabled(), leave=False)
@@ -110,7 +114,9 @@ def optimiser_step(opt: torch.optim.Optimizer, sched, loss: torch.Tensor, bar) -
     bar.set_postfix(loss=f"{loss.item():.4f}")
 
 
-def cached_weights(name: str, config: dict[str, Any], net: nn.Module, train_fn: Callable[[nn.Module], nn.Module]) -> nn.Module:
+def cached_weights(
+    name: str, config: dict[str, Any], net: nn.Module, train_fn: Callable[[nn.Module], nn.Module]
+) -> nn.Module:
     """Load ``net``'s weights from the cache for ``config``, training and storing them on a miss."""
     path = cache_path("models", name, config)
     entry = load_cached(path)  # None on a miss, or when the entry was damaged (moved aside, never used)

@@ -80,7 +80,8 @@ class OperatingPointLogits(nn.Module):
 
 
 class XrvDenseNetLogits(nn.Module):
-    """torchxrayvision's DenseNet without its resize check, sigmoid and op_norm; same module names (features.*, classifier)."""
+    """torchxrayvision's DenseNet without its resize check, sigmoid and op_norm; same module names (features.*,
+    classifier)."""
 
     def __init__(self, net: nn.Module, op_head: nn.Module | None = None) -> None:
         super().__init__()
@@ -93,7 +94,8 @@ class XrvDenseNetLogits(nn.Module):
 
 
 class XrvResNetLogits(nn.Module):
-    """torchxrayvision's ResNet is a one-channel torchvision ResNet (its ``.model``); its module names stay at the top level."""
+    """torchxrayvision's ResNet is a one-channel torchvision ResNet (its ``.model``); its module names stay at the top
+    level."""
 
     def __init__(self, resnet: nn.Module, op_head: nn.Module | None = None) -> None:
         super().__init__()
@@ -114,9 +116,24 @@ def _allowed_classes() -> list:
     xrv = _xrv()
     m = xrv.models
     return [
-        m.DenseNet, m._DenseBlock, m._DenseLayer, m._Transition, m.ResNet, torchvision.models.ResNet, torchvision.models.resnet.Bottleneck,
-        nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Linear, nn.Sequential, nn.ModuleDict,
-        torch.nn.parameter.Parameter, set,
+        m.DenseNet,
+        m._DenseBlock,
+        m._DenseLayer,
+        m._Transition,
+        m.ResNet,
+        torchvision.models.ResNet,
+        torchvision.models.resnet.Bottleneck,
+        nn.Conv2d,
+        nn.BatchNorm2d,
+        nn.ReLU,
+        nn.MaxPool2d,
+        nn.AvgPool2d,
+        nn.AdaptiveAvgPool2d,
+        nn.Linear,
+        nn.Sequential,
+        nn.ModuleDict,
+        torch.nn.parameter.Parameter,
+        set,
     ]
 
 
@@ -126,7 +143,8 @@ def read_xrv_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def xrv_classifier(weights: str, operating_point: bool = False, default_layer: str | None = None) -> Classifier:
-    """torchxrayvision model ``weights`` (e.g. 'densenet121-res224-all') as a Classifier on 1 x R x R images in [0, 1]."""
+    """torchxrayvision model ``weights`` (e.g. 'densenet121-res224-all') as a Classifier on 1 x R x R images in [0,
+    1]."""
     xrv = _xrv()
     info = xrv.models.model_urls[weights]
     path = expected_path(weights)
@@ -136,7 +154,9 @@ def xrv_classifier(weights: str, operating_point: bool = False, default_layer: s
             f"cemap does not download; fetch {info['weights_url']} and save it at that path",
         )
     labels = list(info["labels"])
-    op_head = OperatingPointLogits(torch.tensor(info["op_threshs"])) if operating_point and "op_threshs" in info else None
+    op_head = (
+        OperatingPointLogits(torch.tensor(info["op_threshs"])) if operating_point and "op_threshs" in info else None
+    )
     state = read_xrv_weights(path)
     state = {k: v for k, v in state.items() if k != "op_threshs"}
     if weights.startswith("densenet121"):
@@ -152,9 +172,15 @@ def xrv_classifier(weights: str, operating_point: bool = False, default_layer: s
     try:
         missing, unexpected = net.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # tensor shapes differ
-        raise CemapError(f"{path} does not fit torchxrayvision {weights}: {str(exc).splitlines()[1].strip()[:160]}", "is the file for this model?") from exc
+        raise CemapError(
+            f"{path} does not fit torchxrayvision {weights}: {str(exc).splitlines()[1].strip()[:160]}",
+            "is the file for this model?",
+        ) from exc
     if missing or unexpected:
-        raise CemapError(f"{path} does not fit torchxrayvision {weights} (missing {missing[:3]}, unexpected {unexpected[:3]})", "is the file for this model?")
+        raise CemapError(
+            f"{path} does not fit torchxrayvision {weights} (missing {missing[:3]}, unexpected {unexpected[:3]})",
+            "is the file for this model?",
+        )
     res = info.get("input_resolution", 224)
     return Classifier(
         model.eval(),

@@ -10,8 +10,14 @@ import numpy as np
 from .figures import save, subplots
 
 
-def signature_histograms(clean: np.ndarray, adversarial: dict[str, np.ndarray], feature_names: Sequence[str],
-                         features: Sequence[int], path: Path, bins: int = 30) -> Path:
+def signature_histograms(
+    clean: np.ndarray,
+    adversarial: dict[str, np.ndarray],
+    feature_names: Sequence[str],
+    features: Sequence[int],
+    path: Path,
+    bins: int = 30,
+) -> Path:
     """One row per attack, one column per chosen signature feature: clean versus adversarial distributions."""
     rows, cols = len(adversarial), len(features)
     fig, axes = subplots(rows, cols, figsize=(2.6 * cols, 2.0 * rows), squeeze=False)

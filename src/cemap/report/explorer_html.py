@@ -18,23 +18,26 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
-from .explorer import ExplorerItem, _array, image_uint8
+from ..studies.explorer import ExplorerItem, as_array, image_uint8
 
 PIXELATED_BELOW = 96  # images smaller than this are enlarged without smoothing
 
 EXPLORER_CSS = """
 .xp-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(112px,1fr));gap:10px;margin:8px 0}
-.xp-thumb{display:flex;flex-direction:column;align-items:center;gap:4px;background:#fff;border:1px solid #d5d9e0;border-radius:6px;padding:6px;cursor:pointer;font:inherit;color:inherit}
+.xp-thumb{display:flex;flex-direction:column;align-items:center;gap:4px;background:#fff;border:1px solid #d5d9e0;
+border-radius:6px;padding:6px;cursor:pointer;font:inherit;color:inherit}
 .xp-thumb:hover,.xp-thumb:focus{border-color:#33598a;outline:2px solid #9db5d6}
 .xp-thumb img{width:96px;height:96px;object-fit:contain;background:#000}
-.xp-thumb span{font-size:.72rem;font-family:ui-monospace,monospace;overflow-wrap:anywhere;text-align:center;max-width:100px}
+.xp-thumb span{font-size:.72rem;font-family:ui-monospace,monospace;overflow-wrap:anywhere;text-align:center;
+max-width:100px}
 img.px{image-rendering:pixelated}
 .xp-panel{position:fixed;inset:0;background:rgba(20,24,32,.72);overflow:auto;z-index:10;padding:18px}
 .xp-panel[hidden]{display:none}
 .xp-box{background:#fff;border-radius:8px;max-width:1220px;margin:0 auto;padding:12px 18px 18px}
 .xp-head{display:flex;align-items:center;gap:10px;flex-wrap:wrap}
 .xp-head h3{margin:0;font-family:ui-monospace,monospace;font-size:.95rem;overflow-wrap:anywhere;flex:1 1 300px}
-.xp-head button,.xp-methods button{font:inherit;font-size:.85rem;padding:3px 10px;border:1px solid #b8c0cc;border-radius:4px;background:#f6f7f9;cursor:pointer}
+.xp-head button,.xp-methods button{font:inherit;font-size:.85rem;padding:3px 10px;border:1px solid #b8c0cc;
+border-radius:4px;background:#f6f7f9;cursor:pointer}
 .xp-methods{display:flex;flex-wrap:wrap;gap:6px;margin:10px 0}
 .xp-methods button[aria-pressed=true]{background:#33598a;color:#fff;border-color:#33598a}
 .xp-body{display:flex;gap:22px;flex-wrap:wrap;align-items:flex-start}
@@ -50,7 +53,8 @@ img.px{image-rendering:pixelated}
 .xp-maps figure{margin:0;cursor:pointer}
 .xp-maps figure.sel .xp-stage{outline:3px solid #33598a}
 .xp-maps figcaption{font-size:.78rem;max-width:168px;overflow-wrap:anywhere}
-.xp-bar{display:grid;grid-template-columns:minmax(90px,max-content) 1fr 4.5em;gap:6px;align-items:center;font-size:.8rem;margin:1px 0}
+.xp-bar{display:grid;grid-template-columns:minmax(90px,max-content) 1fr 4.5em;gap:6px;align-items:center;
+font-size:.8rem;margin:1px 0}
 .xp-bar .b{height:10px;background:#e8ebf0;position:relative}
 .xp-bar .b i{position:absolute;top:0;bottom:0;background:#33598a}
 .xp-bar .b i.neg{background:#b33}
@@ -141,7 +145,8 @@ EXPLORER_JS = r"""
     var main = byId("xp-main");
     main.textContent = "";
     main.appendChild(stage(item, method === "image" ? null : method, "big"));
-    var cap = method === "image" ? "The image in its own colours" : method + " over the image (scale: \u00b1" + num(item.maps[method].max) + ")";
+    var cap = method === "image" ? "The image in its own colours" :
+      method + " over the image (scale: \u00b1" + num(item.maps[method].max) + ")";
     if (item.boxes.length) { cap += "; green: true boxes"; }
     byId("xp-caption").textContent = cap;
     Array.prototype.forEach.call(document.querySelectorAll("#xp-maps figure"), function (f) {
@@ -176,19 +181,26 @@ EXPLORER_JS = r"""
     var box = byId("xp-probs");
     box.textContent = "";
     if (!item.probs) { box.appendChild(el("p", "xp-note", "Not saved for this image.")); return; }
-    var order = item.probs.map(function (p, j) { return j; }).sort(function (a, b) { return item.probs[b] - item.probs[a]; });
+    var order = item.probs.map(function (p, j) { return j; })
+      .sort(function (a, b) { return item.probs[b] - item.probs[a]; });
     order.slice(0, 10).forEach(function (j) {
       var tags = [];
       if (j === item.target) { tags.push("explained"); }
       if (item.labels && item.labels.indexOf(j) >= 0) { tags.push("true"); }
       box.appendChild(bar(className(j) + (tags.length ? " (" + tags.join(", ") + ")" : ""), item.probs[j], 1));
     });
-    if (order.length > 10) { box.appendChild(el("p", "xp-note", (order.length - 10) + " less probable classes not shown")); }
+    if (order.length > 10) {
+      box.appendChild(el("p", "xp-note", (order.length - 10) + " less probable classes not shown"));
+    }
   }
   function renderProfile(item) {
     var box = byId("xp-profile");
     box.textContent = "";
-    if (!item.profile) { box.appendChild(el("p", "xp-note", "Not saved for this image (the study that explained it computed no latent profile).")); return; }
+    if (!item.profile) {
+      box.appendChild(el("p", "xp-note",
+        "Not saved for this image (the study that explained it computed no latent profile)."));
+      return;
+    }
     var scale = Math.max.apply(null, item.profile.map(Math.abs)) || 1;
     item.profile.forEach(function (v, j) {
       var label = "Z" + j + (concepts[j] ? " - " + concepts[j] : "");
@@ -201,7 +213,8 @@ EXPLORER_JS = r"""
     var item = items[current];
     if (methodsOf(item).indexOf(method) < 0) { method = "image"; }
     byId("xp-title").textContent = item.id;
-    byId("xp-count").textContent = (current + 1) + " of " + items.length + (item.source ? " \u00b7 " + item.source : "");
+    byId("xp-count").textContent = (current + 1) + " of " + items.length +
+      (item.source ? " \u00b7 " + item.source : "");
     renderMethods(item);
     renderMaps(item);
     renderMain(item);
@@ -243,14 +256,17 @@ EXPLORER_JS = r"""
 PANEL_HTML = """
 <div id="xp-panel" class="xp-panel" hidden role="dialog" aria-modal="true" aria-labelledby="xp-title">
 <div class="xp-box">
-<div class="xp-head"><button type="button" id="xp-prev" title="left arrow">&#8249; previous</button><h3 id="xp-title"></h3>
+<div class="xp-head"><button type="button" id="xp-prev" title="left arrow">&#8249; previous</button>
+<h3 id="xp-title"></h3>
 <span id="xp-count" class="xp-note"></span><button type="button" id="xp-next" title="right arrow">next &#8250;</button>
 <button type="button" id="xp-close" title="Esc">close</button></div>
 <div class="xp-methods" id="xp-methods" role="group" aria-label="what the large view shows"></div>
 <div class="xp-body"><div><div id="xp-main"></div><p id="xp-caption" class="xp-note"></p></div>
-<div class="xp-side"><h4>Predicted probabilities</h4><div id="xp-probs"></div><h4>Latent CE profile (ECE of zeroing each channel)</h4><div id="xp-profile"></div></div></div>
+<div class="xp-side"><h4>Predicted probabilities</h4><div id="xp-probs"></div>
+<h4>Latent CE profile (ECE of zeroing each channel)</h4><div id="xp-profile"></div></div></div>
 <h4>Every map, side by side</h4><div class="xp-maps" id="xp-maps"></div>
-<div class="xp-scale"><span>&minus;max</span><img alt="colour scale" src="{scale}"><span>+max of each map: red = the model relies on it, blue = it argues against the prediction</span></div>
+<div class="xp-scale"><span>&minus;max</span><img alt="colour scale" src="{scale}">
+<span>+max of each map: red = the model relies on it, blue = it argues against the prediction</span></div>
 <p class="xp-note">Keys: &larr; &rarr; previous / next image, &uarr; &darr; or 0-9 method, Esc close.</p>
 </div></div>
 """
@@ -295,18 +311,18 @@ def item_json(item: ExplorerItem) -> dict:
         data["img"] = png_uri(pixels)
         data["gray"] = png_uri(pixels if pixels.ndim == 2 else pixels.mean(-1).astype(np.uint8))
     for name, m in item.maps.items():
-        m = _array(m)
+        m = as_array(m)
         m = m.reshape(m.shape[-2:])
         h, w = (h, w) if h else m.shape
         rgba, lim = map_rgba(m)
         data["maps"][str(name)] = {"src": png_uri(rgba), "max": lim}
     data["h"], data["w"] = int(h or 1), int(w or 1)
     data["small"] = max(data["h"], data["w"]) < PIXELATED_BELOW
-    boxes = _array(item.boxes)
+    boxes = as_array(item.boxes)
     boxes = boxes.reshape(-1, 4).tolist() if boxes is not None and boxes.size else []
     labels = list(item.box_labels or [])
     data["boxes"] = [[*b, int(labels[k]) if k < len(labels) else None] for k, b in enumerate(boxes)]
-    probs, profile = _array(item.probs), _array(item.profile)
+    probs, profile = as_array(item.probs), as_array(item.profile)
     data["probs"] = [float(p) for p in probs.reshape(-1)] if probs is not None else None
     data["profile"] = [float(p) for p in profile.reshape(-1)] if profile is not None else None
     data["target"] = None if item.target is None else int(item.target)
@@ -317,10 +333,18 @@ def item_json(item: ExplorerItem) -> dict:
 def json_for_html(value) -> str:
     """JSON that cannot end its ``<script>`` element or open markup (``<``, ``>``, ``&`` as \\u escapes)."""
     text = json.dumps(value, allow_nan=False, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
 
 
-def explorer_html(items: Sequence[ExplorerItem], class_names: Sequence[str], concepts: dict[int, str] | None = None) -> tuple[str, str]:
+def explorer_html(
+    items: Sequence[ExplorerItem], class_names: Sequence[str], concepts: dict[int, str] | None = None
+) -> tuple[str, str]:
     """(HTML of the grid and panel, the inline script to put at the end of the page); ('', '') without items."""
     if not items:
         return "", ""
@@ -334,7 +358,11 @@ def explorer_html(items: Sequence[ExplorerItem], class_names: Sequence[str], con
             f'<button type="button" class="xp-thumb" data-i="{k}" title="{label}">'
             f'<img class="{cls}" src="{src}" alt="{label}"><span>{label}</span></button>'
         )
-    payload = {"classes": [str(c) for c in class_names], "concepts": {str(j): str(t) for j, t in (concepts or {}).items()}, "items": data}
+    payload = {
+        "classes": [str(c) for c in class_names],
+        "concepts": {str(j): str(t) for j, t in (concepts or {}).items()},
+        "items": data,
+    }
     body = (
         f'<div class="xp-grid" id="xp-grid">{"".join(thumbs)}</div>'
         + PANEL_HTML.replace("{scale}", scale_uri())

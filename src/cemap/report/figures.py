@@ -1,4 +1,4 @@
-"""PNG figures: heat-map overlays with boxes, and latent CE profile bars.
+"""PNG figures: heat-map overlays with boxes, samples with their boxes, and latent CE profile bars.
 
 Drawn on :class:`matplotlib.figure.Figure` objects with an Agg canvas attached, never through
 ``pyplot``: importing cemap leaves the user's matplotlib backend and pyplot's figure list alone.
@@ -66,7 +66,8 @@ def overlay_grid(
     titles: Sequence[str] | None = None,
     boxes: Sequence[torch.Tensor] | None = None,
 ) -> Path:
-    """One row per image: the image in its own colours, then each method's map over it (symmetric colour scale, red = matters more)."""
+    """One row per image: the image in its own colours, then each method's map over it (symmetric colour scale, red =
+    matters more)."""
     n, methods = images.shape[0], list(maps)
     fig, axes = subplots(n, 1 + len(methods), figsize=(1.9 * (1 + len(methods)), 1.9 * n), squeeze=False)
     for i in range(n):
@@ -90,6 +91,28 @@ def overlay_grid(
     return save(fig, path)
 
 
+BOX_COLOURS = ["red", "gold", "cyan", "lime", "magenta", "orange", "deepskyblue", "white"]
+
+
+def box_samples(
+    images: torch.Tensor, boxes, box_labels, class_names: Sequence[str], path: Path, columns: int = 4
+) -> Path:
+    """Grid of images with their ground-truth boxes, one colour per finding (docs/figures/synthcxr_samples.png)."""
+    rows = (len(images) + columns - 1) // columns
+    fig = Figure(figsize=(2.4 * columns, 2.6 * rows))  # no pyplot: the user's backend is never touched
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax, image, image_boxes, labels in zip(axes.flat, images, boxes, box_labels):
+        ax.imshow(image.mean(0), cmap="gray", vmin=0, vmax=1)
+        for box, label in zip(image_boxes, labels.tolist()):
+            draw_boxes(ax, box, color=BOX_COLOURS[label % len(BOX_COLOURS)])
+        ax.set_title(", ".join(class_names[c] for c in sorted(set(labels.tolist()))) or "no finding", fontsize=8)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
 def channel_labels(k: int, concepts: dict[int, str] | Sequence[str] | None = None) -> list[str]:
     """``Z0`` .. ``Z{k-1}``, each followed by its concept where one is known (``Z2 - Effusion, AUROC 0.93``).
 
@@ -102,7 +125,12 @@ def channel_labels(k: int, concepts: dict[int, str] | Sequence[str] | None = Non
     return [f"Z{j} - {concepts[j]}" if concepts.get(j) else f"Z{j}" for j in range(k)]
 
 
-def profile_bars(profiles: dict[str, torch.Tensor], path: Path, ylabel: str = "latent CE (ECE)", concepts: dict[int, str] | Sequence[str] | None = None) -> Path:
+def profile_bars(
+    profiles: dict[str, torch.Tensor],
+    path: Path,
+    ylabel: str = "latent CE (ECE)",
+    concepts: dict[int, str] | Sequence[str] | None = None,
+) -> Path:
     """Mean +- std latent CE per concept channel, one bar group per condition (clean, masked, adversarial...).
 
     ``concepts`` (channel -> words, e.g. ``{2: "Effusion, AUROC 0.93"}``, or the k labels of

@@ -1,11 +1,13 @@
-"""Reading a run folder: the JSON results and figures that cemap's studies leave behind.
+"""Reading a run folder: the typed results and figures that cemap's studies leave behind.
 
-A run folder may hold any subset of ``metrics.json`` (demo), ``study.json`` (the full study),
-``evaluation.json``, ``detection.json``, ``latent_controls.json``, ``latent_concepts.json``,
-``explain.json``, ``manifest.json`` (``cemap run``), ``explorer*.npz`` (the image explorer's
-items, :mod:`cemap.report.explorer`) and PNG/JPEG figures. Whatever is
-missing is simply absent here, and whatever cannot be read is recorded as a problem, so that
-the report can say "not computed" or "unreadable" instead of failing.
+A run folder may hold any subset of the studies' results - ``metrics.json`` (overview), ``study.json``
+(the demo), ``evaluation.json``, ``detection.json``, ``latent_controls.json``, ``latent_concepts.json``,
+``explain.json`` - each read back into its study's result type (:mod:`cemap.studies.results`), and
+``manifest.json`` (``cemap run``), ``explorer*.npz`` (the image explorer's items,
+:mod:`cemap.studies.explorer`) and PNG/JPEG figures. Whatever is missing is simply absent here, and
+whatever cannot be read is recorded as a problem, so that the report can say "not computed" or
+"unreadable" instead of failing. A result file of another schema (the explanation benchmark's
+evaluation.json) is kept as written: its own headline and every value.
 """
 
 from __future__ import annotations
@@ -13,17 +15,106 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import CemapError
-from .explorer import FILE_GLOB, ExplorerItem, items_from_run, load_explorer_items, merge_items
+from ..studies.explorer import FILE_GLOB, ExplorerItem, load_explorer_items, merge_items
+from ..studies.results import (
+    Claim,
+    ConceptsResult,
+    DemoResult,
+    DetectionResult,
+    EvaluationResult,
+    ExplainResult,
+    LatentControlsResult,
+    OverviewResult,
+    StudyResult,
+)
 
-RESULT_FILES = ("metrics", "study", "evaluation", "detection", "latent_controls", "latent_concepts", "explain", "manifest")
+RESULT_FILES = (
+    "metrics",
+    "study",
+    "evaluation",
+    "detection",
+    "latent_controls",
+    "latent_concepts",
+    "explain",
+    "manifest",
+)
+
+
+@dataclass
+class DatasetRun(StudyResult):
+    """manifest.json of a finished ``cemap run`` (what the report shows of it; every value is in ``RunFolder.raw``)."""
+
+    FILE = "manifest.json"
+
+    n_images: int
+    n_rows: int
+    n_errors: int = 0
+    map_names: list = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    attacks: dict = field(default_factory=dict)
+    cemap: dict | None = None  # the CE map's settings
+    autoencoder: dict | None = None  # layer, split_method, code_channels, fidelity
+    complete: bool | None = None
+
+    def headline(self) -> list[Claim]:
+        """How much of the split the run covered."""
+        from ..numbers import number
+
+        text = (
+            f"Per-image results for {number(self.n_rows)} of {number(self.n_images)} images "
+            f"({number(self.n_errors)} unreadable)"
+        )
+        maps = ", ".join(map(str, self.map_names))
+        return [
+            Claim(
+                text
+                + (f": maps ({maps})" if maps else ":")
+                + ", predicted probabilities and latent CE profiles, in the shards."
+            )
+        ]
+
+
+@dataclass
+class WrittenResult:
+    """A result file of a schema this report does not type (the explanation benchmark's evaluation.json): shown as
+    written."""
+
+    file: str
+    doc: dict
+
+    def headline(self) -> list[Claim]:
+        return [
+            Claim.from_json(c)
+            for c in self.doc.get("headline") or []
+            if isinstance(c, dict) and isinstance(c.get("claim"), str)
+        ]
+
+
+RESULT_TYPES: dict[str, type[StudyResult]] = {
+    "metrics": OverviewResult,
+    "study": DemoResult,
+    "evaluation": EvaluationResult,
+    "detection": DetectionResult,
+    "latent_controls": LatentControlsResult,
+    "latent_concepts": ConceptsResult,
+    "explain": ExplainResult,
+    "manifest": DatasetRun,
+}
 MAX_DOWNLOAD_BYTES = 4_000_000  # JSON files larger than this are listed, not embedded
 MAX_DOWNLOADS_TOTAL = 8_000_000  # and beyond this many bytes only the study results are
-IMAGE_SUFFIXES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
+IMAGE_SUFFIXES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
 MAX_FIGURES = 200
 MAX_DEPTH = 3
 
@@ -51,19 +142,61 @@ class Figure:
 
 @dataclass
 class RunFolder:
+    """What the report shows of a folder: each study's typed result (None where absent), figures, files, problems."""
+
     path: Path
-    results: dict[str, dict] = field(default_factory=dict)
+    raw: dict[str, dict] = field(
+        default_factory=dict
+    )  # every result file as written (the report's "all recorded values")
+    results: dict[str, Any] = field(default_factory=dict)  # kind -> its typed result (or a WrittenResult)
     figures: list[Figure] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     explorer: list[ExplorerItem] = field(default_factory=list)  # the images the explorer shows
     class_names: list[str] = field(default_factory=list)
-    downloads: dict[str, bytes] = field(default_factory=dict)  # relative name -> bytes of each JSON file offered for download
-    unreadable: list[dict] = field(default_factory=list)  # a cemap run's errors.jsonl: {"index", "id", "reason"} per image it could not read
+    downloads: dict[str, bytes] = field(
+        default_factory=dict
+    )  # relative name -> bytes of each JSON file offered for download
+    unreadable: list[dict] = field(
+        default_factory=list
+    )  # a cemap run's errors.jsonl: {"index", "id", "reason"} per image it could not read
 
-    def get(self, kind: str) -> dict | None:
-        """The parsed ``<kind>.json`` or None when the folder has no such (readable) file."""
-        return self.results.get(kind)
+    def typed(self, kind: str, cls: type) -> Any:
+        """The result of ``<kind>.json`` when it is a ``cls`` (None when absent, unreadable or of another schema)."""
+        result = self.results.get(kind)
+        return result if isinstance(result, cls) else None
+
+    @property
+    def overview(self) -> OverviewResult | None:
+        return self.typed("metrics", OverviewResult)
+
+    @property
+    def demo(self) -> DemoResult | None:
+        return self.typed("study", DemoResult)
+
+    @property
+    def evaluation(self) -> EvaluationResult | None:
+        return self.typed("evaluation", EvaluationResult)
+
+    @property
+    def detection(self) -> DetectionResult | None:
+        return self.typed("detection", DetectionResult)
+
+    @property
+    def latent_controls(self) -> LatentControlsResult | None:
+        return self.typed("latent_controls", LatentControlsResult)
+
+    @property
+    def concepts(self) -> ConceptsResult | None:
+        return self.typed("latent_concepts", ConceptsResult)
+
+    @property
+    def explain(self) -> ExplainResult | None:
+        return self.typed("explain", ExplainResult)
+
+    @property
+    def dataset_run(self) -> DatasetRun | None:
+        return self.typed("manifest", DatasetRun)
 
     def figures_in(self, section: str) -> list[Figure]:
         return [f for f in self.figures if f.section == section]
@@ -72,11 +205,15 @@ class RunFolder:
     def timings(self) -> list[tuple[str, str, float]]:
         """(source file, stage, seconds) from every result that recorded timings."""
         rows = []
-        for kind, result in self.results.items():
+        for kind, result in self.raw.items():
             for key in ("timings_s", "timings"):
                 block = result.get(key)
                 if isinstance(block, dict):
-                    rows += [(f"{kind}.json", str(stage), float(s)) for stage, s in block.items() if isinstance(s, (int, float))]
+                    rows += [
+                        (f"{kind}.json", str(stage), float(s))
+                        for stage, s in block.items()
+                        if isinstance(s, (int, float))
+                    ]
             if isinstance(result.get("seconds"), (int, float)):
                 rows.append((f"{kind}.json", "total", float(result["seconds"])))
         return rows
@@ -102,8 +239,21 @@ def _read_json(path: Path, problems: list[str]) -> dict | None:
     return value
 
 
+def read_result(kind: str, doc: dict, problems: list[str]) -> Any:
+    """``doc`` as its study's typed result; a document of another schema that carries its own headline (the explanation
+    benchmark's evaluation.json) as a :class:`WrittenResult`; anything else is a problem, and None."""
+    try:
+        return RESULT_TYPES[kind].from_json(doc)
+    except (ValueError, TypeError, KeyError) as exc:
+        if isinstance(doc.get("headline"), list):
+            return WrittenResult(f"{kind}.json", doc)
+        problems.append(f"{kind}.json is not a result this report can read ({exc})")
+        return None
+
+
 def _figure_keys(results: dict[str, dict]) -> dict[str, str]:
-    """File name -> the JSON key that names it (``"figures": {"roc_fgsm": "roc_fgsm.png"}``), to place it in a section."""
+    """File name -> the JSON key that names it (``"figures": {"roc_fgsm": "roc_fgsm.png"}``), to place it in a
+    section."""
     keys: dict[str, str] = {}
     for result in results.values():
         block = result.get("figures")
@@ -128,17 +278,22 @@ def read_run_folder(path: str | Path) -> RunFolder:
     """Everything the report needs from a run folder; a missing folder is a CemapError."""
     root = Path(path)
     if not root.is_dir():
-        raise CemapError(f"run folder not found: {root}", "pass the --out folder of cemap demo, evaluate, detect, explain or run")
+        raise CemapError(
+            f"run folder not found: {root}", "pass the --out folder of cemap demo, evaluate, detect, explain or run"
+        )
     run = RunFolder(path=root)
     for kind in RESULT_FILES:
         file = root / f"{kind}.json"
         if file.is_file():
             value = _read_json(file, run.problems)
             if value is not None:
-                run.results[kind] = value
+                run.raw[kind] = value
+                typed = read_result(kind, value, run.problems)
+                if typed is not None:
+                    run.results[kind] = typed
     check_is_run_folder(root, run)
-    run.unreadable = read_unreadable(root, run.problems) if run.get("manifest") is not None else []
-    keys = _figure_keys(run.results)
+    run.unreadable = read_unreadable(root, run.problems) if "manifest" in run.raw else []
+    keys = _figure_keys(run.raw)
     files = _files(root)
     run.files = [str(p.relative_to(root)) for p in files]
     for file in files:
@@ -169,26 +324,36 @@ def read_downloads(run: RunFolder, files: list[Path]) -> None:
     for file in sorted(files, key=lambda f: (f.name not in studies, f.name)):
         size = file.stat().st_size
         if size > MAX_DOWNLOAD_BYTES:
-            run.problems.append(f"{file.name} is too large to embed for download ({size:,} bytes); it stays in the folder")
+            run.problems.append(
+                f"{file.name} is too large to embed for download ({size:,} bytes); it stays in the folder"
+            )
         elif total + size > MAX_DOWNLOADS_TOTAL and file.name not in studies:
             skipped.append(file.name)
         else:
             run.downloads[file.name] = file.read_bytes()
             total += size
     if skipped:
-        run.problems.append(f"{len(skipped)} more JSON files (e.g. {skipped[0]}) are not embedded for download, to keep the report small; they stay in the folder")
+        run.problems.append(
+            f"{len(skipped)} more JSON files (e.g. {skipped[0]}) are not embedded for download, to keep the report "
+            "small; they stay in the folder"
+        )
 
 
 def check_is_run_folder(root: Path, run: RunFolder) -> None:
     """Refuse a folder that no cemap command wrote (nothing is written into it), and an unfinished ``cemap run``."""
     config = root / "config.json"
-    if run.get("manifest") is None and config.is_file() and ((root / "shards").is_dir() or "cemap-run" in config.read_text(errors="replace")[:4096]):
+    if (
+        "manifest" not in run.raw
+        and config.is_file()
+        and ((root / "shards").is_dir() or "cemap-run" in config.read_text(errors="replace")[:4096])
+    ):
         committed = len(list((root / "shards").glob("shard-*.parquet")))
         raise CemapError(
-            f"the run in {root} is unfinished ({committed} shard{'s' if committed != 1 else ''} committed, no manifest.json)",
+            f"the run in {root} is unfinished ({committed} shard{'s' if committed != 1 else ''} committed, no "
+            "manifest.json)",
             f"finish it with the same cemap run options plus --out {root} --resume, then run cemap report again",
         )
-    if not run.results and not run.problems and not any(root.glob(FILE_GLOB)):
+    if not run.raw and not run.problems and not any(root.glob(FILE_GLOB)):
         raise CemapError(
             f"{root} is not a cemap run folder (it has none of {', '.join(f'{k}.json' for k in RESULT_FILES)})",
             "pass the --out folder of cemap demo, evaluate, detect, explain or run",
@@ -206,14 +371,17 @@ def read_unreadable(root: Path, problems: list[str]) -> list[dict]:
             if line.strip():
                 row = json.loads(line)
                 if isinstance(row, dict):
-                    rows.append({"index": row.get("index"), "id": str(row.get("id", "")), "reason": str(row.get("reason", ""))})
+                    rows.append(
+                        {"index": row.get("index"), "id": str(row.get("id", "")), "reason": str(row.get("reason", ""))}
+                    )
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         problems.append(f"errors.jsonl could not be read ({exc.__class__.__name__}: {exc})")
     return rows
 
 
 def read_explorer(run: RunFolder) -> None:
-    """Fill ``run.explorer``: the folder's explorer*.npz files, else a ``cemap run``'s shards, else explain's per-image JSONs."""
+    """Fill ``run.explorer``: the folder's explorer*.npz files (a finished ``cemap run`` writes one too), else explain's
+    per-image JSONs."""
     groups = []
     for file in sorted(run.path.glob(FILE_GLOB)):
         try:
@@ -226,33 +394,21 @@ def read_explorer(run: RunFolder) -> None:
     if groups:
         run.explorer = merge_items(groups)
         return
-    manifest = run.get("manifest")
-    if manifest is not None and (run.path / "shards").is_dir():
-        try:
-            from ..runner import load_run
-
-            add_run_results(run, load_run(run.path))
-        except Exception as exc:  # a damaged run still gets the rest of its report
-            run.problems.append(f"the run's shards could not be read for the image explorer ({exc.__class__.__name__}: {exc})")
-        return
-    if run.get("explain") is not None:
-        run.explorer, run.class_names = explain_items(run.path, run.get("explain"), run.problems)
+    if run.explain is not None:
+        run.explorer, run.class_names = explain_items(run.path, run.explain, run.problems)
 
 
-def add_run_results(run: RunFolder, results) -> None:
-    """Explorer items of an already-opened ``cemap run`` (``cemap.runner.load_run(folder)``)."""
-    run.explorer = items_from_run(results)
-    run.class_names = list(results.class_names)
-
-
-def explain_items(root: Path, explain: dict, problems: list[str]) -> tuple[list[ExplorerItem], list[str]]:
+def explain_items(root: Path, explain: ExplainResult, problems: list[str]) -> tuple[list[ExplorerItem], list[str]]:
     """Items of an explain folder written before explorer.npz existed: probabilities and profile from each image's JSON,
-    the image re-read from its file where it still exists; the maps themselves were not saved (the overlay PNGs show them)."""
+    the image re-read from its file where it still exists; the maps themselves were not saved (the overlay PNGs show
+    them)."""
     items, names = [], []
-    for row in explain.get("images") or []:
+    for row in explain.images:
         if not isinstance(row, dict) or not isinstance(row.get("json"), str):
             continue
-        detail = _read_json(root / Path(row["json"]).name, problems) if (root / Path(row["json"]).name).is_file() else None
+        detail = (
+            _read_json(root / Path(row["json"]).name, problems) if (root / Path(row["json"]).name).is_file() else None
+        )
         if detail is None:
             continue
         probs = detail.get("probabilities") or {}
@@ -264,6 +420,15 @@ def explain_items(root: Path, explain: dict, problems: list[str]) -> tuple[list[
         except (OSError, UnidentifiedImageError, ValueError):
             image = None
         target = names.index(detail["target"]) if detail.get("target") in names else None
-        items.append(ExplorerItem(id=str(detail.get("file", row.get("file"))), image=image, maps={}, probs=list(probs.values()) or None,
-                                  target=target, profile=detail.get("latent_profile"), source="explain"))
+        items.append(
+            ExplorerItem(
+                id=str(detail.get("file", row.get("file"))),
+                image=image,
+                maps={},
+                probs=list(probs.values()) or None,
+                target=target,
+                profile=detail.get("latent_profile"),
+                source="explain",
+            )
+        )
     return items, names

@@ -40,7 +40,8 @@ A dataset reports an unreadable item by raising CemapError (or OSError) from ``_
 it may define ``item_id(index)`` so the errors file names the item.
 """
 
-from .engine import RunConfig, run_dataset
+from .config import RunConfig
+from .engine import run_dataset
 from .results import ImageResult, RunResults, load_run, run_summary
 
 __all__ = ["ImageResult", "RunConfig", "RunResults", "load_run", "run_dataset", "run_summary"]

@@ -7,21 +7,18 @@ Rank 0 calls ``ensure_autoencoder``; all ranks then ``load_autoencoder`` from th
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..cache import load_weights
-from ..causal import AEConfig, FittedAutoencoder, LatentAutoencoder, fidelity, fit_autoencoder, split_classifier
+from ..causal import AEConfig, FittedAutoencoder, fidelity, fit_autoencoder, restore_autoencoder, split_classifier
 from ..data import get_dataset
 from ..data.base import ImageDataset
 from ..errors import CemapError
 from ..models.classifier import Classifier
+from .config import RunConfig
 from .layout import RunLayout, atomic_open
-
-if TYPE_CHECKING:
-    from .engine import RunConfig
 
 FIDELITY_IMAGES = 256
 
@@ -35,7 +32,10 @@ def readable_images(classifier: Classifier, dataset: ImageDataset, positions: li
         except (CemapError, OSError):
             skipped += 1
     if not images:
-        raise CemapError(f"none of {len(positions)} images of {dataset.name or 'the dataset'} could be read", "check the dataset's files")
+        raise CemapError(
+            f"none of {len(positions)} images of {dataset.name or 'the dataset'} could be read",
+            "check the dataset's files",
+        )
     return torch.stack(images), skipped
 
 
@@ -46,7 +46,9 @@ def spread(n: int, k: int) -> list[int]:
     return np.linspace(0, n - 1, k).round().astype(int).tolist()
 
 
-def ensure_autoencoder(layout: RunLayout, classifier: Classifier, config: RunConfig, run_data: ImageDataset, n_run: int) -> dict:
+def ensure_autoencoder(
+    layout: RunLayout, classifier: Classifier, config: RunConfig, run_data: ImageDataset, n_run: int
+) -> dict:
     """Fit (or take from cache) the autoencoder and store it in the run folder, unless it is already there.
 
     The training images are up to ``config.ae_images`` images of ``config.ae_split`` of
@@ -61,7 +63,13 @@ def ensure_autoencoder(layout: RunLayout, classifier: Classifier, config: RunCon
     images, skipped = readable_images(classifier, train, positions)
     whole_split = not options and len(positions) == len(train) and skipped == 0
     ae_config = AEConfig()
-    fitted = fit_autoencoder(classifier, images, layer=config.layer, config=ae_config, data_key=f"{name}-{config.ae_split}" if whole_split else None)
+    fitted = fit_autoencoder(
+        classifier,
+        images,
+        layer=config.layer,
+        config=ae_config,
+        data_key=f"{name}-{config.ae_split}" if whole_split else None,
+    )
     del images
     held_out, _ = readable_images(classifier, run_data, spread(n_run, FIDELITY_IMAGES))
     info = {
@@ -69,8 +77,13 @@ def ensure_autoencoder(layout: RunLayout, classifier: Classifier, config: RunCon
         "split_method": fitted.split.method,
         "code_channels": fitted.autoencoder.code_channels,
         "config": asdict(ae_config),
-        "trained_on": {"dataset": name, "split": config.ae_split, "images": len(positions) - skipped, "unreadable": skipped},
-        "fidelity": fidelity(fitted, classifier, held_out).as_dict(),
+        "trained_on": {
+            "dataset": name,
+            "split": config.ae_split,
+            "images": len(positions) - skipped,
+            "unreadable": skipped,
+        },
+        "fidelity": fidelity(classifier, fitted, held_out).as_dict(),
     }
     with atomic_open(layout.autoencoder) as fh:
         torch.save({"state_dict": fitted.autoencoder.state_dict(), "info": info}, fh)
@@ -84,16 +97,19 @@ def _stored(layout: RunLayout) -> dict:
         stored["info"], stored["state_dict"]
     except (CemapError, KeyError, TypeError) as exc:
         reason = exc.message if isinstance(exc, CemapError) else f"{layout.autoencoder} is not a run autoencoder file"
-        raise CemapError(reason, f"delete it (rm '{layout.autoencoder}') and continue with --resume: it is fitted again from the same data and seed") from exc
+        raise CemapError(
+            reason,
+            f"delete it (rm '{layout.autoencoder}') and continue with --resume: it is fitted again from the same data "
+            "and seed",
+        ) from exc
     return stored
 
 
 def load_autoencoder(layout: RunLayout, classifier: Classifier) -> FittedAutoencoder:
     stored = _stored(layout)
-    info, state = stored["info"], stored["state_dict"]
-    cfg = AEConfig(**info["config"])
-    ae = LatentAutoencoder(state["enc1.weight"].shape[1], cfg.code, cfg.hidden)
-    ae.load_state_dict(state)
+    info = stored["info"]
     param = next(classifier.parameters(), None)
-    ae.to(param.device if param is not None else "cpu")
-    return FittedAutoencoder(ae.eval(), split_classifier(classifier, info["layer"]), cfg)
+    device = param.device if param is not None else "cpu"
+    return restore_autoencoder(
+        stored["state_dict"], split_classifier(classifier, info["layer"]), AEConfig(**info["config"]), device
+    )

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -22,64 +23,23 @@ import torch
 from tqdm.auto import tqdm
 
 from ..causal.autoencoder import model_fingerprint
-from ..causal.batching import autocast
 from ..data import get_dataset
 from ..data.base import ImageDataset, Sample, collate
 from ..errors import CemapError, unknown_name
-from ..models import Classifier, default_model_for, get_model
+from ..models import Classifier, get_model
 from ..progress import progress_enabled
 from .autoencoder import ensure_autoencoder, load_autoencoder
+from .config import RunConfig
 from .distributed import Ranks, process_group
+from .explorer import write_run_explorer
 from .layout import RunLayout, RunLock, ShardPlan, atomic_open, plan_shards, read_json, shards_for_rank, write_json
 from .pipeline import RunPipeline
 from .shards import ShardBuffer, identity_columns, identity_fields, read_errors
 
 FORMAT = "cemap-run/2"  # 2: the CE map is stored as "ce" (was "cemap")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that determines a run's results; a resumed run must match it exactly."""
-
-    dataset: str
-    model: str | None = None
-    split: str = "test"
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    model_options: dict[str, Any] = field(default_factory=dict)
-    layer: str | None = None
-    methods: tuple[str, ...] = ()
-    attacks: tuple[str, ...] = ()
-    cell: int | None = None
-    stride: int | None = None
-    fill: str | float = "zero"
-    value: str | float = "zero"
-    batch_size: int = 16
-    shard_size: int = 256
-    limit: int | None = None
-    seed: int = 0
-    ae_dataset: str | None = None
-    ae_split: str = "train"
-    ae_images: int = 4000
-    precision: str = "fp32"
-    compiled: bool = False  # CE maps' full passes through torch.compile (GPU only)
-
-    def check(self) -> None:
-        if self.batch_size < 1 or self.shard_size < 1:
-            raise CemapError(f"batch size {self.batch_size} and shard size {self.shard_size} must be positive")
-        if self.limit is not None and self.limit < 1:
-            raise CemapError(f"--limit {self.limit} must be positive", "leave it out to run the whole split")
-        if self.ae_images < 1:
-            raise CemapError(f"--ae-images {self.ae_images} must be positive")
-        autocast(self.precision)  # an unknown precision is named before any work
-
-    @property
-    def model_name(self) -> str:
-        return self.model or default_model_for(self.dataset)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.update(model=self.model_name, methods=list(self.methods), attacks=list(self.attacks))
-        return d
+# Tests only: a process given this variable kills itself (SIGKILL) right after committing that many shards - a
+# deterministic stand-in for a kill part-way through a run, whatever the machine's speed.
+STOP_AFTER_SHARDS = "CEMAP_STOP_AFTER_SHARDS"
 
 
 def batch_seed(seed: int, first_index: int) -> int:
@@ -128,12 +88,21 @@ def _prepare_folder(layout: RunLayout, identity: dict, resume: bool, lock: RunLo
     layout.shard_dir.mkdir(parents=True, exist_ok=True)
     if layout.config.exists():
         if not resume:
-            raise CemapError(f"{layout.root} already holds a run", "pass --resume to continue it, or choose another --out")
+            raise CemapError(
+                f"{layout.root} already holds a run", "pass --resume to continue it, or choose another --out"
+            )
         stored = read_json(layout.config)
         if stored != identity:
-            changed = sorted(k for k in {**stored["config"], **identity["config"]} if stored["config"].get(k) != identity["config"].get(k))
+            changed = sorted(
+                k
+                for k in {**stored["config"], **identity["config"]}
+                if stored["config"].get(k) != identity["config"].get(k)
+            )
             what = ", ".join(changed) or "the model weights"
-            raise CemapError(f"--resume with different settings than the run in {layout.root} ({what})", "resume with the original options")
+            raise CemapError(
+                f"--resume with different settings than the run in {layout.root} ({what})",
+                "resume with the original options",
+            )
         layout.discard_partial()
         layout.manifest.unlink(missing_ok=True)
     else:
@@ -149,11 +118,18 @@ class Runner:
         n = len(self.dataset)
         self.n_images = n if config.limit is None else min(config.limit, n)
         self.plans = plan_shards(self.n_images, config.shard_size)
-        self.classifier: Classifier = ranks.main_first(lambda: get_model(config.model_name, **config.model_options)).to(device)
+        self.classifier: Classifier = ranks.main_first(lambda: get_model(config.model_name, **config.model_options)).to(
+            device
+        )
         self.multilabel = self.classifier.multilabel
-        self.shard_seconds: list[tuple[int, float]] = []  # (images, seconds) per shard: the steady rate without start-up
+        self.shard_seconds: list[
+            tuple[int, float]
+        ] = []  # (images, seconds) per shard: the steady rate without start-up
         if config.compiled and device.type != "cuda":
-            raise CemapError("--compile runs on a GPU only (torch.compile pays there, not on the CPU)", "pass --device cuda, or leave out --compile")
+            raise CemapError(
+                "--compile runs on a GPU only (torch.compile pays there, not on the CPU)",
+                "pass --device cuda, or leave out --compile",
+            )
         match_class_names(self.classifier, self.dataset, config)
         check_settings(self.classifier, config)
 
@@ -166,12 +142,22 @@ class Runner:
             )
         identity = {"format": FORMAT, "config": self.config.as_dict(), "model_fingerprint": fingerprints[0]}
         self.ranks.share_from_main(lambda: _prepare_folder(self.layout, identity, resume, lock))
-        self.autoencoder_info = self.ranks.share_from_main(lambda: ensure_autoencoder(self.layout, self.classifier, self.config, self.dataset, self.n_images))
+        self.autoencoder_info = self.ranks.share_from_main(
+            lambda: ensure_autoencoder(self.layout, self.classifier, self.config, self.dataset, self.n_images)
+        )
         fitted = load_autoencoder(self.layout, self.classifier)
         c = self.config
         self.pipeline = RunPipeline(
-            self.classifier, fitted, cell=c.cell, stride=c.stride, fill=c.fill, value=c.value, methods=c.methods, attacks=c.attacks,
-            precision=c.precision, compiled=c.compiled,
+            self.classifier,
+            fitted,
+            cell=c.cell,
+            stride=c.stride,
+            fill=c.fill,
+            value=c.value,
+            methods=c.methods,
+            attacks=c.attacks,
+            precision=c.precision,
+            compiled=c.compiled,
         )
         self.schema = pa.schema(identity_fields(self.multilabel) + self.pipeline.fields())
 
@@ -183,7 +169,10 @@ class Runner:
         """(shard, items of one batch) in order; a DataLoader reads ahead when ``workers`` > 0."""
         batches = [(plan, idx) for plan in plans for idx in _batches(plan, self.config.batch_size)]
         loader = torch.utils.data.DataLoader(
-            SafeItems(self.dataset), batch_sampler=[idx for _, idx in batches], collate_fn=list, num_workers=self.workers
+            SafeItems(self.dataset),
+            batch_sampler=[idx for _, idx in batches],
+            collate_fn=list,
+            num_workers=self.workers,
         )
         for (plan, _), items in zip(batches, loader):
             yield plan, items
@@ -212,9 +201,15 @@ class Runner:
         plans = self.pending()
         start = time.perf_counter()
         total = sum(p.stop - p.start for p in plans)
-        bar = tqdm(total=total, desc=f"cemap run [rank {self.ranks.rank}]", unit="img", disable=not (progress_enabled() and self.ranks.is_main))
+        bar = tqdm(
+            total=total,
+            desc=f"cemap run [rank {self.ranks.rank}]",
+            unit="img",
+            disable=not (progress_enabled() and self.ranks.is_main),
+        )
         map_shape = tuple(self.classifier.input_shape[1:])
-        for plan, group in itertools.groupby(self._loaded(plans), key=lambda t: t[0]):
+        stop_after = int(os.environ.get(STOP_AFTER_SHARDS, 0))
+        for committed, (plan, group) in enumerate(itertools.groupby(self._loaded(plans), key=lambda t: t[0]), start=1):
             shard_start = time.perf_counter()
             buffer = ShardBuffer(self.schema, self.pipeline.map_names, map_shape)
             for _, items in group:
@@ -222,6 +217,8 @@ class Runner:
                 bar.update(len(items))
             buffer.commit(self.layout, plan.index)
             self.shard_seconds.append((plan.stop - plan.start, time.perf_counter() - shard_start))
+            if committed == stop_after:
+                os.kill(os.getpid(), signal.SIGKILL)
         bar.close()
         return total, time.perf_counter() - start
 
@@ -232,7 +229,8 @@ class Runner:
         except (OSError, ValueError, pa.ArrowException) as exc:
             stem = self.layout.table(shard).with_suffix("")
             raise CemapError(
-                f"shard {shard} of {self.layout.root} is damaged ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})",
+                f"shard {shard} of {self.layout.root} is damaged ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200] if str(exc) else ''})",
                 f"delete {stem}.* and continue with --resume: that shard is computed again",
             ) from exc
 
@@ -240,7 +238,10 @@ class Runner:
         """Rank 0 after the barrier: verify every shard, merge errors, write the manifest; returns the summary."""
         missing = [p.index for p in self.plans if not self.layout.is_committed(p.index)]
         if missing:
-            raise CemapError(f"{len(missing)} shards are missing (first: {missing[0]})", "a rank stopped early; continue with --resume")
+            raise CemapError(
+                f"{len(missing)} shards are missing (first: {missing[0]})",
+                "a rank stopped early; continue with --resume",
+            )
         shards, n_rows, n_errors = [], 0, 0
         with atomic_open(self.layout.errors, "w") as merged:
             for p in self.plans:
@@ -264,7 +265,12 @@ class Runner:
             "map_shape": list(clf.input_shape[1:]),
             "columns": self.schema.names,
             "attacks": self.pipeline.attack_budgets(),
-            "cemap": {"cell": cemap.cell, "stride": cemap.stride, "fill": cemap.fill, "forward_passes_per_image": cemap.forward_passes_per_image},
+            "cemap": {
+                "cell": cemap.cell,
+                "stride": cemap.stride,
+                "fill": cemap.fill,
+                "forward_passes_per_image": cemap.forward_passes_per_image,
+            },
             "autoencoder": self.autoencoder_info,
             "n_images": self.n_images,
             "n_rows": n_rows,
@@ -279,9 +285,15 @@ class Runner:
             },
         }
         write_json(self.layout.manifest, manifest)
+        write_run_explorer(self.layout.root)  # the report's image explorer: the first images, their maps and profiles
         return {
-            "out": str(self.layout.root), "n_images": self.n_images, "n_rows": n_rows, "n_errors": n_errors, "n_shards": len(shards),
-            "fidelity": (self.autoencoder_info or {}).get("fidelity"), **manifest["last_session"],
+            "out": str(self.layout.root),
+            "n_images": self.n_images,
+            "n_rows": n_rows,
+            "n_errors": n_errors,
+            "n_shards": len(shards),
+            "fidelity": (self.autoencoder_info or {}).get("fidelity"),
+            **manifest["last_session"],
         }
 
 
@@ -293,7 +305,9 @@ def steady_rate(shard_seconds: list[tuple[int, float]]) -> float | None:
     return sum(n for n, _ in rest) / seconds if rest and seconds > 0 else None
 
 
-def run_dataset(config: RunConfig, out: Path | str, *, resume: bool = False, workers: int = 0, device: str = "cpu") -> dict:
+def run_dataset(
+    config: RunConfig, out: Path | str, *, resume: bool = False, workers: int = 0, device: str = "cpu"
+) -> dict:
     """Run ``config`` into folder ``out`` (joining torchrun's process group when launched by it); returns the summary.
 
     Every rank returns the same summary: counts over the whole run, and the throughput of this session.
@@ -339,7 +353,9 @@ def check_settings(classifier: Classifier, config: RunConfig) -> None:
             if name.lower() not in valid:
                 raise unknown_name("attack", name, valid)
     if not isinstance(config.value, (int, float)) and config.value not in VALUES:
-        raise CemapError(f"unknown --value {config.value!r}", "use 'zero', 'mean' (the channel's dataset mean) or a number")
+        raise CemapError(
+            f"unknown --value {config.value!r}", "use 'zero', 'mean' (the channel's dataset mean) or a number"
+        )
     CEMap(classifier, cell=config.cell, stride=config.stride, fill=config.fill)  # checks cell, stride and fill
 
 
@@ -359,6 +375,8 @@ def match_class_names(classifier: Classifier, dataset: ImageDataset, config: Run
         return
     shown = ", ".join(data_names[:8]) + (", ..." if len(data_names) > 8 else "")
     raise CemapError(
-        f"model {config.model_name} has {len(model_names)} outputs but dataset {config.dataset} has {len(data_names)} classes ({shown})",
-        "use weights trained on these classes (e.g. --model-opt weights=FILE), or a dataset whose classes the model predicts",
+        f"model {config.model_name} has {len(model_names)} outputs but dataset {config.dataset} has {len(data_names)} "
+        f"classes ({shown})",
+        "use weights trained on these classes (e.g. --model-opt weights=FILE), or a dataset whose classes the model "
+        "predicts",
     )

@@ -31,7 +31,9 @@ class ShardPlan:
 
 
 def plan_shards(n_images: int, shard_size: int) -> list[ShardPlan]:
-    return [ShardPlan(i, start, min(start + shard_size, n_images)) for i, start in enumerate(range(0, n_images, shard_size))]
+    return [
+        ShardPlan(i, start, min(start + shard_size, n_images)) for i, start in enumerate(range(0, n_images, shard_size))
+    ]
 
 
 def shards_for_rank(plans: list[ShardPlan], rank: int, world_size: int) -> list[ShardPlan]:
@@ -135,13 +137,17 @@ class RunLock:
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise CemapError(f"cannot create the run folder {root} ({exc.strerror or exc})", "choose a writable --out") from exc
+            raise CemapError(
+                f"cannot create the run folder {root} ({exc.strerror or exc})", "choose a writable --out"
+            ) from exc
         path = self.layout.lock
         while True:
             try:
                 fh = open(path, "a+")
             except OSError as exc:
-                raise CemapError(f"cannot write to the run folder {root} ({exc.strerror or exc})", "choose a writable --out") from exc
+                raise CemapError(
+                    f"cannot write to the run folder {root} ({exc.strerror or exc})", "choose a writable --out"
+                ) from exc
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:

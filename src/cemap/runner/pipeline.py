@@ -41,9 +41,15 @@ class RunPipeline:
         precision: str = "fp32",
         compiled: bool = False,
     ) -> None:
-        ce_options = {"cell": cell, "stride": stride, "fill": fill, "compiled": compiled}
-        self.images = ImagePipeline(classifier, fitted, methods=(CE, *methods), ce_options=ce_options,
-                                    value=value, attacks=attacks, precision=precision)
+        self.images = ImagePipeline(
+            classifier,
+            fitted,
+            methods=(CE, *methods),
+            ce_options={"cell": cell, "stride": stride, "fill": fill, "compiled": compiled},
+            value=value,
+            attacks=attacks,
+            precision=precision,
+        )
 
     @property
     def cemap(self):
@@ -75,12 +81,17 @@ class RunPipeline:
         return fields
 
     def __call__(self, images: torch.Tensor, seed: int) -> tuple[dict[str, list], dict[str, np.ndarray]]:
-        """Everything for one batch; ``seed`` seeds the attacks' random starts for exactly this batch (no global RNG)."""
+        """Everything for one batch; ``seed`` seeds the attacks' random starts for exactly this batch (no global
+        RNG)."""
         for attack in self.images.attacks.values():
             if hasattr(attack, "seed"):
                 attack.seed = seed
         out = self.images(images)
-        columns: dict[str, list] = {"probs": list(_numpy(out.probs)), "target": out.targets.tolist(), "latent_ce": list(_numpy(out.latent))}
+        columns: dict[str, list] = {
+            "probs": list(_numpy(out.probs)),
+            "target": out.targets.tolist(),
+            "latent_ce": list(_numpy(out.latent)),
+        }
         for name, outcome in out.attacks.items():
             res = outcome.result
             columns[f"{name}.success"] = [bool(s) for s in res.success.tolist()]

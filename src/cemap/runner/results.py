@@ -45,7 +45,11 @@ class RunResults:
     def __init__(self, folder: Path | str) -> None:
         self.layout = RunLayout(Path(folder))
         if not self.layout.manifest.exists():
-            hint = "continue it with: cemap run ... --resume" if self.layout.config.exists() else "run cemap run --out FOLDER first"
+            hint = (
+                "continue it with: cemap run ... --resume"
+                if self.layout.config.exists()
+                else "run cemap run --out FOLDER first"
+            )
             raise CemapError(f"{self.layout.root} holds no finished run (no manifest.json)", hint)
         self.manifest: dict = read_json(self.layout.manifest)
 
@@ -97,7 +101,10 @@ class RunResults:
             stored = read_maps(self.layout, shard, names)
             data = _python_values(table)
             if len(stored[INDEX]) != table.num_rows:
-                raise CemapError(f"shard {shard} of {self.folder}: maps and rows disagree", "the folder was edited by hand; rerun the run")
+                raise CemapError(
+                    f"shard {shard} of {self.folder}: maps and rows disagree",
+                    "the folder was edited by hand; rerun the run",
+                )
             for i in range(table.num_rows):
                 row = {name: values[i] for name, values in data.items()}
                 row.setdefault(INDEX, int(stored[INDEX][i]))
@@ -114,7 +121,9 @@ class RunResults:
         if not (values and isinstance(values[0], np.ndarray)):
             return np.asarray(values)
         if len({v.shape for v in values}) > 1:
-            raise CemapError(f"column {name!r} has a different length per image", "iterate rows() for ragged columns such as boxes")
+            raise CemapError(
+                f"column {name!r} has a different length per image", "iterate rows() for ragged columns such as boxes"
+            )
         return np.stack(values)
 
     def errors(self) -> list[dict]:
@@ -158,7 +167,9 @@ class RunResults:
             return None
         unknown = [c for c in columns if c not in self.columns]
         if unknown:
-            raise CemapError(f"run in {self.folder} has no column {unknown[0]!r}", f"columns: {', '.join(self.columns)}")
+            raise CemapError(
+                f"run in {self.folder} has no column {unknown[0]!r}", f"columns: {', '.join(self.columns)}"
+            )
         return list(columns)
 
 

@@ -73,7 +73,10 @@ class ShardBuffer:
         return pa.Table.from_pydict(self.columns, schema=self.schema)
 
     def stacked_maps(self) -> dict[str, np.ndarray]:
-        out = {name: np.concatenate(parts) if parts else np.zeros((0, *self.map_shape), np.float32) for name, parts in self.maps.items()}
+        out = {
+            name: np.concatenate(parts) if parts else np.zeros((0, *self.map_shape), np.float32)
+            for name, parts in self.maps.items()
+        }
         out[INDEX] = np.asarray(self.columns[INDEX], dtype=np.int64)
         return out
 

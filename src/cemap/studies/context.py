@@ -1,8 +1,10 @@
-"""The one context every study stage receives: built once, passed down, never rebuilt from a dataset name.
+"""The one context every study receives: built once, passed down, never rebuilt from a dataset name.
 
-A stage is a function ``run_<stage>(ctx, ...) -> <Result>`` whose result has ``to_json()``;
-it reads the classifier, the data splits and the fitted autoencoder from the context, writes
-its files under ``ctx.out`` and draws randomness only from ``ctx.generator(stream)``.
+A study is a function ``run_<study>(ctx, config) -> <Study>Result`` (:mod:`cemap.studies.results`);
+it reads the classifier, the data splits and the fitted autoencoder from the context, writes its
+files under ``ctx.out``, draws randomness only from ``ctx.generator(stream)`` and hands the figures
+it wants to ``ctx.figure(spec)`` (drawn by the context's ``draw``, which the CLI sets to
+:func:`cemap.report.figures.draw`; without one no pictures are written).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..causal import FittedAutoencoder, fit_autoencoder
 from ..data import get_dataset
 from ..data.base import ImageDataset, stack_images
 from ..models import Classifier, default_model_for, get_model
+from .figures import Draw, Figure
 
 
 @dataclass
@@ -33,6 +36,7 @@ class StudyContext:
         dataset_options: keyword arguments for ``get_dataset`` (e.g. ``seed``, ``size`` for synthcxr).
         device: where the classifier and the autoencoder run ("cpu", "cuda", "cuda:N"); images stay on the CPU and
             each network moves them (built-in models are trained on the CPU, so both devices explain the same weights).
+        draw: draws the figures the studies ask for (None: no figures).
     """
 
     dataset: str
@@ -42,6 +46,7 @@ class StudyContext:
     model: str | None = None
     dataset_options: dict = field(default_factory=dict)
     device: str = "cpu"
+    draw: Draw | None = None
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -67,7 +72,11 @@ class StudyContext:
     @property
     def data_key(self) -> str:
         """The autoencoder cache's name for the train images (the same key ``cemap demo`` has always used)."""
-        suffix = "" if not self.dataset_options else "-" + hashlib.sha256(repr(sorted(self.dataset_options.items())).encode()).hexdigest()[:8]
+        suffix = (
+            ""
+            if not self.dataset_options
+            else "-" + hashlib.sha256(repr(sorted(self.dataset_options.items())).encode()).hexdigest()[:8]
+        )
         return f"{self.dataset}{suffix}-train"
 
     @cached_property
@@ -79,3 +88,10 @@ class StudyContext:
         """A generator seeded from (seed, stream): stages draw independent numbers and never touch the global RNG."""
         digest = hashlib.sha256(f"{self.seed}/{stream}".encode()).digest()
         return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF)
+
+    def figure(self, spec: Figure) -> str | None:
+        """Draw ``spec`` into the run folder; its file name, or None when this context draws no figures."""
+        if self.draw is None:
+            return None
+        self.out.mkdir(parents=True, exist_ok=True)
+        return self.draw(spec, self.out).name

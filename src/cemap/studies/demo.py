@@ -8,7 +8,7 @@ Stages, each timed:
    (:mod:`cemap.studies.latent_controls`), and what each latent channel responds to (latent_concepts.json);
 3. evaluation - CE maps against every baseline on ground truth (evaluation.json, overlays.png);
 4. detection - attacks, CE-signature detector and its baselines (detection.json, ROC, histograms);
-5. report - study.json and a self-contained report.html.
+5. study.json; ``cemap demo`` then renders report.html (:mod:`cemap.report`).
 
 Stages 1-4 are kept in the cache (:mod:`cemap.studies.stage_cache`): rerunning the same study with the same
 model and code restores them, and study.json's ``stages`` says which were restored and what they cost.
@@ -16,10 +16,8 @@ model and code restores them, and study.json's ``stages`` says which were restor
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, replace
 
 from tqdm.auto import tqdm
 
@@ -27,12 +25,12 @@ from ..causal.autoencoder import model_fingerprint
 from ..errors import CemapError
 from ..explain import get_explainer
 from ..progress import progress_enabled
-from ..report.html import write_report
 from .context import StudyContext
-from .detection import run_detection_study
+from .detection import DetectionConfig, run_detection
 from .evaluation import EvalConfig, run_evaluation
-from .latent_controls import run_latent_controls
-from .overview import run_overview
+from .latent_controls import LatentControlsConfig, LatentControlsResult, run_latent_controls
+from .overview import OverviewConfig, OverviewResult, run_overview
+from .results import DemoResult
 from .stage_cache import run_cached
 
 
@@ -51,23 +49,36 @@ class StudyPlan:
     @classmethod
     def for_mode(cls, quick: bool) -> "StudyPlan":
         if quick:
-            return cls(figure_images=4, profile_images=16, pgd_steps=5, placements=2, eval_images=8, eval_robust=4, eval_steps=8)
+            return cls(
+                figure_images=4,
+                profile_images=16,
+                pgd_steps=5,
+                placements=2,
+                eval_images=8,
+                eval_robust=4,
+                eval_steps=8,
+            )
         return cls()
-
-
-def latent_controls_stage(ctx: StudyContext, plan: StudyPlan) -> dict:
-    """The paper's latent experiments beside their controls (latent_controls.json, latent_concepts.json, latent_controls.png)."""
-    result = run_latent_controls(ctx, n_images=plan.profile_images, pgd_steps=plan.pgd_steps, placements=plan.placements)
-    return {"layer": result.layer, "images": result.images, "claims": result.claims, "headline": result.headline, "files": result.files}
 
 
 # The demo compares CE with the CAM family, Occlusion, IG and the floors; the perturbation peers (RISE, Kernel SHAP)
 # and the multi-scale CE map cost minutes per image set on a CPU and run in `cemap evaluate --benchmark`.
-DEMO_METHODS = ("ce", "cam", "gradcam", "gradcam++", "scorecam", "occlusion", "integrated-gradients", "random", "centre")
+DEMO_METHODS = (
+    "ce",
+    "cam",
+    "gradcam",
+    "gradcam++",
+    "scorecam",
+    "occlusion",
+    "integrated-gradients",
+    "random",
+    "centre",
+)
 
 
 def applicable_methods(classifier, methods=DEMO_METHODS) -> tuple[list[str], dict[str, str]]:
-    """The ``methods`` that can be built for ``classifier``, and why each other one cannot (e.g. CAM needs global pooling).
+    """The ``methods`` that can be built for ``classifier``, and why each other one cannot (e.g. CAM needs global
+    pooling).
 
     A method that does not fit a model refuses at construction, so nothing is run to find out.
     """
@@ -83,67 +94,92 @@ def applicable_methods(classifier, methods=DEMO_METHODS) -> tuple[list[str], dic
 
 def _stage_key(ctx: StudyContext) -> dict:
     """What every stage's result depends on besides its own settings and the code: the data and the model's weights."""
-    return {"dataset": ctx.dataset, "quick": ctx.quick, "seed": ctx.seed, "model": ctx.model, "weights": model_fingerprint(ctx.classifier)}
+    return {
+        "dataset": ctx.dataset,
+        "quick": ctx.quick,
+        "seed": ctx.seed,
+        "model": ctx.model,
+        "weights": model_fingerprint(ctx.classifier),
+    }
 
 
-def _evaluation_stage(ctx: StudyContext, cfg: EvalConfig, tune: bool) -> dict:
+def _evaluation_stage(ctx: StudyContext, cfg: EvalConfig) -> dict:
     methods, skipped = applicable_methods(ctx.classifier)
-    evaluation = run_evaluation(ctx.dataset, methods=methods, out=ctx.out, config=cfg, tune=tune)
-    return {"n_images": evaluation["n_images"], "n_pairs": evaluation["n_pairs"], "methods": methods, "methods_not_applicable": skipped}
+    evaluation = run_evaluation(ctx, replace(cfg, methods=tuple(methods)))
+    return {
+        "n_images": evaluation.n_images,
+        "n_pairs": evaluation.n_pairs,
+        "methods": methods,
+        "methods_not_applicable": skipped,
+    }
 
 
-def run_demo(dataset: str = "synthcxr", out: Path = Path("out/demo"), quick: bool = False, seed: int = 0, reuse: bool = True,
-             device: str = "cpu") -> dict:
-    """Run every stage into ``out`` and return study.json's content; report.html is written last.
+def _overview_stage(ctx: StudyContext, plan: StudyPlan) -> dict:
+    return run_overview(ctx, OverviewConfig(plan.figure_images)).to_json()
 
-    The classifier, data and autoencoder are built once (:class:`StudyContext`) and handed to each stage.
-    A stage whose inputs (settings, model weights, cemap's code) are unchanged since an earlier run is
-    restored from the cache instead of recomputed (:mod:`cemap.studies.stage_cache`); ``reuse=False`` recomputes all.
+
+def _controls_stage(ctx: StudyContext, plan: StudyPlan) -> dict:
+    config = LatentControlsConfig(n_images=plan.profile_images, pgd_steps=plan.pgd_steps, placements=plan.placements)
+    return run_latent_controls(ctx, config).to_json()
+
+
+def _detection_stage(ctx: StudyContext) -> dict:
+    return {"layer": run_detection(ctx, DetectionConfig.sized("quick" if ctx.quick else "demo", ctx.seed)).layer}
+
+
+def run_demo(ctx: StudyContext, plan: StudyPlan, reuse: bool = True) -> DemoResult:
+    """Run every stage into ``ctx.out`` and write study.json.
+
+    The classifier, data and autoencoder are built once (the context) and handed to each stage. A stage whose inputs
+    (settings, model weights, cemap's code) are unchanged since an earlier run is restored from the cache instead of
+    recomputed (:mod:`cemap.studies.stage_cache`); ``reuse=False`` recomputes all.
     """
-    plan = StudyPlan.for_mode(quick)
-    ctx = StudyContext(dataset, Path(out), seed=seed, quick=quick, device=device)
     ctx.out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     provenance: dict[str, dict] = {}
     t0 = time.perf_counter()
-
     bar = tqdm(total=5, desc="study", disable=not progress_enabled(), leave=False)
 
     def stage(name: str, fn, key: dict | None = None):
         bar.set_postfix_str(name)
         t = time.perf_counter()
-        if key is None:
-            value = fn()
-        else:
-            value, provenance[name] = run_cached(name, key, ctx.out, fn, reuse)
+        value = fn() if key is None else run_cached(name, key, ctx.out, fn, reuse)
+        if key is not None:
+            value, provenance[name] = value
         timings[name] = time.perf_counter() - t
         bar.update()
         return value
 
     base = stage("model", lambda: _stage_key(ctx))
-    metrics = stage("overview", lambda: run_overview(ctx, n_images=plan.figure_images), {**base, "plan": asdict(plan)})
-    controls = stage("latent_controls", lambda: latent_controls_stage(ctx, plan), {**base, "plan": asdict(plan)})
-    cfg = EvalConfig(n_images=plan.eval_images, n_robust=plan.eval_robust, steps=plan.eval_steps, seed=seed)
+    keyed = {**base, "plan": asdict(plan)}
+    overview = OverviewResult.from_json(stage("overview", lambda: _overview_stage(ctx, plan), keyed))
+    controls = LatentControlsResult.from_json(stage("latent_controls", lambda: _controls_stage(ctx, plan), keyed))
     # CE's fill and cell are chosen on the train split when it has boxes, never on the test images reported
-    tune = "ce_map_pointing_game" in metrics
-    evaluation = stage("evaluation", lambda: _evaluation_stage(ctx, cfg, tune), {**base, "config": asdict(cfg), "tune": tune})
-    detection = stage("detection", lambda: {"layer": run_detection_study(dataset, out=ctx.out, quick=quick, seed=seed, context=ctx)["layer"]}, base)
-    study = {
-        "dataset": dataset,
-        "model": metrics["model"],
-        "layer": metrics["layer"],
-        "quick": quick,
-        "seed": seed,
-        "settings": {"plan": asdict(plan)},
-        "latent_controls": {"claims": controls["claims"], "files": controls["files"]},
-        "profile_images": controls["images"],
-        "evaluation": evaluation,
-        "detection": detection,
-        "timings_s": timings,
-        "stages": provenance,
-    }
+    cfg = EvalConfig(
+        n_images=plan.eval_images,
+        n_robust=plan.eval_robust,
+        steps=plan.eval_steps,
+        seed=ctx.seed,
+        tune=overview.ce_map_pointing_game is not None,
+    )
+    evaluation = stage("evaluation", lambda: _evaluation_stage(ctx, cfg), {**base, "config": asdict(cfg)})
+    detection = stage("detection", lambda: _detection_stage(ctx), base)
     bar.close()
+    result = DemoResult(
+        dataset=ctx.dataset,
+        model=overview.model,
+        layer=overview.layer,
+        quick=ctx.quick,
+        seed=ctx.seed,
+        settings={"plan": asdict(plan)},
+        latent_controls={"claims": controls.claims, "files": controls.files},
+        profile_images=controls.images,
+        evaluation=evaluation,
+        detection=detection,
+        timings_s=timings,
+        stages=provenance,
+        overview=overview,
+    )
     timings["total"] = time.perf_counter() - t0
-    (ctx.out / "study.json").write_text(json.dumps(study, indent=2))
-    study["report"] = str(write_report(ctx.out))
-    return study
+    result.write(ctx.out)
+    return result

@@ -12,31 +12,36 @@ CE's settings are the user's (``method_options['ce']``) or chosen by :func:`tune
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Sequence
 
 import torch
 
-from ..cache import cache_path, load_json_cached, save_json_atomic
+from ..cache import cache_path, load_json_cached
 from ..causal.autoencoder import model_fingerprint
-from ..data import get_dataset
 from ..data.base import ImageDataset
 from ..errors import CemapError, unknown_name
 from ..evaluate.faithfulness import deletion_auc, insertion_auc
-from ..evaluate.localisation import IOBB_THRESHOLDS, box_masks, energy_pointing, iobb_accuracy, pointing_game, pointing_game_hits
+from ..evaluate.localisation import (
+    IOBB_THRESHOLDS,
+    box_masks,
+    energy_pointing,
+    iobb_accuracy,
+    pointing_game,
+    pointing_game_hits,
+)
 from ..evaluate.robustness import fgsm_stability, noise_stability
 from ..evaluate.sanity import randomisation_correlation
 from ..evaluate.shortcut import marker_share
 from ..explain import get_explainer, list_explainers
-from ..models import default_model_for, get_model
+from ..jsonio import write_json
 from ..models.classifier import Classifier
-from ..report.explorer import save_explorer_batch
-from ..report.figures import overlay_grid
+from .context import StudyContext
+from .explorer import save_explorer_batch
+from .figures import OverlayGrid
+from .results import EvaluationResult
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +56,14 @@ class EvalConfig:
     noise_sigma: float = 0.02  # Gaussian noise, in [0, 1] pixel units
     fgsm_eps: float = 2 / 255
     tolerance_224: float = 15.0  # pointing-game tolerance at 224 px (Zhang et al.), scaled to the image size
-    iobb_level: float = 0.5  # T(IoBB): threshold the map at this fraction of its maximum; the peak's region is the detection
+    iobb_level: float = (
+        0.5  # T(IoBB): threshold the map at this fraction of its maximum; the peak's region is the detection
+    )
     n_figure: int = 6
     seed: int = 0
     method_options: dict[str, dict] = field(default_factory=dict)
+    methods: tuple[str, ...] | None = None  # None: every registered method
+    tune: bool = False  # choose CE's fill and cell on the train split (unless method_options has "ce")
 
 
 @dataclass
@@ -94,9 +103,21 @@ def evaluation_pairs(dataset: ImageDataset, n_images: int | None = None, seed: i
         s = samples[i]
         if with_boxes:
             for f in torch.unique(s.box_labels).tolist():
-                images.append(s.image), targets.append(f), boxes.append(s.boxes[s.box_labels == f]), ids.append(f"{s.id}/{dataset.class_names[f]}"), index.append(i)
+                (
+                    images.append(s.image),
+                    targets.append(f),
+                    boxes.append(s.boxes[s.box_labels == f]),
+                    ids.append(f"{s.id}/{dataset.class_names[f]}"),
+                    index.append(i),
+                )
         else:
-            images.append(s.image), targets.append(int(s.labels)), boxes.append(torch.zeros(0, 4)), ids.append(s.id), index.append(i)
+            (
+                images.append(s.image),
+                targets.append(int(s.labels)),
+                boxes.append(torch.zeros(0, 4)),
+                ids.append(s.id),
+                index.append(i),
+            )
     if not images:
         raise CemapError(f"dataset {dataset.name or ''} has no images to evaluate")
     return Pairs(torch.stack(images), torch.tensor(targets), boxes, ids, torch.tensor(index))
@@ -111,8 +132,12 @@ def localisation_row(maps: torch.Tensor, pairs: Pairs, cfg: EvalConfig) -> dict[
     tolerance = cfg.tolerance_224 * maps.shape[-1] / 224
     masks = box_masks(tuple(maps.shape[-2:]), pairs.boxes)
 
-    def single(tol: float = 0.0) -> torch.Tensor:  # one maximum per map, ties broken by a seeded draw (a blocky map gains nothing)
-        return pointing_game(maps, masks, rule="single", tolerance=tol, generator=torch.Generator().manual_seed(cfg.seed))
+    def single(
+        tol: float = 0.0,
+    ) -> torch.Tensor:  # one maximum per map, ties broken by a seeded draw (a blocky map gains nothing)
+        return pointing_game(
+            maps, masks, rule="single", tolerance=tol, generator=torch.Generator().manual_seed(cfg.seed)
+        )
 
     row = {
         "pointing_game": _mean(single()),
@@ -132,19 +157,33 @@ def evaluate_method(
     options = cfg.method_options.get(name, {})
     t0 = time.perf_counter()
     explainer = get_explainer(name, classifier, **options)
-    maps = explainer.explain(pairs.images, pairs.targets)
+    maps = explainer.attribute(pairs.images, pairs.targets)
     t_maps = time.perf_counter() - t0
-    row: dict = {"method": name, "options": options, "n_images": int(torch.unique(pairs.image_index).numel()), "n_pairs": len(pairs)}
+    row: dict = {
+        "method": name,
+        "options": options,
+        "n_images": int(torch.unique(pairs.image_index).numel()),
+        "n_pairs": len(pairs),
+    }
     if pairs.has_boxes:
         row.update(localisation_row(maps, pairs, cfg))
     row["deletion_auc"] = _mean(deletion_auc(classifier, pairs.images, maps, pairs.targets, steps=cfg.steps))
     row["insertion_auc"] = _mean(insertion_auc(classifier, pairs.images, maps, pairs.targets, steps=cfg.steps))
     sub = pairs.take(cfg.n_robust)
     row["n_robust"] = len(sub)
-    row["noise_spearman"] = _mean(noise_stability(explainer, sub.images, sub.targets, maps[: len(sub)], sigma=cfg.noise_sigma, seed=cfg.seed))
+    row["noise_spearman"] = _mean(
+        noise_stability(explainer, sub.images, sub.targets, maps[: len(sub)], sigma=cfg.noise_sigma, seed=cfg.seed)
+    )
     row["fgsm_spearman"] = _mean(fgsm_stability(explainer, sub.images, sub.targets, maps[: len(sub)], eps=cfg.fgsm_eps))
     row["randomisation_spearman"] = _mean(
-        randomisation_correlation(lambda c: get_explainer(name, c, **options), classifier, sub.images, sub.targets, maps[: len(sub)], seed=cfg.seed)
+        randomisation_correlation(
+            lambda c: get_explainer(name, c, **options),
+            classifier,
+            sub.images,
+            sub.targets,
+            maps[: len(sub)],
+            seed=cfg.seed,
+        )
     )
     if marker_masks is not None:  # only images that carry the tag
         tagged = marker_masks.flatten(1).any(1)
@@ -161,8 +200,15 @@ CE_CELLS = (16, 12)  # each with a half-cell stride
 TUNE_IMAGES = 60  # train images (all their boxed findings) that the choice is made on
 
 
-def tune_ce(classifier: Classifier, train: ImageDataset, n_images: int = TUNE_IMAGES, seed: int = 0, cfg: EvalConfig | None = None) -> tuple[dict, list[dict]]:
-    """Pick CE's fill, then its cell size, on train images by pointing game + T(IoBB = 0.25); returns (best options, all scores).
+def tune_ce(
+    classifier: Classifier,
+    train: ImageDataset,
+    n_images: int = TUNE_IMAGES,
+    seed: int = 0,
+    cfg: EvalConfig | None = None,
+) -> tuple[dict, list[dict]]:
+    """Pick CE's fill, then its cell size, on train images by pointing game + T(IoBB = 0.25); returns (best options, all
+    scores).
 
     A coordinate search keeps it to five CE runs: the fills (zero / mean / blur) at the default
     cell (about a 7 x 7 grid), then 16 and 12 px cells with a half-cell stride at the best fill.
@@ -174,9 +220,16 @@ def tune_ce(classifier: Classifier, train: ImageDataset, n_images: int = TUNE_IM
     scores: list[dict] = []
 
     def score(options: dict) -> dict:
-        maps = get_explainer("ce", classifier, **options).explain(pairs.images, pairs.targets)
+        maps = get_explainer("ce", classifier, **options).attribute(pairs.images, pairs.targets)
         loc = localisation_row(maps, pairs, cfg)
-        scores.append({"options": options, "pointing_game": loc["pointing_game"], "iobb@0.25": loc["iobb@0.25"], "n_pairs": len(pairs)})
+        scores.append(
+            {
+                "options": options,
+                "pointing_game": loc["pointing_game"],
+                "iobb@0.25": loc["iobb@0.25"],
+                "n_pairs": len(pairs),
+            }
+        )
         return scores[-1]
 
     def value(s: dict) -> float:
@@ -190,19 +243,29 @@ def tune_ce(classifier: Classifier, train: ImageDataset, n_images: int = TUNE_IM
     return best["options"], scores
 
 
-def cached_tune_ce(classifier: Classifier, dataset: str, dataset_options: dict, cfg: EvalConfig) -> dict:
-    """:func:`tune_ce` on ``dataset``'s train split, cached like a trained model (keyed by the model's weights,
+def cached_tune_ce(ctx: StudyContext, cfg: EvalConfig) -> dict:
+    """:func:`tune_ce` on the context's train split, cached like a trained model (keyed by the model's weights,
     the data and every setting that decides the choice), so a rerun of a study does not repeat it."""
-    key = {"model": model_fingerprint(classifier), "dataset": dataset, "options": dataset_options, "seed": cfg.seed,
-           "images": TUNE_IMAGES, "fills": CE_FILLS, "cells": CE_CELLS, "tolerance_224": cfg.tolerance_224, "iobb_level": cfg.iobb_level}
+    classifier = ctx.classifier
+    key = {
+        "model": model_fingerprint(classifier),
+        "dataset": ctx.dataset,
+        "options": ctx.dataset_options,
+        "seed": cfg.seed,
+        "images": TUNE_IMAGES,
+        "fills": CE_FILLS,
+        "cells": CE_CELLS,
+        "tolerance_224": cfg.tolerance_224,
+        "iobb_level": cfg.iobb_level,
+    }
     path = cache_path("tuning", f"{classifier.name or 'model'}-ce", key, suffix=".json")
     stored = load_json_cached(path, ("chosen",))  # a damaged entry is moved aside and the tuning repeated
     if stored is not None:
         return {**stored, "from_cache": str(path)}
     t0 = time.perf_counter()
-    best, scores = tune_ce(classifier, get_dataset(dataset, split="train", **dataset_options), TUNE_IMAGES, cfg.seed, cfg)
+    best, scores = tune_ce(classifier, ctx.train, TUNE_IMAGES, cfg.seed, cfg)
     tuning = {"split": "train", "chosen": best, "candidates": scores, "seconds": time.perf_counter() - t0}
-    save_json_atomic(tuning, path)
+    write_json(path, tuning, indent=1)
     return tuning
 
 
@@ -217,34 +280,25 @@ def _marker_masks(dataset: ImageDataset, pairs: Pairs) -> torch.Tensor | None:
     return masks & tagged[:, None, None]
 
 
-def run_evaluation(
-    dataset: str,
-    model: str | None = None,
-    methods: Sequence[str] | None = None,
-    out: Path | None = None,
-    config: EvalConfig | None = None,
-    tune: bool = False,
-    dataset_options: dict | None = None,
-    device: str = "cpu",
-) -> dict:
-    """Run the study; with ``out`` write ``evaluation.json`` and ``overlays.png`` there. Returns the JSON document.
-    ``device``: where the classifier runs (images and metrics stay on the CPU)."""
-    cfg = config or EvalConfig()
-    methods = list(methods or list_explainers())
+def run_evaluation(ctx: StudyContext, config: EvalConfig = EvalConfig()) -> EvaluationResult:
+    """Every method of ``config.methods`` on the context's test pairs; writes ``evaluation.json``, the explorer's items
+    and (when the context draws) ``overlays.png`` into ``ctx.out``. The classifier runs on ``ctx.device``; images and
+    metrics stay on the CPU."""
+    cfg = config
+    methods = list(cfg.methods or list_explainers())
     unknown = [m for m in methods if m not in list_explainers()]
     if unknown:
         raise unknown_name("explanation method", unknown[0], list_explainers())
     t0 = time.perf_counter()
-    opts = dataset_options or {}
-    test = get_dataset(dataset, split="test", **opts)
-    model_name = model or default_model_for(dataset)
-    clf = get_model(model_name).to(device)
+    clf = ctx.classifier
     tuning = None
-    if tune and "ce" in methods and "ce" not in cfg.method_options:
-        tuning = cached_tune_ce(clf, dataset, opts, cfg)
-        cfg = replace(cfg, method_options={**cfg.method_options, "ce": tuning["chosen"]})  # the caller's config stays as it was
-    pairs = evaluation_pairs(test, cfg.n_images, cfg.seed)
-    markers = _marker_masks(test, pairs)
+    if cfg.tune and "ce" in methods and "ce" not in cfg.method_options:
+        tuning = cached_tune_ce(ctx, cfg)
+        cfg = replace(
+            cfg, method_options={**cfg.method_options, "ce": tuning["chosen"]}
+        )  # the caller's config stays as it was
+    pairs = evaluation_pairs(ctx.test, cfg.n_images, cfg.seed)
+    markers = _marker_masks(ctx.test, pairs)
     shown = torch.linspace(0, len(pairs) - 1, min(cfg.n_figure, len(pairs))).round().long().unique()
     rows, figure_maps = [], {}
     for name in methods:
@@ -252,43 +306,60 @@ def run_evaluation(
         row, maps = evaluate_method(name, clf, pairs, cfg, markers)
         rows.append(row)
         figure_maps[name] = maps[shown]
-    doc = {
-        "dataset": dataset,
-        "dataset_options": opts,
-        "model": model_name,
-        "model_fingerprint": model_fingerprint(clf),
-        "n_images": int(torch.unique(pairs.image_index).numel()),
-        "n_pairs": len(pairs),
-        "config": asdict(cfg),
-        "ce_tuning": tuning,
-        "rows": rows,
-        "seconds": time.perf_counter() - t0,
-    }
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        boxes = [pairs.boxes[i] for i in shown] if pairs.has_boxes else None
-        overlay_grid(pairs.images[shown], figure_maps, out / "overlays.png", titles=[pairs.ids[i] for i in shown], boxes=boxes)
-        with torch.inference_mode():
-            shown_probs = clf.predict_proba(pairs.images[shown])
-        save_explorer_batch(out, pairs.images[shown], figure_maps, [pairs.ids[i] for i in shown], boxes=[pairs.boxes[i] for i in shown],
-                            box_labels=[torch.full((len(pairs.boxes[i]),), int(pairs.targets[i])) for i in shown], probs=shown_probs,
-                            targets=pairs.targets[shown], class_names=clf.class_names, source="evaluation", name="explorer_evaluation.npz")
-        doc["figures"] = {"overlays": "overlays.png"}
-        (out / "evaluation.json").write_text(json.dumps(doc, indent=2, default=_json_default))
-    return doc
+    result = EvaluationResult(
+        dataset=ctx.dataset,
+        dataset_options=ctx.dataset_options,
+        model=ctx.model,
+        model_fingerprint=model_fingerprint(clf),
+        n_images=int(torch.unique(pairs.image_index).numel()),
+        n_pairs=len(pairs),
+        config=asdict(cfg),
+        ce_tuning=tuning,
+        rows=rows,
+        seconds=time.perf_counter() - t0,
+    )
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    result.figures = _shown_pairs(ctx, pairs, shown, figure_maps)
+    result.write(ctx.out)
+    return result
 
 
-def _json_default(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def _shown_pairs(ctx: StudyContext, pairs: Pairs, shown: torch.Tensor, figure_maps: dict) -> dict:
+    """The overlay figure of the shown pairs (every method's map) and their explorer items."""
+    ids = [pairs.ids[i] for i in shown]
+    boxes = [pairs.boxes[i] for i in shown] if pairs.has_boxes else None
+    overlays = ctx.figure(OverlayGrid("overlays.png", pairs.images[shown], figure_maps, titles=ids, boxes=boxes))
+    with torch.inference_mode():
+        shown_probs = ctx.classifier.predict_proba(pairs.images[shown])
+    save_explorer_batch(
+        ctx.out,
+        pairs.images[shown],
+        figure_maps,
+        ids,
+        boxes=[pairs.boxes[i] for i in shown],
+        box_labels=[torch.full((len(pairs.boxes[i]),), int(pairs.targets[i])) for i in shown],
+        probs=shown_probs,
+        targets=pairs.targets[shown],
+        class_names=ctx.classifier.class_names,
+        source="evaluation",
+        name="explorer_evaluation.npz",
+    )
+    return {"overlays": overlays} if overlays else {}
 
 
 METRIC_COLUMNS = [
-    ("pointing_game", "PG"), ("pointing_game_any_tie", "PG-anytie"), ("pointing_game_tol", "PG-tol"), ("energy_pointing", "energy"),
+    ("pointing_game", "PG"),
+    ("pointing_game_any_tie", "PG-anytie"),
+    ("pointing_game_tol", "PG-tol"),
+    ("energy_pointing", "energy"),
     *[(f"iobb@{t:g}", f"IoBB>{t:g}") for t in IOBB_THRESHOLDS],
-    ("deletion_auc", "del"), ("insertion_auc", "ins"), ("noise_spearman", "noise-rho"), ("fgsm_spearman", "fgsm-rho"),
-    ("randomisation_spearman", "rand-rho"), ("marker_share", "marker"), ("ms_per_map", "ms/map"),
+    ("deletion_auc", "del"),
+    ("insertion_auc", "ins"),
+    ("noise_spearman", "noise-rho"),
+    ("fgsm_spearman", "fgsm-rho"),
+    ("randomisation_spearman", "rand-rho"),
+    ("marker_share", "marker"),
+    ("ms_per_map", "ms/map"),
 ]
 
 

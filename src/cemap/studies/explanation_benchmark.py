@@ -44,7 +44,11 @@ from ..data import get_dataset
 from ..evaluate.bootstrap import bootstrap_mean, paired_difference
 from ..evaluate.faithfulness import deletion_insertion, road, uninformative
 from ..evaluate.localisation import (
-    box_masks, chestxray8_localisation, energy_share, pointing_game, scaled_tolerance,
+    box_masks,
+    chestxray8_localisation,
+    energy_share,
+    pointing_game,
+    scaled_tolerance,
 )
 from ..evaluate.sanity import layer_blocks, randomisation_test, sanity_verdict
 from ..explain import get_explainer
@@ -57,7 +61,18 @@ HELDOUT_SEED = 20261130  # the held-out synthcxr generator seed: used for no cho
 IOBB_TS = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
 IOU_TS = (0.1, 0.25, 0.5)
 PEERS = ("gradcam", "integrated-gradients", "rise", "occlusion")
-METHODS = ("ce-ms", "ce", "gradcam", "gradcam++", "occlusion", "integrated-gradients", "rise", "kernelshap", "random", "centre")
+METHODS = (
+    "ce-ms",
+    "ce",
+    "gradcam",
+    "gradcam++",
+    "occlusion",
+    "integrated-gradients",
+    "rise",
+    "kernelshap",
+    "random",
+    "centre",
+)
 LOWER_IS_BETTER = ("deletion", "road_morf")
 FLOORS = ("random", "centre")
 
@@ -83,8 +98,16 @@ class BenchmarkConfig:
     steps: int = 16
     seed: int = 0  # pair subsets, tie-breaking and ROAD noise
     device: str = "cpu"  # where the networks run (and train on first use); data, maps and metrics stay on the CPU
-    train_seed: int = 0  # the built-in models' training seed (another seed = another trained model, its own cache entry)
-    method_options: dict = field(default_factory=lambda: {"rise": {"n_masks": 300}, "kernelshap": {"n_samples": 96}, "integrated-gradients": {"n_steps": 16}})
+    train_seed: int = (
+        0  # the built-in models' training seed (another seed = another trained model, its own cache entry)
+    )
+    method_options: dict = field(
+        default_factory=lambda: {
+            "rise": {"n_masks": 300},
+            "kernelshap": {"n_samples": 96},
+            "integrated-gradients": {"n_steps": 16},
+        }
+    )
 
 
 def _generator(seed: int, stream: str) -> torch.Generator:
@@ -114,9 +137,19 @@ def localisation_scores(maps: torch.Tensor, pairs: Pairs, seed: int = 0) -> dict
 
 
 def faithfulness_scores(clf, maps: torch.Tensor, pairs: Pairs, cfg: BenchmarkConfig) -> dict[str, np.ndarray]:
-    r = road(clf, pairs.images, maps, pairs.targets, fractions=cfg.road_fractions, generator=_generator(cfg.seed, "road"))
-    d, i = deletion_insertion(clf, pairs.images, maps, pairs.targets, steps=cfg.steps, fill="blur", generator=_generator(cfg.seed, "ranks"))
-    return {"road": r["combined"].numpy(), "road_morf": r["morf"].numpy(), "road_lerf": r["lerf"].numpy(), "deletion": d.numpy(), "insertion": i.numpy()}
+    r = road(
+        clf, pairs.images, maps, pairs.targets, fractions=cfg.road_fractions, generator=_generator(cfg.seed, "road")
+    )
+    d, i = deletion_insertion(
+        clf, pairs.images, maps, pairs.targets, steps=cfg.steps, fill="blur", generator=_generator(cfg.seed, "ranks")
+    )
+    return {
+        "road": r["combined"].numpy(),
+        "road_morf": r["morf"].numpy(),
+        "road_lerf": r["lerf"].numpy(),
+        "deletion": d.numpy(),
+        "insertion": i.numpy(),
+    }
 
 
 def choose_ce(clf, size: int, cfg: BenchmarkConfig) -> dict:
@@ -133,20 +166,42 @@ def choose_ce(clf, size: int, cfg: BenchmarkConfig) -> dict:
 
     train = get_dataset("synthcxr", split="train", size=size)
     pairs = evaluation_pairs(train, cfg.tune_images, cfg.seed)
-    candidates = [("ce", {})] + [("ce-ms", {"effect_scale": scale, "fill": fill}) for scale in ("probability", "log-odds") for fill in cfg.ce_fills]
+    candidates = [("ce", {})] + [
+        ("ce-ms", {"effect_scale": scale, "fill": fill})
+        for scale in ("probability", "log_odds")
+        for fill in cfg.ce_fills
+    ]
     scored = []
     for name, options in candidates:
         maps = get_explainer(name, clf, **options).attribute(pairs.images, pairs.targets)
         loc = localisation_scores(maps, pairs, cfg.seed)
         pg, iobb = float(loc["pointing_game"].mean()), float(loc["iobb@0.25"].mean())
-        scored.append({"method": name, "options": options, "pointing_game": pg, "iobb@0.25": iobb, "score": pg + iobb, "_maps": maps})
+        scored.append(
+            {
+                "method": name,
+                "options": options,
+                "pointing_game": pg,
+                "iobb@0.25": iobb,
+                "score": pg + iobb,
+                "_maps": maps,
+            }
+        )
         log.info("CE candidate %s %s: PG %.3f IoBB@0.25 %.3f", name, options, pg, iobb)
     sane = pairs.take(cfg.n_sanity)
     blocks = layer_blocks(clf)
     chosen = None
     for cand in sorted((c for c in scored if c["method"] == "ce-ms"), key=lambda c: -c["score"]):
-        recs = randomisation_test(lambda c, o=cand["options"]: get_explainer("ce-ms", c, **o), clf, sane.images, sane.targets,
-                                  cand["_maps"][: len(sane)], cfg.sanity_seeds, "cascading", blocks, full_only=True)
+        recs = randomisation_test(
+            lambda c, o=cand["options"]: get_explainer("ce-ms", c, **o),
+            clf,
+            sane.images,
+            sane.targets,
+            cand["_maps"][: len(sane)],
+            cfg.sanity_seeds,
+            "cascading",
+            blocks,
+            full_only=True,
+        )
         verdict = sanity_verdict([r for r in recs if r["step"] == len(blocks)])
         cand["train_sanity_passes"] = verdict["passes"]
         log.info("CE candidate %s: train sanity %s", cand["options"], verdict["passes"])
@@ -158,16 +213,32 @@ def choose_ce(clf, size: int, cfg: BenchmarkConfig) -> dict:
         chosen = max((c for c in scored if c["method"] == "ce-ms"), key=lambda c: c["score"])
     for c in scored:
         c.pop("_maps")
-    return {"split": "train (synthcxr seed 0)", "n_pairs": len(pairs), "n_sanity_pairs": len(sane), "cells": list(default_cells(size)),
-            "rule": "best PG + T(IoBB=0.25) on train among candidates passing the sanity criterion on train",
-            "chosen": chosen["options"], "no_candidate_passed_sanity": fallback, "candidates": scored}
+    return {
+        "split": "train (synthcxr seed 0)",
+        "n_pairs": len(pairs),
+        "n_sanity_pairs": len(sane),
+        "cells": list(default_cells(size)),
+        "rule": "best PG + T(IoBB=0.25) on train among candidates passing the sanity criterion on train",
+        "chosen": chosen["options"],
+        "no_candidate_passed_sanity": fallback,
+        "candidates": scored,
+    }
 
 
 def sanity_scores(clf, method: str, options: dict, pairs: Pairs, cfg: BenchmarkConfig, maps: torch.Tensor) -> dict:
     blocks = layer_blocks(clf)
     out: dict = {"blocks": blocks}
     for mode in cfg.sanity_modes:
-        recs = randomisation_test(lambda c: get_explainer(method, c, **options), clf, pairs.images, pairs.targets, maps, cfg.sanity_seeds, mode, blocks)
+        recs = randomisation_test(
+            lambda c: get_explainer(method, c, **options),
+            clf,
+            pairs.images,
+            pairs.targets,
+            maps,
+            cfg.sanity_seeds,
+            mode,
+            blocks,
+        )
         steps = sorted({r["step"] for r in recs})
         table = []
         for s in steps:
@@ -233,23 +304,50 @@ def run_one(model: str, size: int, cfg: BenchmarkConfig) -> dict:
             sanity[name] = sanity_scores(clf, name, options.get(name, {}), sane, cfg, maps[: len(sane)])
         log.info("%s %d %s: %.0f ms/map, %.0f s so far", model, size, name, timing[name], time.perf_counter() - t0)
     metrics = [k for k in values[cfg.methods[0]] if k != "max_ties"]
-    rows = {m: {**_json_intervals({k: v[k] for k in metrics}), "median_max_ties": float(np.median(v["max_ties"])), "ms_per_map": timing[m]} for m, v in values.items()}
+    rows = {
+        m: {
+            **_json_intervals({k: v[k] for k in metrics}),
+            "median_max_ties": float(np.median(v["max_ties"])),
+            "ms_per_map": timing[m],
+        }
+        for m, v in values.items()
+    }
     ce = "ce-ms"
     differences = {
-        m: {k: asdict(paired_difference(values[ce][k], values[m][k], higher_is_better=k not in LOWER_IS_BETTER and not k.startswith("fp@"))) for k in metrics}
-        for m in values if m != ce
+        m: {
+            k: asdict(
+                paired_difference(
+                    values[ce][k], values[m][k], higher_is_better=k not in LOWER_IS_BETTER and not k.startswith("fp@")
+                )
+            )
+            for k in metrics
+        }
+        for m in values
+        if m != ce
     }
     flags = {}
     for k in metrics:
         means = {m: float(np.nanmean(values[m][k])) for m in values}
         flags[k] = uninformative(means, higher_is_better=k not in LOWER_IS_BETTER and not k.startswith("fp@"))
     return {
-        "model": model, "size": size, "device": cfg.device, "train_seed": cfg.train_seed, "model_fingerprint": model_fingerprint(clf),
+        "model": model,
+        "size": size,
+        "device": cfg.device,
+        "train_seed": cfg.train_seed,
+        "model_fingerprint": model_fingerprint(clf),
         "model_quality": quality,
         "n_images": int(torch.unique(pairs.image_index).numel()),
-        "n_pairs": len(pairs), "n_faithful": len(faithful), "n_sanity": len(sane), "ce_choice": choice, "method_options": options,
-        "rows": rows, "ce_minus": differences, "uninformative": flags, "sanity": sanity,
-        "acceptance": acceptance(values, rows, differences, sanity, cfg), "seconds": time.perf_counter() - t0,
+        "n_pairs": len(pairs),
+        "n_faithful": len(faithful),
+        "n_sanity": len(sane),
+        "ce_choice": choice,
+        "method_options": options,
+        "rows": rows,
+        "ce_minus": differences,
+        "uninformative": flags,
+        "sanity": sanity,
+        "acceptance": acceptance(values, rows, differences, sanity, cfg),
+        "seconds": time.perf_counter() - t0,
     }
 
 
@@ -259,7 +357,13 @@ def acceptance(values, rows, differences, sanity, cfg: BenchmarkConfig) -> dict:
     for k in ("pointing_game", "iobb@0.25"):
         best = max(cfg.peers, key=lambda m: rows[m][k]["estimate"] if m in rows else -1)
         d = differences[best][k]
-        out[k] = {"best_peer": best, "ce": rows["ce-ms"][k], "peer": rows[best][k], "difference": d, "met": d["verdict"] == "better"}
+        out[k] = {
+            "best_peer": best,
+            "ce": rows["ce-ms"][k],
+            "peer": rows[best][k],
+            "difference": d,
+            "met": d["verdict"] == "better",
+        }
     out["sanity"] = {"passes": bool(sanity.get("ce-ms", {}).get("verdict", {}).get("passes", False))}
     out["met"] = all(v["met"] for k, v in out.items() if k != "sanity") and out["sanity"]["passes"]
     return out
@@ -274,20 +378,28 @@ def headline(runs: list[dict]) -> list[dict]:
     claims = []
     for r in runs:
         acc = r["acceptance"]
-        where = f"{r['model']} at {r['size']} px" + (f" (training seed {r['train_seed']})" if r.get("train_seed") else "")
+        where = f"{r['model']} at {r['size']} px" + (
+            f" (training seed {r['train_seed']})" if r.get("train_seed") else ""
+        )
         for k, label in (("pointing_game", "single-maximum pointing game"), ("iobb@0.25", "ChestX-ray8 T(IoBB=0.25)")):
             a = acc[k]
             d = a["difference"]
-            claims.append({
-                "claim": f"{where}, held-out synthcxr ({r['n_pairs']} pairs): CE map {label} {_fmt(a['ce'])} vs best peer "
-                         f"{a['best_peer']} {_fmt(a['peer'])}; difference {d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] - CE is {d['verdict']}.",
-                "table": [{"method": m, k: _fmt(row[k])} for m, row in r["rows"].items()],
-            })
+            claims.append(
+                {
+                    "claim": f"{where}, held-out synthcxr ({r['n_pairs']} pairs): CE map {label} {_fmt(a['ce'])} vs best peer "
+                    f"{a['best_peer']} {_fmt(a['peer'])}; difference {d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] - CE is {d['verdict']}.",
+                    "table": [{"method": m, k: _fmt(row[k])} for m, row in r["rows"].items()],
+                }
+            )
         v = r["sanity"].get("ce-ms", {}).get("verdict")
         if v:
             worst = max(v["per_seed"], key=lambda s: s["spearman_abs"]["high"])
-            claims.append({"claim": f"{where}: CE map {'passes' if v['passes'] else 'fails'} the randomisation sanity check "
-                                    f"({v['criterion']}; worst seed |map| Spearman {_fmt(worst['spearman_abs'])}, signed {_fmt(worst['spearman'])})."})
+            claims.append(
+                {
+                    "claim": f"{where}: CE map {'passes' if v['passes'] else 'fails'} the randomisation sanity check "
+                    f"({v['criterion']}; worst seed |map| Spearman {_fmt(worst['spearman_abs'])}, signed {_fmt(worst['spearman'])})."
+                }
+            )
     return claims
 
 
@@ -296,10 +408,18 @@ def run_benchmark(cfg: BenchmarkConfig, out: Path | None = None, runs: list[tupl
     t0 = time.perf_counter()
     plan = runs or [(m, s) for m in cfg.models for s in cfg.sizes]
     doc = {
-        "protocol": "explanation benchmark v2 (issue 16)", "config": asdict(cfg),
-        "heldout": {"dataset": "synthcxr", "split": "test", "seed": cfg.heldout_seed, "sizes": list(cfg.sizes), "models": list(cfg.models),
-                    "choices_made_on": "synthcxr seed-0 train split only"},
-        "runs": [], "headline": [],
+        "protocol": "explanation benchmark v2 (issue 16)",
+        "config": asdict(cfg),
+        "heldout": {
+            "dataset": "synthcxr",
+            "split": "test",
+            "seed": cfg.heldout_seed,
+            "sizes": list(cfg.sizes),
+            "models": list(cfg.models),
+            "choices_made_on": "synthcxr seed-0 train split only",
+        },
+        "runs": [],
+        "headline": [],
     }
     for model, size in plan:
         log.info("benchmark: %s at %d px", model, size)
@@ -328,13 +448,25 @@ def _clean(value):
     return value
 
 
-COLUMNS = [("pointing_game", "PG-1max"), ("pointing_game_any", "PG-any"), ("pointing_game_tol", "PG-tol"), ("energy", "energy"),
-           ("iobb@0.25", "IoBB.25"), ("fp@0.25", "FP.25"), ("iou@0.25", "IoU.25"), ("road", "ROAD"), ("deletion", "del"), ("insertion", "ins")]
+COLUMNS = [
+    ("pointing_game", "PG-1max"),
+    ("pointing_game_any", "PG-any"),
+    ("pointing_game_tol", "PG-tol"),
+    ("energy", "energy"),
+    ("iobb@0.25", "IoBB.25"),
+    ("fp@0.25", "FP.25"),
+    ("iou@0.25", "IoU.25"),
+    ("road", "ROAD"),
+    ("deletion", "del"),
+    ("insertion", "ins"),
+]
 
 
 def format_run(run: dict) -> str:
     """Plain-text table of one (model, size): estimates, with CE-minus-method verdict letters (+ better, = no different, - worse)."""
-    head = f"{run['model']} {run['size']} px, {run['n_pairs']} pairs\n{'method':<22}" + "".join(f"{c:>10}" for _, c in COLUMNS)
+    head = f"{run['model']} {run['size']} px, {run['n_pairs']} pairs\n{'method':<22}" + "".join(
+        f"{c:>10}" for _, c in COLUMNS
+    )
     lines = [head]
     mark = {"better": "+", "no different": "=", "worse": "-", "undetermined": "?"}
     for m, row in run["rows"].items():

@@ -1,56 +1,40 @@
-"""The overview stage of a study: classifier quality, autoencoder fidelity, CE maps and clean latent CE
-profiles of a few test images (metrics.json and PNG figures)."""
+"""The overview study: classifier quality, autoencoder fidelity, CE maps and clean latent CE profiles of a few
+test images (metrics.json; figures ce_maps.png, latent_profiles.png and, for data with boxes, samples.png)."""
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
-from matplotlib.figure import Figure
 
 from ..causal import CEMap, fidelity
 from ..evaluate.classification import accuracy, macro_auroc, per_class_auroc
 from ..evaluate.localisation import pointing_game_hits
 from ..pipeline import ImagePipeline
-from ..report.explorer import save_explorer_batch
-from ..report.figures import draw_boxes, overlay_grid, profile_bars
 from .context import StudyContext
+from .explorer import save_explorer_batch
+from .figures import BoxSamples, OverlayGrid, ProfileBars
+from .results import OverviewResult
 
 POINTING_PAIRS = 200  # (test image, finding) pairs with boxes scored by the pointing game
 
 
 def classifier_quality(classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> dict:
     with torch.inference_mode():
-        probs = torch.cat([classifier.predict_proba(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+        probs = torch.cat(
+            [classifier.predict_proba(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        )
     if classifier.multilabel:
-        return {"macro_auroc": macro_auroc(probs, labels, classifier.class_names), "auroc": per_class_auroc(probs, labels, classifier.class_names)}
+        return {
+            "macro_auroc": macro_auroc(probs, labels, classifier.class_names),
+            "auroc": per_class_auroc(probs, labels, classifier.class_names),
+        }
     return {"accuracy": accuracy(probs, labels)}
 
 
-BOX_COLOURS = ["red", "gold", "cyan", "lime", "magenta", "orange", "deepskyblue", "white"]
-
-
-def samples_with_boxes(batch, class_names: list[str], path: Path, columns: int = 4) -> Path:
-    """Grid of images with their ground-truth boxes, one colour per finding (docs/figures/synthcxr_samples.png)."""
-    rows = (len(batch) + columns - 1) // columns
-    fig = Figure(figsize=(2.4 * columns, 2.6 * rows))  # no pyplot: the user's backend is never touched
-    axes = fig.subplots(rows, columns, squeeze=False)
-    for ax, image, boxes, labels in zip(axes.flat, batch.images, batch.boxes, batch.box_labels):
-        ax.imshow(image.mean(0), cmap="gray", vmin=0, vmax=1)
-        for box, label in zip(boxes, labels.tolist()):
-            draw_boxes(ax, box, color=BOX_COLOURS[label % len(BOX_COLOURS)])
-        ax.set_title(", ".join(class_names[c] for c in sorted(set(labels.tolist()))) or "no finding", fontsize=8)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
-
-
 @torch.inference_mode()
-def per_finding_agreement(fitted, classifier, images: torch.Tensor, batch_size: int = 128) -> dict[str, float]:
+def per_finding_agreement(classifier, fitted, images: torch.Tensor, batch_size: int = 128) -> dict[str, float]:
     """Fraction of images on which f_AE and f take the same yes/no decision, for each finding."""
     same = []
     for i in range(0, len(images), batch_size):
@@ -88,66 +72,97 @@ def box_pointing_game(ce: CEMap, dataset, limit: int = POINTING_PAIRS) -> dict:
     return {"n": len(hits), "hit_rate": float(hits.float().mean()), "per_finding": per_finding}
 
 
-def run_overview(ctx: StudyContext, n_images: int = 8) -> dict:
-    """Classifier quality, autoencoder fidelity, CE maps and clean latent profiles of ``n_images`` seeded test images.
+@dataclass(frozen=True)
+class OverviewConfig:
+    n_images: int = 8  # seeded test images whose CE maps and latent profiles are shown
 
-    Writes ``metrics.json`` (returned), ``ce_maps.png``, ``latent_profiles.png`` and, for data with boxes,
-    ``samples.png`` into ``ctx.out``.
-    """
-    out = ctx.out
-    out.mkdir(parents=True, exist_ok=True)
+
+def run_overview(ctx: StudyContext, config: OverviewConfig = OverviewConfig()) -> OverviewResult:
+    """Classifier quality, autoencoder fidelity, CE maps and clean latent profiles of ``config.n_images`` seeded test
+    images; writes ``metrics.json`` (and its figures, when the context draws) into ``ctx.out``."""
+    ctx.out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     test, clf = ctx.test, ctx.classifier
     test_all = test.batch(range(len(test)))
     timings["model"] = time.perf_counter() - t0
-
     t = time.perf_counter()
     fitted = ctx.autoencoder
-    fid = fidelity(fitted, clf, test_all.images)
+    fid = fidelity(clf, fitted, test_all.images)
     timings["autoencoder"] = time.perf_counter() - t
-
     t = time.perf_counter()
-    chosen = torch.randperm(len(test), generator=torch.Generator().manual_seed(ctx.seed))[:n_images].tolist()
+    chosen = torch.randperm(len(test), generator=torch.Generator().manual_seed(ctx.seed))[: config.n_images].tolist()
     batch = test.batch(chosen)
     pipeline = ImagePipeline(clf, fitted)
-    result = pipeline(batch.images)
-    maps, profiles = result.maps["ce"], result.latent
+    shown = pipeline(batch.images)
     timings["effects"] = time.perf_counter() - t
-
-    pred = clf.decisions(result.probs)
-    titles = [f"{i}: pred {clf.class_names[int(p)]}" if not clf.multilabel else i for i, p in zip(batch.ids, pred)]
     has_boxes = any(len(b) for b in test_all.boxes)
-    figures = {
-        "ce_maps": overlay_grid(batch.images, {"CE map": maps}, out / "ce_maps.png", titles=titles, boxes=batch.boxes if has_boxes else None).name,
-        "latent_profiles": profile_bars({"clean": profiles}, out / "latent_profiles.png").name,
-    }
-    save_explorer_batch(out, batch.images, {"CE map": maps}, batch.ids, boxes=batch.boxes, box_labels=batch.box_labels, probs=result.probs,
-                        targets=result.targets, labels=batch.labels, profiles=profiles, class_names=clf.class_names, source="demo")
-    localisation = {}
-    ce = pipeline.cemap
+    figures = _shown_figures(ctx, batch, shown, has_boxes)
+    localisation = None
     if has_boxes:
         t = time.perf_counter()
-        localisation = {"ce_map_pointing_game": box_pointing_game(ce, test)}
+        localisation = box_pointing_game(pipeline.cemap, test)
         timings["pointing_game"] = time.perf_counter() - t
-        figures["samples"] = samples_with_boxes(batch, test.class_names, out / "samples.png").name
-    metrics = {
-        "dataset": ctx.dataset,
-        "model": ctx.model,
-        "layer": fitted.layer,
-        "split_method": fitted.split.method,
-        "classifier": classifier_quality(clf, test_all.images, test_all.labels),
-        "autoencoder": {
+        figures["samples"] = ctx.figure(
+            BoxSamples("samples.png", batch.images, batch.boxes, batch.box_labels, test.class_names)
+        )
+    ce = pipeline.cemap
+    result = OverviewResult(
+        dataset=ctx.dataset,
+        model=ctx.model,
+        layer=fitted.layer,
+        split_method=fitted.split.method,
+        classifier=classifier_quality(clf, test_all.images, test_all.labels),
+        autoencoder={
             "code_channels": fitted.autoencoder.code_channels,
             "fidelity": fid.as_dict(),
-            **({"per_finding_agreement": per_finding_agreement(fitted, clf, test_all.images)} if clf.multilabel else {}),
+            **(
+                {"per_finding_agreement": per_finding_agreement(clf, fitted, test_all.images)} if clf.multilabel else {}
+            ),
         },
-        **localisation,
-        "ce_map": {"cell": ce.cell, "stride": ce.stride, "fill": ce.fill, "forward_passes_per_image": ce.forward_passes_per_image},
-        "images": batch.ids,
-        "latent_profiles": profiles.tolist(),
-        "figures": figures,
-        "timings_s": {**timings, "total": time.perf_counter() - t0},
+        ce_map_pointing_game=localisation,
+        ce_map={
+            "cell": ce.cell,
+            "stride": ce.stride,
+            "fill": ce.fill,
+            "forward_passes_per_image": ce.forward_passes_per_image,
+        },
+        images=batch.ids,
+        latent_profiles=shown.latent.tolist(),
+        figures={k: v for k, v in figures.items() if v},
+        timings_s={**timings, "total": time.perf_counter() - t0},
+    )
+    result.write(ctx.out)
+    return result
+
+
+def _shown_figures(ctx: StudyContext, batch, shown, has_boxes: bool) -> dict[str, str | None]:
+    """The shown images' CE maps (ce_maps.png) and clean latent profiles (latent_profiles.png), and their explorer
+    items."""
+    clf = ctx.classifier
+    maps, profiles = shown.maps["ce"], shown.latent
+    pred = clf.decisions(shown.probs)
+    titles = [f"{i}: pred {clf.class_names[int(p)]}" if not clf.multilabel else i for i, p in zip(batch.ids, pred)]
+    figures = {
+        "ce_maps": ctx.figure(
+            OverlayGrid(
+                "ce_maps.png", batch.images, {"CE map": maps}, titles=titles, boxes=batch.boxes if has_boxes else None
+            )
+        ),
+        "latent_profiles": ctx.figure(ProfileBars("latent_profiles.png", {"clean": profiles})),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+    save_explorer_batch(
+        ctx.out,
+        batch.images,
+        {"CE map": maps},
+        batch.ids,
+        boxes=batch.boxes,
+        box_labels=batch.box_labels,
+        probs=shown.probs,
+        targets=shown.targets,
+        labels=batch.labels,
+        profiles=profiles,
+        class_names=clf.class_names,
+        source="demo",
+    )
+    return figures

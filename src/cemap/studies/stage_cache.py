@@ -21,6 +21,7 @@ from typing import Any, Callable
 import torch
 
 from ..cache import cache_path
+from ..jsonio import dumps
 
 MANIFEST = "stage.json"
 
@@ -37,15 +38,23 @@ def source_fingerprint() -> str:
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {p.relative_to(folder).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
 
 
 def stage_entry(name: str, key: dict[str, Any]) -> Path:
     """The cache folder of stage ``name`` under settings ``key`` (it may not exist yet)."""
-    return cache_path("study", name, {**key, "stage": name, "code": source_fingerprint(), "torch": torch.__version__}, suffix="")
+    return cache_path(
+        "study", name, {**key, "stage": name, "code": source_fingerprint(), "torch": torch.__version__}, suffix=""
+    )
 
 
-def run_cached(name: str, key: dict[str, Any], out: Path, compute: Callable[[], Any], reuse: bool = True) -> tuple[Any, dict]:
+def run_cached(
+    name: str, key: dict[str, Any], out: Path, compute: Callable[[], Any], reuse: bool = True
+) -> tuple[Any, dict]:
     """``compute()`` (which writes into ``out`` and returns JSON-able data) or its stored result.
 
     Returns (value, provenance): provenance says ``computed_s`` and, on a hit, ``restored_from``.
@@ -76,7 +85,9 @@ def _store(entry: Path, value: Any, written: list[str], out: Path, seconds: floa
         shutil.copy2(out / rel, tmp / "files" / rel)
     tmp.mkdir(parents=True, exist_ok=True)
     digests = {rel: _sha256(tmp / "files" / rel) for rel in written}
-    (tmp / MANIFEST).write_text(json.dumps({"value": value, "files": written, "sha256": digests, "seconds": seconds}))
+    (tmp / MANIFEST).write_text(
+        dumps({"value": value, "files": written, "sha256": digests, "seconds": seconds}, indent=None)
+    )
     shutil.rmtree(entry, ignore_errors=True)
     try:
         os.replace(tmp, entry)

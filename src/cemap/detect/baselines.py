@@ -47,8 +47,13 @@ def median_smooth(images: torch.Tensor, size: int) -> torch.Tensor:
     return flat.sort(-1).values[..., flat.shape[-1] // 2]
 
 
-def feature_squeezing_score(classifier: Classifier, images: torch.Tensor, bits: Sequence[int] = (1,),
-                            median_sizes: Sequence[int] = (2,), batch_size: int = 256) -> torch.Tensor:
+def feature_squeezing_score(
+    classifier: Classifier,
+    images: torch.Tensor,
+    bits: Sequence[int] = (1,),
+    median_sizes: Sequence[int] = (2,),
+    batch_size: int = 256,
+) -> torch.Tensor:
     """Max over squeezers of the L1 distance between the prediction on the image and on its squeezed copy.
 
     Xu et al.'s MNIST setting is 1-bit depth and 2 x 2 median; for natural images they use 4-5 bits and 2 x 2 to 3 x 3.
@@ -69,16 +74,17 @@ def layer_features(split: Split, images: torch.Tensor, batch_size: int = 256) ->
 
 def lid(reference: torch.Tensor, features: torch.Tensor, k: int = 20, exclude_self: bool = False) -> torch.Tensor:
     """Maximum-likelihood LID of each row of ``features`` from its k nearest neighbours in ``reference``:
-    LID = -(1/k sum_i log(r_i / r_k))^-1. ``exclude_self`` drops a zero distance to itself when the rows are in ``reference``.
+    LID = -(1/k sum_i log(r_i / r_k))^-1. ``exclude_self`` drops a zero distance to itself when the rows are in
+    ``reference``.
     """
     if k < 2 or k + int(exclude_self) > len(reference):
         raise CemapError(f"LID with k={k} needs more than {k} reference samples, got {len(reference)}")
     d = torch.cdist(features.double(), reference.double())
-    r = d.topk(k + int(exclude_self), dim=1, largest=False).values[:, int(exclude_self):].clamp_min(1e-12)
+    r = d.topk(k + int(exclude_self), dim=1, largest=False).values[:, int(exclude_self) :].clamp_min(1e-12)
     return -1.0 / torch.log(r / r[:, -1:]).mean(1).clamp(max=-1e-12)
 
 
-# -- differentiable features for the supervised detectors and for adaptive attacks ---------------------------------------
+# -- differentiable features for the supervised detectors and for adaptive attacks ----------------------------------
 # Every function below maps images (or activations) to an N x D torch tensor and keeps the autograd graph, so that
 # an adaptive attacker can differentiate through the detector built on it (BPDA where a squeezer is not differentiable).
 
@@ -95,7 +101,8 @@ LOGIT_STATS = ("max_abs_logit", "mean_abs_logit", "min_abs_logit", "entropy")
 
 
 def logit_statistics(logits: torch.Tensor, head: str) -> torch.Tensor:
-    """N x 4: max, mean and min |logit| and the output entropy (softmax entropy; mean binary entropy for sigmoid heads)."""
+    """N x 4: max, mean and min |logit| and the output entropy (softmax entropy; mean binary entropy for sigmoid
+    heads)."""
     a = logits.abs()
     if head == "softmax":
         logp = torch.log_softmax(logits, -1)
@@ -112,7 +119,9 @@ def reduce_bit_depth_bpda(images: torch.Tensor, bits: int) -> torch.Tensor:
     return images + (reduce_bit_depth(images, bits) - images).detach()
 
 
-def feature_squeezing_features(classifier: Classifier, images: torch.Tensor, bits: Sequence[int] = (1,), median_sizes: Sequence[int] = (2,)) -> torch.Tensor:
+def feature_squeezing_features(
+    classifier: Classifier, images: torch.Tensor, bits: Sequence[int] = (1,), median_sizes: Sequence[int] = (2,)
+) -> torch.Tensor:
     """N x S: the L1 distance of the prediction to that on each squeezed copy (differentiable; bit depth through BPDA,
     the median through sort). :func:`feature_squeezing_score` is their max."""
     p = classifier.predict_proba(images).float()

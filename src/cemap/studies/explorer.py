@@ -1,9 +1,9 @@
 """The image explorer's data: what each explained image needs on screen, saved beside a study's results.
 
-A study that explains images calls :func:`save_explorer_items` with one :class:`ExplorerItem`
-per image; the report reads every ``explorer*.npz`` of a run folder (merging items with the
-same ``id``) and, for ``cemap run`` folders, builds the items from the shards instead
-(:func:`items_from_run`). The file format (``cemap-explorer/1``) is a plain ``.npz`` that loads
+A study that explains images calls :func:`save_explorer_items` with one :class:`ExplorerItem` per image (``cemap run``
+does the same for the first images of a finished run, see :mod:`cemap.runner.explorer`); the report reads every
+``explorer*.npz`` of a run folder, merging items with the same ``id``. It lives below the report and the runner, which
+both use it. The file format (``cemap-explorer/1``) is a plain ``.npz`` that loads
 without pickle:
 
 * ``meta``: UTF-8 JSON as uint8 - ``{"format", "class_names", "items": [{"id", "target",
@@ -59,7 +59,8 @@ class ExplorerItem:
     source: str = ""
 
 
-def _array(value: Any) -> np.ndarray | None:
+def as_array(value: Any) -> np.ndarray | None:
+    """``value`` (a tensor, array or nested list) as a float32 array; None stays None."""
     if value is None:
         return None
     if hasattr(value, "detach"):
@@ -71,7 +72,7 @@ def image_uint8(image: Any) -> np.ndarray:
     """[0, 1] image (or uint8 0..255) of any common layout -> uint8 H x W or H x W x 3 (its own colours)."""
     if isinstance(image, np.ndarray) and image.dtype == np.uint8:
         image = image.astype(np.float32) / 255.0
-    a = _array(image)
+    a = as_array(image)
     if a.ndim == 3 and a.shape[0] in (1, 3):  # C x H x W, torch's layout
         a = np.moveaxis(a, 0, -1)
     if a.ndim == 3 and a.shape[-1] == 1:
@@ -85,15 +86,20 @@ def _coerce(item: ExplorerItem | Mapping) -> ExplorerItem:
     return item if isinstance(item, ExplorerItem) else ExplorerItem(**dict(item))
 
 
-def _ints(values: Any) -> list[int] | None:
+def as_ints(values: Any) -> list[int] | None:
+    """``values`` flattened to a list of ints; None stays None."""
     if values is None:
         return None
-    a = _array(values).reshape(-1)
+    a = as_array(values).reshape(-1)
     return [int(v) for v in a]
 
 
-def save_explorer_items(out: str | Path, items: Iterable[ExplorerItem | Mapping], class_names: Sequence[str] | None = None,
-                        name: str = "explorer.npz") -> Path:
+def save_explorer_items(
+    out: str | Path,
+    items: Iterable[ExplorerItem | Mapping],
+    class_names: Sequence[str] | None = None,
+    name: str = "explorer.npz",
+) -> Path:
     """Write ``items`` (at most :data:`MAX_ITEMS`) to ``out/name`` for the report's image explorer.
 
     Example (in a study, after the maps are computed)::
@@ -109,21 +115,26 @@ def save_explorer_items(out: str | Path, items: Iterable[ExplorerItem | Mapping]
     meta_items = []
     for i, raw in enumerate(list(items)[:MAX_ITEMS]):
         item = _coerce(raw)
-        boxes = _array(item.boxes)
+        boxes = as_array(item.boxes)
         entry = {
-            "id": str(item.id), "target": None if item.target is None else int(item.target), "labels": _ints(item.labels),
+            "id": str(item.id),
+            "target": None if item.target is None else int(item.target),
+            "labels": as_ints(item.labels),
             "boxes": boxes.reshape(-1, 4).tolist() if boxes is not None and boxes.size else [],
-            "box_labels": _ints(item.box_labels) or [], "maps": [str(m) for m in item.maps],
-            "probs": item.probs is not None, "profile": item.profile is not None, "source": item.source,
+            "box_labels": as_ints(item.box_labels) or [],
+            "maps": [str(m) for m in item.maps],
+            "probs": item.probs is not None,
+            "profile": item.profile is not None,
+            "source": item.source,
         }
         if item.image is not None:
             arrays[f"image_{i}"] = image_uint8(item.image)
         for j, m in enumerate(item.maps.values()):
-            arrays[f"map_{i}_{j}"] = _array(m).reshape(_array(m).shape[-2:])
+            arrays[f"map_{i}_{j}"] = as_array(m).reshape(as_array(m).shape[-2:])
         if item.probs is not None:
-            arrays[f"probs_{i}"] = _array(item.probs).reshape(-1)
+            arrays[f"probs_{i}"] = as_array(item.probs).reshape(-1)
         if item.profile is not None:
-            arrays[f"profile_{i}"] = _array(item.profile).reshape(-1)
+            arrays[f"profile_{i}"] = as_array(item.profile).reshape(-1)
         meta_items.append(entry)
     meta = {"format": FORMAT, "class_names": [str(c) for c in class_names or []], "items": meta_items}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -143,13 +154,20 @@ def load_explorer_items(path: str | Path) -> tuple[list[ExplorerItem], list[str]
             raise ValueError(f"{Path(path).name}: format {meta.get('format')!r}, expected {FORMAT}")
         items = []
         for i, e in enumerate(meta["items"]):
-            items.append(ExplorerItem(
-                id=e["id"], image=npz[f"image_{i}"] if f"image_{i}" in npz.files else None,
-                maps={m: npz[f"map_{i}_{j}"] for j, m in enumerate(e["maps"])},
-                boxes=np.asarray(e.get("boxes") or np.zeros((0, 4)), dtype=np.float32), box_labels=e.get("box_labels") or [],
-                probs=npz[f"probs_{i}"] if e.get("probs") else None, target=e.get("target"), labels=e.get("labels"),
-                profile=npz[f"profile_{i}"] if e.get("profile") else None, source=e.get("source", ""),
-            ))
+            items.append(
+                ExplorerItem(
+                    id=e["id"],
+                    image=npz[f"image_{i}"] if f"image_{i}" in npz.files else None,
+                    maps={m: npz[f"map_{i}_{j}"] for j, m in enumerate(e["maps"])},
+                    boxes=np.asarray(e.get("boxes") or np.zeros((0, 4)), dtype=np.float32),
+                    box_labels=e.get("box_labels") or [],
+                    probs=npz[f"probs_{i}"] if e.get("probs") else None,
+                    target=e.get("target"),
+                    labels=e.get("labels"),
+                    profile=npz[f"profile_{i}"] if e.get("profile") else None,
+                    source=e.get("source", ""),
+                )
+            )
     return items, list(meta.get("class_names") or [])
 
 
@@ -172,57 +190,32 @@ def merge_items(groups: Iterable[list[ExplorerItem]]) -> list[ExplorerItem]:
     return list(merged.values())[:MAX_ITEMS]
 
 
-def items_from_run(results, limit: int = MAX_ITEMS, with_images: bool = True) -> list[ExplorerItem]:
-    """Explorer items for the first ``limit`` images of a ``cemap run`` folder (``cemap.runner.load_run(folder)``).
-
-    Rows give the maps, probabilities, latent profile and boxes; the images themselves are not in
-    the shards, so they are read again from the run's dataset (left out where it cannot be opened).
-    """
-    dataset = None
-    if with_images:
-        try:
-            dataset = results.dataset()
-        except Exception:  # the dataset may live on another machine; the maps still show
-            dataset = None
-    items = []
-    for r in results.results(maps=list(results.map_names)):
-        row = r.row
-        image = None
-        if dataset is not None:
-            try:
-                image = dataset[int(r.index)].image
-            except Exception:
-                image = None
-        labels = row.get("labels")
-        if labels is not None:
-            labels = [j for j, v in enumerate(np.asarray(labels).reshape(-1)) if v > 0.5]
-        elif row.get("label") is not None:
-            labels = [int(row["label"])]
-        boxes = row.get("boxes")
-        boxes = np.zeros((0, 4), np.float32) if boxes is None or len(boxes) == 0 else np.stack([np.asarray(b, np.float32).reshape(4) for b in boxes])
-        box_labels = row.get("box_labels")
-        items.append(ExplorerItem(
-            id=str(row.get("id", r.index)), image=image, maps=dict(r.maps), boxes=boxes, box_labels=[] if box_labels is None else _ints(box_labels),
-            probs=row.get("probs"), target=row.get("target"), labels=labels, profile=row.get("latent_ce"), source="run",
-        ))
-        if len(items) >= limit:
-            break
-    return items
-
-
 def _label_indices(labels: Any) -> list[list[int]] | None:
     """A batch's labels as class indices per image: N class indices (single-label) or N x K multi-hot."""
     if labels is None:
         return None
-    a = _array(labels)
+    a = as_array(labels)
     if a.ndim == 1:
         return [[int(v)] for v in a]
     return [[int(j) for j in np.flatnonzero(row > 0.5)] for row in a]
 
 
-def save_explorer_batch(out: str | Path, images: Any, maps: Mapping[str, Any], ids: Sequence[str], *, boxes: Sequence[Any] | None = None,
-                        box_labels: Sequence[Any] | None = None, probs: Any = None, targets: Any = None, labels: Any = None,
-                        profiles: Any = None, class_names: Sequence[str] | None = None, source: str = "", name: str = "explorer.npz") -> Path:
+def save_explorer_batch(
+    out: str | Path,
+    images: Any,
+    maps: Mapping[str, Any],
+    ids: Sequence[str],
+    *,
+    boxes: Sequence[Any] | None = None,
+    box_labels: Sequence[Any] | None = None,
+    probs: Any = None,
+    targets: Any = None,
+    labels: Any = None,
+    profiles: Any = None,
+    class_names: Sequence[str] | None = None,
+    source: str = "",
+    name: str = "explorer.npz",
+) -> Path:
     """:func:`save_explorer_items` for a batch, in one call: tensors with the batch first.
 
     Args:
@@ -235,18 +228,26 @@ def save_explorer_batch(out: str | Path, images: Any, maps: Mapping[str, Any], i
 
     Example (the demo, after its CE maps and latent profiles)::
 
-        save_explorer_batch(out, batch.images, {"CE map": maps}, batch.ids, boxes=batch.boxes, box_labels=batch.box_labels,
-                            probs=probs, labels=batch.labels, profiles=profiles, class_names=clf.class_names, source="demo")
+        save_explorer_batch(out, batch.images, {"CE map": maps}, batch.ids, boxes=batch.boxes,
+        box_labels=batch.box_labels,
+                            probs=probs, labels=batch.labels, profiles=profiles, class_names=clf.class_names,
+                            source="demo")
     """
     n = min(len(ids), MAX_ITEMS)
     label_lists = _label_indices(labels)
-    target_list = _ints(targets)
+    target_list = as_ints(targets)
     items = [
         ExplorerItem(
-            id=str(ids[i]), image=images[i], maps={m: v[i] for m, v in maps.items()},
-            boxes=boxes[i] if boxes is not None else None, box_labels=_ints(box_labels[i]) if box_labels is not None else None,
-            probs=probs[i] if probs is not None else None, target=target_list[i] if target_list is not None else None,
-            labels=label_lists[i] if label_lists is not None else None, profile=profiles[i] if profiles is not None else None, source=source,
+            id=str(ids[i]),
+            image=images[i],
+            maps={m: v[i] for m, v in maps.items()},
+            boxes=boxes[i] if boxes is not None else None,
+            box_labels=as_ints(box_labels[i]) if box_labels is not None else None,
+            probs=probs[i] if probs is not None else None,
+            target=target_list[i] if target_list is not None else None,
+            labels=label_lists[i] if label_lists is not None else None,
+            profile=profiles[i] if profiles is not None else None,
+            source=source,
         )
         for i in range(n)
     ]
@@ -254,7 +255,8 @@ def save_explorer_batch(out: str | Path, images: Any, maps: Mapping[str, Any], i
 
 
 def relative_names(paths: Sequence[str | Path]) -> list[str]:
-    """File names as the reader knows them: relative to the folder that holds them all (``scans/p1/view.png``), never cut short."""
+    """File names as the reader knows them: relative to the folder that holds them all (``scans/p1/view.png``), never
+    cut short."""
     paths = [Path(p) for p in paths]
     if not paths:
         return []

@@ -1,24 +1,34 @@
-"""The one verb every explanation method shares: ``attribute(images, target=None) -> B x H x W``.
+"""The one family of explanation methods and its one verb: ``attribute(images, target=None)``.
 
-The same verb as :class:`cemap.CEMap`, :class:`cemap.AdaptiveCEMap` and Captum; ``explain`` is an alias.
+Every method - cemap's own (:class:`~cemap.CEMap`, :class:`~cemap.AdaptiveCEMap`,
+:class:`~cemap.LatentCE`) and the baselines of :mod:`cemap.explain` (CAMs, Captum's Occlusion and
+Integrated Gradients, RISE, Kernel SHAP, the floors) - is an :class:`Explainer`, with Captum's verb.
+It lives here, below the baselines, because cemap's own methods are part of the causal engine.
 
-Maps are float tensors at input resolution where **higher = more important for the target**
-(the same convention as CE maps). ``target`` is one class (or, for a multi-label model, one
-finding) per image: an int, a tensor of B indices, or None for the predicted class / most
-probable finding. Each method only says how one chunk of images becomes maps.
+Pixel attributions (:class:`Explainer`) are float maps at input resolution, B x H x W, where **higher
+= more important for the target** (the CE maps' convention). Layer attributions
+(:class:`LayerExplainer`, Captum's ``LayerAttribution``) score the channels of a layer instead:
+B x k. ``target`` is one class (or, for a multi-label model, one finding) per image: an int, a
+tensor of B indices, or None for the predicted class / most probable finding. A method only says
+how one chunk of images becomes maps (``_explain``); validation, targets and chunking are shared.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..causal.batching import chunks, default_chunk
-from ..causal.effects import resolve_targets
 from ..models.classifier import Classifier
+from .batching import chunks, default_chunk
+from .effects import resolve_targets
 
 
 class Explainer:
-    """Base class: ``explain`` validates, resolves targets and chunks; subclasses implement ``_explain``."""
+    """Base class: ``attribute`` validates, resolves targets and chunks; subclasses implement ``_explain``.
+
+    Args:
+        classifier: the model explained.
+        batch_size: images explained per chunk (None: a size chosen from the input shape).
+    """
 
     name: str = ""
 
@@ -40,10 +50,6 @@ class Explainer:
         maps = [self._explain(images[s], targets[s]) for s in chunks(len(images), self.batch_size)]
         return torch.cat(maps).float()
 
-    def explain(self, images: torch.Tensor, target: int | torch.Tensor | None = None) -> torch.Tensor:
-        """Alias of :meth:`attribute`."""
-        return self.attribute(images, target)
-
     def resolve_targets(self, images: torch.Tensor, target: int | torch.Tensor | None) -> torch.Tensor:
         """B class indices; the model's own choice when ``target`` is None."""
         if target is not None:
@@ -57,3 +63,12 @@ class Explainer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.classifier.name or 'classifier'})"
+
+
+class LayerExplainer(Explainer):
+    """Attributions to the k channels of a layer rather than to pixels (Captum's ``LayerAttribution``): B x k.
+
+    ``layer`` names the layer whose channels are scored.
+    """
+
+    layer: str = ""

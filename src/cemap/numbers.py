@@ -1,9 +1,12 @@
 """Numbers as a reader should see them: rounded to what they can carry, intervals as ``0.72 [0.66, 0.78]``.
 
-An interval is any mapping with ``estimate``, ``low`` and ``high`` (as
-:class:`cemap.evaluate.bootstrap.Interval` writes it: plus ``n`` and ``level``, and ``verdict`` for a
-difference). Its decimals follow its width: enough to show the width with two significant digits,
-never more. A lone number gets three significant digits (fewer only where the value is exactly that short, e.g. 0.01 or 1).
+The one place intervals become text: the report (decimals from the interval's width) and the studies'
+claims and tables (a fixed format such as ``.3f``) both call :func:`format_interval`.
+
+An interval is any mapping with ``estimate``, ``low`` and ``high`` (as :class:`cemap.evaluate.bootstrap.Interval` writes
+it: plus ``n`` and ``level``, and ``verdict`` for a difference). Its decimals follow its width: enough to show the width
+with two significant digits, never more. A lone number gets three significant digits (fewer only where the value is
+exactly that short, e.g. 0.01 or 1).
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ MAX_DECIMALS = 4
 
 
 def is_interval(value: Any) -> bool:
-    return isinstance(value, dict) and all(isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool) for k in ("estimate", "low", "high"))
+    return isinstance(value, dict) and all(
+        isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool)
+        for k in ("estimate", "low", "high")
+    )
 
 
 def decimals_for_width(width: float) -> int:
@@ -44,12 +50,23 @@ def number(value: float, digits: int = 3) -> str:
     return f"{value:.{digits - 1}e}"
 
 
-def interval(value: dict, signed: bool | None = None) -> str:
-    """``0.72 [0.66, 0.78]``; a difference (one with a ``verdict``) is signed and followed by its verdict."""
+def format_interval(value: dict | None, spec: str | None = None, missing: str = "-") -> str:
+    """``estimate [low, high]`` of an interval mapping.
+
+    Args:
+        value: a mapping with ``estimate``, ``low`` and ``high``; None, or a NaN / None estimate (too few
+            samples), gives ``missing``.
+        spec: a format spec applied to all three numbers (``".3f"``, ``".3g"``, ``"+.3f"``); None: as many
+            decimals as the interval's width supports (:func:`decimals_for_width`), the estimate of a
+            difference (a mapping with a ``verdict``) signed and followed by its verdict - the report's form.
+    """
+    if not value or value.get("estimate") is None or value["estimate"] != value["estimate"]:
+        return missing
     est, low, high = float(value["estimate"]), float(value["low"]), float(value["high"])
+    if spec is not None:
+        return f"{est:{spec}} [{low:{spec}}, {high:{spec}}]"
     d = decimals_for_width(high - low)
-    signed = ("verdict" in value) if signed is None else signed
-    sign = "+" if signed else ""
+    sign = "+" if "verdict" in value else ""
     text = f"{est:{sign}.{d}f} [{low:.{d}f}, {high:.{d}f}]"
     if value.get("verdict"):
         text += f" ({value['verdict']})"
@@ -59,7 +76,7 @@ def interval(value: dict, signed: bool | None = None) -> str:
 def show(value: Any) -> str:
     """Any result value as plain text (not yet HTML-escaped)."""
     if is_interval(value):
-        return interval(value)
+        return format_interval(value)
     if value is None:
         return "n/a"
     if isinstance(value, (bool, int, float)):
