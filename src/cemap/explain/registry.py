@@ -10,8 +10,13 @@ from ..models.classifier import Classifier
 _EXPLAINERS: dict[str, Callable] = {}
 
 
-def register_explainer(name: str) -> Callable:
+def register_explainer(name: str, replace: bool = False) -> Callable:
+    """Class decorator registering an explanation method under ``name``; ``replace=True`` is required to take over a
+    name already registered (``ce`` is: the paper's single grid registers first, the CE map chosen on train replaces it,
+    keeping its place in :func:`list_explainers`)."""
     def wrap(cls):
+        if name in _EXPLAINERS and not replace:
+            raise ValueError(f"explanation method {name!r} is already registered (by {_EXPLAINERS[name].__name__})")
         cls.name = name
         _EXPLAINERS[name] = cls
         return cls
