@@ -89,13 +89,13 @@ def gradient_safe_layers(classifier: Classifier, layers: list[str]) -> tuple[Cla
         if not layer or layer not in modules:
             raise CemapError(f"unknown CAM layer {layer!r}", "name a module of classifier.model, e.g. the last convolution")
     clone = copy.deepcopy(classifier)
-    inner = []
-    for layer in layers:
+    inner: dict[str, nn.Module] = {}
+    for layer in sorted(set(layers), key=lambda n: -n.count(".")):  # a nested layer before its container: wrapping never hides a path
         parent_name, _, child = layer.rpartition(".")
         parent = clone.model.get_submodule(parent_name) if parent_name else clone.model
-        inner.append(getattr(parent, child))
-        setattr(parent, child, CloneOutput(inner[-1]))
-    return clone.eval(), inner
+        inner[layer] = getattr(parent, child)
+        setattr(parent, child, CloneOutput(inner[layer]))
+    return clone.eval(), [inner[n] for n in layers]
 
 
 def spatial_layers(classifier: Classifier) -> list[tuple[str, tuple[int, int]]]:

@@ -14,6 +14,7 @@ contrast, and the |map| correlation measures the image as much as the method.
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import numpy as np
@@ -77,21 +78,23 @@ def run_sanity(method: str, clf, pairs: BenchPairs, maps: torch.Tensor, factory:
     """Every sanity figure of one method on these pairs (see the module docstring)."""
     blocks = layer_blocks(clf)
     clusters = pairs.image_index.numpy()
-    make = lambda c, off=0: factory(method, c, pairs, seed_offset=off)  # noqa: E731
+    offsets = itertools.count(100)  # every explainer built below draws fresh random numbers (RISE masks, coalitions)
+    make = lambda c, off=None: factory(method, c, pairs, seed_offset=next(offsets) if off is None else off)  # noqa: E731
     verdict, first = cascade(method, clf, pairs, maps, factory, cfg, blocks)
     out = {"blocks": blocks, "n_pairs": len(pairs), "n_images": pairs.n_images, "cascading_full": verdict,
            "arun": arun_baseline(first, maps, pairs, cfg)}
     if cfg.independent:
         out["independent_seed0"] = independent(method, clf, pairs, maps, factory, cfg, blocks)
     out["efficient_mprt"] = cluster_bootstrap_mean(
-        efficient_mprt(lambda c: make(c, 101), clf, pairs.images, pairs.targets, maps), clusters, cfg.n_boot).to_json()
-    rng = np.random.default_rng(cfg.seed)
-    out["smooth_mprt"] = {"nr_samples": cfg.smooth_samples, **cluster_bootstrap_mean(
-        smooth_mprt(lambda c: make(c, 102), clf, pairs.images, pairs.targets, nr_samples=cfg.smooth_samples, rng=rng), clusters, cfg.n_boot).to_json()}
+        efficient_mprt(make, clf, pairs.images, pairs.targets, maps), clusters, cfg.n_boot).to_json()
+    if cfg.smooth_samples:
+        rng = np.random.default_rng(cfg.seed)
+        out["smooth_mprt"] = {"nr_samples": cfg.smooth_samples, **cluster_bootstrap_mean(
+            smooth_mprt(make, clf, pairs.images, pairs.targets, nr_samples=cfg.smooth_samples, rng=rng), clusters, cfg.n_boot).to_json()}
     logit = random_logit_similarity(lambda c: make(c, 0), clf, pairs.images, pairs.targets, maps, generator(cfg.seed, "random-logit"))
     out["random_logit"] = _intervals(logit, clusters, cfg.n_boot)
     if permuted is not None:
-        other = make(permuted, 103).attribute(pairs.images, pairs.targets)
+        other = make(permuted).attribute(pairs.images, pairs.targets)
         sims = map_similarity(maps, other)
         out["data_randomisation"] = {**_intervals(sims, clusters, cfg.n_boot)}
         out["data_randomisation"]["passes"] = all(-0.3 < out["data_randomisation"][k]["low"] and out["data_randomisation"][k]["high"] < 0.3
