@@ -12,7 +12,8 @@ from torch import nn
 import cemap
 from cemap.explain import CloneOutput, default_cam_layer, get_explainer, gradient_safe_copy, list_explainers
 
-METHODS = ["ce", "cam", "gradcam", "gradcam++", "scorecam", "occlusion", "integrated-gradients", "random", "centre", "ce-ms", "rise", "kernelshap"]
+METHODS = ["ce", "cam", "gradcam", "gradcam++", "scorecam", "occlusion", "integrated-gradients", "random", "centre", "edge", "contrast", "ce-ms",
+           "ce-paper", "rise", "kernelshap"]
 GRADIENT_METHODS = ["cam", "gradcam", "gradcam++", "integrated-gradients"]
 
 
