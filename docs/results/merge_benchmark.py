@@ -43,6 +43,42 @@ def groups(runs: list[dict], values: list[dict]) -> list[dict]:
     return out
 
 
+def _i(x: dict | None) -> str:
+    return "-" if not x or x.get("estimate") is None else f"{x['estimate']:.3f} [{x['low']:.3f}, {x['high']:.3f}]"
+
+
+VARIANT_METRICS = ("gt_rank", "gt_top1", "pointing_game", "chexlocalize_iou", "road@counterfactual", "road@noisy-linear")
+
+
+def details(doc: dict) -> str:
+    """The Markdown behind docs/evaluation.md: every method over trainings, flagged metrics, sanity, choices and timings."""
+    out = []
+    for g in doc["over_trainings"]:
+        out.append(f"### {g['model']}, {g['size']} px: every method over {g['n_trainings']} trainings (hierarchical 95% intervals)\n")
+        out.append("| method | " + " | ".join(VARIANT_METRICS) + " |")
+        out.append("|---|" + "---|" * len(VARIANT_METRICS))
+        for m, row in g["rows"].items():
+            out.append(f"| {m} | " + " | ".join(_i(row.get(k)) for k in VARIANT_METRICS) + " |")
+        flagged = {k: v["floors_beating_median"] for k, v in g["floors"].items() if v["uninformative"]}
+        out.append("\nUninformative here (a floor beats the median method): " + "; ".join(f"{k} ({', '.join(v)})" for k, v in flagged.items()))
+    out.append("\n### Sanity v2 per training (cascading: two-sided pass; Arun; eMPRT higher better; sMPRT and random-logit Spearman lower better)\n")
+    out.append("| training | method | cascading | Arun | eMPRT | sMPRT | random-logit Spearman | data randomisation |")
+    out.append("|---|---|---|---|---|---|---|---|")
+    for r in doc["runs"]:
+        for m, s in r["sanity"].items():
+            dr = s.get("data_randomisation")
+            out.append(f"| seed {r['train_seed']} | {m} | {'passes' if s['cascading_full']['passes'] else 'fails'} | "
+                       f"{'passes' if s['arun']['passes'] else 'fails'} | {_i(s['efficient_mprt'])} | {_i(s.get('smooth_mprt'))} | "
+                       f"{_i(s['random_logit']['spearman'])} | {'-' if not dr else ('passes' if dr['passes'] else 'fails') + ' ' + _i(dr['spearman_abs'])} |")
+    out.append("\n### Choices made on validation images, and time\n")
+    for r in doc["runs"]:
+        chosen = "; ".join(f"{m}: {o}" for m, o in r["chosen"].items())
+        stages = ", ".join(f"{k} {v / 60:.0f} min" for k, v in r["seconds_by_stage"].items())
+        out.append(f"* training seed {r['train_seed']} (held-out AUROC {r['model_quality']['heldout_macro_auroc']:.3f}): {chosen}. "
+                   f"{r['seconds'] / 60:.0f} min in all ({stages}).")
+    return "\n".join(out)
+
+
 def main(out: str, sources: list[str]) -> None:
     runs, values = read_runs(sources)
     merged = groups(runs, values)
@@ -59,6 +95,7 @@ def main(out: str, sources: list[str]) -> None:
         for claim in g["headline"]:
             print("*", claim["claim"])
     print(markdown_summary(merged))
+    print(details(doc))
 
 
 if __name__ == "__main__":
