@@ -14,6 +14,8 @@ from cemap.explain import CloneOutput, default_cam_layer, get_explainer, gradien
 
 METHODS = [
     "ce",
+    "ce-ms",
+    "ce-paper",
     "cam",
     "gradcam",
     "gradcam++",
@@ -22,7 +24,8 @@ METHODS = [
     "integrated-gradients",
     "random",
     "centre",
-    "ce-ms",
+    "edge",
+    "contrast",
     "rise",
     "kernelshap",
 ]

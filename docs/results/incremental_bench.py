@@ -42,15 +42,17 @@ def main() -> None:
             "threads": torch.get_num_threads(),
             "cpu": platform.processor() or platform.machine(),
             "note": "shared 2-core machine under heavy load from other jobs: absolute times are inflated; ratios are "
-                    "interleaved",
+            "interleaved",
         },
         "model": {"name": clf.name, "input_shape": list(clf.input_shape), "weights": "random"},
     }
     result["incremental"] = incremental_section(clf, x, targets, cfg)
     print(json.dumps(result["incremental"], indent=1), flush=True)
     dense = {p: CEMap(clf, precision=p) for p in ("fp32", "bf16")}
-    seconds = {"dense_fp32": result["incremental"][clf.name]["s_per_image"]["incremental"],
-               "dense_bf16": timed(lambda: dense["bf16"].attribute(x, targets), cfg.repeats, cfg.warmup)["median_s"]}
+    seconds = {
+        "dense_fp32": result["incremental"][clf.name]["s_per_image"]["incremental"],
+        "dense_bf16": timed(lambda: dense["bf16"].attribute(x, targets), cfg.repeats, cfg.warmup)["median_s"],
+    }
     ce_map = {
         "forward_passes_per_image": {"dense": dense["fp32"].forward_passes_per_image},
         "s_per_image": seconds,

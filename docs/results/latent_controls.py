@@ -5,6 +5,7 @@ maps) and docs/figures/latent_controls_<dataset>.png, latent_concepts_<dataset>.
 the built-in models cached:
     .venv/bin/python docs/results/latent_controls.py [synthcxr mnist5k]
 """
+
 import json
 import shutil
 import sys
@@ -31,8 +32,12 @@ for dataset in sys.argv[1:] or ["synthcxr", "mnist5k"]:
         for row in concepts["rows"]:  # the activation maps stay in the run folder's latent_concepts.json
             for top in row["top_images"]:
                 top.pop("map")
-        record = {"command": f".venv/bin/python docs/results/latent_controls.py {dataset}",
-                  "stage_seconds_with_warm_models": round(seconds, 1), **result.to_json(), "concept_table": concepts}
+        record = {
+            "command": f".venv/bin/python docs/results/latent_controls.py {dataset}",
+            "stage_seconds_with_warm_models": round(seconds, 1),
+            **result.to_json(),
+            "concept_table": concepts,
+        }
         (root / "results" / f"latent_controls_{dataset}.json").write_text(json.dumps(record, indent=1))
         shutil.copy(Path(tmp) / "latent_controls.png", root / "figures" / f"latent_controls_{dataset}.png")
         shutil.copy(Path(tmp) / "latent_concepts.png", root / "figures" / f"latent_concepts_{dataset}.png")

@@ -1,135 +1,153 @@
-"""Merge the explanation benchmark's per-(model, size) runs into docs/results/evaluation_benchmark_v2.json (issue 16).
+"""Merge explanation-benchmark v3 runs (one per model, size and training seed) into
+docs/results/evaluation_benchmark_v3.json.
 
-Each `cemap evaluate --benchmark` run writes its own evaluation.json; the runs of the README were made separately
-(one per model and size, some on a GPU), so this puts them in one document: every run as it was written, the
-headline and the acceptance recomputed from them, the command and place of each, and the held-out macro AUROC of
-each model (read from the run, or computed here from the cached model when its weights' fingerprint matches).
+Each `cemap evaluate --dataset synthcxr --benchmark --train-seed K` run writes its evaluation.json and a values-*.npz
+of per-pair values beside it. This puts the runs in one document - every run as written (tuning candidates and their
+validation scores, floors, rows with image-level intervals, sanity v2, timings), the command and wall time of each -
+and adds, per model and size, the verdicts over trainings: hierarchical intervals (trainings, then images) of CE minus
+the best tuned peer on every metric (:func:`cemap.studies.explanation_benchmark.merged_verdicts`).
 
-    .venv/bin/python docs/results/merge_benchmark.py OUT.json RUN.json[=COMMAND] ...
+    python docs/results/merge_benchmark.py OUT.json RUN_DIR[=COMMAND[=WALL_SECONDS]] ...
+
+(v2's documents were merged by the v2 version of this script, in the git history beside evaluation_benchmark_v2.json.)
 """
+
 import json
 import sys
 from pathlib import Path
 
-import torch
-
-from cemap.causal.autoencoder import model_fingerprint
-from cemap.data import get_dataset
-from cemap.models import get_model
-from cemap.studies.explanation_benchmark import HELDOUT_SEED, headline, model_quality
+from cemap.studies.explanation_benchmark import RULE, load_values, markdown_summary, merged_claims, merged_verdicts
 
 
-def quality(run: dict) -> dict | None:
-    """The run's own held-out AUROC, else the cached CPU-trained model's when it is the very model the run scored."""
-    if run.get("model_quality"):
-        return run["model_quality"]
-    if run.get("device", "cpu") != "cpu":
-        return None
-    clf = get_model(run["model"], size=run["size"])
-    if model_fingerprint(clf) != run["model_fingerprint"]:
-        return None
-    return model_quality(clf, get_dataset("synthcxr", split="test", seed=HELDOUT_SEED, size=run["size"]))
+def read_runs(sources: list[str]) -> tuple[list[dict], list[dict]]:
+    runs, values = [], []
+    for source in sources:
+        folder, command, wall = (source.split("=") + ["", ""])[:3]
+        doc = json.loads((Path(folder) / "evaluation.json").read_text())
+        for run in doc["runs"]:
+            run["command"] = command or None
+            run["wall_seconds_of_command"] = float(wall) if wall else None
+            runs.append(run)
+            values.append(load_values(Path(folder) / run["values_file"]))
+    return runs, values
 
 
-def spread(runs: list[dict]) -> list[dict]:
-    """Per (model, size, device) trained from several seeds: each seed's CE-minus-best-peer difference and verdict on
-    the
-    acceptance metrics, and the range of the differences (the bootstrap intervals cover images, not retraining)."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in runs:
-        groups.setdefault((r["model"], r["size"], r.get("device", "cpu")), []).append(r)
+def groups(runs: list[dict], values: list[dict]) -> list[dict]:
+    by: dict[tuple, list[int]] = {}
+    for i, r in enumerate(runs):
+        by.setdefault((r["model"], r["size"], r["device"]), []).append(i)
     out = []
-    for (model, size, device), rs in groups.items():
-        if len(rs) < 2:
-            continue
-        row = {"model": model, "size": size, "device": device, "train_seeds": [r.get("train_seed", 0) for r in rs]}
-        for k in ("pointing_game", "iobb@0.25"):
-            diffs = [r["acceptance"][k]["difference"] for r in rs]
-            row[k] = {
-                "ce": [r["acceptance"][k]["ce"]["estimate"] for r in rs],
-                "best_peer": [r["acceptance"][k]["best_peer"] for r in rs],
-                "difference": [d["estimate"] for d in diffs],
-                "verdict": [d["verdict"] for d in diffs],
-                "difference_range": [min(d["estimate"] for d in diffs), max(d["estimate"] for d in diffs)],
+    for (model, size, device), idx in by.items():
+        peers = runs[idx[0]]["config"]["peers"]
+        merged = merged_verdicts([values[i] for i in idx], peers)
+        out.append(
+            {
+                "model": model,
+                "size": size,
+                "device": device,
+                "train_seeds": [runs[i]["train_seed"] for i in idx],
+                "n_images_per_training": [runs[i]["n_images"] for i in idx],
+                **merged,
             }
-        row["sanity_passes"] = [r["acceptance"]["sanity"]["passes"] for r in rs]
-        row["heldout_macro_auroc"] = [(r.get("model_quality") or {}).get("heldout_macro_auroc") for r in rs]
-        out.append(row)
+        )
     return out
 
 
+def _i(x: dict | None) -> str:
+    return "-" if not x or x.get("estimate") is None else f"{x['estimate']:.3f} [{x['low']:.3f}, {x['high']:.3f}]"
+
+
+VARIANT_METRICS = (
+    "gt_rank",
+    "gt_top1",
+    "pointing_game",
+    "chexlocalize_iou",
+    "road@counterfactual",
+    "road@noisy-linear",
+)
+
+
+def details(doc: dict) -> str:
+    """The Markdown behind docs/evaluation.md: every method over trainings, flagged metrics, sanity, choices and
+    timings."""
+    out = []
+    for g in doc["over_trainings"]:
+        out.append(
+            f"### {g['model']}, {g['size']} px: every method over {g['n_trainings']} trainings (hierarchical 95% "
+            "intervals)\n"
+        )
+        out.append("| method | " + " | ".join(VARIANT_METRICS) + " |")
+        out.append("|---|" + "---|" * len(VARIANT_METRICS))
+        for m, row in g["rows"].items():
+            out.append(f"| {m} | " + " | ".join(_i(row.get(k)) for k in VARIANT_METRICS) + " |")
+        flagged = {k: v["floors_beating_median"] for k, v in g["floors"].items() if v["uninformative"]}
+        out.append(
+            "\nUninformative here (a floor beats the median method): "
+            + "; ".join(f"{k} ({', '.join(v)})" for k, v in flagged.items())
+        )
+    out.append(
+        "\n### Sanity v2 per training (cascading: two-sided pass; Arun; eMPRT higher better; "
+        "sMPRT and random-logit Spearman lower better)\n"
+    )
+    out.append("| training | method | cascading | Arun | eMPRT | sMPRT | random-logit Spearman | data randomisation |")
+    out.append("|---|---|---|---|---|---|---|---|")
+    for r in doc["runs"]:
+        for m, s in r["sanity"].items():
+            dr = s.get("data_randomisation")
+            out.append(
+                f"| seed {r['train_seed']} | {m} | {'passes' if s['cascading_full']['passes'] else 'fails'} | "
+                f"{'passes' if s['arun']['passes'] else 'fails'} | {_i(s['efficient_mprt'])} | "
+                f"{_i(s.get('smooth_mprt'))} | "
+                f"{_i(s['random_logit']['spearman'])} | "
+                f"{'-' if not dr else ('passes' if dr['passes'] else 'fails') + ' ' + _i(dr['spearman_abs'])} |"
+            )
+    out.append("\n### Choices made on validation images, and time\n")
+    for r in doc["runs"]:
+        chosen = "; ".join(f"{m}: {o}" for m, o in r["chosen"].items())
+        stages = ", ".join(f"{k} {v / 60:.0f} min" for k, v in r["seconds_by_stage"].items())
+        out.append(
+            f"* training seed {r['train_seed']} (held-out AUROC {r['model_quality']['heldout_macro_auroc']:.3f}): "
+            f"{chosen}. "
+            f"{r['seconds'] / 60:.0f} min in all ({stages})."
+        )
+    return "\n".join(out)
+
+
 def main(out: str, sources: list[str]) -> None:
-    torch.set_num_threads(1)
-    runs, commands, config = [], [], None
-    for source in sources:
-        path, _, command = source.partition("=")
-        doc = json.loads(Path(path).read_text())
-        config = config or doc["config"]
-        for run in doc["runs"]:
-            run["model_quality"] = quality(run)
-            runs.append(run)
-        commands.append(command or path)
-    merged = {
-        "protocol": "explanation benchmark v2 (issue 16)",
-        "config": {**config, "models": sorted({r["model"] for r in runs}), "sizes": sorted({r["size"] for r in runs})},
+    runs, values = read_runs(sources)
+    merged = groups(runs, values)
+    for g in merged:
+        g["headline"] = merged_claims(g)
+    doc = {
+        "protocol": "explanation benchmark v3 (issue 26)",
+        "interval_rule": RULE,
         "heldout": {
             "dataset": "synthcxr",
             "split": "test",
-            "seed": HELDOUT_SEED,
-            "sizes": sorted({r["size"] for r in runs}),
-            "models": sorted({r["model"] for r in runs}),
-            "choices_made_on": "synthcxr seed-0 train split only",
+            "seed": runs[0]["config"]["heldout_seed"],
+            "choices_made_on": f"synthcxr val split, generator seed {runs[0]['config']['tune_seed']} "
+            "(drawn like train, never trained on)",
         },
+        "over_trainings": merged,
         "runs": runs,
-        "headline": headline(runs),
-        "acceptance_met": all(r["acceptance"]["met"] for r in runs),
-        "spread_over_trainings": spread(runs),
-        "commands": commands,
+        "commands": [
+            {
+                "command": r["command"],
+                "wall_seconds": r["wall_seconds_of_command"],
+                "model": r["model"],
+                "size": r["size"],
+                "train_seed": r["train_seed"],
+                "seconds_in_run": r["seconds"],
+            }
+            for r in runs
+        ],
     }
-    Path(out).write_text(json.dumps(merged, indent=2))
-    for claim in merged["headline"]:
-        print("*", claim["claim"])
-    print(markdown(runs))
-    for row in merged["spread_over_trainings"]:
-        print(json.dumps(row))
-
-
-def _cell(i: dict) -> str:
-    return f"{i['estimate']:.3f} [{i['low']:.3f}, {i['high']:.3f}]"
-
-
-def markdown(runs: list[dict]) -> str:
-    """The README's table: CE against the best peer on the acceptance metrics, ROAD and sanity, one row per run."""
-    lines = [
-        "| model, size (where) | AUROC | PG-1max: CE vs best peer, CE - peer | T(IoBB=0.25): CE vs best peer, CE - "
-        "peer | ROAD: CE vs best other | sanity: CE worst-seed abs Spearman |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in runs:
-        acc, rows = r["acceptance"], r["rows"]
-        cells = []
-        for k in ("pointing_game", "iobb@0.25"):
-            a, d = acc[k], acc[k]["difference"]
-            cells.append(f"{a['ce']['estimate']:.3f} vs {a['best_peer']} {a['peer']['estimate']:.3f}, "
-                         f"{d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] **{d['verdict']}**")
-        best = max(
-            (m for m in rows if m not in ("ce-ms", "random", "centre")), key=lambda m: rows[m]["road"]["estimate"]
-        )
-        d = r["ce_minus"][best]["road"]
-        cells.append(
-            f"{rows['ce-ms']['road']['estimate']:.3f} vs {best} {rows[best]['road']['estimate']:.3f}: {d['verdict']}"
-        )
-        v = r["sanity"]["ce-ms"]["verdict"]
-        worst = max(v["per_seed"], key=lambda s: s["spearman_abs"]["high"])
-        cells.append(f"{_cell(worst['spearman_abs'])}: {'passes' if v['passes'] else 'fails'}")
-        auroc = (r.get("model_quality") or {}).get("heldout_macro_auroc")
-        where = r.get("device", "cpu") + (f", training seed {r['train_seed']}" if r.get("train_seed") else "")
-        lines.append(
-            f"| {r['model']}, {r['size']} px ({where}) | {'-' if auroc is None else f'{auroc:.3f}'} | "
-            + " | ".join(cells)
-            + " |"
-        )
-    return "\n".join(lines)
+    Path(out).write_text(json.dumps(doc, indent=1))
+    for g in merged:
+        for claim in g["headline"]:
+            print("*", claim["claim"])
+    print(markdown_summary(merged))
+    print(details(doc))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ The bench times the two in different processes, one after the other, where drift
 as the difference being measured (bit-identical outputs mean identical arithmetic). Run from the repository root:
     .venv/bin/python docs/results/pgd_parity.py > docs/results/pgd_parity.txt
 """
+
 import statistics
 import time
 

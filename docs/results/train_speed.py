@@ -1,6 +1,7 @@
 """Seconds per training batch (32 images, forward + backward + Adam step, 1 thread) of the synthcxr models: can
 DenseNet-121 train in about 30 minutes on 2 cores (issue 16)? Output: docs/results/train_speed.txt.
 Run: .venv/bin/python docs/results/train_speed.py"""
+
 import time
 
 import torch
@@ -8,6 +9,7 @@ from torch import nn
 
 from cemap.models.synthcxr_nets import SlimResNet18, densenet121_1ch, resnet18_1ch
 from cemap.models.cxr_cnn import CxrCNN
+
 torch.set_num_threads(1)
 for size in (64, 128):
     for name, make in (

@@ -131,16 +131,28 @@ def effusion(dx, dy, rng, lateral_sign: float):
     return rng.uniform(0.28, 0.4) * _soft(dy - level, 0.12)
 
 
-def draw_lesion(
-    img: np.ndarray, lung: np.ndarray, finding: str, box: np.ndarray, lung_center_x: float, rng: np.random.Generator
-) -> None:
-    """Add one lesion of ``finding`` inside ``box`` to ``img`` (S x S), only where there is lung."""
-    ys, xs, dx, dy = _local(box, img.shape[-1])
+def lesion_patch(
+    lung: np.ndarray, finding: str, box: np.ndarray, lung_center_x: float, rng: np.random.Generator
+) -> tuple[slice, slice, np.ndarray]:
+    """(rows, columns, float32 patch): the opacity one lesion of ``finding`` adds inside ``box``, only where there is lung.
+
+    The patch covers exactly the box's pixel footprint (x0, y0 floored, x1, y1 ceiled): a lesion
+    changes no pixel outside it.
+    """
+    ys, xs, dx, dy = _local(box, lung.shape[-1])
     if finding == "Effusion":
         opacity = effusion(dx, dy, rng, lateral_sign=1.0 if (box[0] + box[2]) / 2 > lung_center_x else -1.0)
     else:
         opacity = {"Nodule": nodule, "Mass": mass, "Infiltrate": infiltrate}[finding](dx, dy, rng)
-    img[ys, xs] += opacity.astype(np.float32) * lung[ys, xs]
+    return ys, xs, opacity.astype(np.float32) * lung[ys, xs]
+
+
+def draw_lesion(
+    img: np.ndarray, lung: np.ndarray, finding: str, box: np.ndarray, lung_center_x: float, rng: np.random.Generator
+) -> None:
+    """Add one lesion of ``finding`` inside ``box`` to ``img`` (S x S), only where there is lung."""
+    ys, xs, patch = lesion_patch(lung, finding, box, lung_center_x, rng)
+    img[ys, xs] += patch
 
 
 def draw_marker(img: np.ndarray, box: np.ndarray) -> None:
@@ -151,9 +163,18 @@ def draw_marker(img: np.ndarray, box: np.ndarray) -> None:
     img[y0 + t : y1 - t, x0 + t : x1 - t] = 0.35
 
 
+def exposure(shape: tuple[int, ...], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(B x 1 x 1 gamma, B x S x S quantum noise) of a batch of films: drawn once, whatever is drawn on the films."""
+    gamma = rng.uniform(0.85, 1.2, size=(shape[0], 1, 1)).astype(np.float32)
+    return gamma, rng.normal(0, 0.012, size=shape).astype(np.float32)
+
+
+def develop(img: np.ndarray, gamma: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Apply exposure and noise, and quantise to 8 bits as in a stored PNG (pixel by pixel: a pixel depends on no other)."""
+    out = img.clip(0, 1) ** gamma + noise
+    return np.round(out.clip(0, 1) * 255).astype(np.uint8)
+
+
 def finish(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Per-image exposure (gamma), quantum noise, and 8-bit quantisation as in a stored PNG."""
-    b = img.shape[0]
-    gamma = rng.uniform(0.85, 1.2, size=(b, 1, 1)).astype(np.float32)
-    out = img.clip(0, 1) ** gamma + rng.normal(0, 0.012, size=img.shape).astype(np.float32)
-    return np.round(out.clip(0, 1) * 255).astype(np.uint8)
+    return develop(img, *exposure(img.shape, rng))

@@ -1,14 +1,23 @@
 """Bootstrap intervals for every reported figure, and verdicts read from them, never from point estimates.
 
-Two resampling schemes cover cemap's studies:
+The resampling schemes of cemap's studies:
 
-* **paired** (:func:`bootstrap_mean`, :func:`paired_difference`): one value per unit (an
-  (image, finding) pair, an image); units are resampled with replacement and, for a
-  difference, both methods are resampled with the *same* indices, so the interval of the
-  difference reflects that they were scored on the same units.
-* **two-sample, stratified** (:func:`bootstrap_auroc`, :func:`paired_auroc_difference`):
-  clean and adversarial scores are resampled separately (each side keeps its size), the
-  detection analogue of the percentile bootstrap of DeLong-free AUROC intervals.
+* **paired** (:func:`bootstrap_mean`, :func:`paired_difference`): one value per unit; units are
+  resampled with replacement and, for a difference, both methods are resampled with the *same*
+  indices, so the interval of the difference reflects that they were scored on the same units.
+* **clustered** (:func:`cluster_bootstrap_mean`, :func:`cluster_paired_difference`): units (e.g.
+  (image, finding) pairs) grouped in clusters (images); *clusters* are resampled and every unit of
+  a drawn cluster comes along, so correlated units of one image do not pass for independent ones.
+  ``n`` is then the number of clusters.
+* **hierarchical** (:func:`hierarchical_mean`, :func:`hierarchical_difference`): several runs (e.g.
+  trainings of one model from different seeds), each with clustered units; the runs are resampled,
+  then the clusters within each drawn run. The interval covers the choice of images *and* the
+  training, so a verdict read from it holds over retraining. ``n`` is the number of runs.
+* **two-sample** (:func:`bootstrap_auroc`, :func:`bootstrap_tpr_at_fpr`,
+  :func:`paired_auroc_difference`): AUROC and TPR of detection scores. When the clean and the
+  adversarial score of one image form a pair (same length, aligned), the images are resampled and
+  both scores come along (:func:`paired_indices`); otherwise each side is resampled separately
+  (:func:`stratified_indices`, each side keeps its size). ``paired=None`` decides by the lengths.
 
 Percentile intervals, ``n_boot`` = 2,000 by default, seeded generators (no global RNG).
 """
@@ -116,6 +125,117 @@ def paired_difference(
     return Difference(float(d.mean()), low, high, len(d), level, _verdict(low, high, higher_is_better))
 
 
+# ----------------------------------------------------------------------------------------------
+# clustered (units within images) and hierarchical (images within trainings) resampling
+
+
+def _cluster_sums(values, clusters) -> tuple[np.ndarray, np.ndarray]:
+    """(per-cluster sum of the finite values, per-cluster count of them) over the distinct ``clusters`` (any hashable labels)."""
+    v = np.asarray(values, dtype=float).reshape(-1)
+    c = np.asarray(clusters).reshape(-1)
+    if v.shape != c.shape:
+        raise ValueError(f"one cluster label per value: {v.shape} values, {c.shape} labels")
+    _, which = np.unique(c, return_inverse=True)
+    finite = np.isfinite(v)
+    k = int(which.max()) + 1 if len(which) else 0
+    sums = np.bincount(which[finite], weights=v[finite], minlength=k)
+    counts = np.bincount(which[finite], minlength=k).astype(float)
+    keep = counts > 0
+    return sums[keep], counts[keep]
+
+
+def _resampled_cluster_means(sums: np.ndarray, counts: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_boot`` means over resamples of the clusters (each drawn cluster brings all its units)."""
+    idx = rng.integers(0, len(sums), size=(n_boot, len(sums)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums[idx].sum(1) / counts[idx].sum(1)
+
+
+def cluster_bootstrap_mean(values, clusters, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
+    """Mean over units of ``values`` (NaN = no value) with an interval from resampling the ``clusters`` (one label per value).
+
+    ``n`` of the result is the number of clusters with a value (e.g. images, not (image, finding) pairs).
+    """
+    sums, counts = _cluster_sums(values, clusters)
+    if not len(sums):
+        return Interval(float("nan"), float("nan"), float("nan"), 0, level)
+    means = _resampled_cluster_means(sums, counts, n_boot, np.random.default_rng(seed))
+    return Interval(float(sums.sum() / counts.sum()), *percentile_interval(means, level), len(sums), level)
+
+
+def cluster_paired_difference(
+    a, b, clusters, higher_is_better: bool = True, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL
+) -> Difference:
+    """mean(a) - mean(b) over the units where both have a value, resampling clusters (both methods with the same draws)."""
+    a, b = np.asarray(a, dtype=float).reshape(-1), np.asarray(b, dtype=float).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values must align: {a.shape} vs {b.shape}")
+    i = cluster_bootstrap_mean(a - b, clusters, n_boot, seed, level)
+    return Difference(i.estimate, i.low, i.high, i.n, level, _verdict(i.low, i.high, higher_is_better))
+
+
+def hierarchical_mean(runs, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
+    """Mean over runs of each run's unit mean, with a two-stage interval: runs resampled, then clusters within each drawn run.
+
+    Args:
+        runs: a sequence of ``(values, clusters)``, one per run (e.g. per training seed), as for :func:`cluster_bootstrap_mean`.
+    Returns:
+        Interval whose ``n`` is the number of runs with a value. With one run it is the clustered interval of that run.
+    """
+    per_run = [_cluster_sums(v, c) for v, c in runs]
+    per_run = [(s, c) for s, c in per_run if len(s)]
+    if not per_run:
+        return Interval(float("nan"), float("nan"), float("nan"), 0, level)
+    r = len(per_run)
+    rng = np.random.default_rng(seed)
+    # every (resample, slot) gets its own draw of clusters, so a run drawn twice in one resample is resampled twice
+    draws = np.stack([_resampled_cluster_means(s, c, n_boot * r, rng) for s, c in per_run]).reshape(r, n_boot, r)
+    pick = rng.integers(0, r, size=(n_boot, r))
+    means = draws[pick, np.arange(n_boot)[:, None], np.arange(r)[None, :]].mean(1)
+    estimate = float(np.mean([s.sum() / c.sum() for s, c in per_run]))
+    return Interval(estimate, *percentile_interval(means, level), r, level)
+
+
+def hierarchical_difference(
+    runs, higher_is_better: bool = True, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL
+) -> Difference:
+    """:func:`hierarchical_mean` of a - b: ``runs`` is a sequence of ``(a, b, clusters)``; the verdict is read from the interval."""
+    diffs = []
+    for a, b, clusters in runs:
+        a, b = np.asarray(a, dtype=float).reshape(-1), np.asarray(b, dtype=float).reshape(-1)
+        if a.shape != b.shape:
+            raise ValueError(f"paired values must align: {a.shape} vs {b.shape}")
+        diffs.append((a - b, clusters))
+    i = hierarchical_mean(diffs, n_boot, seed, level)
+    return Difference(i.estimate, i.low, i.high, i.n, level, _verdict(i.low, i.high, higher_is_better))
+
+
+# ----------------------------------------------------------------------------------------------
+# detection: AUROC and TPR at a fixed FPR
+
+
+def paired_indices(n: int, n_boot: int = N_BOOT, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The same ``n_boot`` x n image resample for both sides: the clean and the adversarial score of an image travel together."""
+    idx = resample_indices(n, n_boot, seed)
+    return idx, idx
+
+
+def detection_indices(
+    n_clean: int, n_adv: int, n_boot: int = N_BOOT, seed: int = 0, paired: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paired resamples when ``paired`` (None: when both sides have the same length, i.e. one clean and one adversarial
+    score per image, aligned), else stratified ones."""
+    if paired is None:
+        paired = n_clean == n_adv
+    if paired:
+        if n_clean != n_adv:
+            raise ValueError(
+                f"paired resampling needs one clean and one adversarial score per image: {n_clean} vs {n_adv}"
+            )
+        return paired_indices(n_clean, n_boot, seed)
+    return stratified_indices(n_clean, n_adv, n_boot, seed)
+
+
 def stratified_indices(
     n_first: int, n_second: int, n_boot: int = N_BOOT, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -146,18 +266,22 @@ def _scores(*arrays) -> list[np.ndarray]:
     return [np.asarray(a, float).reshape(-1) for a in arrays]
 
 
-def bootstrap_auroc(clean, adversarial, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
-    """AUROC of scores (higher = adversarial / positive) with a stratified bootstrap interval; ``n`` = the smaller side.
+def bootstrap_auroc(
+    clean, adversarial, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL, paired: bool | None = None
+) -> Interval:
+    """AUROC of scores (higher = adversarial / positive) with a bootstrap interval; ``n`` = the smaller side.
 
     Args:
         clean, adversarial: shape (n_clean,), (n_adv,): scores of the negatives and of the positives.
+        paired: resample images, each with its clean and adversarial score (:func:`detection_indices`; None: when the
+            two sides have the same length), or each side separately (False).
     Returns:
         Interval (NaN with fewer than 2 scores on a side).
     """
     clean, adv = _scores(clean, adversarial)
     if len(clean) < 2 or len(adv) < 2:
         return Interval(float("nan"), float("nan"), float("nan"), min(len(clean), len(adv)), level)
-    ic, ia = stratified_indices(len(clean), len(adv), n_boot, seed)
+    ic, ia = detection_indices(len(clean), len(adv), n_boot, seed, paired)
     return Interval(
         float(pairwise_wins(clean, adv).mean()),
         *percentile_interval(resampled_aurocs(clean, adv, ic, ia), level),
@@ -167,15 +291,23 @@ def bootstrap_auroc(clean, adversarial, n_boot: int = N_BOOT, seed: int = 0, lev
 
 
 def paired_auroc_difference(
-    clean_a, adv_a, clean_b, adv_b, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL
+    clean_a,
+    adv_a,
+    clean_b,
+    adv_b,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = LEVEL,
+    paired: bool | None = None,
 ) -> Difference:
-    """AUROC(a) - AUROC(b) for two detectors scoring the *same* clean and adversarial inputs (same resampled indices)."""
+    """AUROC(a) - AUROC(b) for two detectors scoring the *same* clean and adversarial inputs (same resampled indices;
+    ``paired`` as in :func:`bootstrap_auroc`)."""
     ca, aa, cb, ab = _scores(clean_a, adv_a, clean_b, adv_b)
     if ca.shape != cb.shape or aa.shape != ab.shape:
         raise ValueError("both detectors must score the same inputs")
     if len(ca) < 2 or len(aa) < 2:
         return Difference(float("nan"), float("nan"), float("nan"), min(len(ca), len(aa)), level, "undetermined")
-    ic, ia = stratified_indices(len(ca), len(aa), n_boot, seed)
+    ic, ia = detection_indices(len(ca), len(aa), n_boot, seed, paired)
     low, high = percentile_interval(resampled_aurocs(ca, aa, ic, ia) - resampled_aurocs(cb, ab, ic, ia), level)
     estimate = float(pairwise_wins(ca, aa).mean() - pairwise_wins(cb, ab).mean())
     return Difference(estimate, low, high, min(len(ca), len(aa)), level, _verdict(low, high, True))
@@ -191,13 +323,20 @@ def _resampled_tprs(clean: np.ndarray, adv: np.ndarray, ic: np.ndarray, ia: np.n
 
 
 def bootstrap_tpr_at_fpr(
-    clean, adversarial, fpr: float = 0.05, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL
+    clean,
+    adversarial,
+    fpr: float = 0.05,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = LEVEL,
+    paired: bool | None = None,
 ) -> Interval:
-    """TPR at ``fpr`` (threshold from the clean scores, higher = adversarial) with a stratified bootstrap interval."""
+    """TPR at ``fpr`` (threshold from the clean scores, higher = adversarial) with a bootstrap interval (``paired`` as in
+    :func:`bootstrap_auroc`)."""
     clean, adv = _scores(clean, adversarial)
     if len(clean) < 2 or len(adv) < 2:
         return Interval(float("nan"), float("nan"), float("nan"), min(len(clean), len(adv)), level)
-    ic, ia = stratified_indices(len(clean), len(adv), n_boot, seed)
+    ic, ia = detection_indices(len(clean), len(adv), n_boot, seed, paired)
     estimate = float(_resampled_tprs(clean, adv, np.arange(len(clean))[None], np.arange(len(adv))[None], fpr)[0])
     return Interval(
         estimate,

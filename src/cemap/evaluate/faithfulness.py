@@ -1,12 +1,18 @@
-"""Deletion and insertion (Petsiuk et al. 2018, RISE): does removing what a map calls important hurt the model?
+"""Faithfulness by perturbation: does removing what a map calls important change the model's output?
 
-Deletion replaces pixels with ``deletion_fill`` (black) from the most to the least important and
-records the target's score after each step: a faithful map makes it fall fast (low AUC).
-Insertion starts from ``insertion_fill`` (a blurred copy) and puts the original pixels back in
-the same order: a faithful map makes it rise fast (high AUC). The curve has ``steps + 1``
-points over the fraction of pixels changed, 0..1; the AUC is the trapezoid rule over it.
+* Deletion and insertion (Petsiuk et al. 2018, RISE): pixels move from the image to a fill (or
+  back) in the map's order; the target's score is recorded after each of ``steps`` steps and the
+  area under the curve is reported (deletion: lower = more faithful; insertion: higher).
+  :func:`deletion_auc` / :func:`insertion_auc` order pixels in scan order on ties (the v1 study);
+  :func:`deletion_insertion` breaks ties at random (v2 and v3).
+* ROAD (Rong et al. 2022): remove and debias - the top (MoRF) or bottom (LeRF) fractions of the
+  map's pixels are *imputed*, so the removal itself carries no shape the model could read.
+  :func:`road` takes the imputer: ``'noisy-linear'`` (Rong et al.'s, the reference), ``'blur'``,
+  or whole fill images (e.g. synthcxr's exact lesion-free counterfactual).
+* :func:`floor_check`: a metric on which a floor map (random, centre, an image-only edge map)
+  beats the median method cannot tell maps apart; it is flagged and left out of verdicts.
 
-Every (image, step) pair is one masked image; they are evaluated in chunks of ``chunk_size``
+Every (image, step) pair is one perturbed image; they are evaluated in chunks of ``chunk_size``
 across all images, never one forward pass per step.
 """
 
@@ -37,40 +43,6 @@ def _scores(classifier: Classifier, images: torch.Tensor, targets: torch.Tensor,
     return values.gather(1, targets.view(-1, 1)).squeeze(1).float()
 
 
-@torch.inference_mode()
-def perturbation_curves(
-    classifier: Classifier,
-    images: torch.Tensor,
-    maps: torch.Tensor,
-    targets: torch.Tensor,
-    start: torch.Tensor,
-    end: torch.Tensor,
-    steps: int = 16,
-    output: str = "probability",
-    chunk_size: int | None = None,
-) -> torch.Tensor:
-    """B x (steps + 1) target scores as the map's top pixels move from ``start`` to ``end`` (both B x C x H x W)."""
-    if output not in OUTPUTS:
-        raise CemapError(f"unknown output {output!r}", f"use one of {', '.join(OUTPUTS)}")
-    if maps.shape != (images.shape[0], *images.shape[2:]):
-        raise CemapError(
-            f"maps of shape {tuple(maps.shape)} do not match images {tuple(images.shape)}",
-            "pass one H x W map per image",
-        )
-    b, n = images.shape[0], maps[0].numel()
-    ranks = pixel_ranks(maps)
-    counts = torch.round(torch.linspace(0, n, steps + 1)).long()
-    chunk_size = chunk_size or default_chunk(tuple(images.shape[1:]))
-    total = b * (steps + 1)
-    out = []
-    for s in chunks(total, chunk_size):
-        idx = torch.arange(s.start, s.stop)
-        img, step = idx // (steps + 1), idx % (steps + 1)
-        changed = (ranks[img] < counts[step, None, None])[:, None]
-        out.append(_scores(classifier, torch.where(changed, end[img], start[img]), targets[img], output))
-    return torch.cat(out).reshape(b, steps + 1)
-
-
 def curve_auc(curves: torch.Tensor) -> torch.Tensor:
     """B areas under curves sampled evenly over [0, 1] (trapezoid rule)."""
     x = torch.linspace(0, 1, curves.shape[1])
@@ -88,10 +60,12 @@ def deletion_auc(
     chunk_size: int | None = None,
 ) -> torch.Tensor:
     """B deletion AUCs (lower = more faithful)."""
-    curves = perturbation_curves(
-        classifier, images, maps, targets, images, fill_images(images, fill), steps, output, chunk_size
+    _check_maps(maps, images)
+    return curve_auc(
+        ranked_curves(
+            classifier, images, pixel_ranks(maps), targets, images, fill_images(images, fill), steps, output, chunk_size
+        )
     )
-    return curve_auc(curves)
 
 
 def insertion_auc(
@@ -105,10 +79,20 @@ def insertion_auc(
     chunk_size: int | None = None,
 ) -> torch.Tensor:
     """B insertion AUCs (higher = more faithful)."""
-    curves = perturbation_curves(
-        classifier, images, maps, targets, fill_images(images, fill), images, steps, output, chunk_size
+    _check_maps(maps, images)
+    return curve_auc(
+        ranked_curves(
+            classifier, images, pixel_ranks(maps), targets, fill_images(images, fill), images, steps, output, chunk_size
+        )
     )
-    return curve_auc(curves)
+
+
+def _check_maps(maps: torch.Tensor, images: torch.Tensor) -> None:
+    if maps.shape != (images.shape[0], *images.shape[2:]):
+        raise CemapError(
+            f"maps of shape {tuple(maps.shape)} do not match images {tuple(images.shape)}",
+            "pass one H x W map per image",
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -144,14 +128,11 @@ def ranked_curves(
     output: str = "probability",
     chunk_size: int | None = None,
 ) -> torch.Tensor:
-    """:func:`perturbation_curves` with the pixel order given as ranks (B x H x W, 0 = first to change)."""
+    """B x (steps + 1) target scores as pixels move from ``start`` to ``end`` (both B x C x H x W) in the order of ``ranks``
+    (B x H x W, 0 = first to change): at step s the round(s / steps * H * W) first-ranked pixels have moved."""
     if output not in OUTPUTS:
         raise CemapError(f"unknown output {output!r}", f"use one of {', '.join(OUTPUTS)}")
-    if ranks.shape != (images.shape[0], *images.shape[2:]):
-        raise CemapError(
-            f"maps of shape {tuple(ranks.shape)} do not match images {tuple(images.shape)}",
-            "pass one H x W map per image",
-        )
+    _check_maps(ranks, images)
     b, n = images.shape[0], ranks[0].numel()
     counts = torch.round(torch.linspace(0, n, steps + 1)).long()
     chunk_size = chunk_size or default_chunk(tuple(images.shape[1:]))
@@ -170,7 +151,7 @@ def deletion_insertion(
     maps: torch.Tensor,
     targets: torch.Tensor,
     steps: int = 16,
-    fill: str | float = "blur",
+    fill: str | float | torch.Tensor = "blur",
     output: str = "probability",
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
@@ -178,12 +159,16 @@ def deletion_insertion(
     """(B deletion AUCs - lower is better, B insertion AUCs - higher is better) with random tie-breaking.
 
     Deletion moves the top pixels to ``fill``; insertion starts from ``fill`` and restores them.
-    Use an in-distribution fill: 'blur' (the default) or the train set's mean pixel value as a
-    number - black pixels scattered over a radiograph push it off the training distribution, and
-    then a random map wins deletion.
+    ``fill``: 'blur' (the default), 'zero', 'mean', a number, or B x C x H x W fill images (e.g.
+    synthcxr's exact lesion-free counterfactuals: then only lesion pixels change anything). Use an
+    in-distribution fill - black pixels scattered over a radiograph push it off the training
+    distribution, and then a random map wins deletion.
     """
+    _check_maps(maps, images)
     ranks = pixel_ranks_random_ties(maps, generator)
-    filled = fill_images(images, fill)
+    filled = fill if torch.is_tensor(fill) else fill_images(images, fill)
+    if filled.shape != images.shape:
+        raise CemapError(f"fill images of shape {tuple(filled.shape)} do not match images {tuple(images.shape)}")
     deletion = curve_auc(ranked_curves(classifier, images, ranks, targets, images, filled, steps, output, chunk_size))
     insertion = curve_auc(ranked_curves(classifier, images, ranks, targets, filled, images, steps, output, chunk_size))
     return deletion, insertion
@@ -253,6 +238,9 @@ def noisy_linear_impute(
     return out.reshape(c, h, w)
 
 
+IMPUTERS = ("noisy-linear", "blur")
+
+
 def road(
     classifier: Classifier,
     images: torch.Tensor,
@@ -263,10 +251,14 @@ def road(
     output: str = "probability",
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
+    imputer: str | torch.Tensor = "noisy-linear",
 ) -> dict[str, torch.Tensor]:
     """ROAD (Rong et al., ICML 2022): remove the top (MoRF) or bottom (LeRF) ``fractions`` of each map's pixels,
-    fill them by noisy linear imputation, and record the target's score change (after - before).
+    impute them, and record the target's score change (after - before).
 
+    ``imputer``: 'noisy-linear' (Rong et al.'s noisy linear imputation, the reference: each removed
+    pixel the weighted mean of its neighbours plus N(0, ``noise``^2)), 'blur' (a blurred copy of the
+    image), or B x C x H x W fill images (e.g. synthcxr's exact lesion-free counterfactual).
     Returns {"morf": B (mean over fractions; lower = more faithful), "lerf": B (higher = more
     faithful), "combined": B = (lerf - morf) / 2 (higher = more faithful; pytorch-grad-cam's
     ``ROADCombined``), "morf_curve" / "lerf_curve": B x F}. Ties in the map are broken at random
@@ -275,20 +267,26 @@ def road(
     """
     if output not in OUTPUTS:
         raise CemapError(f"unknown output {output!r}", f"use one of {', '.join(OUTPUTS)}")
-    if maps.shape != (images.shape[0], *images.shape[2:]):
-        raise CemapError(
-            f"maps of shape {tuple(maps.shape)} do not match images {tuple(images.shape)}",
-            "pass one H x W map per image",
-        )
+    _check_maps(maps, images)
+    if not torch.is_tensor(imputer) and imputer not in IMPUTERS:
+        raise CemapError(f"unknown ROAD imputer {imputer!r}", f"use one of {', '.join(IMPUTERS)} or fill images")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     ranks = pixel_ranks_random_ties(maps, g)
     b, n = images.shape[0], ranks[0].numel()
     counts = [int(round(f * n)) for f in fractions]
+    fill = (
+        None
+        if isinstance(imputer, str) and imputer == "noisy-linear"
+        else (imputer if torch.is_tensor(imputer) else fill_images(images, "blur"))
+    )
     imputed = []
     for order in ("morf", "lerf"):
         for k in counts:
             removed = ranks < k if order == "morf" else ranks >= n - k
-            imputed.append(torch.stack([noisy_linear_impute(images[i], removed[i], noise, g) for i in range(b)]))
+            if fill is None:
+                imputed.append(torch.stack([noisy_linear_impute(images[i], removed[i], noise, g) for i in range(b)]))
+            else:
+                imputed.append(torch.where(removed[:, None], fill, images))
     batch = torch.stack(imputed, 1).reshape(-1, *images.shape[1:])  # B x (2F) images, image-major
     f = len(counts)
     rep = targets.repeat_interleave(2 * f)
@@ -309,17 +307,26 @@ def road(
     }
 
 
-def uninformative(means: dict[str, float], higher_is_better: bool, floors=("random",), ignore=("centre",)) -> bool:
-    """True when a floor map (the random one) scores better than the median method: the metric cannot tell maps apart here.
+FLOORS = ("random", "centre", "edge")
 
-    ``means``: method -> mean score; floors and ``ignore`` (other model-free references) are left
-    out of the median.
+
+def floor_check(means: dict[str, float], higher_is_better: bool, floors=FLOORS) -> dict:
+    """Does a floor map beat the median method on this metric? Then the metric cannot tell maps apart here.
+
+    ``means``: method -> mean score (NaN = not scored); the ``floors`` are left out of the median.
+    Returns {"uninformative": bool, "median_method": the median of the methods' means, "floors_beating_median": [names]}.
     """
     import statistics
 
-    methods = [v for k, v in means.items() if k not in floors and k not in ignore and v == v]
-    floor_values = [means[k] for k in floors if k in means and means[k] == means[k]]
-    if not methods or not floor_values:
-        return False
+    methods = [v for k, v in means.items() if k not in floors and v == v]
+    scored = {k: means[k] for k in floors if k in means and means[k] == means[k]}
+    if not methods or not scored:
+        return {"uninformative": False, "median_method": None, "floors_beating_median": []}
     median = statistics.median(methods)
-    return any((v > median) if higher_is_better else (v < median) for v in floor_values)
+    beating = [k for k, v in scored.items() if ((v > median) if higher_is_better else (v < median))]
+    return {"uninformative": bool(beating), "median_method": float(median), "floors_beating_median": beating}
+
+
+def uninformative(means: dict[str, float], higher_is_better: bool, floors=FLOORS) -> bool:
+    """True when a floor map (random, centre or edge) scores better than the median method (:func:`floor_check`)."""
+    return floor_check(means, higher_is_better, floors)["uninformative"]

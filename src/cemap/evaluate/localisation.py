@@ -156,7 +156,7 @@ def _check(maps: torch.Tensor, boxes: Sequence[torch.Tensor]) -> None:
 # v2: one geometry, single-maximum pointing game, ChestX-ray8 T(IoBB) with false positives, IoU
 
 POINTING_RULES = ("single", "any")
-CXR8_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+CXR8_THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)  # Wang et al. 2017, Table 3
 CXR8_LEVEL = 180 / 255  # Wang et al. 2017 threshold their [0, 255]-normalised heat maps at 60 and 180
 
 
@@ -289,8 +289,9 @@ def chestxray8_localisation(
 ) -> dict[float, tuple[torch.Tensor, torch.Tensor]]:
     """{T: (B booleans - localised at T, B false-positive counts)} by ChestX-ray8's protocol.
 
-    ``overlap='iobb'`` (Wang et al.) or ``'iou'``. A detected box counts as a false positive at T
-    when its overlap with every true box of the finding is below T.
+    ``overlap='iobb'`` (Wang et al.) or ``'iou'``. Localised at T: some detected box overlaps a
+    true box by more than T (strictly). A detected box counts as a false positive at T when its
+    overlap with every true box of the finding is at most T.
     """
     if overlap not in ("iobb", "iou"):
         raise CemapError(f"unknown overlap {overlap!r}", "use 'iobb' or 'iou'")
@@ -307,8 +308,8 @@ def chestxray8_localisation(
             best.append(torch.zeros(len(det), 0))
     out = {}
     for t in thresholds:
-        hits = torch.tensor([bool((o >= t).any()) for o in best])
-        fps = torch.tensor([float(((o >= t).sum(1) == 0).sum()) if o.shape[1] else float(o.shape[0]) for o in best])
+        hits = torch.tensor([bool((o > t).any()) for o in best])
+        fps = torch.tensor([float(((o > t).sum(1) == 0).sum()) if o.shape[1] else float(o.shape[0]) for o in best])
         out[float(t)] = (hits, fps)
     return out
 
@@ -326,3 +327,60 @@ def iou_localisation(
 def scaled_tolerance(size: int, tolerance_224: float = 15.0) -> float:
     """The pointing game's tolerance at this image size (Zhang et al.: 15 px at 224)."""
     return tolerance_224 * size / 224
+
+
+# ----------------------------------------------------------------------------------------------
+# CheXlocalize (Saporta et al., Nature Machine Intelligence 2022): mIoU at a tuned threshold, hit rate
+
+CHEXLOCALIZE_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # their np.arange(0.2, 0.8, 0.1)
+
+
+def chexlocalize_iou(maps: torch.Tensor, masks: torch.Tensor, thresholds) -> torch.Tensor:
+    """B IoUs between each map binarised at its threshold (min-max normalised, strictly above) and its truth mask.
+
+    ``thresholds``: one number, or B of them (one per map, e.g. its finding's tuned threshold).
+    NaN where the binarised map or the truth is empty (CheXlocalize's true-positive slice), so a
+    constant map is left out, as their code leaves it out.
+    """
+    _check_masks(maps, masks)
+    flat = maps.detach().reshape(maps.shape[0], -1).double()
+    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+    with torch.no_grad():
+        norm = (flat - lo) / (hi - lo)  # NaN for a constant map: never above a threshold
+    t = torch.as_tensor(thresholds, dtype=torch.float64).reshape(-1, 1).expand(maps.shape[0], 1)
+    pred, truth = norm > t, masks.reshape(masks.shape[0], -1).bool()
+    inter, union = (pred & truth).sum(1).double(), (pred | truth).sum(1).double()
+    iou = inter / union.clamp_min(1)
+    return torch.where(pred.any(1) & truth.any(1), iou, torch.full_like(iou, float("nan"))).float()
+
+
+def chexlocalize_hits(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """B hits (1.0 / 0.0; NaN for an empty truth): the map's first maximum in scan order lies in the truth mask."""
+    _check_masks(maps, masks)
+    flat = maps.detach().reshape(maps.shape[0], -1)
+    top = torch.nan_to_num(flat.float(), nan=-float("inf")).argmax(1)
+    truth = masks.reshape(masks.shape[0], -1).bool()
+    hit = truth.gather(1, top[:, None]).squeeze(1).float()
+    return torch.where(truth.any(1), hit, torch.full_like(hit, float("nan")))
+
+
+def tune_chexlocalize_thresholds(
+    maps: torch.Tensor, masks: torch.Tensor, findings: torch.Tensor, candidates=CHEXLOCALIZE_THRESHOLDS
+) -> dict[int, dict]:
+    """Per finding, the candidate threshold with the highest mIoU (NaN-mean; first on ties) on these (validation) maps.
+
+    Returns {finding: {"threshold": t, "miou": {t: mIoU for every candidate}}}.
+    """
+    out = {}
+    for f in torch.unique(findings).tolist():
+        sel = findings == f
+        scores = {
+            float(t): float(np.nanmean(chexlocalize_iou(maps[sel], masks[sel], t).numpy()))
+            if bool(sel.any())
+            else float("nan")
+            for t in candidates
+        }
+        finite = {t: v for t, v in scores.items() if v == v}
+        best = max(finite, key=finite.get) if finite else float(candidates[len(candidates) // 2])
+        out[int(f)] = {"threshold": best, "miou": scores}
+    return out

@@ -6,11 +6,11 @@ peers ce-ms, rise and kernel-shap. Higher = more important for the target, every
 """
 
 # Imported in the order list_explainers() reports; each module registers its methods.
-from . import causal_effect  # noqa: F401, I001
+from . import ce_multiscale  # noqa: F401, I001  (ce, ce-ms, ce-paper)
 from . import cams  # noqa: F401
 from . import attribution  # noqa: F401
 from . import floors  # noqa: F401
-from . import ce_multiscale, rise, superpixels  # noqa: F401  (ce-ms, RISE, Kernel SHAP)
+from . import rise, superpixels  # noqa: F401  (RISE, Kernel SHAP)
 from ..causal.explainer import Explainer, LayerExplainer
 from .gradients import CloneOutput, default_cam_layer, gradient_safe_copy
 from .registry import get_explainer, list_explainers, register_explainer

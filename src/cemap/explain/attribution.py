@@ -17,6 +17,15 @@ from ..causal.explainer import Explainer
 from .registry import register_explainer
 
 
+def _baseline(images: torch.Tensor, fill: str | float) -> torch.Tensor | float:
+    """A number stays a number (Captum broadcasts it); 'zero', 'blur', 'mean', 'max' become one image per input."""
+    if isinstance(fill, (int, float)):
+        return float(fill)
+    from ..causal.masks import fill_images
+
+    return fill_images(images, fill)
+
+
 @register_explainer("occlusion")
 class OcclusionExplainer(Explainer):
     """Zeiler & Fergus occlusion: zero a ``window`` square every ``stride`` px (default half a window, overlapping) and
@@ -35,11 +44,14 @@ class OcclusionExplainer(Explainer):
         stride: int | None = None,
         batch_size: int | None = None,
         chunk_size: int | None = None,
+        fill: str | float = 0.0,
     ) -> None:
         super().__init__(classifier, batch_size)
         _, h, w = classifier.input_shape
         self.window = window or default_cell(min(h, w))
         self.stride = stride or max(1, self.window // 2)
+        # 0.0 (Zeiler & Fergus), a grey level, or an image fill: 'blur', 'mean' (cemap.causal.masks.fill_images)
+        self.fill = fill
         self.chunk_size = chunk_size or default_chunk(classifier.input_shape)
         self.method = Occlusion(classifier)
 
@@ -50,7 +62,7 @@ class OcclusionExplainer(Explainer):
                 images,
                 sliding_window_shapes=(c, self.window, self.window),
                 strides=(c, self.stride, self.stride),
-                baselines=0.0,
+                baselines=_baseline(images, self.fill),
                 target=targets,
                 perturbations_per_eval=max(
                     1, self.chunk_size // len(images)
@@ -61,14 +73,14 @@ class OcclusionExplainer(Explainer):
 
 @register_explainer("integrated-gradients")
 class IntegratedGradientsExplainer(Explainer):
-    """Sundararajan et al. 2017 from a black image, ``n_steps`` Gauss-Legendre points, ``internal_batch_size`` images
-    per backward pass."""
+    """Sundararajan et al. 2017 from ``baseline`` (a grey level - 0.0, black, by default - or 'blur' / 'mean', an image
+    of the input's own), ``n_steps`` Gauss-Legendre points, ``internal_batch_size`` images per backward pass."""
 
     def __init__(
         self,
         classifier: Classifier,
         n_steps: int = 32,
-        baseline: float = 0.0,
+        baseline: float | str = 0.0,
         batch_size: int | None = None,
         internal_batch_size: int = 128,
     ) -> None:
@@ -82,7 +94,7 @@ class IntegratedGradientsExplainer(Explainer):
         with torch.enable_grad():
             attr = self.method.attribute(
                 images,
-                baselines=self.baseline,
+                baselines=_baseline(images, self.baseline),
                 target=targets,
                 n_steps=self.n_steps,
                 internal_batch_size=self.internal_batch_size,

@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import CemapError
 from ..models.classifier import Classifier
 from ..causal.explainer import Explainer
-from .gradients import default_cam_layer, gradient_safe_copy
+from .gradients import default_cam_layer, gradient_safe_layers, layer_list
 from .registry import register_explainer
 
 
@@ -50,12 +50,22 @@ def final_linear_weights(classifier: Classifier) -> np.ndarray:
 
 
 class _CAMExplainer(Explainer):
-    """Shared mechanics: gradient-safe copy, the hooked layer, one library call per chunk."""
+    """Shared mechanics: gradient-safe copy, the hooked layer(s), one library call per chunk.
 
-    def __init__(self, classifier: Classifier, layer: str | None = None, batch_size: int | None = None) -> None:
+    ``layer``: a module name, several as 'a+b' or a list (pytorch-grad-cam then averages the
+    layers' scaled maps), or None for :func:`default_cam_layer`.
+    """
+
+    multi_layer = True
+
+    def __init__(self, classifier: Classifier, layer: str | list | None = None, batch_size: int | None = None) -> None:
         super().__init__(classifier, batch_size)
-        self.layer = layer or default_cam_layer(classifier)
-        self.model, self.hooked = gradient_safe_copy(classifier, self.layer)
+        layers = layer_list(layer or default_cam_layer(classifier))
+        if len(layers) > 1 and not self.multi_layer:
+            raise CemapError(f"{self.name} takes one layer, got {'+'.join(layers)}", "name one module")
+        self.layer = "+".join(layers)
+        self.model, self.hooked_layers = gradient_safe_layers(classifier, layers)
+        self.hooked = self.hooked_layers[0]
         self.cam = self._build()
 
     def _build(self) -> BaseCAM:  # pragma: no cover - abstract
@@ -72,6 +82,8 @@ class _CAMExplainer(Explainer):
 @register_explainer("cam")
 class CAMExplainer(_CAMExplainer):
     """Refused at construction (CemapError) when the model has no CAM structure: global pooling into one linear head."""
+
+    multi_layer = False
 
     def _build(self) -> BaseCAM:
         weights = final_linear_weights(self.classifier)
@@ -99,13 +111,13 @@ class CAMExplainer(_CAMExplainer):
 @register_explainer("gradcam")
 class GradCAMExplainer(_CAMExplainer):
     def _build(self) -> BaseCAM:
-        return GradCAM(self.model, [self.hooked])
+        return GradCAM(self.model, self.hooked_layers)
 
 
 @register_explainer("gradcam++")
 class GradCAMPlusPlusExplainer(_CAMExplainer):
     def _build(self) -> BaseCAM:
-        return GradCAMPlusPlus(self.model, [self.hooked])
+        return GradCAMPlusPlus(self.model, self.hooked_layers)
 
 
 @register_explainer("scorecam")
@@ -119,7 +131,7 @@ class ScoreCAMExplainer(_CAMExplainer):
         super().__init__(classifier, layer, batch_size)
 
     def _build(self) -> BaseCAM:
-        cam = ScoreCAM(self.model, [self.hooked])
+        cam = ScoreCAM(self.model, self.hooked_layers)
         cam.batch_size = self.channel_batch
         return cam
 

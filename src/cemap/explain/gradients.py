@@ -76,12 +76,61 @@ def default_cam_layer(classifier: Classifier) -> str:
 
 def gradient_safe_copy(classifier: Classifier, layer: str) -> tuple[Classifier, nn.Module]:
     """(a deep copy of ``classifier`` with ``layer`` wrapped in CloneOutput, the wrapped layer to hook)."""
+    clone, inner = gradient_safe_layers(classifier, [layer])
+    return clone, inner[0]
+
+
+def layer_list(layer: str | list | tuple) -> list[str]:
+    """Layer names from a name, 'a+b' (several layers, their CAMs averaged) or a list of names."""
+    names = layer.split("+") if isinstance(layer, str) else list(layer)
+    return [n for n in names if n]
+
+
+def gradient_safe_layers(classifier: Classifier, layers: list[str]) -> tuple[Classifier, list[nn.Module]]:
+    """(a deep copy of ``classifier`` with each of ``layers`` wrapped in CloneOutput, the wrapped layers to hook)."""
     modules = dict(classifier.model.named_modules())
-    if not layer or layer not in modules:
-        raise CemapError(f"unknown CAM layer {layer!r}", "name a module of classifier.model, e.g. the last convolution")
+    for layer in layers or [""]:
+        if not layer or layer not in modules:
+            raise CemapError(
+                f"unknown CAM layer {layer!r}", "name a module of classifier.model, e.g. the last convolution"
+            )
     clone = copy.deepcopy(classifier)
-    parent_name, _, child = layer.rpartition(".")
-    parent = clone.model.get_submodule(parent_name) if parent_name else clone.model
-    inner = getattr(parent, child)
-    setattr(parent, child, CloneOutput(inner))
-    return clone.eval(), inner
+    inner: dict[str, nn.Module] = {}
+    for layer in sorted(
+        set(layers), key=lambda n: -n.count(".")
+    ):  # a nested layer before its container: wrapping never hides a path
+        parent_name, _, child = layer.rpartition(".")
+        parent = clone.model.get_submodule(parent_name) if parent_name else clone.model
+        inner[layer] = getattr(parent, child)
+        setattr(parent, child, CloneOutput(inner[layer]))
+    return clone.eval(), [inner[n] for n in layers]
+
+
+def spatial_layers(classifier: Classifier) -> list[tuple[str, tuple[int, int]]]:
+    """(name, (h, w)) of every module producing a spatial map (B x C x h x w, h or w > 1), called once per forward pass,
+    in execution order: the candidate CAM layers (one probing forward pass)."""
+    finished: list[tuple[str, tuple | None]] = []
+    handles = [
+        m.register_forward_hook(
+            lambda _m, _i, out, name=name: finished.append(
+                (
+                    name,
+                    tuple(out.shape[2:])
+                    if torch.is_tensor(out) and out.dim() == 4 and max(out.shape[2:]) > 1
+                    else None,
+                )
+            )
+        )
+        for name, m in classifier.model.named_modules()
+        if name
+    ]
+    try:
+        with torch.no_grad():
+            classifier(torch.zeros(1, *classifier.input_shape))
+    finally:
+        for h in handles:
+            h.remove()
+    calls: dict[str, int] = {}
+    for name, _ in finished:
+        calls[name] = calls.get(name, 0) + 1
+    return [(name, shape) for name, shape in finished if shape is not None and calls[name] == 1]

@@ -8,8 +8,9 @@ pixels that are kept when the target stays probable score high. Masked pixels go
 (multiplicative masking, as the paper does).
 
 Masks come from a seeded ``torch.Generator`` (``seed``), are drawn once per explainer and shared
-by every image; (image, mask) pairs are evaluated in chunks of ``chunk_size`` images per forward
-pass, every class at once.
+by every image (a sanity check must give the randomised model's explainer another ``seed``, or the
+two maps share their masks by construction); (image, mask) pairs are evaluated in chunks of
+``chunk_size`` images per forward pass, every class at once, each distinct image once.
 """
 
 from __future__ import annotations
@@ -64,16 +65,19 @@ class RISEExplainer(Explainer):
 
     @torch.inference_mode()
     def _explain(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        b = len(images)
-        scores = torch.zeros(b, self.n_masks)
+        from ..causal.cemap_map import distinct_images
+
+        distinct, inverse = distinct_images(
+            images
+        )  # an image asked for several targets is masked once, all classes at once
+        b = len(distinct)
+        probs = torch.zeros(b, self.n_masks, self.classifier.num_classes)
         per = max(1, self.chunk_size // b)  # masks per forward pass: ~chunk_size masked images
         for start in range(0, self.n_masks, per):
-            m = self.masks[start : start + per].to(images.device)
-            batch = (images[:, None] * m[None, :, None]).reshape(-1, *images.shape[1:])
-            probs = self.classifier.predict_proba(batch).float().reshape(b, len(m), -1)
-            scores[:, start : start + len(m)] = (
-                probs.gather(2, targets.view(-1, 1, 1).expand(b, len(m), 1)).squeeze(2).cpu()
-            )
-        return (scores @ self.masks.reshape(self.n_masks, -1)).reshape(b, *self.masks.shape[1:]) / (
+            m = self.masks[start : start + per].to(distinct.device)
+            batch = (distinct[:, None] * m[None, :, None]).reshape(-1, *distinct.shape[1:])
+            probs[:, start : start + len(m)] = self.classifier.predict_proba(batch).float().reshape(b, len(m), -1).cpu()
+        scores = probs[inverse.cpu(), :, targets.cpu()]  # B x n_masks: each input's target
+        return (scores @ self.masks.reshape(self.n_masks, -1)).reshape(len(images), *self.masks.shape[1:]) / (
             self.n_masks * self.p
         )

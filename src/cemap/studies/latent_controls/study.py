@@ -94,18 +94,7 @@ def run_latent_controls(
         images=study.ids,
         masking=masking,
         adversarial=adversarial,
-        settings={
-            "n_images": config.n_images,
-            "pgd_steps": config.pgd_steps,
-            "placements": config.placements,
-            "concept_images": len(concept_idx),
-            "align_images": align_images,
-            "intervention_value": "zero",
-            "aligned_threshold": ALIGNED,
-            "alpha": ALPHA,
-            "seed": ctx.seed,
-            "quick": ctx.quick,
-        },
+        settings=settings(ctx, config, len(concept_idx), align_images),
         concepts={"file": files["concepts"], "coverage": table.coverage(), "labels": table.labels()},
         seconds=round(time.perf_counter() - t0, 2),
         cpu_seconds=round(time.process_time() - c0, 2),
@@ -113,6 +102,22 @@ def run_latent_controls(
     )
     result.write(ctx.out, indent=1)
     return result
+
+
+def settings(ctx: StudyContext, config: LatentControlsConfig, concept_images: int, align_images: int) -> dict:
+    """What the study ran with, as its JSON records it."""
+    return {
+        "n_images": config.n_images,
+        "pgd_steps": config.pgd_steps,
+        "placements": config.placements,
+        "concept_images": concept_images,
+        "align_images": align_images,
+        "intervention_value": "zero",
+        "aligned_threshold": ALIGNED,
+        "alpha": ALPHA,
+        "seed": ctx.seed,
+        "quick": ctx.quick,
+    }
 
 
 def write_concepts(ctx: StudyContext, table: ConceptTable, cbatch, masking: dict, adversarial: dict) -> dict[str, str]:
