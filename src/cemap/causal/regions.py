@@ -2,8 +2,9 @@
 
 A signal can sit in one small place (a tag), move from image to image within a corner or along the edge (a
 laterality letter, a hospital token), or cover a quadrant; one grid cannot see all three. ``region_set`` returns
-cells of ``scales`` grids (e.g. 8 x 8, 4 x 4 and 2 x 2) and two border bands (the outer eighth and quarter of the
-side, where acquisition marks usually sit), each with a name and its share of the image.
+cells of ``scales`` grids (e.g. 8 x 8, 4 x 4 and 2 x 2) and the border band (the outer eighth of the side, where
+acquisition marks usually sit; 44% of the image), each with a name and its share of the image. No region covers
+more than half the image: beyond that a swap exchanges the image rather than a region of it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def band(height: int, width: int, fraction: float) -> torch.Tensor:
     return mask
 
 
-def region_set(height: int, width: int, scales: tuple[int, ...] = (8, 4, 2), bands: tuple[float, ...] = (0.125, 0.25)) -> RegionSet:
+def region_set(height: int, width: int, scales: tuple[int, ...] = (8, 4, 2), bands: tuple[float, ...] = (0.125,)) -> RegionSet:
     """Cells of a ``g`` x ``g`` grid for each g in ``scales`` (named "cell r2 c5 of 8x8"), then the border bands."""
     masks, names = [], []
     for g in scales:

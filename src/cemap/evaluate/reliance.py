@@ -10,8 +10,10 @@ artifact added and removed (exactly, :mod:`cemap.data.artifacts`). From the two 
 
 A model *relies* on the artifact when the decision change's lower bound exceeds :data:`RELIES_MIN_CHANGE`
 and the AUROC drop's lower bound exceeds 0; it *does not rely* when the decision change's upper bound is below
-:data:`RELIES_MIN_CHANGE`; otherwise reliance is unclear. Both thresholds were fixed before any model was
-trained. Spurious models that do not rely, and normal models that do, are excluded from the benchmark and counted.
+:data:`RELIES_MIN_CHANGE`; otherwise reliance is unclear. The threshold was fixed on the development models
+(training seed 0, a calibration seed) before any reported model was trained: a normal model may still change up
+to one decision in ten when an artifact degrades the image (a blur softens small nodules). Spurious models that do
+not rely, and normal models that do not verifiably ignore the artifact, are excluded from the benchmark and counted.
 
 **Adebayo, Muelly, Abelson and Kim (ICLR 2022)** compare explanations by their structural similarity (SSIM)
 on [0, 1]-normalised absolute maps (:func:`map_similarity`):
@@ -38,7 +40,7 @@ import torch
 
 from .bootstrap import LEVEL, N_BOOT, Interval, bootstrap_mean, percentile_interval, resample_indices
 
-RELIES_MIN_CHANGE = 0.05  # share of target decisions the artifact must change (lower bound) for "relies"
+RELIES_MIN_CHANGE = 0.10  # share of target decisions: above it (lower bound) "relies", below it (upper bound) "does not rely"
 
 
 def _auroc(y: np.ndarray, s: np.ndarray) -> float:

@@ -3,44 +3,66 @@
 from __future__ import annotations
 
 from .effects import Effect
+from .transfer import Transfer
 
 MOVES = 0.05  # a latent channel "moves" a finding when its mean effect's lower bound exceeds this
 
 
-def _fmt(e: Effect) -> str:
-    i, d = e.effect, e.decision_change
-    return (f"{e.label} changes the probability of {e.finding} by {i.estimate:.3f} [{i.low:.3f}, {i.high:.3f}] on average "
-            f"and its decision in {100 * d.estimate:.0f}% [{100 * d.low:.0f}, {100 * d.high:.0f}] of images")
+def _interval(i, pct: bool = False) -> str:
+    k = 100 if pct else 1
+    fmt = "{:.0f}" if pct else "{:.3f}"
+    return f"{fmt.format(k * i.estimate)} [{fmt.format(k * i.low)}, {fmt.format(k * i.high)}]" + ("%" if pct else "")
+
+
+def describe_effect(e: Effect) -> str:
+    return (f"{e.label} changes the probability of {e.finding} by {_interval(e.effect)} on average "
+            f"and its decision in {_interval(e.decision_change, pct=True)} of images")
+
+
+def describe_transfer(t: Transfer) -> str:
+    return (f"swapping the {t.name} carries {_interval(t.carried)} of the differences in {t.finding} between images with the same "
+            f"labels (slope {t.slope:.2f} on differences of {t.rms_difference:.3f} rms, {t.n_pairs} pairs)")
 
 
 def _verdict(result) -> dict:
-    e = result.concern_effect
-    if e is None:
-        return {"claim": "No intervention that leaves the findings intact could be scored, so the audit gives no verdict.", "numbers": {}}
-    numbers = {"concern": round(result.concern, 4), "threshold": result.threshold, "effect": e.to_json()}
+    t = result.concern_transfer
+    if t is None:
+        return {"claim": "No pair of audited images shares its labels without annotated findings, so the audit gives no verdict "
+                         "(it needs images without findings, or several images of a class).", "numbers": {}}
+    numbers = {"concern": round(result.concern, 4), "threshold": result.threshold, "transfer": t.to_json()}
     if result.flagged:
-        text = (f"The audit flags this model as relying on something other than the findings: {_fmt(e)} while leaving the findings "
-                f"intact (lower bound {result.concern:.3f} > the rule's threshold {result.threshold:.3f}).")
+        text = (f"The audit flags this model as relying on something other than the findings: {describe_transfer(t)}; its lower bound "
+                f"{result.concern:.3f} exceeds the rule's threshold {result.threshold:.3f}.")
     else:
-        text = (f"The audit does not flag this model: the largest effect of an intervention that leaves the findings intact is {_fmt(e)} "
-                f"(lower bound {result.concern:.3f} <= the rule's threshold {result.threshold:.3f}).")
+        text = (f"The audit does not flag this model: the property that carries most of its decisions beyond the findings is the "
+                f"{t.name} ({_interval(t.carried)} of {t.finding}), lower bound {result.concern:.3f} <= the rule's threshold {result.threshold:.3f}.")
     return {"claim": text, "numbers": numbers}
 
 
-def _top(result, n: int = 3) -> dict:
-    top = result.ranking[:n]
-    text = "Largest effects: " + "; ".join(f"{k + 1}. {_fmt(e)}" for k, e in enumerate(top)) + "."
-    return {"claim": text, "numbers": {"top": [e.to_json() for e in top]}}
+def _top_reliance(result, n: int = 3) -> dict | None:
+    if not result.reliance:
+        return None
+    top = result.reliance[:n]
+    return {"claim": "What carries the model's decisions beyond the findings, largest first: "
+                     + "; ".join(f"{k + 1}. {describe_transfer(t)}" for k, t in enumerate(top)) + ".",
+            "numbers": {"top": [t.to_json() for t in top]}}
+
+
+def _top_sensitivity(result, n: int = 3) -> dict | None:
+    if not result.sensitivity:
+        return None
+    top = result.sensitivity[:n]
+    return {"claim": "Largest effects of the interventions on all audited images: " + "; ".join(f"{k + 1}. {describe_effect(e)}" for k, e in enumerate(top)) + ".",
+            "numbers": {"top": [e.to_json() for e in top]}}
 
 
 def _regions(result) -> dict | None:
     r = result.regions
     if r is None or r.outside_share is None:
         return None
-    s = r.outside_share
-    return {"claim": (f"{100 * s.estimate:.0f}% [{100 * s.low:.0f}, {100 * s.high:.0f}] of each finding's masking effect lies outside its "
-                      f"annotated boxes, in cells covering {100 * r.outside_area:.0f}% of the image."),
-            "numbers": {"outside_share": s.to_json(), "outside_area": r.outside_area}}
+    return {"claim": (f"{_interval(r.outside_share, pct=True)} of each finding's masking effect lies outside its annotated boxes, "
+                      f"in cells covering {100 * r.outside_area:.0f}% of the image."),
+            "numbers": {"outside_share": r.outside_share.to_json(), "outside_area": r.outside_area}}
 
 
 def _latent(result) -> dict | None:
@@ -59,7 +81,7 @@ def _latent(result) -> dict | None:
 
 
 def claims(result) -> list[dict]:
-    out = [_verdict(result), _top(result)] if result.ranking else [_verdict(result)]
-    out += [c for c in (_regions(result), _latent(result)) if c is not None]
-    out += [{"claim": f"Known candidate: {_fmt(e)}.", "numbers": e.to_json()} for e in result.known]
+    out = [_verdict(result)]
+    out += [c for c in (_top_reliance(result), _top_sensitivity(result), _regions(result), _latent(result)) if c is not None]
+    out += [{"claim": f"Known candidate: {describe_effect(e)}.", "numbers": e.to_json()} for e in result.known]
     return out

@@ -58,7 +58,7 @@ def global_effects(classifier, images: torch.Tensor, p0: np.ndarray, y: np.ndarr
         family = "global" if isinstance(intervention, GlobalIntervention) else "exchange"
         out.append(summarise(family, intervention.name, "whole image", p0, predict(classifier, transformed), names, head, y, seed=seed,
                              preserves_findings=boxless and in_distribution, footprint=fp))
-        if not boxless and not getattr(intervention, "geometric", False):
+        if not boxless and not getattr(intervention, "geometric", False) and getattr(intervention, "kind", "") != "border":  # a border never touches a finding
             p_out = predict(classifier, restrict(images, transformed, findings_mask))
             out.append(summarise(family, intervention.name, "outside findings", p0, p_out, names, head, y, seed=seed,
                                  preserves_findings=in_distribution, footprint=fp))

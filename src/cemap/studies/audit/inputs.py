@@ -18,6 +18,8 @@ AE_IMAGES = 2000  # at most this many train images fit the latent autoencoder
 class AuditInputs:
     indices: np.ndarray
     images: torch.Tensor
+    labels: np.ndarray  # as the dataset gives them (N x K multi-hot, or N class indices)
+    image_has_boxes: np.ndarray  # N booleans
     p0: np.ndarray  # N x K probabilities as the images are
     y: np.ndarray | None  # N x K positives
     boxes_by_finding: list[list[torch.Tensor]] | None  # image i, finding k -> its boxes
@@ -43,7 +45,8 @@ def audited_inputs(ctx, n_images: int) -> AuditInputs:
         h, w = images.shape[-2:]
         by_finding = [[b[bl == j] for j in range(k)] for b, bl in zip(batch.boxes, batch.box_labels)]
         mask = torch.stack([box_mask(h, w, b) for b in batch.boxes])
-    return AuditInputs(indices, images, predict(clf, images), y, by_finding, mask)
+    has = np.array([b.numel() > 0 for b in batch.boxes])
+    return AuditInputs(indices, images, labels, has, predict(clf, images), y, by_finding, mask)
 
 
 def audit_autoencoder(ctx, steps: int):

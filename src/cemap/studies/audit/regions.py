@@ -7,11 +7,12 @@ distribution - it removes whatever the cell holds and brings in what other image
 ``zero`` and numbers are the usual fills. Three summaries:
 
 * per cell, over the images where the cell touches no annotated finding, the mean absolute probability change
-  (one Effect per cell, "outside findings"; with no annotations, over all images);
-* per image, the largest change any single cell outside the findings causes (one Effect: "the most effective
-  region outside the findings"), which finds a signal whose position varies from image to image;
+  (one Effect per cell, "outside findings"; with no annotations, over all images), and the grid of these means;
 * per (image, present finding) pair with boxes, the share of the finding's total masking effect that lies in
   cells outside its boxes, beside the share of the image those cells cover.
+
+These say where the model is *sensitive*; which region *carries* its decisions beyond the findings is
+:mod:`.transfer`'s question.
 """
 
 from __future__ import annotations
@@ -79,16 +80,9 @@ def region_effects(classifier, images: torch.Tensor, p0: np.ndarray, y: np.ndarr
     for m in range(len(masks)):
         r, c = divmod(m, side)
         rows = avoid[:, m] if avoid[:, m].any() else None
-        effects.append(summarise("region", f"region r{r} c{c}", "outside findings", p0, pm[:, m], names, head, y, rows=rows, seed=seed,
-                                 with_auroc=False, preserves_findings=True, footprint=float(masks[m].float().mean())))
-    change = np.abs(pm - p0[:, None, :]).max(2)  # N x M: largest change over findings
-    top = np.where(avoid, change, -np.inf).max(1)
-    top = np.where(np.isfinite(top), top, np.nan)
-    flips = _top_flips(p0, pm, avoid, change, head)
-    effects.append(Effect("region", "the most effective region outside the findings, per image", "outside findings", "any",
-                          bootstrap_mean(top, seed=seed), bootstrap_mean(flips, seed=seed), preserves_findings=True,
-                          footprint=float(masks[0].float().mean()), detail={"n_images": int(np.isfinite(top).sum())}))
-    cell_map = np.array([e.effect.estimate for e in effects[: len(masks)]]).reshape(side, -1)
+        effects.append(summarise("region", f"cell r{r} c{c} of {side}x{side}", "outside findings", p0, pm[:, m], names, head, y, rows=rows, seed=seed,
+                                 with_auroc=False, footprint=float(masks[m].float().mean())))
+    cell_map = np.array([e.effect.estimate for e in effects]).reshape(-1, side)
     share, area = _outside_share(pm, p0, touches)
     return RegionSummary(effects, np.round(cell_map, 4).tolist(), share, area)
 
@@ -106,18 +100,6 @@ def _touches(masks: torch.Tensor, boxes_by_finding, n: int) -> np.ndarray:
         for j, b in enumerate(per_finding):
             if b is not None and b.numel():
                 out[i, :, j] = (flat & box_mask(h, w, b).reshape(1, -1)).any(1).numpy()
-    return out
-
-
-def _top_flips(p0, pm, avoid, change, head) -> np.ndarray:
-    """Per image: does the most effective outside cell change a decision (NaN where every cell touches a finding)?"""
-    from .effects import decisions
-
-    best = np.where(avoid, change, -np.inf).argmax(1)
-    out = np.full(len(p0), np.nan)
-    for i, m in enumerate(best):
-        if avoid[i].any():
-            out[i] = float((decisions(p0[i : i + 1], head) != decisions(pm[i, m : m + 1], head)).any())
     return out
 
 

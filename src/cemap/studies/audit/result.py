@@ -1,4 +1,5 @@
-"""The audit's result: every effect ranked, the decision rule's verdict, and its claims in words."""
+"""The audit's result: what carries the model's decisions beyond the findings (ranked), what it is sensitive to
+(ranked), the region, latent and known summaries, and the decision rule's verdict."""
 
 from __future__ import annotations
 
@@ -9,44 +10,55 @@ import numpy as np
 from .effects import Effect
 from .latent import LatentSummary
 from .regions import RegionSummary
+from .transfer import Transfer
 
 
-def rank(effects: list[Effect]) -> list[Effect]:
-    """Effects by size (mean absolute probability change). Among those indistinguishable from the largest (estimate
-    at or above its lower bound) the most local comes first: the smallest intervention that explains the top effect."""
-    order = sorted(effects, key=lambda e: -e.effect.estimate if np.isfinite(e.effect.estimate) else np.inf)
+def _size(item) -> float:
+    x = item.carried.estimate if isinstance(item, Transfer) else item.effect.estimate
+    return x if np.isfinite(x) else -np.inf
+
+
+def _low(item) -> float:
+    return item.carried.low if isinstance(item, Transfer) else item.effect.low
+
+
+def rank(items: list) -> list:
+    """Transfers or effects by size. Among those indistinguishable from the largest (estimate at or above its lower
+    bound) the most local comes first: the smallest intervention that explains the top effect."""
+    order = sorted(items, key=lambda e: -_size(e))
     if not order:
         return []
-    lead = order[0].effect.low
-    tier = [e for e in order if np.isfinite(e.effect.estimate) and e.effect.estimate >= lead]
+    lead = _low(order[0])
+    tier = [e for e in order if np.isfinite(_size(e)) and _size(e) >= lead]
     rest = [e for e in order if not any(e is t for t in tier)]
-    return sorted(tier, key=lambda e: (e.footprint, -e.effect.estimate)) + rest
+    return sorted(tier, key=lambda e: (e.footprint, -_size(e))) + rest
 
 
-def concern(effects: list[Effect]) -> tuple[float, Effect | None]:
-    """The decision rule's statistic: the largest lower bound among finding-preserving effects."""
-    preserving = [e for e in effects if e.preserves_findings and np.isfinite(e.effect.low)]
-    if not preserving:
+def concern(transfers: list[Transfer]) -> tuple[float, Transfer | None]:
+    """The decision rule's statistic: the largest lower bound of a carried decision difference."""
+    scored = [t for t in transfers if np.isfinite(t.carried.low)]
+    if not scored:
         return float("nan"), None
-    best = max(preserving, key=lambda e: e.effect.low)
-    return float(best.effect.low), best
+    best = max(scored, key=lambda t: t.carried.low)
+    return float(best.carried.low), best
 
 
 @dataclass
 class AuditResult:
-    """What the model relies on: every effect (ranked), the region, latent and known summaries and the verdict."""
+    """What the model relies on (``reliance``: ranked transfers), what it is sensitive to (``sensitivity``: ranked
+    effects), the region, latent and known summaries, and the verdict of the rule fixed in advance (``flagged``)."""
 
     model: str
     dataset: str
     n_images: int
     has_boxes: bool
-    ranking: list[Effect]
-    region_summary: Effect | None
+    reliance: list[Transfer]
+    sensitivity: list[Effect]
     regions: RegionSummary | None
     latent: LatentSummary | None
     known: list[Effect]
     concern: float
-    concern_effect: Effect | None
+    concern_transfer: Transfer | None
     threshold: float
     config: dict
     timings_s: dict = field(default_factory=dict)
@@ -65,10 +77,10 @@ class AuditResult:
         return {
             "model": self.model, "dataset": self.dataset, "n_images": self.n_images, "has_boxes": self.has_boxes,
             "flagged": self.flagged, "concern": self.concern, "threshold": self.threshold,
-            "concern_effect": None if self.concern_effect is None else self.concern_effect.to_json(),
+            "concern_transfer": None if self.concern_transfer is None else self.concern_transfer.to_json(),
             "headline": self.headline(),
-            "ranking": [e.to_json() for e in self.ranking],
-            "region_summary": None if self.region_summary is None else self.region_summary.to_json(),
+            "reliance": [t.to_json() for t in self.reliance],
+            "sensitivity": [e.to_json() for e in self.sensitivity],
             "regions": None if self.regions is None else self.regions.to_json(),
             "latent": None if self.latent is None else {**self.latent.to_json(), "channels": [e.to_json() for e in self.latent.effects]},
             "known": [e.to_json() for e in self.known],

@@ -1,11 +1,13 @@
 """What carries the model's decisions beyond the findings: property exchanges between images with the same labels.
 
-Among audited images that have the same labels and no annotated finding (in multi-label data: the images with no
-finding at all; in single-label data: pairs of the same class), the labels explain none of the differences between
-the model's outputs. For a recipient image r and a donor d from that pool, an intervention swaps one property of d
-into r - a region (:func:`cemap.causal.regions.region_set`) or a global property (fine or mid spatial-frequency
-texture, brightness and contrast; :data:`cemap.causal.global_interventions.SWAPS`) - and asks whether r's output moves
-toward d's. With t = p_f(d) - p_f(r) and delta = p_f(r with d's property) - p_f(r) for finding f, over all pairs:
+Between audited images that have the same labels, the labels explain none of the differences between the model's
+outputs. For a recipient image r and a donor d with r's labels, an intervention swaps one property of d into r -
+a region (:func:`cemap.causal.regions.region_set`) or a global property (fine or mid spatial-frequency texture,
+brightness and contrast; :data:`cemap.causal.global_interventions.SWAPS`) - *outside the annotated findings of both
+images* (their boxes keep r's pixels, and a region that touches either image's boxes is not swapped for that pair),
+and asks whether r's output moves toward d's. Images with a finding but no box for it (its place unknown) take no
+part; in single-label data without boxes the pairs are images of the same class. With t = p_f(d) - p_f(r) and
+delta = p_f(r with d's property) - p_f(r) for finding f, over all pairs:
 
     carried_f = mean(delta * t) / sqrt(mean(t^2))
 
@@ -55,12 +57,15 @@ class Transfer:
 
 
 def pair_pool(labels: np.ndarray, has_boxes: np.ndarray, multilabel: bool) -> list[np.ndarray]:
-    """Groups of audited images whose labels say nothing about their differences: finding-free images (multi-label),
-    or each class's images (single-label), never an image with annotated boxes."""
+    """Groups of audited images with identical labels whose findings are all located: multi-label images without any
+    finding or with boxes; single-label images by class."""
+    labels = labels.reshape(len(labels), -1)
     if multilabel:
-        free = np.flatnonzero((labels.reshape(len(labels), -1).sum(1) == 0) & ~has_boxes)
-        return [free] if len(free) > 1 else []
-    groups = [np.flatnonzero((labels == c) & ~has_boxes) for c in np.unique(labels)]
+        located = (labels.sum(1) == 0) | has_boxes
+        _, group = np.unique(labels, axis=0, return_inverse=True)
+    else:
+        located, group = np.ones(len(labels), dtype=bool), labels[:, 0]
+    groups = [np.flatnonzero((group.reshape(-1) == g) & located) for g in np.unique(group)]
     return [g for g in groups if len(g) > 1]
 
 
@@ -80,48 +85,61 @@ def draw_pairs(groups: list[np.ndarray], donors: int, max_recipients: int, seed:
     return recipients, chosen
 
 
-def carried(delta: np.ndarray, t: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[Interval, float, float]:
-    """(carried with its interval over recipients, slope, rms(t)) for one finding; ``delta``, ``t``: R x D."""
-    a, b = (delta * t).sum(1), (t * t).sum(1)  # per recipient
-    d = delta.shape[1]
-
-    def stat(sa, sb, n):
-        return sa / max(np.sqrt(sb * n * d), 1e-12)
-
-    n = len(a)
-    est = stat(a.sum(), b.sum(), n)
-    idx = resample_indices(n, n_boot, seed)
-    draws = a[idx].sum(1) / np.maximum(np.sqrt(b[idx].sum(1) * n * d), 1e-12)
+def carried(delta: np.ndarray, t: np.ndarray, valid: np.ndarray | None = None, n_boot: int = N_BOOT, seed: int = 0) -> tuple[Interval, float, float]:
+    """(carried with its interval over recipients, slope, rms(t)) for one finding; ``delta``, ``t``, ``valid``: R x D
+    (``valid``: the pairs where the swap was made)."""
+    w = np.ones_like(t) if valid is None else valid.astype(float)
+    a, b, c = (w * delta * t).sum(1), (w * t * t).sum(1), w.sum(1)  # per recipient
+    if c.sum() == 0:
+        nan = float("nan")
+        return Interval(nan, nan, nan, 0), nan, nan
+    est = a.sum() / max(np.sqrt(b.sum() * c.sum()), 1e-12)
+    idx = resample_indices(len(a), n_boot, seed)
+    draws = a[idx].sum(1) / np.maximum(np.sqrt(b[idx].sum(1) * c[idx].sum(1)), 1e-12)
     slope = a.sum() / max(b.sum(), 1e-12)
-    return Interval(float(est), *percentile_interval(draws), n), float(slope), float(np.sqrt(b.sum() / (n * d)))
+    return Interval(float(est), *percentile_interval(draws), int((c > 0).sum())), float(slope), float(np.sqrt(b.sum() / c.sum()))
 
 
-def _best(family, name, deltas: np.ndarray, t: np.ndarray, names: list[str], footprint: float, seed: int) -> Transfer:
-    """The Transfer of the finding the swap carries most (``deltas``, ``t``: R x D x K)."""
-    rows = [carried(deltas[..., k], t[..., k], seed=seed) for k in range(t.shape[2])]
-    k = int(np.argmax([r[0].estimate for r in rows]))
+def _best(family, name, deltas: np.ndarray, t: np.ndarray, valid: np.ndarray, names: list[str], footprint: float, seed: int) -> Transfer:
+    """The Transfer of the finding the swap carries most (``deltas``, ``t``: R x D x K; ``valid``: R x D)."""
+    rows = [carried(deltas[..., k], t[..., k], valid, seed=seed) for k in range(t.shape[2])]
+    k = int(np.nanargmax([r[0].estimate if np.isfinite(r[0].estimate) else -np.inf for r in rows]))
     per = {c: round(r[0].estimate, 4) for c, r in zip(names, rows)}
-    return Transfer(family, name, names[k], rows[k][0], rows[k][1], rows[k][2], footprint, int(t.shape[0] * t.shape[1]), {"per_finding": per})
+    return Transfer(family, name, names[k], rows[k][0], rows[k][1], rows[k][2], footprint, int(valid.sum()), {"per_finding": per})
 
 
-def transfer_analysis(classifier, images: torch.Tensor, labels: np.ndarray, has_boxes: np.ndarray, donors: int = 8,
-                      max_recipients: int = 128, scales: tuple[int, ...] = (8, 4, 2), seed: int = 0) -> list[Transfer]:
-    """Transfers of every region and every exchange over same-label pairs (empty when no pair exists)."""
+def _swapped(images: torch.Tensor, rec: np.ndarray, don: np.ndarray, keep: torch.Tensor, swap) -> torch.Tensor:
+    """R*D images: each recipient with ``swap(recipient, donor)`` applied outside ``keep`` (R x D x H x W)."""
+    x = images[torch.from_numpy(rec)]
+    out = [torch.where(keep[:, j, None], x, swap(x, images[torch.from_numpy(don[:, j])])) for j in range(don.shape[1])]
+    return torch.stack(out, 1).flatten(0, 1)
+
+
+def transfer_analysis(classifier, images: torch.Tensor, labels: np.ndarray, has_boxes: np.ndarray, findings_mask: torch.Tensor | None,
+                      donors: int = 8, max_recipients: int = 128, scales: tuple[int, ...] = (8, 4, 2), seed: int = 0) -> list[Transfer]:
+    """Transfers of every region and every exchange over same-label pairs (empty when no pair exists).
+
+    ``findings_mask``: N x H x W pixels of each image's annotated findings (None without boxes)."""
     groups = pair_pool(labels, has_boxes, classifier.multilabel)
     if not groups:
         return []
     rec, don = draw_pairs(groups, donors, max_recipients, seed)
     p = predict(classifier, images)
-    t = p[don] - p[rec][:, None]  # R x D x K
-    x, names, out = images[torch.from_numpy(rec)], classifier.class_names, []
-    base = p[rec][:, None]
+    t, base = p[don] - p[rec][:, None], p[rec][:, None]  # R x D x K
+    h, w = images.shape[-2:]
+    fm = torch.zeros(len(images), h, w, dtype=torch.bool) if findings_mask is None else findings_mask
+    keep = fm[torch.from_numpy(rec)][:, None] | fm[torch.from_numpy(don)]  # R x D x H x W: both images' findings
+    names, out, k = classifier.class_names, [], len(rec)
+
+    def deltas(swapped: torch.Tensor) -> np.ndarray:
+        return predict(classifier, swapped).reshape(k, donors, -1) - base
+
+    everywhere = np.ones((k, donors), dtype=bool)
     for ex in exchanges():
-        swapped = torch.stack([ex(x, images[torch.from_numpy(don[:, j])]) for j in range(donors)], 1)
-        deltas = predict(classifier, swapped.flatten(0, 1)).reshape(len(rec), donors, -1) - base
-        out.append(_best("exchange", ex.name, deltas, t, names, 1.0, seed))
-    regions = region_set(*images.shape[-2:], scales=scales)
+        out.append(_best("exchange", ex.name, deltas(_swapped(images, rec, don, keep, ex)), t, everywhere, names, 1.0, seed))
+    regions = region_set(h, w, scales=scales)
     for mask, name, fp in zip(regions.masks, regions.names, regions.footprints):
-        swapped = torch.stack([torch.where(mask[None, None], images[torch.from_numpy(don[:, j])], x) for j in range(donors)], 1)
-        deltas = predict(classifier, swapped.flatten(0, 1)).reshape(len(rec), donors, -1) - base
-        out.append(_best("region", name, deltas, t, names, fp, seed))
+        valid = ~(keep & mask).flatten(2).any(2).numpy()  # the region touches neither image's findings
+        region_swap = lambda x, d, m=mask: torch.where(m, d, x)  # noqa: E731
+        out.append(_best("region", name, deltas(_swapped(images, rec, don, keep, region_swap)), t, valid, names, fp, seed))
     return out
