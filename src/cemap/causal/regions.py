@@ -38,15 +38,16 @@ def band(height: int, width: int, fraction: float) -> torch.Tensor:
 
 
 def region_set(height: int, width: int, scales: tuple[int, ...] = (8, 4, 2), bands: tuple[float, ...] = (0.125,)) -> RegionSet:
-    """Cells of a ``g`` x ``g`` grid for each g in ``scales`` (named "cell r2 c5 of 8x8"), then the border bands."""
+    """Cells of a ``g`` x ``g`` grid for each g in ``scales`` (named "cell r2 c5 of 8x8"; where the side is not a multiple
+    of g the last cells are pinned to the edge and the name gives the real count), then the border bands."""
     masks, names = [], []
     for g in scales:
         cell = max(1, min(height, width) // g)
-        cols = len(grid_positions(width, cell, cell))
+        rows, cols = len(grid_positions(height, cell, cell)), len(grid_positions(width, cell, cell))
         for m, mask in enumerate(grid_masks(height, width, cell)):
             r, c = divmod(m, cols)
             masks.append(mask)
-            names.append(f"cell r{r} c{c} of {g}x{g}")
+            names.append(f"cell r{r} c{c} of {rows}x{cols}")
     for f in bands:
         masks.append(band(height, width, f))
         names.append(f"border band {f:g} of the side")

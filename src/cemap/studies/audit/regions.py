@@ -77,10 +77,12 @@ def region_effects(classifier, images: torch.Tensor, p0: np.ndarray, y: np.ndarr
     names, head = classifier.class_names, classifier.head
     effects = []
     side = len(grid_positions(w, cell, cell))  # cells per row
+    rows_count = len(grid_positions(h, cell, cell))
+    scope = "outside findings" if boxes_by_finding else "whole image"
     for m in range(len(masks)):
         r, c = divmod(m, side)
         rows = avoid[:, m] if avoid[:, m].any() else None
-        effects.append(summarise("region", f"cell r{r} c{c} of {side}x{side}", "outside findings", p0, pm[:, m], names, head, y, rows=rows, seed=seed,
+        effects.append(summarise("region", f"cell r{r} c{c} of {rows_count}x{side}", scope, p0, pm[:, m], names, head, y, rows=rows, seed=seed,
                                  with_auroc=False, footprint=float(masks[m].float().mean())))
     cell_map = np.array([e.effect.estimate for e in effects]).reshape(-1, side)
     share, area = _outside_share(pm, p0, touches)
