@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 import typer
@@ -65,7 +64,8 @@ def _benchmark(seeds: str, calibration_seeds: str, artifacts: str, n_attr: int, 
 
     cfg = RelianceBenchmarkConfig(artifacts=_names(artifacts), reported_seeds=_ints(seeds), calibration_seeds=_ints(calibration_seeds),
                                   n_attr=n_attr, audit_images=audit_images, seed=seed)
-    command = "cemap " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if Path(sys.argv[0]).name == "cemap" else "cemap audit --benchmark"
+    command = (f"cemap audit --benchmark --seeds {','.join(map(str, cfg.reported_seeds))} --calibration-seeds {','.join(map(str, cfg.calibration_seeds))} "
+               f"--artifacts {','.join(cfg.artifacts)} --n-attr {n_attr} --audit-images {audit_images} --seed {seed} --out {shlex.quote(str(out))}")
     result = run_reliance_benchmark(cfg, out_dir(out), command=command, log=lambda s: typer.echo(s, err=True))
     for claim in result.headline():
         typer.echo("* " + claim["claim"])

@@ -6,9 +6,10 @@ from dataclasses import asdict, dataclass, field
 
 # The decision rule: the audit flags a model as relying on something other than the findings when some swapped
 # property carries more than this of the decision differences between images with the same labels (lower bound of
-# the largest carried difference, :mod:`cemap.studies.audit.transfer`). Chosen on calibration models only (training seeds that the
-# benchmark never reports; docs/reliance.md, "calibration" in docs/results/reliance_benchmark.json).
-RULE_THRESHOLD = 0.1
+# the largest carried difference, :mod:`cemap.studies.audit.transfer`). Chosen on calibration models only - the 24
+# cxr-cnn models of training seeds 0 and 1, which the benchmark never reports: 0.0689, halfway between the largest normal
+# model's statistic (0.045) and the smallest spurious model's (0.093); "calibration" in docs/results/reliance_benchmark.json.
+RULE_THRESHOLD = 0.069
 
 
 @dataclass
