@@ -25,7 +25,7 @@ class RelianceBenchmarkConfig:
     """
 
     artifacts: tuple[str, ...] = ARTIFACTS
-    reported_seeds: tuple[int, ...] = (2, 3, 4)
+    reported_seeds: tuple[int, ...] = (2, 3, 4, 5, 6)
     calibration_seeds: tuple[int, ...] = (0, 1)
     size: int = 64
     heldout_seed: int = HELDOUT_SEED
