@@ -62,7 +62,8 @@ def test_superpixels_and_kernelshap_point_at_the_evidence():
 
 
 def test_kernelshap_gives_one_superpixel_the_whole_change(monkeypatch):
-    """SLIC can return one segment (a featureless image): Captum then fails on a NaN distribution; the one player gets it all."""
+    """SLIC can return one segment (a featureless image): Captum then fails on a NaN distribution; the one player gets
+    it all."""
     import cemap.explain.superpixels as sp
 
     monkeypatch.setattr(sp, "superpixels", lambda image, *a, **k: torch.zeros(image.shape[1:], dtype=torch.long))

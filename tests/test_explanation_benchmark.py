@@ -1,4 +1,5 @@
-"""The explanation benchmark v3 (issue 26): equal candidates, units with exact counterfactuals, verdicts against the best
+"""The explanation benchmark v3 (issue 26): equal candidates, units with exact counterfactuals, verdicts against the
+best
 tuned peer read from image-level and hierarchical intervals, floors that silence a metric, the demo-size run."""
 
 from __future__ import annotations
@@ -111,8 +112,10 @@ def test_merged_verdicts_resample_trainings_then_images():
 
 
 def test_demo_size_run_with_intervals_finishes_in_about_a_minute(tmp_path):
-    """The protocol at demo size on the demo's own model (cxr-cnn, 128 px): every figure with an interval. Measured: 124 s on
-    2 threads of 2 cores shared with other jobs (load 4-6); the bound leaves room for such a machine, the target is a minute."""
+    """The protocol at demo size on the demo's own model (cxr-cnn, 128 px): every figure with an interval. Measured: 124
+    s on
+    2 threads of 2 cores shared with other jobs (load 4-6); the bound leaves room for such a machine, the target is a
+    minute."""
     from cemap.studies.context import StudyContext
     from cemap.studies.explanation_benchmark import run_explanation_benchmark
 

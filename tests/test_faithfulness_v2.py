@@ -1,4 +1,5 @@
-"""Issue 16's faithfulness metrics: ROAD (checked against pytorch-grad-cam's reference), random tie-breaking, the uninformative flag."""
+"""Issue 16's faithfulness metrics: ROAD (checked against pytorch-grad-cam's reference), random tie-breaking, the
+uninformative flag."""
 
 from __future__ import annotations
 

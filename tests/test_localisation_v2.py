@@ -1,4 +1,5 @@
-"""Issue 16's localisation metrics: one box geometry, single-maximum pointing game, ChestX-ray8 T(IoBB), and Quantus agreement."""
+"""Issue 16's localisation metrics: one box geometry, single-maximum pointing game, ChestX-ray8 T(IoBB), and Quantus
+agreement."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Issue 16's sanity check: cascading / independent randomisation with explicit generators, signed and |map| Spearman, SSIM."""
+"""Issue 16's sanity check: cascading / independent randomisation with explicit generators, signed and |map| Spearman,
+SSIM."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from .errors import CemapError
 # Every subcommand, in the order ``cemap --help`` lists them: "module" (its function of the same name) or
 # "module:function" in cemap.commands; the function's name is the command's. One line adds a command.
 COMMANDS = [
+    "audit",
     "bench",
     "demo",
     "detect",

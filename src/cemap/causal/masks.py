@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
+from ..data.filters import gaussian_blur
 from ..errors import CemapError
 
 FILLS = ("zero", "max", "mean", "blur")
@@ -54,17 +54,6 @@ def box_mask(height: int, width: int, boxes: torch.Tensor) -> torch.Tensor:
         x1, y1 = min(width, math.ceil(x1)), min(height, math.ceil(y1))
         mask[y0:y1, x0:x1] = True
     return mask
-
-
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, int(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)  # on the images' device (GPU fills)
-    k = torch.exp(-(t**2) / (2 * sigma**2))
-    k = k / k.sum()
-    c = images.shape[1]
-    x = F.pad(images, [radius] * 4, mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
 def fill_images(images: torch.Tensor, fill: str | float, blur_sigma: float | None = None) -> torch.Tensor:

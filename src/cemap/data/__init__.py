@@ -4,6 +4,7 @@ from .base import AttackBudgets, Batch, ImageDataset, Sample, collate
 from .registry import get_dataset, list_datasets, register_dataset
 from . import mnist  # noqa: F401  (registers mnist5k)
 from . import imagefolder, nih, synthcxr  # noqa: F401  (registers imagefolder, nih, synthcxr)
+from . import planted  # noqa: F401  (registers synthcxr-planted, mnist5k-planted)
 
 __all__ = [
     "AttackBudgets",

@@ -88,7 +88,8 @@ class Film:
     noise: np.ndarray  # S x S
 
     def develop(self, size: int, remove: frozenset[int] = frozenset()) -> np.ndarray:
-        """S x S uint8: the film with the lesions at positions ``remove`` (0 = first drawn) left out, exactly as the generator renders it."""
+        """S x S uint8: the film with the lesions at positions ``remove`` (0 = first drawn) left out, exactly as the
+        generator renders it."""
         img = self.base.copy()
         for k, (_, ys, xs, patch) in enumerate(self.lesions):
             if k not in remove:
@@ -166,7 +167,8 @@ def generate(cfg: SynthCXRConfig, split: str) -> dict[str, np.ndarray]:
 
 
 def render_without(cfg: SynthCXRConfig, split: str, requests) -> np.ndarray:
-    """N x S x S uint8 counterfactual images: for each request ``(image index, lesions to leave out)``, the split's image
+    """N x S x S uint8 counterfactual images: for each request ``(image index, lesions to leave out)``, the split's
+    image
     rendered exactly as the generator renders it, but without those lesions (positions in drawing order, which is the
     order of :meth:`SynthCXR.lesions`). Everything else - anatomy, the other lesions, exposure, noise - is the very same
     draw, so ``(i, ())`` reproduces image i bit for bit and leaving out lesion k changes pixels only inside its box.
@@ -275,12 +277,14 @@ class SynthCXR(ImageDataset):
         return torch.from_numpy(np.unpackbits(self._lung_bits[index], axis=-1)[:, : self.size].astype(bool))
 
     def lesions(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(K x 4 boxes, K finding indices) of image ``index``'s lesions in drawing order: lesion k of :meth:`without`."""
+        """(K x 4 boxes, K finding indices) of image ``index``'s lesions in drawing order: lesion k of
+        :meth:`without`."""
         return self._boxes[index], self._box_labels[index]
 
     def without(self, requests) -> torch.Tensor:
         """N x 1 x S x S images in [0, 1]: for each ``(index, lesions to leave out)``, the exact counterfactual - image
-        ``index`` as the generator renders it without those lesions (:func:`render_without`; ``(i, ())`` is image i itself).
+        ``index`` as the generator renders it without those lesions (:func:`render_without`; ``(i, ())`` is image i
+        itself).
         The true effect of lesion k on the model is then ``p(x) - p(without((i, [k])))``, with no imputer involved."""
         return torch.from_numpy(render_without(self.config, self.split, requests)).unsqueeze(1).float() / 255.0
 

@@ -1,4 +1,5 @@
-"""Placing lesion boxes: size, aspect and position drawn from ChestX-ray14's radiologist boxes, kept in the lung field."""
+"""Placing lesion boxes: size, aspect and position drawn from ChestX-ray14's radiologist boxes, kept in the lung
+field."""
 
 from __future__ import annotations
 

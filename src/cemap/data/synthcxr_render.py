@@ -134,7 +134,8 @@ def effusion(dx, dy, rng, lateral_sign: float):
 def lesion_patch(
     lung: np.ndarray, finding: str, box: np.ndarray, lung_center_x: float, rng: np.random.Generator
 ) -> tuple[slice, slice, np.ndarray]:
-    """(rows, columns, float32 patch): the opacity one lesion of ``finding`` adds inside ``box``, only where there is lung.
+    """(rows, columns, float32 patch): the opacity one lesion of ``finding`` adds inside ``box``, only where there is
+    lung.
 
     The patch covers exactly the box's pixel footprint (x0, y0 floored, x1, y1 ceiled): a lesion
     changes no pixel outside it.
@@ -170,7 +171,8 @@ def exposure(shape: tuple[int, ...], rng: np.random.Generator) -> tuple[np.ndarr
 
 
 def develop(img: np.ndarray, gamma: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """Apply exposure and noise, and quantise to 8 bits as in a stored PNG (pixel by pixel: a pixel depends on no other)."""
+    """Apply exposure and noise, and quantise to 8 bits as in a stored PNG (pixel by pixel: a pixel depends on no
+    other)."""
     out = img.clip(0, 1) ** gamma + noise
     return np.round(out.clip(0, 1) * 255).astype(np.uint8)
 

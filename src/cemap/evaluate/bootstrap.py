@@ -69,7 +69,8 @@ def _verdict(low: float, high: float, higher_is_better: bool) -> str:
 
 
 def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
-    """(low, high): the central ``level`` percentile interval of the finite ``samples`` (NaN, NaN when there are none)."""
+    """(low, high): the central ``level`` percentile interval of the finite ``samples`` (NaN, NaN when there are
+    none)."""
     samples = samples[np.isfinite(samples)]
     if not len(samples):
         return float("nan"), float("nan")
@@ -86,7 +87,8 @@ def resample_indices(n: int, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
 def bootstrap_statistic(
     statistic: Callable[[np.ndarray], float], n: int, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL
 ) -> Interval:
-    """Interval of ``statistic(indices)`` over bootstrap resamples of ``n`` units (``statistic(arange(n))`` is the estimate)."""
+    """Interval of ``statistic(indices)`` over bootstrap resamples of ``n`` units (``statistic(arange(n))`` is the
+    estimate)."""
     if n == 0:
         return Interval(float("nan"), float("nan"), float("nan"), 0, level)
     samples = np.array([statistic(idx) for idx in resample_indices(n, n_boot, seed)], dtype=float)
@@ -130,7 +132,8 @@ def paired_difference(
 
 
 def _cluster_sums(values, clusters) -> tuple[np.ndarray, np.ndarray]:
-    """(per-cluster sum of the finite values, per-cluster count of them) over the distinct ``clusters`` (any hashable labels)."""
+    """(per-cluster sum of the finite values, per-cluster count of them) over the distinct ``clusters`` (any hashable
+    labels)."""
     v = np.asarray(values, dtype=float).reshape(-1)
     c = np.asarray(clusters).reshape(-1)
     if v.shape != c.shape:
@@ -152,7 +155,8 @@ def _resampled_cluster_means(sums: np.ndarray, counts: np.ndarray, n_boot: int, 
 
 
 def cluster_bootstrap_mean(values, clusters, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
-    """Mean over units of ``values`` (NaN = no value) with an interval from resampling the ``clusters`` (one label per value).
+    """Mean over units of ``values`` (NaN = no value) with an interval from resampling the ``clusters`` (one label per
+    value).
 
     ``n`` of the result is the number of clusters with a value (e.g. images, not (image, finding) pairs).
     """
@@ -166,7 +170,8 @@ def cluster_bootstrap_mean(values, clusters, n_boot: int = N_BOOT, seed: int = 0
 def cluster_paired_difference(
     a, b, clusters, higher_is_better: bool = True, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL
 ) -> Difference:
-    """mean(a) - mean(b) over the units where both have a value, resampling clusters (both methods with the same draws)."""
+    """mean(a) - mean(b) over the units where both have a value, resampling clusters (both methods with the same
+    draws)."""
     a, b = np.asarray(a, dtype=float).reshape(-1), np.asarray(b, dtype=float).reshape(-1)
     if a.shape != b.shape:
         raise ValueError(f"paired values must align: {a.shape} vs {b.shape}")
@@ -175,10 +180,12 @@ def cluster_paired_difference(
 
 
 def hierarchical_mean(runs, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
-    """Mean over runs of each run's unit mean, with a two-stage interval: runs resampled, then clusters within each drawn run.
+    """Mean over runs of each run's unit mean, with a two-stage interval: runs resampled, then clusters within each
+    drawn run.
 
     Args:
-        runs: a sequence of ``(values, clusters)``, one per run (e.g. per training seed), as for :func:`cluster_bootstrap_mean`.
+        runs: a sequence of ``(values, clusters)``, one per run (e.g. per training seed), as for
+        :func:`cluster_bootstrap_mean`.
     Returns:
         Interval whose ``n`` is the number of runs with a value. With one run it is the clustered interval of that run.
     """
@@ -199,7 +206,8 @@ def hierarchical_mean(runs, n_boot: int = N_BOOT, seed: int = 0, level: float = 
 def hierarchical_difference(
     runs, higher_is_better: bool = True, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL
 ) -> Difference:
-    """:func:`hierarchical_mean` of a - b: ``runs`` is a sequence of ``(a, b, clusters)``; the verdict is read from the interval."""
+    """:func:`hierarchical_mean` of a - b: ``runs`` is a sequence of ``(a, b, clusters)``; the verdict is read from the
+    interval."""
     diffs = []
     for a, b, clusters in runs:
         a, b = np.asarray(a, dtype=float).reshape(-1), np.asarray(b, dtype=float).reshape(-1)
@@ -215,7 +223,8 @@ def hierarchical_difference(
 
 
 def paired_indices(n: int, n_boot: int = N_BOOT, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The same ``n_boot`` x n image resample for both sides: the clean and the adversarial score of an image travel together."""
+    """The same ``n_boot`` x n image resample for both sides: the clean and the adversarial score of an image travel
+    together."""
     idx = resample_indices(n, n_boot, seed)
     return idx, idx
 
@@ -239,13 +248,15 @@ def detection_indices(
 def stratified_indices(
     n_first: int, n_second: int, n_boot: int = N_BOOT, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Two ``n_boot`` x n index resamples, each side with its own size, drawn first for the first side from one seeded generator."""
+    """Two ``n_boot`` x n index resamples, each side with its own size, drawn first for the first side from one seeded
+    generator."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, n_first, size=(n_boot, n_first)), rng.integers(0, n_second, size=(n_boot, n_second))
 
 
 def pairwise_wins(clean: np.ndarray, adv: np.ndarray) -> np.ndarray:
-    """n_clean x n_adv: 1 where the adversarial (positive) scores higher, 0.5 on ties: the AUROC is its mean (Mann-Whitney)."""
+    """n_clean x n_adv: 1 where the adversarial (positive) scores higher, 0.5 on ties: the AUROC is its mean
+    (Mann-Whitney)."""
     return (adv[None, :] > clean[:, None]) + 0.5 * (adv[None, :] == clean[:, None])
 
 
@@ -257,7 +268,8 @@ def _counts(idx: np.ndarray, n: int) -> np.ndarray:
 
 def resampled_aurocs(clean: np.ndarray, adv: np.ndarray, ic: np.ndarray, ia: np.ndarray) -> np.ndarray:
     """The AUROC of each resample (rows of ``ic`` / ``ia`` index ``clean`` / ``adv``), exactly, from the pair-comparison
-    matrix and each resample's multiplicities: a few matrix products instead of one ROC per resample (studies report hundreds)."""
+    matrix and each resample's multiplicities: a few matrix products instead of one ROC per resample (studies report
+    hundreds)."""
     w = pairwise_wins(clean, adv)
     return ((_counts(ic, len(clean)) @ w) * _counts(ia, len(adv))).sum(1) / (len(clean) * len(adv))
 
@@ -314,9 +326,11 @@ def paired_auroc_difference(
 
 
 def _resampled_tprs(clean: np.ndarray, adv: np.ndarray, ic: np.ndarray, ia: np.ndarray, fpr: float) -> np.ndarray:
-    """Each resample's highest TPR of any threshold whose FPR is at most ``fpr`` (ties flagged together, as ``roc_curve`` does)."""
+    """Each resample's highest TPR of any threshold whose FPR is at most ``fpr`` (ties flagged together, as
+    ``roc_curve`` does)."""
     allowed = int(np.floor(fpr * ic.shape[1] + 1e-9))
-    # flag scores > t; the best t keeps at most ``allowed`` clean scores above it: t = the (allowed+1)-th largest clean score
+    # flag scores > t; the best t keeps at most ``allowed`` clean scores above it: t = the (allowed+1)-th largest clean
+    # score
     desc = -np.sort(-clean[ic], axis=1)
     thresholds = desc[:, allowed] if allowed < ic.shape[1] else np.full(len(ic), -np.inf)
     return (adv[ia] > thresholds[:, None]).mean(1)
@@ -331,7 +345,8 @@ def bootstrap_tpr_at_fpr(
     level: float = LEVEL,
     paired: bool | None = None,
 ) -> Interval:
-    """TPR at ``fpr`` (threshold from the clean scores, higher = adversarial) with a bootstrap interval (``paired`` as in
+    """TPR at ``fpr`` (threshold from the clean scores, higher = adversarial) with a bootstrap interval (``paired`` as
+    in
     :func:`bootstrap_auroc`)."""
     clean, adv = _scores(clean, adversarial)
     if len(clean) < 2 or len(adv) < 2:

@@ -128,7 +128,8 @@ def ranked_curves(
     output: str = "probability",
     chunk_size: int | None = None,
 ) -> torch.Tensor:
-    """B x (steps + 1) target scores as pixels move from ``start`` to ``end`` (both B x C x H x W) in the order of ``ranks``
+    """B x (steps + 1) target scores as pixels move from ``start`` to ``end`` (both B x C x H x W) in the order of
+    ``ranks``
     (B x H x W, 0 = first to change): at step s the round(s / steps * H * W) first-ranked pixels have moved."""
     if output not in OUTPUTS:
         raise CemapError(f"unknown output {output!r}", f"use one of {', '.join(OUTPUTS)}")
@@ -314,7 +315,8 @@ def floor_check(means: dict[str, float], higher_is_better: bool, floors=FLOORS) 
     """Does a floor map beat the median method on this metric? Then the metric cannot tell maps apart here.
 
     ``means``: method -> mean score (NaN = not scored); the ``floors`` are left out of the median.
-    Returns {"uninformative": bool, "median_method": the median of the methods' means, "floors_beating_median": [names]}.
+    Returns {"uninformative": bool, "median_method": the median of the methods' means, "floors_beating_median":
+    [names]}.
     """
     import statistics
 

@@ -233,7 +233,8 @@ def _dilate(masks: torch.Tensor, radius: float) -> torch.Tensor:
 
 
 def energy_share(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """B energy-based pointing scores on box masks: positive mass inside / all positive mass (0 without positive mass)."""
+    """B energy-based pointing scores on box masks: positive mass inside / all positive mass (0 without positive
+    mass)."""
     _check_masks(maps, masks)
     return mass_share(torch.nan_to_num(maps.float(), nan=0.0), masks)
 

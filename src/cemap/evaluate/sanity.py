@@ -1,4 +1,5 @@
-"""Model-randomisation sanity check (Adebayo et al. 2018): a map that survives random weights explains the image, not the model.
+"""Model-randomisation sanity check (Adebayo et al. 2018): a map that survives random weights explains the image, not
+the model.
 
 v1 (:func:`randomisation_correlation`): Spearman rank correlation between maps of the trained
 model and of a copy whose weights are all re-initialised. Lower is better.
@@ -43,7 +44,8 @@ from .robustness import spearman
 
 
 def randomised_copy(classifier: Classifier, seed: int = 0) -> Classifier:
-    """A deep copy with every layer's parameters re-drawn from its default initialisation (batch-norm statistics reset too)."""
+    """A deep copy with every layer's parameters re-drawn from its default initialisation (batch-norm statistics reset
+    too)."""
     clone = copy.deepcopy(classifier)
     with torch.random.fork_rng():  # the same draws as before, without touching the caller's global RNG
         torch.manual_seed(seed)
@@ -63,7 +65,8 @@ def randomisation_correlation(
     maps: torch.Tensor | None = None,
     seed: int = 0,
 ) -> torch.Tensor:
-    """B rank correlations between maps of ``classifier`` and of its randomised copy (``make_explainer(clf)`` builds the method)."""
+    """B rank correlations between maps of ``classifier`` and of its randomised copy (``make_explainer(clf)`` builds the
+    method)."""
     trained = maps if maps is not None else make_explainer(classifier).attribute(images, targets)
     random_maps = make_explainer(randomised_copy(classifier, seed)).attribute(images, targets)
     return spearman(trained, random_maps)
@@ -242,7 +245,8 @@ def sanity_verdict(full_cascade: list[dict], threshold: float = PASS_BELOW, clus
             ok = ok and inside_band(entry[key], threshold)
         per_seed.append(entry)
     return {
-        "criterion": f"95% interval of mean Spearman (signed and |map|) inside (-{threshold}, {threshold}) at full cascading "
+        "criterion": f"95% interval of mean Spearman (signed and |map|) inside (-{threshold}, {threshold}) at full "
+        "cascading "
         "randomisation, every seed (two-sided)",
         "passes": bool(ok and per_seed),
         "per_seed": per_seed,
@@ -252,8 +256,10 @@ def sanity_verdict(full_cascade: list[dict], threshold: float = PASS_BELOW, clus
 def different_image_baseline(
     maps: torch.Tensor, image_index: torch.Tensor, generator: torch.Generator | None = None
 ) -> dict[str, torch.Tensor]:
-    """Arun et al.'s reference: :func:`map_similarity` between each map and the map of a *different* image (a seeded random
-    pairing across images; each map gets a partner from another image). B values each; NaN when all maps are of one image."""
+    """Arun et al.'s reference: :func:`map_similarity` between each map and the map of a *different* image (a seeded
+    random
+    pairing across images; each map gets a partner from another image). B values each; NaN when all maps are of one
+    image."""
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     b = len(maps)
     keys = torch.rand(b, b, generator=g)

@@ -26,7 +26,8 @@ from .registry import register_explainer
 
 
 class ClassActivationMap(BaseCAM):
-    """Zhou et al. 2016 as a pytorch-grad-cam variant: channel weights are the target's row of the final linear layer."""
+    """Zhou et al. 2016 as a pytorch-grad-cam variant: channel weights are the target's row of the final linear
+    layer."""
 
     def __init__(self, model: nn.Module, target_layers: list[nn.Module], class_weights: np.ndarray) -> None:
         super().__init__(model, target_layers, uses_gradients=False)
@@ -43,7 +44,8 @@ def final_linear_weights(classifier: Classifier) -> np.ndarray:
     ]
     if not heads:
         raise CemapError(
-            f"CAM needs a final nn.Linear with {classifier.num_classes} outputs; model {classifier.name or 'classifier'} has none",
+            f"CAM needs a final nn.Linear with {classifier.num_classes} outputs; model "
+            f"{classifier.name or 'classifier'} has none",
             "use gradcam, which needs no particular head",
         )
     return heads[-1].weight.detach().float().cpu().numpy()
@@ -90,7 +92,8 @@ class CAMExplainer(_CAMExplainer):
         channels = self._layer_channels()
         if channels != weights.shape[1]:
             raise CemapError(
-                f"CAM needs the CAM layer to feed global pooling and the final linear layer, but {self.layer} has {channels} channels "
+                f"CAM needs the CAM layer to feed global pooling and the final linear layer, but {self.layer} has "
+                f"{channels} channels "
                 f"and the linear layer takes {weights.shape[1]}",
                 "set cam_layer to the last spatial layer before pooling, or use gradcam (its generalisation)",
             )

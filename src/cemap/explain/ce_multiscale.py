@@ -1,4 +1,5 @@
-"""The CE map behind ``get_explainer('ce')``: the settings chosen on synthcxr's validation split, and the paper's grid as a preset.
+"""The CE map behind ``get_explainer('ce')``: the settings chosen on synthcxr's validation split, and the paper's grid
+as a preset.
 
 * ``ce`` (:class:`CEExplainer`): effects averaged over three cell sizes at half-cell offsets
   (:func:`default_cells`), on the effect scale and with the fill chosen by the explanation
@@ -34,12 +35,14 @@ PRESETS = ("paper",)
 
 
 def default_cells(size: int) -> tuple[int, ...]:
-    """About 1/10, 1/7 and 1/5 of the image side, rounded: 6, 9 and 13 px at 64; 13, 18 and 26 at 128; 22, 32 and 45 at 224."""
+    """About 1/10, 1/7 and 1/5 of the image side, rounded: 6, 9 and 13 px at 64; 13, 18 and 26 at 128; 22, 32 and 45 at
+    224."""
     return tuple(sorted({max(2, round(size / d)) for d in (10, 7, 5)}))
 
 
 def paper_grid(size: int) -> dict:
-    """The paper's CE map: one grid of about 7 x 7 cells (the notebooks' 32-pixel cells at 224), zero fill, probability effects."""
+    """The paper's CE map: one grid of about 7 x 7 cells (the notebooks' 32-pixel cells at 224), zero fill, probability
+    effects."""
     cell = default_cell(size)
     return {"cell": cell, "stride": cell, "fill": "zero", "effect_scale": "probability"}
 
@@ -49,7 +52,8 @@ def _key(image: torch.Tensor) -> bytes:
 
 
 class CounterfactualFill:
-    """A per-image fill looked up by the image's content: ``CounterfactualFill(images, fills)`` fills ``images[i]`` with ``fills[i]``.
+    """A per-image fill looked up by the image's content: ``CounterfactualFill(images, fills)`` fills ``images[i]`` with
+    ``fills[i]``.
 
     With synthcxr's lesion-free renders as ``fills`` every masked cell shows exactly what the
     generator would have drawn there without lesions: the oracle fill (outside lesions it changes nothing).
@@ -79,7 +83,8 @@ class InpaintFill:
 
 
 class FilledCEMap(CEMap):
-    """:class:`CEMap` whose fill is a :class:`CounterfactualFill` (per image) or an :class:`InpaintFill` (per masked region)."""
+    """:class:`CEMap` whose fill is a :class:`CounterfactualFill` (per image) or an :class:`InpaintFill` (per masked
+    region)."""
 
     def __init__(self, classifier: Classifier, fill, **options) -> None:
         super().__init__(classifier, fill="zero", **options)
@@ -120,7 +125,8 @@ def build_cemap(classifier: Classifier, fill, **options) -> CEMap:
 
 @register_explainer("ce")
 class CEExplainer(Explainer):
-    """The CE map chosen on validation images (:data:`CHOSEN`, multi-scale), or the paper's grid with ``preset='paper'``.
+    """The CE map chosen on validation images (:data:`CHOSEN`, multi-scale), or the paper's grid with
+    ``preset='paper'``.
 
     Args:
         classifier: the model to explain.

@@ -1,4 +1,5 @@
-"""Floors every method must beat: a random map, a centre prior, and two image-only maps (edges, local contrast); all ignore model and target."""
+"""Floors every method must beat: a random map, a centre prior, and two image-only maps (edges, local contrast); all
+ignore model and target."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ class RandomExplainer(Explainer):
 
 @register_explainer("centre")
 class CentreExplainer(Explainer):
-    """An isotropic Gaussian at the image centre, sigma = ``width`` x the shorter side: what a dataset's centre bias alone would score."""
+    """An isotropic Gaussian at the image centre, sigma = ``width`` x the shorter side: what a dataset's centre bias
+    alone would score."""
 
     def __init__(self, classifier: Classifier, width: float = 0.25, batch_size: int | None = None) -> None:
         super().__init__(classifier, batch_size)
@@ -72,7 +74,8 @@ class EdgeExplainer(Explainer):
 class LocalContrastExplainer(Explainer):
     """An image-only floor: how much brighter each pixel is than its neighbourhood (the image minus a Gaussian blur of
     sigma = ``width`` x the side, positive part) - a bright-blob detector. synthcxr's lesions are bright additive
-    opacities, so this map localises them without looking at the model: a localisation metric it wins is uninformative."""
+    opacities, so this map localises them without looking at the model: a localisation metric it wins is
+    uninformative."""
 
     def __init__(self, classifier: Classifier, width: float = 1 / 16, batch_size: int | None = None) -> None:
         super().__init__(classifier, batch_size)

@@ -23,7 +23,8 @@ from .registry import register_explainer
 
 
 def superpixels(image: torch.Tensor, n_segments: int = 48, compactness: float = 0.3) -> torch.Tensor:
-    """H x W integer labels 0..K-1 of ``image`` (C x H x W in [0, 1]): SLIC if scikit-image is there, else square cells."""
+    """H x W integer labels 0..K-1 of ``image`` (C x H x W in [0, 1]): SLIC if scikit-image is there, else square
+    cells."""
     c, h, w = image.shape
     try:
         from skimage.segmentation import slic
