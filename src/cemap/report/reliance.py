@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .numbers import interval, number
+from ..numbers import format_interval, number
 
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#1d2430}
 table{border-collapse:collapse;margin:8px 0;font-size:.85rem}
@@ -101,14 +101,14 @@ def _table(rows: list[list[str]], head: list[str], numeric: set[int]) -> str:
 def _effect_rows(effects: list[dict]) -> list[list[str]]:
     out = []
     for e in effects:
-        drop = "&mdash;" if e.get("auroc_drop") is None else _esc(interval(e["auroc_drop"]))
+        drop = "&mdash;" if e.get("auroc_drop") is None else _esc(format_interval(e["auroc_drop"]))
         scope = "" if e["scope"] in ("whole image", "latent") else f" ({e['scope']})"
         out.append(
             [
                 _esc(e["name"] + scope),
                 _esc(e["finding"]),
-                _esc(interval(e["effect"])),
-                _esc(interval(e["decision_change"])),
+                _esc(format_interval(e["effect"])),
+                _esc(format_interval(e["decision_change"])),
                 drop,
             ]
         )
@@ -120,7 +120,7 @@ def _transfer_rows(rows: list[dict]) -> list[list[str]]:
         [
             _esc(t["name"]),
             _esc(t["finding"]),
-            _esc(interval(t["carried"])),
+            _esc(format_interval(t["carried"])),
             _esc(number(t["slope"])),
             _esc(number(t["rms_difference"])),
             _esc(t["n_pairs"]),
@@ -137,7 +137,7 @@ def _latent(doc: dict) -> str:
         [
             _esc(c["name"]),
             _esc(c["finding"]),
-            _esc(interval(c["effect"])),
+            _esc(format_interval(c["effect"])),
             _esc(c["detail"].get("best_aligned") or "&mdash;"),
             _esc(number(c["detail"].get("best_alignment", float("nan")))),
             "yes" if c["detail"].get("unaligned") else "no",
