@@ -12,7 +12,13 @@ import cemap
 from cemap.causal import FittedAutoencoder, LatentAutoencoder, split_classifier
 from cemap.causal.autoencoder import AEConfig
 from cemap.causal.concepts import one_hot_labels
-from cemap.evaluate.concepts import auroc_interval, auroc_matrix, concept_table
+from cemap.evaluate.concepts import (
+    auroc_interval,
+    auroc_matrix,
+    concept_halves,
+    concept_table,
+    cross_fitted_auroc,
+)
 
 
 class Brightness(nn.Module):
@@ -138,6 +144,33 @@ def test_coverage_intervals(square_data):
         default_layer="act",
         name="bright",
     )
-    best = concept_table(clf, planted(clf), images, labels, n_boot=100).coverage()["best_channel"]
+    coverage = concept_table(clf, planted(clf), images, labels, n_boot=100).coverage()
+    best = coverage["best_channel"]
+    crossed = best["yes"].pop("cross_fitted")
     assert best["yes"] == {"channel": "Z2", "auroc": 1.0, "low": 1.0, "high": 1.0}
     assert best["no"]["auroc"] == 0.5  # the best a constant channel reaches
+    # the planted channel is chosen on either half and is perfect on the other
+    assert crossed["channels"] == ["Z2", "Z2"] and crossed["auroc"] == crossed["low"] == 1.0
+    assert coverage["aligned_cross_fitted"] == ["yes"]
+
+
+def test_cross_fitted_alignment_drops_for_a_channel_aligned_by_chance():
+    """Channel 1 copies the label on one half of the images only (chance); channel 0 is moderately aligned everywhere.
+    In sample, channel 1 wins; cross-fitted, its choice on that half is scored on the other, where it is noise."""
+    rng = np.random.default_rng(1)
+    n = 120
+    positive = np.arange(n) % 2 == 0
+    first, second = concept_halves(positive, seed=0)
+    scores = rng.normal(size=(n, 4))
+    scores[:, 0] += 0.7 * positive
+    scores[first, 1] = 5.0 * positive[first] + 0.1 * rng.normal(size=len(first))
+    in_sample = auroc_matrix(scores, positive[:, None])[:, 0]
+    assert int(np.argmax(in_sample)) == 1
+    crossed = cross_fitted_auroc(scores, positive, n_boot=300, seed=0)
+    assert crossed["channels"] == ["Z1", "Z0"]  # chosen on the first half, then on the second
+    assert crossed["auroc"] < in_sample.max() - 0.1
+    assert crossed["low"] < crossed["auroc"] < crossed["high"]
+    assert crossed["auroc"] == pytest.approx(np.mean(crossed["fold_aurocs"]))
+    assert crossed["fold_aurocs"][0] < 0.65  # channel 1 on the images it was not chosen on: near chance
+    assert len(first) + len(second) == n and not set(first) & set(second)
+    assert positive[first].sum() == positive[second].sum() == n // 4

@@ -158,3 +158,61 @@ def test_claims_and_figure_without_comparisons(tmp_path):
         ControlPanels("f.png", "x", masking, adversarial, [f"Z{j}" for j in range(4)], 0.05), tmp_path / "f.png"
     )
     assert (tmp_path / "f.png").exists()
+
+
+class StubLatent:
+    """A two-class head whose p(finding 1) falls with the image's pixel spread (so noise lowers it) and three channels
+    whose do() scales it: enough for profiles and measures, in microseconds."""
+
+    classifier = SimpleNamespace(head="softmax", check_images=lambda x: x)
+
+    def intervened_probs(self, images):
+        p1 = torch.exp(-8 * images.flatten(1).std(1))
+        p = torch.stack([1 - p1, p1], 1)
+        p_do = torch.stack([torch.stack([1 - p1 * f, p1 * f], 1) for f in (0.9, 0.7, 0.5)], 1)
+        return p, p_do
+
+
+def test_output_matched_controls_change_the_output_as_much_as_the_condition():
+    from cemap.studies.latent_controls.matched import OUTPUT_TOLERANCE, closest_within, output_matched
+    from cemap.studies.latent_controls.measures import l2, measures, profiles
+
+    # the rule: per image the closest candidate, matched only within the tolerance
+    pick, ok = closest_within(np.array([0.4, 0.1, 0.9]), np.array([[0.0, 0.3, 0.42], [0.0, 0.2, 0.5], [0.0, 0.3, 0.5]]))
+    assert pick.tolist() == [2, 0, 2] and ok.tolist() == [True, False, False]
+    # on profiles: the condition lowers p(finding) by varying amounts; candidates are clean images plus noise
+    gen = torch.Generator().manual_seed(0)
+    latent, n = StubLatent(), 12
+    x = 0.5 + 0.01 * torch.randn(n, 1, 16, 16, generator=gen)
+    findings, aligned = torch.ones(n, dtype=torch.long), [[0]] * n
+    clean = profiles(latent, x, findings)
+    size = torch.linspace(0.5, 3.0, n)
+    cond_images = matched_gaussian(x, size, gen)
+    condition = measures(profiles(latent, cond_images, findings), clean, aligned, l2(cond_images, x))
+    assert condition["finding_drop"].max() - condition["finding_drop"].min() > 0.3  # targets spread out
+    out = output_matched(latent, x, x, (findings, clean, aligned), condition, size, gen, 0, "the image")
+    assert out["n_matched"] >= n // 2 and out["tolerance"] == OUTPUT_TOLERANCE
+    assert out["finding_drop"]["largest_gap_of_matched"] <= OUTPUT_TOLERANCE
+    assert abs(out["finding_drop"]["condition"] - out["finding_drop"]["control"]) <= OUTPUT_TOLERANCE
+    comparison = out["comparisons"][0]["measures"]["finding_drop"]
+    assert comparison["condition"]["n"] == out["n_matched"]
+    assert abs(comparison["difference"]["estimate"]) <= OUTPUT_TOLERANCE
+
+
+def test_residual_test_separates_the_output_change_from_the_shift():
+    from cemap.studies.latent_controls.matched import residual_test
+
+    rng = np.random.default_rng(0)
+    n = 60
+    ctrl_drop, cond_drop = rng.uniform(0, 0.3, n), rng.uniform(0.2, 0.6, n)
+
+    def arm(drop, extra):
+        shift = 2 * drop + extra + 0.02 * rng.normal(size=n)
+        return {"finding_drop": drop, "finding_l1": shift, "ece_l1": shift}
+
+    # the condition moves the profile more only because it moves the output more: the residuals do not differ
+    only_output = residual_test(arm(cond_drop, 0.0), arm(ctrl_drop, 0.0), 0, "control")
+    assert only_output["measures"]["finding_l1"]["slope"] == pytest.approx(2, abs=0.1)
+    assert only_output["measures"]["finding_l1"]["residual_difference"]["verdict"] == "no different"
+    beyond = residual_test(arm(cond_drop, 0.2), arm(ctrl_drop, 0.0), 0, "control")
+    assert beyond["measures"]["finding_l1"]["residual_difference"]["verdict"] == "better"

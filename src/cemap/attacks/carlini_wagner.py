@@ -19,6 +19,7 @@ class CarliniWagnerL2(Attack):
     tenth of its steps (``abort_early``). After each call, ``convergence`` holds one record per search step:
     the median c tried, the share of samples with a successful x' so far, their mean L2, and the mean final
     margin of the samples still unsuccessful - the curve a reader needs to judge whether the search converged.
+    A call attacks ``batch_size`` images at a time; the record covers every such chunk (``chunk`` says which).
     """
 
     name = "cw"
@@ -50,6 +51,12 @@ class CarliniWagnerL2(Attack):
         )
         self.abort_early = abort_early
         self.convergence: list[dict] = []
+        self._chunk = 0
+
+    def __call__(self, images, labels=None, target=None):
+        """As :meth:`Attack.__call__`; ``convergence`` starts afresh, then gets the records of every chunk."""
+        self.convergence, self._chunk = [], 0
+        return super().__call__(images, labels, target)
 
     def budget(self) -> dict:
         return {
@@ -69,12 +76,12 @@ class CarliniWagnerL2(Attack):
         lower, upper = torch.zeros(b), torch.full((b,), 1e10)
         best_l2, best = torch.full((b,), float("inf")), images.clone()
         limit = float("inf") if self.max_l2 is None else self.max_l2
-        self.convergence = []
         for _ in range(self.search_steps):
             won, margin, steps = self._search_step(images, labels, target, original, w0, c, best, best_l2, limit)
             found = torch.isfinite(best_l2)
             self.convergence.append(
                 {
+                    "chunk": self._chunk,
                     "c_median": float(c.median()),
                     "steps": steps,
                     "success_rate": float(found.float().mean()),
@@ -85,6 +92,7 @@ class CarliniWagnerL2(Attack):
             upper = torch.where(won, torch.minimum(upper, c), upper)
             lower = torch.where(won, lower, torch.maximum(lower, c))
             c = torch.where(upper < 1e9, (lower + upper) / 2, c * 10)
+        self._chunk += 1
         return best, original
 
     def _search_step(

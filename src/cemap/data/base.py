@@ -57,7 +57,8 @@ class AttackBudgets:
 
     ``linf``: the standard low and high L-inf budgets (8-bit images: 2/255 and 8/255; MNIST: 0.1 and 0.3), written
     as "8/255" where ``in_255ths`` else as plain numbers. ``squeeze_bits`` / ``squeeze_median``: feature squeezing's
-    bit depths and median-filter sizes (Xu et al.). ``cw``: C&W-L2's first c, Adam step and (where given) step counts.
+    bit depths and median-filter sizes (Xu et al.). ``cw``: C&W-L2's first c and Adam step (the step counts are the
+    study's).
     """
 
     linf: tuple[float, float] = (2 / 255, 8 / 255)

@@ -37,7 +37,7 @@ DETECTION_WORDS = {
     "mahalanobis_tpr5": "Mahalanobis TPR",
     "logit_stats_auroc": "logit-stats AUROC",
     "logit_stats_tpr5": "logit-stats TPR",
-    "ce_minus_best": "CE minus the best baseline",
+    "ce_minus_best": "CE minus the best other detector (any form)",
 }
 
 

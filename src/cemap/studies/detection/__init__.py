@@ -9,11 +9,17 @@ Protocol, so that no reported number comes from images a detector was fitted on 
   come from further clean train images, disjoint from the fitting part.
 * evaluation part: images of the *test* split, never seen by any detector.
 * Only correctly classified clean images are attacked (softmax heads); only *successful* adversarials and their
-  own clean counterparts enter a detection row. Adaptive rows compare with every clean evaluation image.
+  own clean counterparts enter a detection row; adaptive rows too (each successful adversarial beside its own clean
+  image).
 * Unsupervised baselines are scored with the fixed direction of their paper (higher = more adversarial). An
   unsupervised AUROC below 0.5 is a *reversed* score, flagged as such: the supervised fit learns the direction.
-* Every AUROC and TPR at 5% FPR comes with a stratified bootstrap 95% interval; CE minus the best supervised
-  baseline on the same inputs with a paired one, and its verdict is read from that interval.
+* CE's effect scale (probability or log-odds) is the one with the higher validation AUROC; scales within
+  ``SCALE_TIE`` tie, and a tie goes to log-odds, fixed in advance (probability effects vanish on saturated
+  outputs). ``selection`` records the scale and whether the tie-break decided it.
+* Every AUROC and TPR at 5% FPR comes with a bootstrap 95% interval over images, an image's clean and adversarial
+  scores drawn together (paired); CE minus the best *other detector in any form* - supervised or unsupervised,
+  whichever scores higher: for unseen attacks an unsupervised score is a fair rival - with an interval on the same
+  resamples, and its verdict is read from that interval.
 
 The headline is transfer: detectors fitted on one attack (PGD at the larger budget) and on a mix (FGSM and PGD
 at the standard budgets), scored on attacks they have not seen - minimal (first-flip), confidence-matched and

@@ -25,7 +25,7 @@ def adaptive_attack(study: Study, method: str, fitted: Fitted) -> dict:
     det, fn = fitted.detector, study.features.differentiable(fitted.variant)
     eps = study.specs["pgd_high"].attack.eps
     alpha = max(eps / 20, 2.5 * eps / cfg.adaptive_steps)
-    clean_scores = det.decision_function(study.clean["eval"][fitted.variant])
+    clean_scores = det.decision_function(study.clean["eval"][fitted.variant][:n])  # the attacked images' own
     grad_check = gradient_check(fn, det, images, eps)
     rows, all_best = [], np.full(n, np.inf)
     for (weight, steps), runs in sorted(sweep(study, fitted, images, labels, eps, alpha).items()):
@@ -86,10 +86,12 @@ def sweep(study: Study, fitted: Fitted, images: torch.Tensor, labels, eps: float
 
 
 def adaptive_metrics(study: Study, best: np.ndarray, clean_scores: np.ndarray, det: CEDetector) -> dict:
+    """Success, evasion, and AUROC / TPR of each successful adversarial against its own clean image (``best[i]`` and
+    ``clean_scores[i]`` are one image's), resampled by image as every other detection row is."""
     ok = np.isfinite(best)
     adv = best[ok]
     evasion = float((adv <= det.threshold_).sum() / len(best))
-    cell = study.cell(clean_scores, adv) if len(adv) >= 2 else {"auroc": None, "tpr_at_5fpr": None}
+    cell = study.cell(clean_scores[ok], adv) if len(adv) >= 2 else {"auroc": None, "tpr_at_5fpr": None}
     if cell["auroc"] is None:
         cell = {
             "auroc": {

@@ -25,7 +25,8 @@ class AttackSpec:
 
 
 def study_attacks(classifier, budgets: AttackBudgets, cfg: DetectionConfig) -> dict[str, AttackSpec]:
-    """The study's attacks at the dataset's own budgets (its low and high L-inf, its C&W start), by key."""
+    """The study's attacks at the dataset's own budgets (its low and high L-inf, its C&W start: c and Adam's step), by
+    key; the study's config, not the dataset, sets C&W's step counts, so that a reported run is one that converges."""
     low, high = budgets.linf
     fmt = budgets.label
     specs = [
@@ -62,7 +63,7 @@ def study_attacks(classifier, budgets: AttackBudgets, cfg: DetectionConfig) -> d
             CarliniWagnerL2(
                 classifier,
                 kappa=0.0,
-                **{"steps": cfg.cw_steps, "search_steps": cfg.cw_search_steps, **dict(budgets.cw)},
+                **{**dict(budgets.cw), "steps": cfg.cw_steps, "search_steps": cfg.cw_search_steps},
             ),
         ),
     ]
@@ -142,6 +143,13 @@ def load_outcomes(path: Path, keys: list[str]) -> dict[str, dict[str, AttackOutc
                     feats,
                 )
     return outcomes
+
+
+def convergence(attack: Attack) -> list[dict] | None:
+    """A copy of the record the attack kept of its last call (C&W: one entry per search step and chunk, so a reader can
+    judge whether it converged), None for attacks that keep none."""
+    record = getattr(attack, "convergence", None)
+    return None if record is None else [dict(r) for r in record]
 
 
 def same_budget(previous: dict, attack: Attack) -> bool:

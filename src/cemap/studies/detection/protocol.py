@@ -20,8 +20,18 @@ from ...detect import BASELINE_METHODS, CEDetector, DetectorFeatures, select_det
 from ...evaluate.bootstrap import bootstrap_auroc, bootstrap_tpr_at_fpr, paired_auroc_difference
 from ...jsonio import write_json
 from ..context import StudyContext
-from .attacks import AttackOutcome, load_outcomes, margins_and_saturation, same_budget, saturated, study_attacks
-from .config import CS, LOG_SCALES, METHODS, DetectionConfig
+from .attacks import (
+    AttackOutcome,
+    convergence,
+    load_outcomes,
+    margins_and_saturation,
+    same_budget,
+    saturated,
+    study_attacks,
+)
+from .config import CS, LOG_SCALES, METHODS, PREFERRED_SCALE, SCALE_TIE, DetectionConfig
+
+SCALE_NAMES = {"ce": "probability", "ce_log_odds": "log_odds"}  # the CE detector's feature variant -> effect scale
 
 
 @dataclass
@@ -29,6 +39,47 @@ class Fitted:
     detector: CEDetector
     variant: str  # the features it reads ("ce", "ce_log_odds" or the baseline's own)
     validation: dict
+
+
+def choose_variant(
+    scores: dict[str, float], tolerance: float = SCALE_TIE, preferred: str = PREFERRED_SCALE
+) -> tuple[str, bool]:
+    """(the chosen variant, whether a tie decided it): the highest validation AUROC, except that variants within
+    ``tolerance`` of it tie, and a tie goes to ``preferred`` (else to the first tied variant). A tie must not go to
+    whichever scale was tried first: on saturated outputs probability effects vanish and both scales can reach 1.0."""
+    finite = {v: s for v, s in scores.items() if s == s}
+    if not finite:
+        return (preferred if preferred in scores else next(iter(scores))), False
+    top = max(finite.values())
+    tied = [v for v, s in finite.items() if s >= top - tolerance]
+    if len(tied) == 1:
+        return tied[0], False
+    return (preferred if preferred in tied else tied[0]), True
+
+
+def best_other(row: dict) -> tuple[str, str] | None:
+    """(method, form) of the detector other than CE with the highest AUROC estimate on this row, supervised or
+    unsupervised: for transfer to unseen attacks an unsupervised score (e.g. Xu et al.'s feature squeezing) is a fair
+    rival, having seen no attack at all. None when no other detector has an AUROC."""
+    cells = [
+        (cell["auroc"]["estimate"], method, form)
+        for form in ("supervised", "unsupervised")
+        for method, cell in row.get(form, {}).items()
+        if method != "ce" and cell is not None and cell["auroc"]["estimate"] == cell["auroc"]["estimate"]
+    ]
+    if not cells:
+        return None
+    _, method, form = max(cells, key=lambda c: c[0])  # the first of equals: supervised before unsupervised
+    return method, form
+
+
+def detection_cell(clean: np.ndarray, adv: np.ndarray, n_boot: int, seed: int) -> dict:
+    """AUROC and TPR at 5% FPR with intervals that resample *images*: ``clean[i]`` and ``adv[i]`` are the scores of one
+    image and its adversarial, so they are drawn together (a mismatch in length is an error, not a silent fallback to
+    independent draws)."""
+    a = bootstrap_auroc(clean, adv, n_boot, seed, paired=True)
+    t = bootstrap_tpr_at_fpr(clean, adv, 0.05, n_boot, seed, paired=True)
+    return {"auroc": a.to_json(), "tpr_at_5fpr": t.to_json()}
 
 
 def progress(out: Path, line: str) -> None:
@@ -80,60 +131,61 @@ class Study:
     # fitting
     def fit(self, method: str, sources: tuple[str, ...]) -> Fitted | None:
         """The supervised detector of ``method`` on the fit part's successful adversarials of ``sources`` and their
-        clean images."""
+        clean images; for CE, the effect scale with the higher validation AUROC, a tie (:func:`choose_variant`) going
+        to the scale fixed in advance."""
         variants = ("ce", "ce_log_odds") if method == "ce" else (method,)
-        best: Fitted | None = None
-        for variant in variants:
-            xs, ys, groups = [], [], []
-            for key in sources:
-                out = self.outcomes[key]["fit"]
-                idx = np.flatnonzero(out.success)
-                xs += [self.clean["fit"][variant][idx], out.features[variant]]
-                ys += [np.zeros(len(idx)), np.ones(len(idx))]
-                groups += [idx, idx]
-            y = np.concatenate(ys)
-            if (y == 1).sum() < 4:
-                return None
-            info = self.features.info[variant]
-            det, val = select_detector(
-                np.concatenate(xs),
-                y,
-                groups=np.concatenate(groups),
-                Cs=CS,
-                log_scales=LOG_SCALES,
-                seed=self.cfg.seed,
-                log_features=list(info.log_features),
-                feature_names=list(info.feature_names),
-            )
-            score = max(val.values()) if val else float("nan")
-            candidate = Fitted(
-                det,
-                variant,
-                {
-                    "variant": variant,
-                    "best_validation_auroc": score,
-                    "chosen": {"C": det.C, "log_scale": det.log_scale},
-                },
-            )
-            if best is None or score > best.validation["best_validation_auroc"]:
-                if best is not None:
-                    candidate.validation["other_variants"] = [best.validation]
-                best = candidate
-            else:
-                best.validation.setdefault("other_variants", []).append(candidate.validation)
+        candidates = {v: self._fit_variant(v, sources) for v in variants}
+        if any(c is None for c in candidates.values()):
+            return None
+        scores = {v: c.validation["best_validation_auroc"] for v, c in candidates.items()}
+        chosen, tie_break = choose_variant(scores)
+        best = candidates[chosen]
+        if method == "ce":
+            best.validation["effect_scale"] = SCALE_NAMES[chosen]
+            best.validation["scale_tie_break"] = {"decided_by_tie_break": tie_break, "tolerance": SCALE_TIE}
+        others = [c.validation for v, c in candidates.items() if v != chosen]
+        if others:
+            best.validation["other_variants"] = others
         return best
 
+    def _fit_variant(self, variant: str, sources: tuple[str, ...]) -> Fitted | None:
+        """The detector on ``variant``'s features, (C, log unit) chosen by grouped cross-validation; None with fewer
+        than 4 successful adversarials."""
+        xs, ys, groups = [], [], []
+        for key in sources:
+            out = self.outcomes[key]["fit"]
+            idx = np.flatnonzero(out.success)
+            xs += [self.clean["fit"][variant][idx], out.features[variant]]
+            ys += [np.zeros(len(idx)), np.ones(len(idx))]
+            groups += [idx, idx]
+        y = np.concatenate(ys)
+        if (y == 1).sum() < 4:
+            return None
+        info = self.features.info[variant]
+        det, val = select_detector(
+            np.concatenate(xs),
+            y,
+            groups=np.concatenate(groups),
+            Cs=CS,
+            log_scales=LOG_SCALES,
+            seed=self.cfg.seed,
+            log_features=list(info.log_features),
+            feature_names=list(info.feature_names),
+        )
+        score = max(val.values()) if val else float("nan")
+        chosen = {"C": det.C, "log_scale": det.log_scale}
+        return Fitted(det, variant, {"variant": variant, "best_validation_auroc": score, "chosen": chosen})
+
     def scores(self, method: str, fitted: Fitted | None, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """(clean, adversarial) scores on the evaluation part for attack ``key``; unsupervised when ``fitted`` is
-        None."""
+        """(clean, adversarial) scores on the evaluation part for attack ``key``, aligned by image (the i-th adversarial
+        is the i-th clean image's); unsupervised when ``fitted`` is None."""
         out = self.outcomes[key]["eval"]
         if fitted is None:
             fn = self.features.info[method].unsupervised
             if fn is None:
                 return None
-            return fn(self.clean["eval"][method][out.success]), fn(out.features[method]) if len(
-                out.features[method]
-            ) else np.zeros(0)
+            adv = out.features[method]
+            return fn(self.clean["eval"][method][out.success]), fn(adv) if len(adv) else np.zeros(0)
         v = fitted.variant
         adv = out.features[v]
         return (
@@ -142,13 +194,11 @@ class Study:
         )
 
     def cell(self, clean: np.ndarray, adv: np.ndarray) -> dict:
-        a = bootstrap_auroc(clean, adv, self.cfg.n_boot, self.cfg.seed)
-        t = bootstrap_tpr_at_fpr(clean, adv, 0.05, self.cfg.n_boot, self.cfg.seed)
-        return {"auroc": a.to_json(), "tpr_at_5fpr": t.to_json()}
+        return detection_cell(clean, adv, self.cfg.n_boot, self.cfg.seed)
 
     def row(self, key: str, fit_on: str, detectors: dict[str, Fitted | None], seen: bool) -> dict:
         """One evaluation row: every supervised detector (fitted on ``fit_on``) and every unsupervised score on attack
-        ``key``."""
+        ``key``; CE against the best other detector in either form, paired on the same images."""
         out = self.outcomes[key]["eval"]
         row = {
             "attack": key,
@@ -158,30 +208,26 @@ class Study:
             "seen": seen,
             "n_clean": int(out.success.sum()),
             "n_adversarial": int(out.success.sum()),
-            "supervised": {},
-            "unsupervised": {},
         }
-        scored = {}
-        for method in METHODS:
-            s = self.scores(method, detectors.get(method), key) if detectors.get(method) is not None else None
-            if s is None or len(s[0]) < 2 or len(s[1]) < 2:
-                row["supervised"][method] = None
-                continue
-            scored[method] = s
-            row["supervised"][method] = {**self.cell(*s), "features": detectors[method].variant}
-        for method in BASELINE_METHODS:
-            s = self.scores(method, None, key)
-            if s is None or len(s[0]) < 2 or len(s[1]) < 2:
-                row["unsupervised"][method] = None
-                continue
-            c = self.cell(*s)
-            c["reversed"] = bool(c["auroc"]["high"] < 0.5)
-            row["unsupervised"][method] = c
-        baselines = {m: row["supervised"][m]["auroc"]["estimate"] for m in BASELINE_METHODS if row["supervised"].get(m)}
-        if "ce" in scored and baselines:
-            best = max(baselines, key=baselines.get)
-            d = paired_auroc_difference(*scored["ce"], *scored[best], n_boot=self.cfg.n_boot, seed=self.cfg.seed)
-            row["ce_minus_best_baseline"] = {"baseline": best, **d.to_json()}
+        scored = {"supervised": {}, "unsupervised": {}}
+        for form, methods in (("supervised", METHODS), ("unsupervised", BASELINE_METHODS)):
+            row[form] = {}
+            for method in methods:
+                fitted = detectors.get(method) if form == "supervised" else None
+                s = None if form == "supervised" and fitted is None else self.scores(method, fitted, key)
+                if s is None or len(s[0]) < 2 or len(s[1]) < 2:
+                    row[form][method] = None
+                    continue
+                scored[form][method], cell = s, self.cell(*s)
+                extra = {"features": fitted.variant} if fitted else {"reversed": bool(cell["auroc"]["high"] < 0.5)}
+                row[form][method] = {**cell, **extra}
+        best = best_other(row)
+        if "ce" in scored["supervised"] and best is not None:
+            method, form = best
+            d = paired_auroc_difference(
+                *scored["supervised"]["ce"], *scored[form][method], self.cfg.n_boot, self.cfg.seed, paired=True
+            )
+            row["ce_minus_best_baseline"] = {"baseline": method, "form": form, **d.to_json()}
         return row
 
     # attacks
@@ -219,6 +265,8 @@ class Study:
                 )
                 self.outcomes[key][part] = outcome
                 entry[part] = outcome.summary(self.clean_saturated[part], self.clean[part]["msp"][:, 0])
+                if (record := convergence(spec.attack)) is not None:
+                    entry[part]["convergence"] = record
             attacks_json[key] = entry
             timings[f"attack {key}"] = time.perf_counter() - t
             progress(out, f"{spec.label}: {timings[f'attack {key}']:.0f}s, success {entry['eval']['success_rate']}")

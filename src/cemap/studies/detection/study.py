@@ -10,9 +10,9 @@ from ..context import StudyContext
 from ..results import Claim
 from .adaptive import adaptive_attack
 from .claims import headline, table
-from .config import METHODS, MIX, SINGLE, DetectionConfig
+from .config import METHODS, MIX, PREFERRED_SCALE, SCALE_TIE, SINGLE, DetectionConfig
 from .figures import figures
-from .protocol import Study, progress, signature_collapse
+from .protocol import SCALE_NAMES, Study, progress, signature_collapse
 from ..results import DetectionResult
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def save_ce_detector(ctx: StudyContext, cfg: DetectionConfig, ce) -> dict:
         return {}
     ce.detector.signature_config = {
         **cfg.signature.as_dict(),
-        "effect_scale": "log_odds" if ce.variant == "ce_log_odds" else "probability",
+        "effect_scale": SCALE_NAMES[ce.variant],
         "model": ctx.model,
         "layer": ctx.autoencoder.layer,
         "dataset": ctx.dataset,
@@ -135,13 +135,16 @@ def protocol(study: Study) -> dict:
         "scores": "higher = more adversarial; supervised: CEDetector.decision_function; unsupervised: the paper's "
         "fixed direction, "
         "'reversed' when its interval lies below 0.5",
-        "intervals": f"stratified percentile bootstrap, {study.cfg.n_boot} resamples, 95%; CE minus best baseline "
-        "paired on the same inputs",
+        "intervals": f"percentile bootstrap over images, {study.cfg.n_boot} resamples, 95%: an image's clean and "
+        "adversarial scores are drawn together (paired); CE minus the best other detector (supervised or "
+        "unsupervised, whichever has the higher AUROC) on the same resamples",
+        "effect_scale": f"CE's effect scale by validation AUROC; scales within {SCALE_TIE} tie and a tie goes to "
+        f"{SCALE_NAMES[PREFERRED_SCALE]} (it does not vanish on saturated outputs); selection records the choice",
         "mix": list(MIX),
         "adaptive": "PGD-Linf at the larger budget on -max(margin, -1) - w * detector logit, against each detector "
         "fitted on the mix; "
-        "AUROC / TPR against every clean evaluation image; evasion = misclassified and below the detector's 5%-FPR "
-        "threshold "
+        "AUROC / TPR of each successful adversarial against its own clean image; evasion = misclassified and below "
+        "the detector's 5%-FPR threshold "
         "(set on fit data), over all attacked images",
     }
 

@@ -24,13 +24,19 @@ Measures per image (all against the same image's clean profile):
   table on *other* held-out images) minus the mean |shift| of every other channel;
 * per channel: |shift of Z_j| condition vs control, Wilcoxon signed-rank per channel, Holm-corrected.
 
+The output change confounds both: masking the lesion (or attacking) lowers p(finding) more than its control does,
+and the profile is read through the head. :mod:`.matched` adds an **output-matched control** (per image the control
+plus Gaussian noise whose drop in p(finding) lies within a stated tolerance of the condition's) and a **regression**
+of the profile shift on that drop, the residuals compared; the claims are stated again under both.
+
 Every mean has a bootstrap interval and every condition-minus-control difference a paired one
 (:mod:`cemap.evaluate.bootstrap`). Files: ``latent_controls.json``, ``latent_concepts.json`` (the concept
 table, :mod:`cemap.evaluate.concepts`) and the figures ``latent_controls.png``, ``latent_concepts.png``.
 
 Modules: :mod:`.study` (the orchestrator), :mod:`.regions` and :mod:`.perturbations` (what is masked or added, and its
-controls), :mod:`.measures`, :mod:`.masking` and :mod:`.adversarial` (the two experiments), :mod:`.claims` (verdicts in
-words); the typed results are in :mod:`cemap.studies.results`.
+controls), :mod:`.measures`, :mod:`.masking` and :mod:`.adversarial` (the two experiments), :mod:`.matched` (the
+controls for the output change), :mod:`.claims` (verdicts in words); the typed results are in
+:mod:`cemap.studies.results`.
 """
 
 from .measures import MEASURES

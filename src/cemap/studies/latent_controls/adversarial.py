@@ -9,8 +9,8 @@ from ...attacks import PGD, perturbation_norms
 from ...causal import LatentCE
 from ...evaluate.paired_tests import per_channel_tests
 from ..context import StudyContext
-from .masking import l2
-from .measures import Subjects, compare, measures, profiles
+from .matched import output_matched, residual_test
+from .measures import Subjects, compare, l2, measures, profiles
 from .perturbations import matched_blur, matched_gaussian, sign_noise
 
 
@@ -36,6 +36,7 @@ def adversarial_experiment(
         "comparisons": [],
         "per_channel": [],
         "pixels_changed": {},
+        "regression": [],
     }
     if int(ok.sum()) < 2:
         out["note"] = "fewer than 2 attacks succeeded: nothing to compare"
@@ -56,7 +57,13 @@ def adversarial_experiment(
     out["condition"] = out["attack"]
     for name, xc in perturbed.items():
         pc = profiles(latent, xc, f)
+        m_ctrl = measures(pc, base, al, l2(xc, x))
         out["pixels_changed"][name] = norms(xc, x)
-        out["comparisons"].append(compare(m_adv, measures(pc, base, al, l2(xc, x)), ctx.seed, control=name))
+        out["comparisons"].append(compare(m_adv, m_ctrl, ctx.seed, control=name))
         out["per_channel"].append(per_channel_tests(ch_adv, (pc.ece - base.ece).abs(), subjects.labels, name, ctx.seed))
+        out["regression"].append(residual_test(m_adv, m_ctrl, ctx.seed, name))
+    gen = ctx.generator("latent_controls/output-matched")
+    out["output_matched"] = output_matched(
+        latent, x, x, (f, base, al), m_adv, result.l2[idx], gen, ctx.seed, "the image"
+    )
     return out

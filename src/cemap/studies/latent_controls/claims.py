@@ -73,6 +73,7 @@ def masking_claims(dataset: str, masking: dict, has_boxes: bool) -> tuple[list[d
         "per channel (>= 1 channel moves more, Holm)": masking["per_channel"][0]["n_moves_more"] > 0,
         "aligned channels move more than the others, beyond the control": holds(mc, "aligned_minus_other"),
         "per unit of pixel change (ECE profile L1 / pixel L2)": holds(mc, "ece_l1_per_pixel_l2"),
+        **output_forms(masking),
     }
     lesion = {
         "claim": f"masking {what} moves the latent profile more than masking the same area elsewhere",
@@ -122,6 +123,7 @@ def adversarial_claims(dataset: str, adversarial: dict, headline: list[dict], cl
             "aligned channels move more than the others, beyond every control": all(
                 holds(c, "aligned_minus_other") for c in comps.values()
             ),
+            **output_forms(adversarial),
         }
         claims["adversarial_specific"] = {
             "claim": "an adversarial perturbation moves the latent profile more than random or natural perturbations "
@@ -136,6 +138,24 @@ def adversarial_claims(dataset: str, adversarial: dict, headline: list[dict], cl
             "verdict": "not measured: " + adversarial.get("note", ""),
         }
     return headline, claims
+
+
+def output_forms(arm: dict) -> dict[str, bool]:
+    """The claim again under the controls for the output change (:mod:`.matched`): against a control that lowers
+    p(finding) as much, and beyond what the drop in p(finding) explains (regression residuals, against every
+    control)."""
+    matched = arm.get("output_matched", {}).get("comparisons", [])
+    regressions = arm.get("regression", [])
+    tolerance = arm.get("output_matched", {}).get("tolerance")
+    return {
+        f"output-matched (ECE profile L1, vs a control lowering p(finding) as much, within {tolerance})": bool(matched)
+        and holds(matched[0], "ece_l1"),
+        "output-matched (the finding's class-CE profile, same control)": bool(matched)
+        and holds(matched[0], "finding_l1"),
+        "beyond the output change (residual of the finding's class-CE profile shift on the drop in p(finding), "
+        "against every control)": bool(regressions)
+        and all(r["measures"]["finding_l1"]["residual_difference"]["verdict"] == "better" for r in regressions),
+    }
 
 
 def verdict(forms: dict[str, bool]) -> str:

@@ -8,13 +8,9 @@ import torch
 from ...causal import LatentCE
 from ...evaluate.paired_tests import per_channel_tests
 from ..context import StudyContext
-from .measures import Subjects, by_finding, compare, measures, profiles, rep_list, repeat
+from .matched import output_matched, residual_test
+from .measures import Subjects, by_finding, compare, l2, measures, profiles, rep_list, repeat
 from .regions import box_regions, stroke_regions
-
-
-def l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per image: the L2 norm of the pixel change."""
-    return (a - b).flatten(1).norm(dim=1)
 
 
 def masking_experiment(ctx: StudyContext, latent: LatentCE, subjects: Subjects, kind: str, placements: int) -> dict:
@@ -58,7 +54,14 @@ def masking_experiment(ctx: StudyContext, latent: LatentCE, subjects: Subjects, 
         "comparisons": [compare(m_cond, m_ctrl, ctx.seed, control=names[1])],
         "per_channel": [per_channel_tests(ch_cond, ch_ctrl, subjects.labels, names[1], ctx.seed)],
         "by_finding": by_finding(m_cond, m_ctrl, findings, ctx.classifier.class_names, ctx.seed),
+        "regression": [residual_test(m_cond, m_ctrl, ctx.seed, names[1])],
     }
+    base = ctrl_images.reshape(len(images), placements, *images.shape[1:])[:, 0]  # the first control placement
+    gen = ctx.generator("latent_controls/output-matched")
+    subj = (findings, clean, aligned)
+    out["output_matched"] = output_matched(
+        latent, base, images, subj, m_cond, l2(masked, images), gen, ctx.seed, "the same area masked elsewhere"
+    )
     if kind == "boxes":
         lung_share, squeezed = placed
         out["control_placement"] = {

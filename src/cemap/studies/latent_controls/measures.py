@@ -57,6 +57,11 @@ def profiles(latent: LatentCE, images: torch.Tensor, findings: torch.Tensor, bat
     return Profiles(torch.cat(ece), torch.cat(fin), torch.cat(prob))
 
 
+def l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per image: the L2 norm of the pixel change."""
+    return (a - b).flatten(1).norm(dim=1)
+
+
 def repeat(p: Profiles, times: int) -> Profiles:
     return Profiles(
         p.ece.repeat_interleave(times, 0), p.finding.repeat_interleave(times, 0), p.prob.repeat_interleave(times, 0)
