@@ -100,3 +100,26 @@ def load(model: str | None, weights: Path | None, model_opt: list[str], inputs):
     for note in loaded.notes:
         warn(note)
     return loaded
+
+
+def data_follow_model(dataset: str, data_options: dict, model: str, model_options: dict, inputs) -> dict:
+    """``cemap run``'s dataset options with the image size set to the model's input size, so the size is given once;
+    a size the user gave for the data that differs from the model's is refused as the mismatch it is."""
+    import inspect
+
+    from ..data.registry import dataset_factory
+    from ..models.build import expected_size
+
+    param = inspect.signature(dataset_factory(dataset)).parameters.get("size")
+    size = expected_size(model, model_options, inputs) if param is not None else None
+    if size is None:
+        return data_options
+    given = data_options.get("size")
+    if given is None:
+        return data_options if param.default == size else {**data_options, "size": size}
+    if given != size:
+        raise CemapError(
+            f"model expects {size} px, data are {given} px",
+            "give the size once (--size N or --model-opt size=N): the data follow the model",
+        )
+    return data_options
