@@ -88,12 +88,12 @@ def test_nan_image_is_one_line_error(tmp_path, mnist_clf, capsys):
 
 def test_weights_file_problems_are_clear(tmp_path):
     from cemap.errors import CemapError
-    from cemap.studies.explain_files import load_classifier
+    from cemap.models import load_model
 
     with pytest.raises(CemapError, match="weights file not found"):
-        load_classifier("mnist-cnn", tmp_path / "missing.pt")
+        load_model("mnist-cnn", {"weights": str(tmp_path / "missing.pt")})
     with pytest.raises(CemapError, match="does not take a weights file"):
-        load_classifier("xrv-densenet121-res224-all", tmp_path / "w.pt")
+        load_model("xrv-densenet121-res224-all", {"weights": str(tmp_path / "w.pt")})
 
 
 def test_predict_prints_and_writes(digits, tmp_path, mnist_clf, capsys):

@@ -29,6 +29,7 @@ COMMANDS = [
     "detect",
     "evaluate",
     "explain",
+    "export",
     "listing:models",
     "listing:datasets",
     "listing:methods",

@@ -6,15 +6,25 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE, QUIET, SEED, THREADS, check_device, on_device, setup, track_output, warn_fidelity
+from .common import DEVICE, QUIET, SEED, THREADS, check_device, on_device, setup, track_output, warn, warn_fidelity
+from .model_options import CLASS_NAMES, MEAN, MODEL_OPT, NORMALIZE, SIZE, STD, load, model_inputs
 
 
 def explain(
     inputs: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) or folders of them."),
     model: str = typer.Option(
-        ..., "--model", "-m", help="Model name (see cemap models), e.g. cxr-cnn, densenet121, chexnet."
+        None,
+        "--model",
+        "-m",
+        help="Model name (see cemap models), e.g. cxr-cnn, densenet121, chexnet; default: the weights' sidecar's.",
     ),
     weights: Path = typer.Option(None, "--weights", "-w", help="State-dict file for the model (loaded weights-only)."),
+    model_opt: list[str] = MODEL_OPT,
+    size: int = SIZE,
+    mean: str = MEAN,
+    std: str = STD,
+    normalize: str = NORMALIZE,
+    class_names: str = CLASS_NAMES,
     layer: str = typer.Option(None, "--layer", "-l", help="Layer for the latent autoencoder (default: the model's)."),
     fit_on: Path = typer.Option(
         None,
@@ -46,17 +56,22 @@ def explain(
 ) -> None:
     """Explain your own images: CE map beside the chosen baselines, plus the latent CE profile when --fit-on is given.
 
+    Unreadable files are skipped with a warning and listed in explain.json; map coordinates (peak_yx) are in each
+    file's own pixels.
+
     Example: cemap explain scans/ --model chexnet --weights chexnet.pth --fit-on scans/ --methods ce,gradcam --out
     out/scans
     """
+    inputs_given = model_inputs(size, mean, std, normalize, class_names)
     check_device(device)
     setup(seed, threads, quiet)
     from ..report.draw import draw
     from ..report.html import write_report
-    from ..studies.explain_files import ExplainConfig, list_image_files, load_classifier, run_explain
+    from ..studies.explain_files import ExplainConfig, list_image_files, run_explain
 
     files = list_image_files(inputs)
-    clf = on_device(load_classifier(model, weights), device)
+    loaded = load(model, weights, model_opt, inputs_given)
+    clf = on_device(loaded.classifier, device)
     check_choices(clf, layer, target, methods)
     if fit_on is not None:
         list_image_files([fit_on])
@@ -64,7 +79,9 @@ def explain(
     config = ExplainConfig(
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()), layer=layer, fit_on=fit_on, target=target
     )
-    summary = run_explain(clf, files, out, config, draw=draw)
+    summary = run_explain(clf, files, out, config, draw=draw, preprocessing=loaded.preprocessing)
+    for row in summary.skipped:
+        warn(f"skipped {row['file']}: {row['error']}")
     write_report(out)
     for row in summary.images:
         typer.echo(f"{row['file']}: {row['target']} p={row['probability']:.3f} -> {row['overlay']}")
@@ -79,7 +96,6 @@ def explain(
 
 def check_choices(clf, layer: str | None, target: str | None, methods: str) -> None:
     """--layer, --target and --methods checked against the model before anything is fitted or written."""
-    from ..errors import CemapError
     from ..explain import list_explainers
 
     if layer is not None:
@@ -90,22 +106,5 @@ def check_choices(clf, layer: str | None, target: str | None, methods: str) -> N
             from ..errors import unknown_name
 
             raise unknown_name("method", m, valid)
-    if (
-        target is not None
-        and target not in clf.class_names
-        and not (target.isdigit() and int(target) < clf.num_classes)
-    ):
-        close = [n for n in clf.class_names if target.lower() in n.lower() or n.lower() in target.lower()][:5]
-        hint = (
-            f"did you mean {', '.join(close)}?"
-            if close
-            else (
-                f"a class name or an index 0..{clf.num_classes - 1}"
-                + (
-                    f" (e.g. {', '.join(clf.class_names[:5])}; cemap predict shows them)"
-                    if clf.num_classes > 5
-                    else f": {', '.join(clf.class_names)}"
-                )
-            )
-        )
-        raise CemapError(f"model {clf.name} has no class {target!r}", hint)
+    if target is not None:
+        clf.class_index(target)

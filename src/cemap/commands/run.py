@@ -9,6 +9,7 @@ import typer
 
 from ..errors import CemapError
 from .common import QUIET, SEED, THREADS, setup, track_output, warn_fidelity
+from .model_options import CLASS_NAMES, MEAN, NORMALIZE, SIZE, STD, data_follow_model, model_inputs
 
 
 def names(values: list[str]) -> tuple[str, ...]:
@@ -88,6 +89,11 @@ def run(
     model_opt: list[str] = typer.Option(
         [], "--model-opt", help="Model option KEY=VALUE (repeatable), e.g. weights=/models/chexnet.pt."
     ),
+    size: int = SIZE,
+    mean: str = MEAN,
+    std: str = STD,
+    normalize: str = NORMALIZE,
+    class_names: str = CLASS_NAMES,
     split: str = typer.Option("test", "--split", help="Dataset split to run over."),
     data_opt: list[str] = typer.Option(
         [], "--data-opt", help="Dataset option KEY=VALUE (repeatable), e.g. root=/data or n_test=4000."
@@ -149,6 +155,7 @@ def run(
     """
     if weights is not None:
         raise CemapError("cemap run takes the weights file as a model option", f"use --model-opt weights={weights}")
+    inputs = model_inputs(size, mean, std, normalize, class_names)
     setup(seed, threads, quiet)
     from ..data.registry import dataset_factory
     from ..models.registry import model_factory
@@ -159,6 +166,7 @@ def run(
         dataset_factory(ae_dataset)  # an unknown name is refused now, not after the folder is prepared
     model = model or builtin_model(dataset)
     model_options = checked_options("model", model, model_factory(model), options(model_opt, "--model-opt"))
+    data_options = data_follow_model(dataset, data_options, model, model_options, inputs)
     track_output(out)
     config = RunConfig(
         dataset=dataset,
@@ -167,6 +175,7 @@ def run(
         layer=layer,
         dataset_options=data_options,
         model_options=model_options,
+        model_inputs=inputs.as_dict(),
         methods=names(methods),
         attacks=names(attacks),
         cell=cell,

@@ -26,10 +26,9 @@ from ..data.nih import CHEXNET_FINDINGS
 from ..errors import CemapError
 from .classifier import Classifier, Normalize
 from .loading import load_into, load_state_dict_file
+from .preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from .registry import register_model
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DENSENET_LAYERS = [
     "features.conv0",
     "features.pool0",

@@ -20,6 +20,7 @@ class RunConfig:
     split: str = "test"
     dataset_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
+    model_inputs: dict[str, Any] = field(default_factory=dict)  # --size, --mean, --std, --normalize, --class-names
     layer: str | None = None
     methods: tuple[str, ...] = ()
     attacks: tuple[str, ...] = ()
@@ -53,4 +54,6 @@ class RunConfig:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.update(model=self.model_name, methods=list(self.methods), attacks=list(self.attacks))
+        if not self.model_inputs:  # a run without them keeps the config.json it had before they existed (--resume)
+            del d["model_inputs"]
         return d

@@ -26,7 +26,8 @@ from ..causal.autoencoder import model_fingerprint
 from ..data import get_dataset
 from ..data.base import ImageDataset, Sample, collate
 from ..errors import CemapError, unknown_name
-from ..models import Classifier, get_model
+from ..models import Classifier, ModelInputs, load_model
+from ..models.preprocessing import describe
 from ..progress import progress_enabled
 from .autoencoder import ensure_autoencoder, load_autoencoder
 from .config import RunConfig
@@ -118,9 +119,7 @@ class Runner:
         n = len(self.dataset)
         self.n_images = n if config.limit is None else min(config.limit, n)
         self.plans = plan_shards(self.n_images, config.shard_size)
-        self.classifier: Classifier = ranks.main_first(lambda: get_model(config.model_name, **config.model_options)).to(
-            device
-        )
+        self.classifier: Classifier = ranks.main_first(lambda: run_model(config)).to(device)
         self.multilabel = self.classifier.multilabel
         self.shard_seconds: list[
             tuple[int, float]
@@ -131,6 +130,7 @@ class Runner:
                 "pass --device cuda, or leave out --compile",
             )
         match_class_names(self.classifier, self.dataset, config)
+        check_size(self.classifier, self.dataset)
         check_settings(self.classifier, config)
 
     def setup(self, resume: bool, lock: RunLock | None = None) -> None:
@@ -261,6 +261,7 @@ class Runner:
             "class_names": clf.class_names,
             "multilabel": self.multilabel,
             "input_shape": list(clf.input_shape),
+            "preprocessing": describe(clf),
             "map_names": self.pipeline.map_names,
             "map_shape": list(clf.input_shape[1:]),
             "columns": self.schema.names,
@@ -329,6 +330,21 @@ def run_dataset(
             return ranks.share_from_main(lambda: runner.finish(work))
         finally:
             lock.release()
+
+
+def run_model(config: RunConfig) -> Classifier:
+    """The run's model with its inputs as the run's options and the weights' sidecar say (``load_model``)."""
+    return load_model(config.model_name, config.model_options, ModelInputs.from_dict(config.model_inputs)).classifier
+
+
+def check_size(classifier: Classifier, dataset: ImageDataset) -> None:
+    """Refuse data of another size than the model's input, by name (otherwise every image fails to batch)."""
+    size = getattr(dataset, "size", None)
+    if isinstance(size, int) and (size, size) != tuple(classifier.input_shape[1:]):
+        raise CemapError(
+            f"model expects {classifier.input_shape[1]} px, data are {size} px",
+            "give the size once (--size N or --model-opt size=N): the data follow the model",
+        )
 
 
 def check_settings(classifier: Classifier, config: RunConfig) -> None:

@@ -17,7 +17,7 @@ import pyarrow as pa
 from ..data import get_dataset
 from ..data.base import ImageDataset
 from ..errors import CemapError
-from ..models import Classifier, get_model
+from ..models import Classifier, ModelInputs, load_model
 from .layout import RunLayout, read_json
 from .pipeline import CE_MAP
 from .shards import INDEX, read_maps, read_table
@@ -154,7 +154,8 @@ class RunResults:
 
     def classifier(self) -> Classifier:
         """The model the run used, rebuilt from its name and options (weights file, ...)."""
-        return get_model(self.config["model"], **self.config["model_options"])
+        c = self.config
+        return load_model(c["model"], c["model_options"], ModelInputs.from_dict(c.get("model_inputs"))).classifier
 
     def _check_maps(self, maps: Sequence[str]) -> list[str]:
         unknown = [m for m in maps if m not in self.map_names]

@@ -19,10 +19,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..causal import Fidelity, FittedAutoencoder, fidelity, fit_autoencoder
-from ..data.images import IMAGE_SUFFIXES, is_image_file, read_image
-from ..errors import CemapError, unknown_name
+from ..data.images import IMAGE_SUFFIXES, is_image_file, load_image, read_image, resize
+from ..errors import CemapError
 from ..jsonio import write_json
-from ..models import Classifier, get_model
+from ..models import Classifier
+from ..models.preprocessing import describe
 from ..pipeline import BatchResult, ImagePipeline
 from ..progress import progress_enabled
 from .explorer import MAX_ITEMS, ExplorerItem, relative_names, save_explorer_items
@@ -31,21 +32,6 @@ from .results import ExplainResult
 
 DEFAULT_METHODS = ("ce", "gradcam")
 BATCH = 16
-
-
-def load_classifier(name: str, weights: str | Path | None = None) -> Classifier:
-    """Model ``name`` from the registry, with its weights from ``weights`` when given."""
-    if weights is None:
-        return get_model(name)
-    try:
-        return get_model(name, weights=str(weights))
-    except TypeError as exc:
-        if "weights" not in str(exc):
-            raise
-        raise CemapError(
-            f"model {name!r} does not take a weights file",
-            "drop --weights (torchxrayvision models read theirs from ~/.torchxrayvision/models_data/)",
-        ) from exc
 
 
 def list_image_files(inputs: Sequence[str | Path]) -> list[Path]:
@@ -85,6 +71,46 @@ def load_images(files: Sequence[Path], classifier: Classifier) -> torch.Tensor:
     return torch.stack(images)
 
 
+@dataclass
+class ReadFiles:
+    """The files of a batch that could be read, as the classifier's input, with each one's native size; and the
+    files that could not (unreadable, truncated, NaN pixels), with the reason."""
+
+    files: list[Path]
+    positions: list[int]  # of the files read, in the list given
+    images: torch.Tensor | None
+    sizes: list[tuple[int, int]]
+    skipped: list[dict]
+
+
+def read_files(files: Sequence[Path], classifier: Classifier) -> ReadFiles:
+    """Read ``files`` at the classifier's input shape, skipping the ones that cannot be read (``predict`` and
+    ``explain`` go on with the others, as a run does)."""
+    c, h, w = classifier.input_shape
+    kept, positions, images, sizes, skipped = [], [], [], [], []
+    for position, path in enumerate(files):
+        try:
+            native = load_image(path, channels=c)
+            if not torch.isfinite(native).all():
+                raise CemapError(f"{path} contains NaN or infinite pixel values")
+        except CemapError as exc:
+            skipped.append({"file": str(path), "error": exc.message})
+            continue
+        kept.append(path)
+        positions.append(position)
+        sizes.append((int(native.shape[1]), int(native.shape[2])))
+        images.append(resize(native, (h, w)))
+    return ReadFiles(kept, positions, torch.stack(images) if images else None, sizes, skipped)
+
+
+def none_read(skipped: list[dict]) -> CemapError:
+    """The error when not one of the files could be read: the first file's reason, and how many there were."""
+    return CemapError(
+        f"none of {len(skipped)} image file(s) could be read; first: {skipped[0]['error']}",
+        "the files are corrupt or not images; remove or replace them",
+    )
+
+
 def folder_key(files: Sequence[Path], shape: tuple[int, ...]) -> str:
     """Cache key of a set of image files: names, sizes and modification times, plus the input shape."""
     h = hashlib.sha256(repr(shape).encode())
@@ -105,41 +131,49 @@ def fit_on_files(classifier: Classifier, fit_on: str | Path, layer: str | None =
 
 def resolve_target(classifier: Classifier, target: str | None) -> int | None:
     """A class (or finding) given by name or index, or None for the model's own choice per image."""
-    if target is None:
-        return None
-    if target in classifier.class_names:
-        return classifier.class_names.index(target)
-    if target.isdigit() and int(target) < classifier.num_classes:
-        return int(target)
-    raise unknown_name("class", target, classifier.class_names)
+    return None if target is None else classifier.class_index(target)
 
 
-def predict_files(classifier: Classifier, files: Sequence[Path], top: int = 3) -> list[dict]:
-    """One row per file: the ``top`` most probable classes (or findings) with their probabilities."""
-    rows = []
+def predict_files(classifier: Classifier, files: Sequence[Path], top: int = 3) -> tuple[list[dict], list[dict]]:
+    """One row per readable file (the ``top`` most probable classes with their probabilities, and the file's native
+    size), and the files skipped as unreadable; not one readable file is a CemapError."""
+    rows, skipped = [], []
     for start in tqdm(range(0, len(files), BATCH), desc="predict", disable=not progress_enabled(), leave=False):
-        chunk = files[start : start + BATCH]
+        batch = read_files(files[start : start + BATCH], classifier)
+        skipped += batch.skipped
+        if batch.images is None:
+            continue
         with torch.inference_mode():
-            probs = classifier.predict_proba(load_images(chunk, classifier))
-        for path, p in zip(chunk, probs):
+            probs = classifier.predict_proba(batch.images)
+        for path, size, p in zip(batch.files, batch.sizes, probs):
             best = p.argsort(descending=True)[:top].tolist()
             rows.append(
                 {
                     "file": str(path),
+                    "original_size": list(size),
                     "top": [{"class": classifier.class_names[i], "probability": float(p[i])} for i in best],
                 }
             )
-    return rows
+    if not rows:
+        raise none_read(skipped)
+    return rows, skipped
 
 
 def _safe_stem(index: int, path: Path) -> str:
     return f"{index:04d}_{re.sub(r'[^A-Za-z0-9._-]+', '_', path.stem)[:60]}"
 
 
-def _map_stats(m: torch.Tensor) -> dict:
+def _map_stats(m: torch.Tensor, original: tuple[int, int]) -> dict:
+    """Extremes of a map and where it peaks, in the original image's pixels (the centre of the peak's map pixel)."""
     flat = m.flatten()
     peak = int(flat.argmax())
-    return {"max": float(flat.max()), "min": float(flat.min()), "peak_yx": [peak // m.shape[1], peak % m.shape[1]]}
+    y, x = peak // m.shape[1], peak % m.shape[1]
+    (oh, ow), (h, w) = original, m.shape
+    return {
+        "max": float(flat.max()),
+        "min": float(flat.min()),
+        "peak_yx": [min(int((y + 0.5) * oh / h), oh - 1), min(int((x + 0.5) * ow / w), ow - 1)],
+    }
 
 
 @dataclass(frozen=True)
@@ -170,9 +204,11 @@ def run_explain(
     out: str | Path,
     config: ExplainConfig = ExplainConfig(),
     draw: Draw | None = None,
+    preprocessing: dict | None = None,
 ) -> ExplainResult:
-    """Explain each file; writes ``<n>_<name>.json`` (and, with ``draw``, ``<n>_<name>.png``) per image, the explorer's
-    items and ``explain.json`` into ``out``."""
+    """Explain each readable file; writes ``<n>_<name>.json`` (and, with ``draw``, ``<n>_<name>.png``) per image, the
+    explorer's items and ``explain.json`` into ``out``. Unreadable files are skipped and listed; ``preprocessing`` is
+    recorded (default: what the classifier applies)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -181,30 +217,37 @@ def run_explain(
     timings["autoencoder"] = time.perf_counter() - t
     pipeline = ImagePipeline(classifier, fitted, methods=config.methods)
     wanted = resolve_target(classifier, config.target)
-    running, names = _Running(), relative_names(files)
+    running, names, skipped = _Running(), relative_names(files), []
     t = time.perf_counter()
     for start in tqdm(range(0, len(files), BATCH), desc="explain", disable=not progress_enabled(), leave=False):
-        chunk = list(files[start : start + BATCH])
-        images = load_images(chunk, classifier)
+        batch = read_files(files[start : start + BATCH], classifier)
+        skipped += batch.skipped
+        if batch.images is None:
+            continue
+        images = batch.images
         result = pipeline(images, None if wanted is None else torch.full((len(images),), wanted))
         if fitted is not None:
             fid = fidelity(classifier, fitted, images)
             running.agree, running.kl = running.agree + fid.agreement * fid.n, running.kl + fid.mean_kl * fid.n
             running.problems += [p for p in fid.problems if p not in running.problems]
             running.profiles.append(result.latent)
-        _record_chunk(classifier, out, chunk, start, images, result, names, running, draw)
+        _record_chunk(classifier, out, batch, start, result, names, running, draw)
+    if not running.rows:
+        raise none_read(skipped)
     timings["explain"] = time.perf_counter() - t
     summary = ExplainResult(
         model=classifier.name,
         layer=fitted.layer if fitted is not None else config.layer or classifier.default_layer,
         methods=list(config.methods),
-        n_images=len(files),
+        n_images=len(running.rows),
         images=running.rows,
         figures={"overlays": [r["overlay"] for r in running.rows]},
         timings_s=timings,
+        preprocessing=preprocessing or describe(classifier),
+        skipped=skipped,
     )
     if fitted is not None:
-        n = len(files)
+        n = len(running.rows)
         summary.autoencoder = {
             "fit_on": str(config.fit_on),
             "fit_images": n_fit,
@@ -224,18 +267,19 @@ def run_explain(
 def _record_chunk(
     classifier: Classifier,
     out: Path,
-    chunk: list[Path],
+    batch: ReadFiles,
     start: int,
-    images: torch.Tensor,
     result: BatchResult,
     names: list[str],
     running: _Running,
     draw: Draw | None,
 ) -> None:
-    """Each image of a chunk: its JSON, its overlay (when drawn), its explorer item and its summary row."""
-    probs, targets, maps, profile = result.probs, result.targets, result.maps, result.latent
-    for i, path in enumerate(chunk):
-        stem, t_i = _safe_stem(start + i, path), int(targets[i])
+    """Each image of a chunk: its JSON (coordinates in the file's own pixels), its overlay (when drawn), its explorer
+    item and its summary row."""
+    probs, targets, maps, profile, images = result.probs, result.targets, result.maps, result.latent, batch.images
+    for i, (position, path, size) in enumerate(zip(batch.positions, batch.files, batch.sizes)):
+        index = start + position
+        stem, t_i = _safe_stem(index, path), int(targets[i])
         title = f"{path.name}: {classifier.class_names[t_i]} p={float(probs[i, t_i]):.2f}"
         if draw is not None:
             draw(
@@ -247,15 +291,16 @@ def _record_chunk(
             "target": classifier.class_names[t_i],
             "probability": float(probs[i, t_i]),
             "probabilities": {name: float(p) for name, p in zip(classifier.class_names, probs[i])},
-            "maps": {m: _map_stats(maps[m][i]) for m in maps},
+            "original_size": list(size),
+            "maps": {m: _map_stats(maps[m][i], size) for m in maps},
             "latent_profile": profile[i].tolist() if profile is not None else None,
             "overlay": f"{stem}.png",
         }
         write_json(out / f"{stem}.json", row)
-        if start + i < MAX_ITEMS:  # the explorer shows the first MAX_ITEMS images
+        if index < MAX_ITEMS:  # the explorer shows the first MAX_ITEMS images
             running.explorer.append(
                 ExplorerItem(
-                    id=names[start + i],
+                    id=names[index],
                     image=images[i],
                     maps={m: maps[m][i] for m in maps},
                     probs=probs[i],

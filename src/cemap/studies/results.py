@@ -384,6 +384,8 @@ class ExplainResult(StudyResult):
     autoencoder: dict | None = json_field(
         None, omit_none=True
     )  # fit_on, fit_images, code_channels, fidelity (with --fit-on)
+    preprocessing: dict = field(default_factory=dict)  # input shape, resize, normalisation and where each came from
+    skipped: list = field(default_factory=list)  # files that could not be read: file, error
 
 
 @dataclass
