@@ -19,6 +19,7 @@ import pytest
 import torch
 from torch import nn
 
+from cemap.causal import AEConfig, Fidelity, fit_autoencoder
 from cemap.errors import CemapError
 
 from cli_helpers import one_line_error, run_cli
@@ -317,6 +318,12 @@ def test_full_disk_while_committing_a_shard_is_one_line(tmp_path, monkeypatch):
         (["--attacks", "pgdd"], ["unknown attack 'pgdd'"]),
         (["--value", "half"], ["--value"]),
         (["--ae-dataset", "mnist"], ["unknown dataset 'mnist'"]),
+        (["--fill", "purple"], ["unknown fill 'purple'"]),
+        (["--fill", "7"], ["unknown fill 7", "[0, 1]"]),
+        (["--cell", "0"], ["cell size 0", "must be positive"]),
+        (["--stride", "0"], ["stride 0", "must be positive"]),
+        (["--data-opt", "size=-1"], ["image size -1", "positive"]),
+        (["--threads", "-1"], ["--threads -1"]),
     ],
 )
 def test_run_mistakes_are_refused_before_any_work_and_leave_no_folder(folder3, tmp_path, extra, words, capsys):
@@ -681,3 +688,86 @@ def test_classes_can_be_named_or_indexed():
         clf.class_index("bird")
     with pytest.raises(CemapError, match="out of range"):
         clf.class_index(2)
+
+
+# --- issue 30: no stuck folders, one-line rough edges, honest fidelity and long steps ----------------------------
+
+
+def test_negative_threads_are_refused_on_any_command(pngs, capsys):
+    code, out, err = run_cli(["predict", pngs, "--model", "resnet18", "--weights", "random", "--threads", "-1"], capsys)
+    one_line_error(code, err, "--threads -1")
+    assert out == ""
+
+
+def test_an_out_folder_that_is_a_file_is_one_line(pngs, tmp_path, capsys):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    for out in (taken, taken / "sub"):
+        code, _, err = run_cli(["explain", pngs, "--model", "resnet18", "--weights", "random", "--out", out], capsys)
+        one_line_error(code, err, "is a file", "--out")
+    assert taken.read_text() == "mine"
+
+
+def test_report_out_pointing_at_a_folder_is_one_line_and_leaves_no_temporary_file(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"format": "cemap-run/2", "complete": True, "n_images": 1}))
+    target = tmp_path / "reports"
+    target.mkdir()
+    code, _, err = run_cli(["report", run, "--out", target], capsys)
+    one_line_error(code, err, "is a folder", "report.html")
+    assert list(target.iterdir()) == [] and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_finished_run_leaves_no_lock_and_a_dead_runs_lock_is_taken_over_with_a_warning(tmp_path, capsys):
+    from cemap.runner.layout import RunLayout, RunLock
+
+    layout = RunLayout(tmp_path)
+    (tmp_path / "config.json").write_text("{}")  # a started run: its folder stays
+    layout.lock.write_text("999999999\n")  # left by a killed run
+    with RunLock(layout):
+        assert layout.lock.read_text().strip() == str(os.getpid())
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning: took over the lock" in err and "PID 999999999" in err
+    assert not layout.lock.exists() and (tmp_path / "config.json").exists()
+
+
+def test_fidelity_ok_is_every_gate_and_names_the_one_that_failed():
+    from cemap.causal.fidelity import LIMITS
+
+    assert Fidelity(agreement=1.0, mean_kl=0.0, n=4).as_dict()["ok"] is True
+    low = Fidelity(agreement=0.9, mean_kl=0.0, n=10).as_dict()
+    assert low["ok"] is False and low["failed"] == ["decision agreement 0.900 is below 0.98"]
+    assert low["limits"] == LIMITS and LIMITS["min_recon_correlation"] == 0.1
+    assert not Fidelity(agreement=1.0, mean_kl=float("nan"), n=4).ok  # a NaN passes no gate
+    same = Fidelity(agreement=1.0, mean_kl=0.0, n=4, problems=("the code is the same for every image",))
+    assert not same.ok and same.failures == ("the code is the same for every image",)
+
+
+def test_autoencoder_steps_follow_the_data_and_progress_is_plain_lines_off_a_terminal(tiny_clf, capsys, monkeypatch):
+    from cemap import progress
+    from cemap.causal import sized_config
+
+    assert sized_config(17).steps == 200 and sized_config(1000).steps == 400 and sized_config(5000).steps == 800
+    assert sized_config(3, AEConfig(steps=50)).steps == 50  # never more than asked
+    monkeypatch.delenv("CEMAP_QUIET", raising=False)
+    monkeypatch.setattr(progress, "_ENABLED", None)
+    monkeypatch.setattr(progress, "FIRST_LINE_S", 0.0)
+    capsys.readouterr()
+    fit_autoencoder(tiny_clf, torch.rand(6, 3, 16, 16), config=AEConfig(steps=5), use_cache=False)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].endswith("on 6 images: 5 steps") and "about" in lines[1] and "left" in lines[1]
+    assert lines[-1].startswith("autoencoder @ conv2") and "5/5 steps in" in lines[-1]
+    progress.set_progress(False)
+    fit_autoencoder(tiny_clf, torch.rand(6, 3, 16, 16), config=AEConfig(steps=5), use_cache=False)
+    assert capsys.readouterr().err == ""  # --quiet: nothing
+
+
+@pytest.mark.parametrize("target", [2, "b"])
+def test_a_target_of_a_class_the_network_lacks_is_a_cemap_error(target):
+    import cemap
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+    clf = cemap.Classifier(net, class_names=["a", "b", "c"], input_shape=(3, 8, 8), name="two-outputs")
+    with pytest.raises(CemapError, match="3 class names were given"):
+        cemap.CEMap(clf).attribute(torch.rand(1, 3, 8, 8), target=target)

@@ -161,7 +161,7 @@ def test_findings_come_first_with_intervals(full_run):
         "ce localises best: pointing game 0.72 [0.66, 0.78], 0.11 above the next, gradcam (0.61 [0.55, 0.68])" in head
     )
     assert "No intervals were recorded" not in head
-    assert "floors: random 0.2" in head and "The autoencoder is faithful" in head and "0.991" in head
+    assert "floors: random 0.2" in head and "The autoencoder is faithful" in head and "99.1%" in head
     assert "unseen PGD first flip: CE AUROC 0.912 [0.850, 0.960]" in head  # the detection study's own claim
     assert "Not computed in this run: how the latent profile shifts" in head
     assert (
@@ -536,3 +536,30 @@ def test_maps_of_a_folder_without_overlays_are_found_in_the_explorer(tmp_path):
     save_explorer_items(tmp_path, items(2), class_names=["no", "yes"])
     maps = section_of(render_html(read_run_folder(tmp_path)), "maps")
     assert "image explorer" in maps and "Not computed" not in maps
+
+
+def test_low_fidelity_is_said_as_the_json_says_it(tmp_path):
+    """Agreement 100% with one code for every image: the report gives that reason, never "agrees only 1 of the time"."""
+    fid = {"agreement": 1.0, "mean_kl": 0.0, "n": 6, "ok": False, "problems": ["the code is the same for every image"]}
+    manifest = {
+        "format": "cemap-run/2",
+        "complete": True,
+        "n_images": 6,
+        "n_rows": 6,
+        "config": {"dataset": "imagefolder", "model": "resnet18"},
+        "autoencoder": {"fidelity": fid},
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    html = render_html(read_run_folder(tmp_path))
+    for anchor in ("headline", "fidelity"):
+        text = section_of(html, anchor)
+        assert "NOT faithful: the code is the same for every image" in text and "100% of the time" in text
+        assert "only" not in text
+
+
+def test_profiles_of_a_run_folder_are_found_in_the_explorer(tmp_path):
+    """A cemap run keeps each image's latent CE profile: the profiles section points to them, never "Not computed"."""
+    (tmp_path / "metrics.json").write_text(json.dumps(METRICS))
+    save_explorer_items(tmp_path, items(2), class_names=["no", "yes"])
+    profiles = section_of(render_html(read_run_folder(tmp_path)), "profiles")
+    assert "image explorer" in profiles and "Not computed" not in profiles

@@ -168,8 +168,35 @@ def test_existing_run_needs_resume_and_the_same_settings(digits, reference):
     changed = RunConfig(
         dataset="imagefolder", model="mnist-cnn", dataset_options=options, shard_size=SHARD, batch_size=2
     )
-    with pytest.raises(CemapError, match="different settings.*batch_size"):
+    with pytest.raises(CemapError, match="different settings.*batch_size.*rm -r"):  # says what to delete
         run_dataset(changed, reference.folder, resume=True)
+
+
+def test_a_failed_run_then_a_corrected_run_in_the_same_folder_succeeds(tmp_path, digits, reference, monkeypatch):
+    import cemap.runner.engine as engine
+
+    out = tmp_path / "run"
+    options = {"root": str(digits), "channels": 1, "size": 28}
+
+    def late_failure(*args, **kwargs):  # after config.json: a failure found while the autoencoder is prepared
+        raise CemapError("none of 160 images of imagefolder could be read")
+
+    with monkeypatch.context() as m:
+        m.setattr(engine, "ensure_autoencoder", late_failure)
+        failing = RunConfig(dataset="imagefolder", model="mnist-cnn", dataset_options=options, fill="max", limit=4)
+        with pytest.raises(CemapError, match="could be read"):
+            run_dataset(failing, out)
+    assert (out / "config.json").exists() and not (out / ".lock").exists()
+    corrected = RunConfig(
+        dataset="imagefolder", model="mnist-cnn", dataset_options=options, shard_size=SHARD, batch_size=BATCH, limit=4
+    )
+    assert run_dataset(corrected, out)["n_rows"] == 4
+    assert load_run(out).manifest["config"]["fill"] == "zero" and not (out / ".lock").exists()
+
+
+def test_a_finished_run_leaves_no_lock_and_its_autoencoder_steps_follow_the_data(reference):
+    assert not (reference.folder / ".lock").exists()
+    assert reference.manifest["autoencoder"]["config"]["steps"] == 200  # 160 training images: not 800 steps
 
 
 def test_baseline_maps_and_attacks_are_stored_per_image(tmp_path, digits):

@@ -17,14 +17,13 @@ import json
 import logging
 import os
 import shutil
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import CemapError
+from .errors import CemapError, warn
 
 log = logging.getLogger(__name__)
 
@@ -166,9 +165,9 @@ def move_aside(path: Path, reason: str) -> Path:
         else:
             path.unlink(missing_ok=True)
         aside = path
-    message = f"warning: cache entry {path} {reason}; moved aside to {aside.name} and rebuilding it"
+    message = f"cache entry {path} {reason}; moved aside to {aside.name} and rebuilding it"
     log.debug(message)
-    print(message, file=sys.stderr)
+    warn(message)
     return aside
 
 

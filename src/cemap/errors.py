@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class CemapError(ValueError):
     """A problem with the user's input; the message says what is wrong and what to do."""
@@ -46,3 +48,11 @@ def check_options(kind: str, name: str, factory, options: dict) -> None:
         raise CemapError(
             f"{kind} {name!r} has no option {unknown[0]!r}", f"{flag} keys it takes: {', '.join(valid) or 'none'}"
         )
+
+
+def warn(message: str) -> None:
+    """A ``warning:`` line on stderr (yellow on a terminal): for what cemap did on the user's behalf and goes on with,
+    such as taking over a dead run's lock or moving a damaged cache entry aside."""
+    import typer
+
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, bold=True, err=True, color=sys.stderr.isatty() or None)

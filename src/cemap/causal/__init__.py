@@ -2,7 +2,14 @@
 explanation methods (CE maps, adaptive CE maps, latent CE profiles), members of the one :class:`Explainer` family."""
 
 from .adaptive import AdaptiveCEMap
-from .autoencoder import AEConfig, FittedAutoencoder, LatentAutoencoder, fit_autoencoder, restore_autoencoder
+from .autoencoder import (
+    AEConfig,
+    FittedAutoencoder,
+    LatentAutoencoder,
+    fit_autoencoder,
+    restore_autoencoder,
+    sized_config,
+)
 from .cemap_map import CEMap, paint
 from .effects import class_effect, expected_effect, log_odds, log_odds_view, resolve_targets
 from .explainer import Explainer, LayerExplainer
@@ -29,6 +36,7 @@ __all__ = [
     "fidelity",
     "fill_images",
     "fit_autoencoder",
+    "sized_config",
     "grid_masks",
     "log_odds",
     "log_odds_view",

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..cache import cache_path, load_cached, move_aside, save_atomic
 from ..models.classifier import Classifier
 from ..models.training import optimiser_step, seeded_init, training_threads
-from ..progress import progress_enabled
+from ..progress import progress_bar
 from .split import Split, split_classifier
 
 log = logging.getLogger(__name__)
@@ -35,10 +34,23 @@ class AEConfig:
     w_tv: float = 5.0
     w_rec: float = 2.0
     w_kl: float = 3.0
-    steps: int = 800  # optimiser steps, not epochs: small and large training sets get the same training
+    steps: int = 800  # optimiser steps, not epochs (see sized_config for a size that follows the data)
     lr: float = 2e-3
     batch_size: int = 64
     seed: int = 0
+
+
+EPOCHS = 25  # passes over the training images that the default 800 steps of 64 give 2048 images
+MIN_STEPS = 200  # even a handful of images gets this many steps
+
+
+def sized_config(n_images: int, config: AEConfig | None = None) -> AEConfig:
+    """``config`` with its steps cut to about :data:`EPOCHS` passes over ``n_images`` (at least :data:`MIN_STEPS`,
+    never more than its own). 800 steps over 17 images are 800 passes that fit them no better and cost minutes; from
+    2048 images on nothing changes."""
+    cfg = config or AEConfig()
+    passes = EPOCHS * -(-n_images // cfg.batch_size)
+    return replace(cfg, steps=min(cfg.steps, max(MIN_STEPS, passes)))
 
 
 class LatentAutoencoder(nn.Module):
@@ -242,7 +254,7 @@ def _train(ae: LatentAutoencoder, split: Split, classifier: Classifier, images: 
     gen = torch.Generator().manual_seed(cfg.seed)
     frozen = _frozen_outputs(split, images, cfg.batch_size)
     ae.train()
-    bar = tqdm(total=cfg.steps, desc=f"autoencoder @ {split.layer}", disable=not progress_enabled(), leave=False)
+    bar = progress_bar(cfg.steps, f"autoencoder @ {split.layer} on {len(images)} images", unit="step", leave=False)
     for idx in _minibatches(len(images), cfg.batch_size, cfg.steps, gen):
         if frozen is not None:
             act, teacher, extras = frozen[0][idx], frozen[1][idx], ()

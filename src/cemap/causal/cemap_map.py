@@ -27,7 +27,7 @@ from .compiled import compiled_predict, require_gpu
 from .effects import check_effect_scale, class_effect, log_odds_view, resolve_targets
 from .explainer import Explainer
 from .incremental import MAX_COST_RATIO, incremental_masking
-from .masks import fill_images, grid_masks
+from .masks import check_fill, fill_images, grid_masks
 from .planning import (
     GPU_FULL_CHUNK,
     GPU_WINDOW_FACTOR,
@@ -115,8 +115,8 @@ class CEMap(Explainer):
             classifier = log_odds_view(classifier)
         super().__init__(classifier, batch_size)
         self.batch_size = batch_size  # None: every image in one call (see attribute)
-        self.cell = cell or default_cell(min(h, w))
-        self.stride = stride or self.cell
+        self.cell = default_cell(min(h, w)) if cell is None else cell  # 0 is refused by grid_masks, not defaulted
+        self.stride = self.cell if stride is None else stride
         self.cells = tuple(int(c) for c in cells) if cells else None
         if self.cells:
             grids = [grid_masks(h, w, c, max(1, c // 2)) for c in self.cells]
@@ -125,7 +125,7 @@ class CEMap(Explainer):
         else:
             self.scale_sizes = None
             self.masks = grid_masks(h, w, self.cell, self.stride)
-        self.fill = fill
+        self.fill = check_fill(fill)
         self.blur_sigma = blur_sigma
         self.given_chunk = chunk_size
         self.chunk_size = chunk_size or default_chunk(classifier.input_shape, precision=precision)

@@ -31,6 +31,8 @@ MIN_CODE_VARIATION = (
     1e-4  # variance of the code across images relative to its mean square: 0 = one code for every image
 )
 MIN_PROFILE_VARIATION = 1e-4  # spread of latent CE profiles across images relative to their size
+MIN_AGREEMENT = 0.98  # share of decisions unchanged with the autoencoder inserted (PAPER.md section 3)
+MAX_MEAN_KL = 0.05  # mean KL between the predictive distributions with and without it
 PROFILE_IMAGES = 8  # latent CE profiles cost k + 1 suffix passes per image: a few images tell identical from different
 
 
@@ -42,7 +44,8 @@ class Fidelity:
     across images), ``recon_correlation`` (does the reconstruction follow the activation from image to image: 0 when it
     is the same for every image), ``code_variation`` (the code's variance across images over its mean square) and
     ``profile_variation`` (how much latent CE profiles differ between images) look at the autoencoder itself.
-    ``problems`` says in words what failed; ``ok`` needs all of it.
+    ``problems`` says in words what failed in the autoencoder itself, ``failures`` every gate that failed (the outputs'
+    too); ``ok`` is the AND of every gate.
     """
 
     agreement: float
@@ -55,17 +58,41 @@ class Fidelity:
     problems: tuple[str, ...] = ()
 
     @property
+    def failures(self) -> tuple[str, ...]:
+        """Every failed gate in words, each naming its value and limit (a NaN fails every gate it reaches)."""
+        out = []
+        if not self.agreement >= MIN_AGREEMENT:
+            out.append(f"decision agreement {self.agreement:.3f} is below {MIN_AGREEMENT}")
+        if not self.mean_kl <= MAX_MEAN_KL:
+            out.append(f"mean KL {self.mean_kl:.4f} is above {MAX_MEAN_KL}")
+        return (*out, *self.problems)
+
+    @property
     def ok(self) -> bool:
-        return self.agreement >= 0.98 and self.mean_kl <= 0.05 and not self.problems
+        return not self.failures
 
     def as_dict(self) -> dict:
-        out = {"agreement": self.agreement, "mean_kl": self.mean_kl, "n": self.n, "ok": self.ok}
+        out = {"agreement": self.agreement, "mean_kl": self.mean_kl, "n": self.n, "ok": self.ok, "limits": dict(LIMITS)}
         for key in ("relative_error", "recon_correlation", "code_variation", "profile_variation"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.problems:
             out["problems"] = list(self.problems)
+        if self.failures:
+            out["failed"] = list(self.failures)
         return out
+
+
+# Every gate of ``Fidelity.ok``, as the JSON records it beside the values: a reader checks each number against its
+# limit.
+LIMITS = {
+    "min_agreement": MIN_AGREEMENT,
+    "max_mean_kl": MAX_MEAN_KL,
+    "min_recon_correlation": MIN_RECON_CORRELATION,
+    "max_relative_error": MAX_RELATIVE_ERROR,
+    "min_code_variation": MIN_CODE_VARIATION,
+    "min_profile_variation": MIN_PROFILE_VARIATION,
+}
 
 
 @torch.inference_mode()
@@ -127,20 +154,24 @@ def fidelity(
     relative_error = mse / act_var if act_var > 0 else (0.0 if mse == 0 else float("inf"))
     spread = (var_a.sum() * var_r.sum()).sqrt().item()
     recon_correlation = cov / spread if spread > 0 else 0.0
-    if recon_correlation < MIN_RECON_CORRELATION:
+    # Each gate is written so that a NaN fails it.
+    if not recon_correlation >= MIN_RECON_CORRELATION:
         problems.append(
             "the reconstruction does not follow the activation from image to image (correlation "
-            f"{recon_correlation:.2f})"
+            f"{recon_correlation:.2f}, below {MIN_RECON_CORRELATION})"
         )
-    if relative_error > MAX_RELATIVE_ERROR:
-        problems.append(f"reconstruction error {relative_error:.1f} x the activation's variance across images")
+    if not relative_error <= MAX_RELATIVE_ERROR:
+        problems.append(
+            f"reconstruction error {relative_error:.1f} x the activation's variance across images (above "
+            f"{MAX_RELATIVE_ERROR})"
+        )
     code_variation = code_var / code_power if code_power > 0 else 0.0
-    if code_variation < MIN_CODE_VARIATION:
+    if not code_variation >= MIN_CODE_VARIATION:
         problems.append(
             "the code is the same for every image" if code_power > 0 else "the code is zero for every image"
         )
     profile_variation = _profile_variation(fitted, classifier, images[:PROFILE_IMAGES]) if check_profiles else None
-    if profile_variation is not None and profile_variation < MIN_PROFILE_VARIATION:
+    if profile_variation is not None and not profile_variation >= MIN_PROFILE_VARIATION:
         problems.append("latent CE profiles are the same for every image")
     result.relative_error, result.recon_correlation = relative_error, recon_correlation
     result.code_variation, result.profile_variation = code_variation, profile_variation

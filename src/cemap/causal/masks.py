@@ -26,7 +26,7 @@ def grid_positions(size: int, cell: int, stride: int) -> list[int]:
 
 def grid_masks(height: int, width: int, cell: int, stride: int | None = None) -> torch.Tensor:
     """M x H x W boolean masks of square cells of side ``cell`` every ``stride`` pixels."""
-    stride = stride or cell
+    stride = cell if stride is None else stride
     if cell < 1 or stride < 1:
         raise CemapError(f"cell size {cell} and stride {stride} must be positive")
     if cell > min(height, width):
@@ -56,9 +56,19 @@ def box_mask(height: int, width: int, boxes: torch.Tensor) -> torch.Tensor:
     return mask
 
 
+def check_fill(fill: str | float) -> str | float:
+    """``fill`` when it names a fill or is a number in [0, 1] (the images' range); a CemapError otherwise - checked when
+    a map is built, so a run refuses a bad fill before it trains anything."""
+    number = isinstance(fill, (int, float)) and not isinstance(fill, bool)
+    if (number and not 0.0 <= float(fill) <= 1.0) or (not number and fill not in FILLS):
+        raise CemapError(f"unknown fill {fill!r}", f"use one of {', '.join(FILLS)} or a number in [0, 1]")
+    return fill
+
+
 def fill_images(images: torch.Tensor, fill: str | float, blur_sigma: float | None = None) -> torch.Tensor:
     """The replacement image c for each input: 'zero', 'max' (1.0), 'mean' (per-image channel mean), 'blur', or a
     constant."""
+    check_fill(fill)
     if isinstance(fill, (int, float)):
         return torch.full_like(images, float(fill))
     if fill == "zero":
@@ -67,9 +77,7 @@ def fill_images(images: torch.Tensor, fill: str | float, blur_sigma: float | Non
         return torch.ones_like(images)
     if fill == "mean":
         return images.mean(dim=(2, 3), keepdim=True).expand_as(images)
-    if fill == "blur":
-        return gaussian_blur(images, blur_sigma or max(1.0, images.shape[-1] / 16))
-    raise CemapError(f"unknown fill {fill!r}", f"use one of {', '.join(FILLS)} or a number in [0, 1]")
+    return gaussian_blur(images, blur_sigma or max(1.0, images.shape[-1] / 16))
 
 
 def apply_masks(image: torch.Tensor, fill: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

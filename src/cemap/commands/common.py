@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
 import typer
 
+from ..errors import warn
 from ..progress import set_progress
 
 SEED = typer.Option(0, "--seed", help="Random seed for everything random in the run.")
@@ -48,7 +48,11 @@ _CREATED: list[Path] = []
 
 
 def setup(seed: int, threads: int, quiet: bool) -> None:
-    """Apply the shared options before any work starts."""
+    """Apply the shared options before any work starts (a negative thread count is refused, not ignored)."""
+    from ..errors import CemapError
+
+    if threads < 0:
+        raise CemapError(f"--threads {threads} must be 0 (all cores) or a positive count")
     torch.manual_seed(seed)
     if threads > 0:
         torch.set_num_threads(threads)
@@ -57,8 +61,13 @@ def setup(seed: int, threads: int, quiet: bool) -> None:
 
 def out_dir(path: Path) -> Path:
     """Create the output folder ``path``; if the command then fails, the folders it created are removed when still
-    empty."""
+    empty. A file at ``path`` (or above it) is one line, not a traceback."""
+    from ..errors import CemapError
+
     path = Path(path)
+    blocking = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise CemapError(f"--out {path} cannot be a folder: {blocking} is a file", "choose a folder for --out")
     missing = [p for p in [path, *path.parents] if not p.exists()]
     path.mkdir(parents=True, exist_ok=True)
     _CREATED.extend(reversed(missing))  # outermost first
@@ -92,11 +101,6 @@ def remove_empty_outputs() -> None:
         except OSError:
             pass
     _CREATED.clear()
-
-
-def warn(message: str) -> None:
-    """A warning line on stderr, in yellow when stderr is a terminal."""
-    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, bold=True, err=True, color=sys.stderr.isatty() or None)
 
 
 def warn_fidelity(fidelity: dict | None, where: str = "") -> None:

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import CemapError
 from .base import ImageDataset, Sample
-from .images import is_image_file, read_image
+from .images import check_shape, is_image_file, read_image
 from .registry import register_dataset
 
 
@@ -31,6 +31,7 @@ class ImageFolder(ImageDataset):
         channels: int = 3,
         class_names: Sequence[str] | None = None,
     ) -> None:
+        check_shape(size, channels)
         if root is None or not Path(root).expanduser().is_dir():
             raise CemapError(
                 f"image folder not found: {root}", "pass root=... pointing at a folder with one subfolder per class"

@@ -57,11 +57,19 @@ def _dicom_array(path: Path) -> np.ndarray:
     return arr
 
 
+def check_shape(size, channels: int) -> None:
+    """Refuse an image size or channel count no image can have when the dataset is built, so a run names it before any
+    work instead of failing on every image (``size=-1`` would reach the resize of each one)."""
+    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
+        raise CemapError(f"image size {size!r} must be a positive number of pixels", "e.g. --data-opt size=224")
+    if channels not in (1, 3):
+        raise CemapError(f"cannot make {channels}-channel images", "use channels=1 (grayscale) or channels=3 (RGB)")
+
+
 def load_image(path: str | Path, channels: int = 1) -> torch.Tensor:
     """C x H x W float tensor in [0, 1] at the file's native size; ``channels`` is 1 (gray) or 3 (RGB)."""
     path = Path(path)
-    if channels not in (1, 3):
-        raise CemapError(f"cannot make {channels}-channel images", "use channels=1 (grayscale) or channels=3 (RGB)")
+    check_shape(None, channels)
     if not path.is_file():
         raise CemapError(f"image file not found: {path}", "check the dataset folder")
     try:

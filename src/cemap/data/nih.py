@@ -21,7 +21,7 @@ import torch
 
 from ..errors import CemapError
 from .base import ImageDataset, Sample
-from .images import is_image_file, load_image, resize
+from .images import check_shape, is_image_file, load_image, resize
 from .registry import register_dataset
 from .synthcxr_anatomy import xrv_data_dir
 
@@ -106,6 +106,7 @@ class NIHChestXray14(ImageDataset):
         findings: Sequence[str] | None = None,
         views: Sequence[str] = ("PA", "AP"),
     ) -> None:
+        check_shape(size, channels)
         root = Path(root or os.environ.get("CEMAP_NIH_ROOT", "")).expanduser()
         if not str(root) or not root.is_dir():
             raise CemapError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..causal.fidelity import MAX_MEAN_KL, MIN_AGREEMENT
 from ..numbers import number, show
 from ..studies.results import Claim
 from .run_folder import RunFolder, WrittenResult
@@ -83,27 +84,40 @@ def fidelity_of(run: RunFolder) -> dict | None:
 
 
 def fidelity_sentence(run: RunFolder) -> tuple[str, str]:
-    """(sentence, css class): whether latent CEs can be trusted to describe the original model."""
+    """(sentence, css class): whether latent CEs can be trusted to describe the original model. The verdict follows the
+    JSON's ``ok``, and a low fidelity names the gates that failed - never a low agreement that is not low."""
     fid = fidelity_of(run)
     if fid is None:
         return (
             "Autoencoder fidelity: not computed (no latent autoencoder in this run, so no latent CE profiles).",
             "missing",
         )
-    agreement, kl = show(fid.get("agreement")), show(fid.get("mean_kl"))
+    agreement, kl = fid.get("agreement"), show(fid.get("mean_kl"))
+    share = f"{100 * agreement:.3g}%" if isinstance(agreement, (int, float)) else show(agreement)
     n = fid.get("n")
     where = f" on {number(n)} images" if isinstance(n, int) else ""
+    outputs = f"with it inserted, the classifier takes the same decision {share} of the time{where} (mean KL {kl})"
     if fid.get("ok"):
-        return (
-            f"The autoencoder is faithful: with it inserted, the classifier takes the same decision {agreement} of "
-            f"the time{where} "
-            f"(mean KL {kl}), so the latent CE profiles describe the original model."
-        ), "ok"
+        return f"The autoencoder is faithful: {outputs}, so the latent CE profiles describe the original model.", "ok"
+    reasons = "; ".join(failed_gates(fid)) or "its fidelity check failed"
     return (
-        f"The autoencoder is NOT faithful: the classifier with it inserted agrees with the original only {agreement} "
-        f"of the time{where} "
-        f"(mean KL {kl}); read the latent CE profiles with caution."
+        f"The autoencoder is NOT faithful: {reasons}. {outputs[0].upper()}{outputs[1:]}; read the latent CE profiles "
+        "with caution."
     ), "warn"
+
+
+def failed_gates(fid: dict) -> list[str]:
+    """The gates a fidelity record failed, in words: its own list, or for a record written before it kept one, the
+    output gates worked out from its numbers and the autoencoder's problems."""
+    if isinstance(fid.get("failed"), list):
+        return [str(f) for f in fid["failed"]]
+    out = []
+    agreement, kl = fid.get("agreement"), fid.get("mean_kl")
+    if isinstance(agreement, (int, float)) and not agreement >= MIN_AGREEMENT:
+        out.append(f"decision agreement {show(agreement)} is below {MIN_AGREEMENT}")
+    if isinstance(kl, (int, float)) and not kl <= MAX_MEAN_KL:
+        out.append(f"mean KL {show(kl)} is above {MAX_MEAN_KL}")
+    return out + [str(p) for p in fid.get("problems") or []]
 
 
 def not_computed(run: RunFolder) -> list[str]:

@@ -15,6 +15,7 @@ import datetime as _dt
 from pathlib import Path
 
 from .. import __version__
+from ..errors import CemapError
 from .explorer_html import EXPLORER_CSS, script_hash
 from .markup import esc
 from .run_folder import RunFolder, read_run_folder
@@ -137,8 +138,15 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Render ``run_dir`` into ``out`` (default ``run_dir/report.html``) and return the path."""
     run = read_run_folder(run_dir)
     path = Path(out) if out is not None else run.path / "report.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise CemapError(f"--out {path} is a folder", f"name the HTML file, e.g. --out {path / 'report.html'}")
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_html(run), encoding="utf-8")
-    tmp.replace(path)
+    try:  # the half-written temporary file never outlives a failure
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(render_html(run), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise CemapError(f"cannot write the report to {path} ({exc.strerror or exc})", "choose another --out") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

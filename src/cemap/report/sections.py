@@ -7,6 +7,7 @@ from typing import Any
 
 from ..numbers import number, show
 from .explorer_html import explorer_html
+from ..causal.fidelity import MAX_MEAN_KL, MIN_AGREEMENT
 from .headline import ShownClaim, concept_labels, fidelity_of, fidelity_sentence, headlines, not_computed
 from .markup import esc, figures_html, flatten, how, key_values, missing, raw_details, section, table
 from .run_folder import RunFolder
@@ -242,8 +243,9 @@ def fidelity_section(run: RunFolder) -> str:
     text = how(
         "Agreement is the share of decisions (top-1 class, or each finding's yes/no) unchanged when the autoencoder "
         "is inserted at the layer; "
-        "mean KL is the divergence of the predictive distributions. Latent CEs are meaningful when agreement >= 0.98 "
-        "and mean KL <= 0.05."
+        "mean KL is the divergence of the predictive distributions. Latent CEs are meaningful when agreement >= "
+        f"{MIN_AGREEMENT}, mean KL <= {MAX_MEAN_KL} and the autoencoder carries each image's information (its "
+        "reconstruction follows the activation, its code and the latent CE profiles differ between images)."
     )
     autoencoder = _first(
         run.overview and run.overview.autoencoder,
@@ -359,10 +361,12 @@ def profiles_section(run: RunFolder) -> str:
         "averaged over images "
         "(error bars: one standard deviation)."
     )
-    body = text + figures_html(
-        [f for f in run.figures_in("profiles") if "concept" not in f.name.lower()],
-        "Not computed: no latent CE profile figure in this folder.",
-    )
+    figures = [f for f in run.figures_in("profiles") if "concept" not in f.name.lower()]
+    if not figures and any(item.profile is not None for item in run.explorer):
+        # a cemap run keeps each image's profile, not a figure: computed, and shown in the explorer
+        body = text + how("This folder's latent CE profiles are per image: open them in the image explorer above.")
+    else:
+        body = text + figures_html(figures, "Not computed: no latent CE profile figure in this folder.")
     labels = concept_labels(run)
     if labels:
         body += "<h3>Channels by concept</h3>" + table(

@@ -12,7 +12,16 @@ import numpy as np
 import torch
 
 from ..cache import load_weights
-from ..causal import AEConfig, FittedAutoencoder, fidelity, fit_autoencoder, restore_autoencoder, split_classifier
+from ..causal import (
+    AEConfig,
+    FittedAutoencoder,
+    fidelity,
+    fit_autoencoder,
+    restore_autoencoder,
+    sized_config,
+    split_classifier,
+)
+
 from ..data import get_dataset
 from ..data.base import ImageDataset
 from ..errors import CemapError
@@ -62,7 +71,7 @@ def ensure_autoencoder(
     positions = spread(len(train), config.ae_images)
     images, skipped = readable_images(classifier, train, positions)
     whole_split = not options and len(positions) == len(train) and skipped == 0
-    ae_config = AEConfig()
+    ae_config = sized_config(len(images))
     fitted = fit_autoencoder(
         classifier,
         images,

@@ -20,7 +20,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from tqdm.auto import tqdm
 
 from ..causal.autoencoder import model_fingerprint
 from ..data import get_dataset
@@ -28,7 +27,7 @@ from ..data.base import ImageDataset, Sample, collate
 from ..errors import CemapError, unknown_name
 from ..models import Classifier, ModelInputs, load_model
 from ..models.preprocessing import describe
-from ..progress import progress_enabled
+from ..progress import progress_bar
 from .autoencoder import ensure_autoencoder, load_autoencoder
 from .config import RunConfig
 from .distributed import Ranks, process_group
@@ -83,31 +82,51 @@ def _prepare_folder(layout: RunLayout, identity: dict, resume: bool, lock: RunLo
 
     The lock comes first, so the check for an existing run and the write of config.json cannot
     interleave with another process's, and discarding temporary files never touches a live run's.
+    A folder whose run committed no shard (it failed or was stopped early) holds nothing worth
+    keeping: it is started again with the new settings, so a corrected rerun never needs the user
+    to delete it.
     """
     if lock is not None:
         lock.acquire()  # normally held already (run_dataset takes it first)
     layout.shard_dir.mkdir(parents=True, exist_ok=True)
     if layout.config.exists():
+        stored = _stored_identity(layout)
+        committed = layout.committed_shards()
+        if not committed:
+            if stored != identity:  # fitted for other settings: never used for these
+                layout.autoencoder.unlink(missing_ok=True)
+            for stale in (layout.manifest, layout.errors, *layout.shard_dir.glob("*.errors.jsonl")):
+                stale.unlink(missing_ok=True)
+            layout.discard_partial()
+            write_json(layout.config, identity)
+            return
+        start_over = f"or delete the folder to start again (rm -r '{layout.root}'), or choose another --out"
         if not resume:
             raise CemapError(
-                f"{layout.root} already holds a run", "pass --resume to continue it, or choose another --out"
+                f"{layout.root} already holds a run ({len(committed)} shards committed)",
+                f"pass --resume to continue it with the same settings, {start_over}",
             )
-        stored = read_json(layout.config)
         if stored != identity:
-            changed = sorted(
-                k
-                for k in {**stored["config"], **identity["config"]}
-                if stored["config"].get(k) != identity["config"].get(k)
-            )
+            old, new = (stored or {}).get("config", {}), identity["config"]
+            changed = sorted(k for k in {**old, **new} if old.get(k) != new.get(k))
             what = ", ".join(changed) or "the model weights"
             raise CemapError(
                 f"--resume with different settings than the run in {layout.root} ({what})",
-                "resume with the original options",
+                f"resume with the original options, {start_over}",
             )
         layout.discard_partial()
         layout.manifest.unlink(missing_ok=True)
     else:
         write_json(layout.config, identity)
+
+
+def _stored_identity(layout: RunLayout) -> dict | None:
+    """The run's config.json, or None when it cannot be read (a run that never got past writing it)."""
+    try:
+        stored = read_json(layout.config)
+    except (OSError, ValueError):
+        return None
+    return stored if isinstance(stored, dict) else None
 
 
 class Runner:
@@ -201,12 +220,7 @@ class Runner:
         plans = self.pending()
         start = time.perf_counter()
         total = sum(p.stop - p.start for p in plans)
-        bar = tqdm(
-            total=total,
-            desc=f"cemap run [rank {self.ranks.rank}]",
-            unit="img",
-            disable=not (progress_enabled() and self.ranks.is_main),
-        )
+        bar = progress_bar(total, f"cemap run [rank {self.ranks.rank}]", unit="image", enabled=self.ranks.is_main)
         map_shape = tuple(self.classifier.input_shape[1:])
         stop_after = int(os.environ.get(STOP_AFTER_SHARDS, 0))
         for committed, (plan, group) in enumerate(itertools.groupby(self._loaded(plans), key=lambda t: t[0]), start=1):

@@ -81,6 +81,10 @@ class RunLayout:
     def is_committed(self, shard: int) -> bool:
         return self.table(shard).exists()
 
+    def committed_shards(self) -> list[Path]:
+        """The tables of every committed shard (what a run has to keep)."""
+        return sorted(self.shard_dir.glob("shard-*.parquet"))
+
     def discard_partial(self) -> list[Path]:
         """Delete temporary files left by a killed writer; returns what was removed.
 
@@ -112,7 +116,8 @@ class RunLock:
     """An exclusive ``fcntl.flock`` on ``<run folder>/.lock`` for as long as a run writes there.
 
     A second process is refused at once with the holder's PID (written into the lock file). The
-    kernel drops the lock when its holder dies, so a killed run never leaves a stale lock.
+    kernel drops the lock when its holder dies, so a killed run never leaves a held lock; the file it
+    leaves (with its PID) is taken over with a warning.
     """
 
     def __init__(self, layout: RunLayout) -> None:
@@ -170,19 +175,25 @@ class RunLock:
                 break
             fh.close()
         fh.seek(0)
+        left = fh.read().strip()
+        if left and left != str(os.getpid()):  # a lock file of a run that was killed: the kernel released its lock
+            from ..errors import warn
+
+            warn(f"took over the lock of {root}: PID {left}, which left it, no longer runs there")
+        fh.seek(0)
         fh.truncate()
         fh.write(f"{os.getpid()}\n")
         fh.flush()
         self._fh = fh
 
     def release(self) -> None:
-        """Unlock. A run that failed before writing config.json leaves nothing behind: no lock file, and the folders
-        this lock created are removed again while empty."""
+        """Unlock and remove the lock file, so no finished or failed run leaves a PID behind (a process that opened the
+        old file meanwhile sees it gone and locks a new one, see :meth:`acquire`). A run that failed before writing
+        config.json leaves nothing at all: the folders this lock created are removed again while empty."""
         if self._fh is None:
             return
         started = self.layout.config.exists()
-        if not started:
-            self.layout.lock.unlink(missing_ok=True)
+        self.layout.lock.unlink(missing_ok=True)
         fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
         self._fh.close()
         self._fh = None

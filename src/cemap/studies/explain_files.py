@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..causal import Fidelity, FittedAutoencoder, fidelity, fit_autoencoder
+from ..causal import Fidelity, FittedAutoencoder, fidelity, fit_autoencoder, sized_config
 from ..data.images import IMAGE_SUFFIXES, is_image_file, load_image, read_image, resize
 from ..errors import CemapError
 from ..jsonio import write_json
@@ -124,9 +124,8 @@ def fit_on_files(classifier: Classifier, fit_on: str | Path, layer: str | None =
     """The autoencoder at ``layer`` trained on the images under ``fit_on`` (cached per model, layer and files)."""
     files = list_image_files([fit_on])
     images = load_images(files, classifier)
-    return fit_autoencoder(classifier, images, layer=layer, data_key=folder_key(files, classifier.input_shape)), len(
-        files
-    )
+    key = folder_key(files, classifier.input_shape)
+    return fit_autoencoder(classifier, images, layer=layer, config=sized_config(len(images)), data_key=key), len(files)
 
 
 def resolve_target(classifier: Classifier, target: str | None) -> int | None:
