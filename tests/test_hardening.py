@@ -350,7 +350,7 @@ def test_thousand_class_weights_on_a_three_class_folder_are_refused(folder3, tmp
 
 
 def test_class_names_option_is_a_list(folder3):
-    from cemap.commands.run import checked_options, options
+    from cemap.commands.parsing import checked_options, options
     from cemap.data.registry import dataset_factory
 
     opts = checked_options(

@@ -21,7 +21,8 @@ def _names(text: str) -> tuple[str, ...]:
 def _classifier(dataset: str, model: str | None, model_opt: list[str], data_options: dict):
     """The audited classifier; on a planted dataset the planted model defaults to the data's artifact."""
     from ..models import get_model
-    from .run import builtin_model, checked_options, model_factory, options
+    from ..models.registry import model_factory
+    from .parsing import builtin_model, checked_options, options
 
     if model is None and dataset.endswith("-planted"):
         model = "cxr-cnn-planted" if dataset.startswith("synthcxr") else "mnist-cnn-planted"
@@ -51,7 +52,8 @@ def _audit(
     from ..cache import save_json_atomic
     from ..studies.audit import AuditConfig, run_audit
     from ..studies.context import StudyContext
-    from .run import checked_options, dataset_factory, options
+    from ..data.registry import dataset_factory
+    from .parsing import checked_options, options
 
     data_options = checked_options("dataset", dataset, dataset_factory(dataset), options(data_opt, "--data-opt"))
     if dataset.endswith("-planted"):

@@ -82,7 +82,7 @@ def load(model: str | None, weights: Path | None, model_opt: list[str], inputs):
     warning line for each option that overrides the sidecar."""
     from ..models import load_model
     from .common import warn
-    from .run import checked_options, options
+    from .parsing import checked_options, options
 
     opts = options(model_opt, "--model-opt")
     if weights is not None:

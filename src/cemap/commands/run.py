@@ -8,76 +8,9 @@ from pathlib import Path
 import typer
 
 from ..errors import CemapError
+from .parsing import builtin_model, checked_options, names, options, scalar
 from .common import QUIET, SEED, THREADS, setup, track_output, warn_fidelity
 from .model_options import CLASS_NAMES, MEAN, NORMALIZE, SIZE, STD, data_follow_model, model_inputs
-
-
-def names(values: list[str]) -> tuple[str, ...]:
-    """Accept both ``--methods a,b`` and ``--methods a --methods b``."""
-    return tuple(n.strip() for v in values for n in v.split(",") if n.strip())
-
-
-def scalar(text: str) -> int | float | str | bool:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
-def options(pairs: list[str], flag: str) -> dict:
-    """``KEY=VALUE`` pairs -> keyword arguments for a dataset or model factory (numbers parsed)."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise CemapError(f"{flag} {pair!r} is not KEY=VALUE", f"e.g. {flag} root=/data/images")
-        out[key.strip()] = scalar(value.strip())
-    return out
-
-
-NAME_LISTS = ("class_names", "findings")
-PATH_KEYS = ("root", "weights", "path", "file", "folder")
-
-
-def checked_options(kind: str, name: str, factory, opts: dict) -> dict:
-    """``opts`` checked against the factory's parameters before any work starts: unknown keys refused, list-valued
-    options split at commas (``class_names=a,b,c``), and values that name existing files or folders made absolute
-    (config.json must mean the same from any working directory)."""
-    import inspect
-
-    from ..errors import check_options
-
-    check_options(kind, name, factory, opts)
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        params = {}
-    out = {}
-    for key, value in opts.items():
-        annotation = str(getattr(params.get(key), "annotation", ""))
-        if key in NAME_LISTS or "Sequence[str]" in annotation or "list[str]" in annotation:
-            value = [v.strip() for v in str(value).split(",") if v.strip()]
-        elif "Sequence[" in annotation or "list[" in annotation:
-            value = [scalar(v.strip()) for v in str(value).split(",") if v.strip()]
-        elif isinstance(value, str) and (key in PATH_KEYS or "/" in value) and Path(value).expanduser().exists():
-            value = str(Path(value).expanduser().resolve())
-        out[key] = value
-    return out
-
-
-def builtin_model(dataset: str) -> str:
-    from ..models.registry import builtin_models
-
-    models = builtin_models()
-    if dataset not in models:
-        with_model = ", ".join(f"{d} ({m})" for d, m in sorted(models.items()))
-        raise CemapError(
-            f"dataset {dataset!r} has no built-in model",
-            f"pass --model NAME (cemap models lists them); datasets with one: {with_model}",
-        )
-    return models[dataset]
 
 
 def run(

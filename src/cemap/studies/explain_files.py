@@ -196,6 +196,12 @@ class _Running:
     kl: float = 0.0
     problems: list = field(default_factory=list)
 
+    def add_fidelity(self, fid: Fidelity, profiles: torch.Tensor) -> None:
+        """Accumulate one batch's fidelity (weighted by its images) and latent profiles."""
+        self.agree, self.kl = self.agree + fid.agreement * fid.n, self.kl + fid.mean_kl * fid.n
+        self.problems += [p for p in fid.problems if p not in self.problems]
+        self.profiles.append(profiles)
+
 
 def run_explain(
     classifier: Classifier,
@@ -208,10 +214,8 @@ def run_explain(
     """Explain each readable file; writes ``<n>_<name>.json`` (and, with ``draw``, ``<n>_<name>.png``) per image, the
     explorer's items and ``explain.json`` into ``out``. Unreadable files are skipped and listed; ``preprocessing`` is
     recorded (default: what the classifier applies)."""
-    out = Path(out)
+    out, timings, t = Path(out), {}, time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
     fitted, n_fit = fit_on_files(classifier, config.fit_on, config.layer) if config.fit_on is not None else (None, 0)
     timings["autoencoder"] = time.perf_counter() - t
     pipeline = ImagePipeline(classifier, fitted, methods=config.methods)
@@ -226,10 +230,7 @@ def run_explain(
         images = batch.images
         result = pipeline(images, None if wanted is None else torch.full((len(images),), wanted))
         if fitted is not None:
-            fid = fidelity(classifier, fitted, images)
-            running.agree, running.kl = running.agree + fid.agreement * fid.n, running.kl + fid.mean_kl * fid.n
-            running.problems += [p for p in fid.problems if p not in running.problems]
-            running.profiles.append(result.latent)
+            running.add_fidelity(fidelity(classifier, fitted, images), result.latent)
         _record_chunk(classifier, out, batch, start, result, names, running, draw)
     if not running.rows:
         raise none_read(skipped)

@@ -21,11 +21,9 @@ __all__ = ["RULE_THRESHOLD", "AuditConfig", "AuditResult", "Effect", "Transfer",
 
 def run_audit(ctx, config: AuditConfig | None = None) -> AuditResult:
     """Audit ``ctx.classifier`` on ``ctx.test`` (see the package docstring); ``config`` defaults to the full form."""
-    from .global_effects import global_effects
     from .inputs import audit_autoencoder, audited_inputs
     from .known import candidate, known_effects
     from .latent import latent_effects
-    from .regions import region_effects
     from .transfer import transfer_analysis
 
     cfg, clf, times = config or AuditConfig(), ctx.classifier, {}
@@ -48,26 +46,15 @@ def run_audit(ctx, config: AuditConfig | None = None) -> AuditResult:
         cfg.seed,
     )
     lap("transfer")
-    glob, regions = [], None
-    if cfg.sensitivity:
-        glob = global_effects(
-            clf, inp.images, inp.p0, inp.y, inp.findings_mask, cfg.quick, ctx.generator("audit-global"), cfg.seed
-        )
-        regions = region_effects(clf, inp.images, inp.p0, inp.y, inp.boxes_by_finding, cfg.grid, cfg.fill, cfg.seed)
+    glob, regions = _sensitivity(ctx, cfg, inp) if cfg.sensitivity else ([], None)
     lap("sensitivity")
     latent = (
         latent_effects(clf, audit_autoencoder(ctx, cfg.ae_steps), inp.images, inp.y, cfg.seed) if cfg.latent else None
     )
     lap("latent")
     size = tuple(inp.images.shape[-2:])
-    known = known_effects(
-        clf,
-        inp.images,
-        inp.indices,
-        inp.y,
-        [candidate(s, ctx.test, size, cfg.fill, cfg.seed) for s in cfg.known],
-        cfg.seed,
-    )
+    candidates = [candidate(s, ctx.test, size, cfg.fill, cfg.seed) for s in cfg.known]
+    known = known_effects(clf, inp.images, inp.indices, inp.y, candidates, cfg.seed)
     lap("known")
     score, worst = concern(transfers)
     return AuditResult(
@@ -86,3 +73,16 @@ def run_audit(ctx, config: AuditConfig | None = None) -> AuditResult:
         config=cfg.to_json(),
         timings_s=times,
     )
+
+
+def _sensitivity(ctx, cfg: AuditConfig, inp) -> tuple[list, object]:
+    """The global transforms and the region interventions on the audited images (what the model is sensitive to)."""
+    from .global_effects import global_effects
+    from .regions import region_effects
+
+    clf = ctx.classifier
+    glob = global_effects(
+        clf, inp.images, inp.p0, inp.y, inp.findings_mask, cfg.quick, ctx.generator("audit-global"), cfg.seed
+    )
+    regions = region_effects(clf, inp.images, inp.p0, inp.y, inp.boxes_by_finding, cfg.grid, cfg.fill, cfg.seed)
+    return glob, regions

@@ -53,59 +53,60 @@ def global_effects(
         images: N x C x H x W audited images; ``p0`` their N x K probabilities; ``y`` N x K positives (or None).
         findings_mask: N x H x W pixels of annotated findings (None when the data have no boxes).
     """
-    names, head, size = classifier.class_names, classifier.head, images.shape[-1]
+    size = images.shape[-1]
     boxless = findings_mask is None or not bool(findings_mask.any())
     donors = donor_images(images, None if boxless else findings_mask, seed)
-    runs = [
-        (
-            t,
-            lambda t=t: t(
-                images, torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-            ),
-            False,
-        )
-        for t in battery(quick)
-    ]
+
+    def seeded() -> torch.Generator:  # each transform's own stream, drawn from the audit's
+        return torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+
+    runs = [(t, lambda t=t: t(images, seeded()), False) for t in battery(quick)]
     runs += [(x, lambda x=x: x(images, donors), True) for x in exchanges()]
     out = []
     for intervention, apply, in_distribution in runs:
         transformed = apply()
         fp = _footprint(intervention, size) if isinstance(intervention, GlobalIntervention) else 1.0
-        family = "global" if isinstance(intervention, GlobalIntervention) else "exchange"
+        out += _summaries(
+            classifier, intervention, transformed, images, p0, y, findings_mask, boxless, in_distribution, fp, seed
+        )
+    return out
+
+
+def _summaries(classifier, intervention, transformed, images, p0, y, findings_mask, boxless, in_distribution, fp, seed):
+    """The intervention's Effect on the whole image, and outside the findings where it can spare them."""
+    names, head = classifier.class_names, classifier.head
+    family = "global" if isinstance(intervention, GlobalIntervention) else "exchange"
+    common = {"seed": seed, "footprint": fp}
+    whole = predict(classifier, transformed)
+    out = [
+        summarise(
+            family,
+            intervention.name,
+            "whole image",
+            p0,
+            whole,
+            names,
+            head,
+            y,
+            preserves_findings=boxless and in_distribution,
+            **common,
+        )
+    ]
+    geometric = getattr(intervention, "geometric", False) or getattr(intervention, "kind", "") == "border"
+    if not boxless and not geometric:  # a border or a flip never leaves the findings in place to spare
+        p_out = predict(classifier, restrict(images, transformed, findings_mask))
         out.append(
             summarise(
                 family,
                 intervention.name,
-                "whole image",
+                "outside findings",
                 p0,
-                predict(classifier, transformed),
+                p_out,
                 names,
                 head,
                 y,
-                seed=seed,
-                preserves_findings=boxless and in_distribution,
-                footprint=fp,
+                preserves_findings=in_distribution,
+                **common,
             )
         )
-        if (
-            not boxless
-            and not getattr(intervention, "geometric", False)
-            and getattr(intervention, "kind", "") != "border"
-        ):  # a border never touches a finding
-            p_out = predict(classifier, restrict(images, transformed, findings_mask))
-            out.append(
-                summarise(
-                    family,
-                    intervention.name,
-                    "outside findings",
-                    p0,
-                    p_out,
-                    names,
-                    head,
-                    y,
-                    seed=seed,
-                    preserves_findings=in_distribution,
-                    footprint=fp,
-                )
-            )
     return out
