@@ -103,7 +103,7 @@ def _track_out(argv: list[str]) -> None:
             else None
         )
         if value:
-            common.track_output(Path(value))
+            common.remember_missing(Path(value))
 
 
 def main(argv: list[str] | None = None) -> None:

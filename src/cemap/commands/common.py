@@ -61,16 +61,9 @@ def setup(seed: int, threads: int, quiet: bool) -> None:
 
 def out_dir(path: Path) -> Path:
     """Create the output folder ``path``; if the command then fails, the folders it created are removed when still
-    empty. A file at ``path`` (or above it) is one line, not a traceback."""
-    from ..errors import CemapError
-
-    path = Path(path)
-    blocking = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise CemapError(f"--out {path} cannot be a folder: {blocking} is a file", "choose a folder for --out")
-    missing = [p for p in [path, *path.parents] if not p.exists()]
+    empty."""
+    path = track_output(path)
     path.mkdir(parents=True, exist_ok=True)
-    _CREATED.extend(reversed(missing))  # outermost first
     return path
 
 
@@ -79,9 +72,23 @@ def forget_outputs() -> None:
     _CREATED.clear()
 
 
-def track_output(path: Path) -> None:
-    """Remember the folders of ``path`` that do not exist yet (the command creates them later), to remove them if it
-    fails empty."""
+def track_output(path: Path) -> Path:
+    """The output folder ``path`` that the command creates later, checked now: a file where the folder or one above
+    it would go is one line before any work, not a traceback after it. Its missing folders are remembered, to
+    remove them if the command fails with them empty."""
+    from ..errors import CemapError
+
+    path = Path(path)
+    blocking = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise CemapError(f"--out {path} cannot be a folder: {blocking} is a file", "choose a folder for --out")
+    remember_missing(path)
+    return path
+
+
+def remember_missing(path: Path) -> None:
+    """Remember the folders of ``path`` that do not exist yet, to remove them if the command fails with them empty
+    (cli.main does this for every ``--out``, whether a folder or a file)."""
     path = Path(path)
     _CREATED.extend(reversed([p for p in [path, *path.parents] if not p.exists()]))
 
