@@ -109,12 +109,29 @@ def synthetic_run(out: Path) -> list[ExplorerItem]:
         "dataset": "synthcxr",
         "model": "cxr-cnn",
         "layer": "features.3",
+        "split_method": "fx",
+        "classifier": {"accuracy": 0.9},
         "ce_map": {"cell": 8, "stride": 8, "fill": "zero", "forward_passes_per_image": 17},
         "autoencoder": {"code_channels": 5, "fidelity": {"agreement": 0.99, "mean_kl": 0.01, "n": 50, "ok": True}},
     }
     (out / "metrics.json").write_text(json.dumps(metrics))
     (out / "latent_concepts.json").write_text(
-        json.dumps({"channels": [{"channel": 2, "concept": "Effusion", "auroc": 0.93}]})
+        json.dumps(
+            {
+                "dataset": "synthcxr",
+                "model": "cxr-cnn",
+                "images": [],
+                "what": "channels",
+                "layer": "features.3",
+                "n_images": 50,
+                "concepts": ["Effusion"],
+                "positives": {"Effusion": 10},
+                "box_area": {},
+                "labels": ["Z0", "Z1", "Z2 - Effusion, AUROC 0.93", "Z3", "Z4"],
+                "coverage": {"aligned": ["Effusion"], "not_aligned": [], "threshold": 0.9},
+                "rows": [],
+            }
+        )
     )
     Image.new("RGB", (40, 30), (200, 30, 30)).save(
         out / (EVIL.replace("/", "_") + ".png")
@@ -128,7 +145,8 @@ def test_explorer_opens_the_right_image_shows_every_map_and_switches_methods(bro
     page = Page(browser, write_report(tmp_path))
     pg = page.page
     pg.wait_for_selector("html[data-explorer=ready]", state="attached")
-    assert pg.locator("#headline").bounding_box()["y"] < 200 and "The autoencoder is faithful" in pg.inner_text(
+    # the headline is on the first screen (below the title, the summary line and the reliance link)
+    assert pg.locator("#headline").bounding_box()["y"] < 320 and "The autoencoder is faithful" in pg.inner_text(
         "#headline"
     )
     thumbs = pg.locator(".xp-thumb")

@@ -117,6 +117,8 @@ def data_follow_model(dataset: str, data_options: dict, model: str, model_option
     given = data_options.get("size")
     if given is None:
         return data_options if param.default == size else {**data_options, "size": size}
+    if not isinstance(given, int) or given < 1:
+        raise CemapError(f"image size {given} is not a positive number of pixels", "give --data-opt size=N with N >= 1")
     if given != size:
         raise CemapError(
             f"model expects {size} px, data are {given} px",
