@@ -7,10 +7,11 @@ PYTHON ?= python3
 .PHONY: demo test test-slow browser bench clean
 
 # pyproject.toml states compatible ranges; constraints.txt pins the versions this repository is tested with.
+# --no-compile: Python compiles only the modules it imports, on first use (byte-compiling all of torch costs ~40 s).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt torch torchvision
-	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/pip install -q --disable-pip-version-check --no-compile -c constraints.txt torch torchvision
+	$(BIN)/pip install -q --disable-pip-version-check --no-compile -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 # Headless Chromium (Debian package) for the report's browser tests, driven by Playwright's Python package

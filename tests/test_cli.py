@@ -221,7 +221,7 @@ def test_demo_quick_runs_the_whole_study(tmp_path, capsys):
     code, stdout, _ = run_cli(["demo", "--dataset", "mnist5k", "--quick", "--out", str(out), "--quiet"], capsys)
     assert code == 0 and "report:" in stdout
     study = json.loads((out / "study.json").read_text())
-    assert set(study["timings_s"]) >= {"overview", "latent_controls", "evaluation", "detection", "total"}
+    assert set(study["timings_s"]) >= {"overview", "latent_controls", "evaluation", "detection", "audit", "total"}
     assert set(study["latent_controls"]["claims"]) and study["latent_controls"]["files"]
     for name in (
         "metrics.json",
@@ -229,11 +229,13 @@ def test_demo_quick_runs_the_whole_study(tmp_path, capsys):
         "detection.json",
         "latent_controls.json",
         "latent_concepts.json",
+        "audit.json",
         "report.html",
     ):
         assert (out / name).is_file(), name
     html = (out / "report.html").read_text()
     assert "no evaluation.json" not in html and "no detection.json" not in html and html.count("<img ") >= 6
+    assert '<section id="reliance">' in html and "What this model relies on" in html
     for path in out.rglob("*.json"):  # every file strict JSON: a NaN is null, never a bare NaN
         json.loads(path.read_text(), parse_constant=lambda c: 1 / 0)
     from cemap.report.run_folder import read_run_folder
@@ -246,13 +248,14 @@ def test_demo_quick_runs_the_whole_study(tmp_path, capsys):
         "detection",
         "latent_controls",
         "latent_concepts",
+        "audit",
     }
     # the same study again: every stage restored from the cache, the same results, a fresh report
     again = tmp_path / "again"
     code, stdout, _ = run_cli(["demo", "--dataset", "mnist5k", "--quick", "--out", str(again), "--quiet"], capsys)
     assert (
         code == 0
-        and "restored from an earlier identical run: overview, latent_controls, evaluation, detection" in stdout
+        and "restored from an earlier identical run: overview, latent_controls, evaluation, detection, audit" in stdout
     )
     assert all("restored_from" in p for p in json.loads((again / "study.json").read_text())["stages"].values())
     for name in ("metrics.json", "evaluation.json", "detection.json", "overlays.png"):

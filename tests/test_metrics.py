@@ -267,7 +267,7 @@ def test_ce_tuning_is_cached_per_model_and_reused(tmp_path, monkeypatch, tiny_cl
     first = study.cached_tune_ce(ctx, study.EvalConfig())
     second = study.cached_tune_ce(ctx, study.EvalConfig())
     other_seed = study.cached_tune_ce(ctx, study.EvalConfig(seed=1))
-    assert calls == [study.TUNE_IMAGES, study.TUNE_IMAGES]
+    assert calls == [study.EvalConfig().tune_images] * 2
     assert first["chosen"] == second["chosen"] == other_seed["chosen"] == {"fill": "blur"}
     assert "from_cache" not in first and second["from_cache"].endswith(".json")
 

@@ -18,6 +18,7 @@ from .. import __version__
 from ..errors import CemapError
 from .explorer_html import EXPLORER_CSS, script_hash
 from .markup import esc
+from .reliance import reliance_section
 from .run_folder import RunFolder, read_run_folder
 from .sections import (
     concepts_section,
@@ -70,6 +71,7 @@ ul.files{columns:2;font-family:ui-monospace,monospace;font-size:.8rem}ul.files l
 #headline .fid{font-weight:600;margin:6px 0}
 .src{color:#8a93a3;font-size:.75rem}
 ul.words{margin:4px 0;padding-left:20px}
+.flag{color:#a11;font-weight:600}
 """
 
 
@@ -83,6 +85,7 @@ NAV = [
     ("profiles", "Profiles"),
     ("evaluation", "Evaluation"),
     ("detection", "Detection"),
+    ("reliance", "Reliance"),
     ("values", "All values"),
     ("files", "Files"),
 ]
@@ -95,6 +98,12 @@ def content_security_policy(script: str, style: str) -> str:
         + f"; style-src {script_hash(style)}"
         + (f"; script-src {script_hash(script)}" if script else "; script-src 'none'")
     )
+
+
+def reliance_report_section(run: RunFolder) -> str:
+    """The section "What this model relies on", from the run's audit.json (``cemap demo`` and ``cemap audit`` write it)."""
+    doc = run.raw.get("audit")
+    return reliance_section(doc) if isinstance(doc, dict) else ""
 
 
 def render_html(run: RunFolder) -> str:
@@ -113,6 +122,7 @@ def render_html(run: RunFolder) -> str:
         profiles_section(run),
         evaluation_section(run),
         detection_section(run),
+        reliance_report_section(run),
         explained_section(run),
         dataset_run_section(run),
         timings_section(run),

@@ -43,6 +43,7 @@ RESULT_FILES = (
     "latent_concepts",
     "explain",
     "manifest",
+    "audit",
 )
 
 

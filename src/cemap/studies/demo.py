@@ -8,9 +8,11 @@ Stages, each timed:
    (:mod:`cemap.studies.latent_controls`), and what each latent channel responds to (latent_concepts.json);
 3. evaluation - CE maps against every baseline on ground truth (evaluation.json, overlays.png);
 4. detection - attacks, CE-signature detector and its baselines (detection.json, ROC, histograms);
-5. study.json; ``cemap demo`` then renders report.html (:mod:`cemap.report`).
+5. audit - what the model relies on beyond the findings, by intervention (audit.json, the quick battery of
+   :mod:`cemap.studies.audit`; ``cemap audit`` runs the full one);
+6. study.json; ``cemap demo`` then renders report.html (:mod:`cemap.report`).
 
-Stages 1-4 are kept in the cache (:mod:`cemap.studies.stage_cache`): rerunning the same study with the same
+Stages 1-5 are kept in the cache (:mod:`cemap.studies.stage_cache`): rerunning the same study with the same
 model and code restores them, and study.json's ``stages`` says which were restored and what they cost.
 """
 
@@ -24,7 +26,9 @@ from tqdm.auto import tqdm
 from ..causal.autoencoder import model_fingerprint
 from ..errors import CemapError
 from ..explain import get_explainer
+from ..cache import save_json_atomic
 from ..progress import progress_enabled
+from .audit import AuditConfig, run_audit
 from .context import StudyContext
 from .detection import DetectionConfig, run_detection
 from .evaluation import EvalConfig, run_evaluation
@@ -42,9 +46,11 @@ class StudyPlan:
     profile_images: int = 64
     pgd_steps: int = 20
     placements: int = 4  # control placements of each masked lesion box
-    eval_images: int = 200
-    eval_robust: int = 32
+    eval_images: int = 64  # `cemap evaluate` runs the full test split; the demo's intervals are wider
+    eval_robust: int = 16
     eval_steps: int = 16
+    tune_images: int = 40  # train images CE's settings are chosen on
+    audit_images: int = 96
 
     @classmethod
     def for_mode(cls, quick: bool) -> "StudyPlan":
@@ -57,6 +63,8 @@ class StudyPlan:
                 eval_images=8,
                 eval_robust=4,
                 eval_steps=8,
+                tune_images=12,
+                audit_images=24,
             )
         return cls()
 
@@ -127,6 +135,15 @@ def _detection_stage(ctx: StudyContext) -> dict:
     return {"layer": run_detection(ctx, DetectionConfig.sized("quick" if ctx.quick else "demo", ctx.seed)).layer}
 
 
+def _audit_stage(ctx: StudyContext, plan: StudyPlan) -> dict:
+    """The quick audit battery without the latent channels (the demo's concepts and profiles show those)."""
+    recipients = max(8, plan.audit_images // 3)
+    config = AuditConfig.quick_form(n_images=plan.audit_images, recipients=recipients, latent=False, seed=ctx.seed)
+    result = run_audit(ctx, config)
+    save_json_atomic(result.to_json(), ctx.out / "audit.json")
+    return {"n_images": result.n_images, "flagged": result.flagged, "concern": result.concern}
+
+
 def run_demo(ctx: StudyContext, plan: StudyPlan, reuse: bool = True) -> DemoResult:
     """Run every stage into ``ctx.out`` and write study.json.
 
@@ -138,7 +155,7 @@ def run_demo(ctx: StudyContext, plan: StudyPlan, reuse: bool = True) -> DemoResu
     timings: dict[str, float] = {}
     provenance: dict[str, dict] = {}
     t0 = time.perf_counter()
-    bar = tqdm(total=5, desc="study", disable=not progress_enabled(), leave=False)
+    bar = tqdm(total=6, desc="study", disable=not progress_enabled(), leave=False)
 
     def stage(name: str, fn, key: dict | None = None):
         bar.set_postfix_str(name)
@@ -161,9 +178,11 @@ def run_demo(ctx: StudyContext, plan: StudyPlan, reuse: bool = True) -> DemoResu
         steps=plan.eval_steps,
         seed=ctx.seed,
         tune=overview.ce_map_pointing_game is not None,
+        tune_images=plan.tune_images,
     )
     evaluation = stage("evaluation", lambda: _evaluation_stage(ctx, cfg), {**base, "config": asdict(cfg)})
     detection = stage("detection", lambda: _detection_stage(ctx), base)
+    audit = stage("audit", lambda: _audit_stage(ctx, plan), keyed)
     bar.close()
     result = DemoResult(
         dataset=ctx.dataset,
@@ -176,6 +195,7 @@ def run_demo(ctx: StudyContext, plan: StudyPlan, reuse: bool = True) -> DemoResu
         profile_images=controls.images,
         evaluation=evaluation,
         detection=detection,
+        audit=audit,
         timings_s=timings,
         stages=provenance,
         overview=overview,

@@ -64,6 +64,7 @@ class EvalConfig:
     method_options: dict[str, dict] = field(default_factory=dict)
     methods: tuple[str, ...] | None = None  # None: every registered method
     tune: bool = False  # choose CE's fill and cell on the train split (unless method_options has "ce")
+    tune_images: int = 60  # train images (all their boxed findings) that choice is made on
 
 
 @dataclass
@@ -197,13 +198,12 @@ def evaluate_method(
 
 CE_FILLS = ("zero", "mean", "blur")
 CE_CELLS = (16, 12)  # each with a half-cell stride
-TUNE_IMAGES = 60  # train images (all their boxed findings) that the choice is made on
 
 
 def tune_ce(
     classifier: Classifier,
     train: ImageDataset,
-    n_images: int = TUNE_IMAGES,
+    n_images: int = 60,
     seed: int = 0,
     cfg: EvalConfig | None = None,
 ) -> tuple[dict, list[dict]]:
@@ -252,7 +252,7 @@ def cached_tune_ce(ctx: StudyContext, cfg: EvalConfig) -> dict:
         "dataset": ctx.dataset,
         "options": ctx.dataset_options,
         "seed": cfg.seed,
-        "images": TUNE_IMAGES,
+        "images": cfg.tune_images,
         "fills": CE_FILLS,
         "cells": CE_CELLS,
         "tolerance_224": cfg.tolerance_224,
@@ -263,7 +263,7 @@ def cached_tune_ce(ctx: StudyContext, cfg: EvalConfig) -> dict:
     if stored is not None:
         return {**stored, "from_cache": str(path)}
     t0 = time.perf_counter()
-    best, scores = tune_ce(classifier, ctx.train, TUNE_IMAGES, cfg.seed, cfg)
+    best, scores = tune_ce(classifier, ctx.train, cfg.tune_images, cfg.seed, cfg)
     tuning = {"split": "train", "chosen": best, "candidates": scores, "seconds": time.perf_counter() - t0}
     write_json(path, tuning, indent=1)
     return tuning

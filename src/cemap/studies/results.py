@@ -363,6 +363,7 @@ class DemoResult(StudyResult):
     profile_images: list
     evaluation: dict  # images, pairs, the methods compared and those that do not apply to the model
     detection: dict
+    audit: dict = field(default_factory=dict)  # the reliance audit's verdict (audit.json holds the rest)
     timings_s: dict = field(default_factory=dict)
     stages: dict = field(default_factory=dict)  # per cached stage: computed_s and, when restored, restored_from
     overview: OverviewResult | None = state(default=None)
