@@ -4,6 +4,7 @@ converging C&W with its record, intervals that resample images with both their s
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from cemap.evaluate.bootstrap import bootstrap_auroc, bootstrap_tpr_at_fpr
@@ -93,3 +94,26 @@ def test_study_cw_converges_and_keeps_its_record(mnist_clf, mnist_test):
     record[0]["steps"] = -1  # a copy: the study's JSON does not change with the attack's next call
     assert cw.convergence[0]["steps"] != -1
     assert convergence(study_attacks(mnist_clf, mnist_test.attack_budgets, cfg)["pgd_high"].attack) is None
+
+
+def test_a_training_seed_trains_another_model_and_refuses_a_model_cemap_does_not_train(tmp_path, monkeypatch):
+    """Studies repeat over trainings: ``train_seed`` reaches the built-in model's training config; a model cemap only
+    loads (no training config) is one clear error, not a silent seed-0 model."""
+    import cemap.studies.context as context
+    from cemap.errors import CemapError
+    from cemap.studies.context import StudyContext
+
+    seen = {}
+
+    def fake_get_model(name, **kwargs):
+        seen[name] = kwargs
+        return torch.nn.Identity()
+
+    monkeypatch.setattr(context, "get_model", fake_get_model)
+    StudyContext("mnist5k", tmp_path, train_seed=2).classifier
+    StudyContext("mnist5k", tmp_path).classifier
+    assert seen["mnist-cnn"] == {}  # the last call: seed 0 is the built-in model, same cache key as ever
+    StudyContext("mnist5k", tmp_path, train_seed=2).classifier
+    assert seen["mnist-cnn"] == {"train_config": {"seed": 2}}
+    with pytest.raises(CemapError, match="no training seed"):
+        StudyContext("mnist5k", tmp_path, model="resnet18", train_seed=1).classifier

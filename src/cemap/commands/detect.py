@@ -28,6 +28,12 @@ def detect(
         "--resume",
         help="Reuse the attack outcomes an interrupted run saved in --out (features.npz, attacks.json).",
     ),
+    train_seed: int = typer.Option(
+        0,
+        "--train-seed",
+        help="Training seed of the built-in model (another seed trains, and caches, another model: repeat the study "
+        "over trainings).",
+    ),
     device: str = DEVICE,
     seed: int = SEED,
     threads: int = THREADS,
@@ -46,7 +52,16 @@ def detect(
     from ..studies.detection import DetectionConfig, format_table, run_detection
 
     config = DetectionConfig.sized("quick" if quick else size, seed, resume=resume)
-    ctx = StudyContext(dataset=dataset, out=Path(out), seed=seed, quick=quick, model=model, device=device, draw=draw)
+    ctx = StudyContext(
+        dataset=dataset,
+        out=Path(out),
+        seed=seed,
+        quick=quick,
+        model=model,
+        device=device,
+        draw=draw,
+        train_seed=train_seed,
+    )
     result = run_detection(ctx, config)
     typer.echo(
         f"{result.dataset} / {result.model} @ {result.layer}: AUROC [95% CI] on held-out test images (successful "

@@ -101,7 +101,7 @@ def content_security_policy(script: str, style: str) -> str:
 
 
 def reliance_report_section(run: RunFolder) -> str:
-    """The section "What this model relies on", from the run's audit.json (``cemap demo`` and ``cemap audit`` write it)."""
+    """The section "What this model relies on", from the run's audit.json (cemap demo and cemap audit write it)."""
     doc = run.raw.get("audit")
     return reliance_section(doc) if isinstance(doc, dict) else ""
 

@@ -10,6 +10,7 @@ it wants to ``ctx.figure(spec)`` (drawn by the context's ``draw``, which the CLI
 from __future__ import annotations
 
 import hashlib
+import inspect
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -19,7 +20,9 @@ import torch
 from ..causal import FittedAutoencoder, fit_autoencoder
 from ..data import get_dataset
 from ..data.base import ImageDataset, stack_images
+from ..errors import CemapError
 from ..models import Classifier, default_model_for, get_model
+from ..models.registry import model_factory
 from .figures import Draw, Figure
 
 
@@ -37,6 +40,8 @@ class StudyContext:
         device: where the classifier and the autoencoder run ("cpu", "cuda", "cuda:N"); images stay on the CPU and
             each network moves them (built-in models are trained on the CPU, so both devices explain the same weights).
         draw: draws the figures the studies ask for (None: no figures).
+        train_seed: training seed of a built-in model (another seed trains, and caches, another model: repeat a study
+            over trainings); 0 is the built-in model itself.
     """
 
     dataset: str
@@ -47,6 +52,7 @@ class StudyContext:
     dataset_options: dict = field(default_factory=dict)
     device: str = "cpu"
     draw: Draw | None = None
+    train_seed: int = 0
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -54,7 +60,14 @@ class StudyContext:
 
     @cached_property
     def classifier(self) -> Classifier:
-        return get_model(self.model).to(self.device)
+        if not self.train_seed:
+            return get_model(self.model).to(self.device)
+        if "train_config" not in inspect.signature(model_factory(self.model)).parameters:
+            raise CemapError(
+                f"model {self.model} is not trained by cemap, so it has no training seed",
+                "drop --train-seed, or use a built-in model (cemap models)",
+            )
+        return get_model(self.model, train_config={"seed": self.train_seed}).to(self.device)
 
     @cached_property
     def train(self) -> ImageDataset:

@@ -323,6 +323,7 @@ class DetectionResult(StudyResult):
     layer: str
     size: str  # "quick", "demo", "full" or "custom"
     claims_: list[Claim] = json_field(key="headline", claims=True, default_factory=list)
+    train_seed: int = 0  # the classifier's training seed (0: the built-in model)
     autoencoder_fidelity: dict = field(default_factory=dict)
     protocol: dict = field(default_factory=dict)
     detectors: dict = field(default_factory=dict)

@@ -52,6 +52,7 @@ def run_detection(ctx: StudyContext, config: DetectionConfig | None = None) -> D
         model=ctx.model,
         layer=ctx.autoencoder.layer,
         size=cfg.size,
+        train_seed=ctx.train_seed,
         claims_=[Claim.from_json(c) for c in headline(ctx.dataset, transfer_rows, adaptive)],
         autoencoder_fidelity=fid.as_dict(),
         protocol=protocol(study),
