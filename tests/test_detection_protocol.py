@@ -99,21 +99,19 @@ def test_study_cw_converges_and_keeps_its_record(mnist_clf, mnist_test):
 def test_a_training_seed_trains_another_model_and_refuses_a_model_cemap_does_not_train(tmp_path, monkeypatch):
     """Studies repeat over trainings: ``train_seed`` reaches the built-in model's training config; a model cemap only
     loads (no training config) is one clear error, not a silent seed-0 model."""
-    import cemap.studies.context as context
     from cemap.errors import CemapError
+    from cemap.models import registry
     from cemap.studies.context import StudyContext
 
-    seen = {}
+    seen = []
 
-    def fake_get_model(name, **kwargs):
-        seen[name] = kwargs
+    def fake_mnist_cnn(weights=None, train_config=None):
+        seen.append(train_config)
         return torch.nn.Identity()
 
-    monkeypatch.setattr(context, "get_model", fake_get_model)
-    StudyContext("mnist5k", tmp_path, train_seed=2).classifier
+    monkeypatch.setitem(registry._MODELS, "mnist-cnn", fake_mnist_cnn)
     StudyContext("mnist5k", tmp_path).classifier
-    assert seen["mnist-cnn"] == {}  # the last call: seed 0 is the built-in model, same cache key as ever
     StudyContext("mnist5k", tmp_path, train_seed=2).classifier
-    assert seen["mnist-cnn"] == {"train_config": {"seed": 2}}
+    assert seen == [None, {"seed": 2}]  # seed 0 is the built-in model itself: the same cache key as ever
     with pytest.raises(CemapError, match="no training seed"):
         StudyContext("mnist5k", tmp_path, model="resnet18", train_seed=1).classifier

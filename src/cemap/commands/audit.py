@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .common import QUIET, SEED, THREADS, out_dir, setup
+from .common import DATA_OPT, QUIET, SEED, THREADS, out_dir, setup
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -16,23 +16,6 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def _classifier(dataset: str, model: str | None, model_opt: list[str], data_options: dict):
-    """The audited classifier; on a planted dataset the planted model defaults to the data's artifact."""
-    from ..models import get_model
-    from ..models.registry import model_factory
-    from .parsing import builtin_model, checked_options, options
-
-    if model is None and dataset.endswith("-planted"):
-        model = "cxr-cnn-planted" if dataset.startswith("synthcxr") else "mnist-cnn-planted"
-    model = model or builtin_model(dataset)
-    opts = checked_options("model", model, model_factory(model), options(model_opt, "--model-opt"))
-    if model.endswith("-planted"):
-        opts.setdefault("artifact", data_options.get("artifact", "tag"))
-        if "size" in data_options and model.startswith("cxr"):
-            opts.setdefault("size", data_options["size"])
-    return get_model(model, **opts), model
 
 
 def _audit(
@@ -48,19 +31,15 @@ def _audit(
     seed: int,
     out: Path,
 ) -> None:
-    from ..report.reliance import write_reliance_page
     from ..cache import save_json_atomic
+    from ..report.reliance import write_reliance_page
     from ..studies.audit import AuditConfig, run_audit
     from ..studies.context import StudyContext
-    from ..data.registry import dataset_factory
-    from .parsing import checked_options, options
+    from .parsing import study_model
 
-    data_options = checked_options("dataset", dataset, dataset_factory(dataset), options(data_opt, "--data-opt"))
-    if dataset.endswith("-planted"):
-        data_options.setdefault(
-            "mode", "normal"
-        )  # audited where the artifact appears independently of the findings (the benchmark's protocol)
-    clf, name = _classifier(dataset, model, model_opt, data_options)
+    clf, data_options, name = study_model(dataset, model, model_opt, data_opt)
+    if dataset.endswith("-planted"):  # audited where the artifact appears independently of the findings
+        data_options.setdefault("mode", "normal")
     ctx = StudyContext(dataset=dataset, out=out, model=name, seed=seed, dataset_options=data_options)
     ctx.classifier = clf
     overrides = {
@@ -130,9 +109,7 @@ def audit(
     model_opt: list[str] = typer.Option(
         [], "--model-opt", help="Model option KEY=VALUE (repeatable), e.g. weights=/models/net.pt or mode=normal."
     ),
-    data_opt: list[str] = typer.Option(
-        [], "--data-opt", help="Dataset option KEY=VALUE (repeatable), e.g. root=/data or artifact=blur."
-    ),
+    data_opt: list[str] = DATA_OPT,
     quick: bool = typer.Option(
         False,
         "--quick",

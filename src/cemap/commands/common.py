@@ -14,6 +14,9 @@ SEED = typer.Option(0, "--seed", help="Random seed for everything random in the 
 THREADS = typer.Option(0, "--threads", help="CPU threads for torch (0 = all cores).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars; only the final summary.")
 DEVICE = typer.Option("cpu", "--device", help="Where the model runs: cpu, cuda or cuda:N.")
+DATA_OPT = typer.Option(
+    [], "--data-opt", help="Dataset option KEY=VALUE (repeatable), e.g. root=/data or class_names=normal,pneumonia."
+)
 
 
 def check_device(device: str) -> str:

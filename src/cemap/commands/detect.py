@@ -6,12 +6,21 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE, QUIET, SEED, THREADS, check_device, setup, warn_fidelity
+from .common import DATA_OPT, DEVICE, QUIET, SEED, THREADS, check_device, setup, warn_fidelity
+from .model_options import MODEL_OPT
 
 
 def detect(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Built-in dataset: mnist5k or synthcxr."),
+    dataset: str = typer.Option(
+        ...,
+        "--dataset",
+        "-d",
+        help="Dataset with train and test splits (cemap datasets lists them): mnist5k, synthcxr, or your own "
+        "imagefolder with --data-opt root=DIR (DIR/train/<class>/..., DIR/test/<class>/...).",
+    ),
     model: str = typer.Option(None, "--model", "-m", help="Model name (default: the dataset's built-in model)."),
+    model_opt: list[str] = MODEL_OPT,
+    data_opt: list[str] = DATA_OPT,
     out: Path = typer.Option(
         Path("out/detect"), "--out", "-o", help="Folder for detection.json, ce_detector.npz and figures."
     ),
@@ -50,18 +59,22 @@ def detect(
     from ..report.draw import draw
     from ..studies.context import StudyContext
     from ..studies.detection import DetectionConfig, format_table, run_detection
+    from .parsing import study_model
 
     config = DetectionConfig.sized("quick" if quick else size, seed, resume=resume)
+    clf, data_options, name = study_model(dataset, model, model_opt, data_opt, train_seed)
     ctx = StudyContext(
         dataset=dataset,
         out=Path(out),
         seed=seed,
         quick=quick,
-        model=model,
+        model=name,
+        dataset_options=data_options,
         device=device,
         draw=draw,
         train_seed=train_seed,
     )
+    ctx.classifier = clf.to(device)
     result = run_detection(ctx, config)
     typer.echo(
         f"{result.dataset} / {result.model} @ {result.layer}: AUROC [95% CI] on held-out test images (successful "

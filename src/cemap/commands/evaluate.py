@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE, QUIET, SEED, THREADS, check_device, out_dir, setup
+from .common import DATA_OPT, DEVICE, QUIET, SEED, THREADS, check_device, out_dir, setup
+from .model_options import MODEL_OPT
 
 
 def _options(ce_cell: int | None, ce_stride: int | None, ce_fill: str | None, ig_steps: int | None) -> dict[str, dict]:
@@ -27,9 +28,12 @@ def evaluate(
         ...,
         "--dataset",
         "-d",
-        help="Dataset with a test split (boxes give the localisation columns): synthcxr, mnist5k, ...",
+        help="Dataset with a test split (boxes give the localisation columns): synthcxr, mnist5k, or your own "
+        "imagefolder with --data-opt root=DIR (box-free metrics only).",
     ),
     model: str = typer.Option(None, "--model", "-m", help="Model name (default: the dataset's built-in model)."),
+    model_opt: list[str] = MODEL_OPT,
+    data_opt: list[str] = DATA_OPT,
     methods: str = typer.Option(None, "--methods", help="Comma-separated methods (default: all; see below)."),
     n_images: int = typer.Option(
         None, "--n-images", help="Test images to use (a seeded random subset of those with boxes); default all."
@@ -119,6 +123,7 @@ def evaluate(
     from ..report.draw import draw
     from ..studies.context import StudyContext
     from ..studies.evaluation import EvalConfig, format_table, run_evaluation
+    from .parsing import study_model
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip()) if methods else None
     cfg = EvalConfig(
@@ -130,15 +135,11 @@ def evaluate(
         methods=chosen,
         tune=tune_ce,
     )
+    clf, data_options, name = study_model(dataset, model, model_opt, [*data_opt, *(["shortcut=true"] * shortcut)])
     ctx = StudyContext(
-        dataset,
-        out_dir(out),
-        seed=seed,
-        model=model,
-        dataset_options={"shortcut": True} if shortcut else {},
-        device=device,
-        draw=draw,
+        dataset, out_dir(out), seed=seed, model=name, dataset_options=data_options, device=device, draw=draw
     )
+    ctx.classifier = clf.to(device)
     result = run_evaluation(ctx, cfg)
     typer.echo(
         f"{result.model} on {dataset}: {result.n_images} images, {result.n_pairs} (image, target) pairs, "

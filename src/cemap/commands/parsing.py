@@ -74,3 +74,32 @@ def builtin_model(dataset: str) -> str:
             f"pass --model NAME (cemap models lists them); datasets with one: {with_model}",
         )
     return models[dataset]
+
+
+def study_model(dataset: str, model: str | None, model_opt: list[str], data_opt: list[str], train_seed: int = 0):
+    """The classifier a study runs on, the dataset options it reads and the model's name: ``--model`` with its
+    ``--model-opt`` (checked) or the dataset's built-in model, and ``--data-opt`` (checked). On an image folder
+    without ``size`` / ``channels`` the images follow the model's input shape; on a planted dataset the planted model
+    defaults to the data's artifact. ``train_seed`` > 0: the built-in model trained from that seed.
+
+    Returns:
+        (classifier, dataset options, model name).
+    """
+    from ..data.registry import dataset_factory
+    from ..models import get_model
+    from ..models.registry import model_factory
+
+    data_options = checked_options("dataset", dataset, dataset_factory(dataset), options(data_opt, "--data-opt"))
+    if model is None and dataset.endswith("-planted"):
+        model = "cxr-cnn-planted" if dataset.startswith("synthcxr") else "mnist-cnn-planted"
+    model = model or builtin_model(dataset)
+    opts = checked_options("model", model, model_factory(model), options(model_opt, "--model-opt"))
+    if model.endswith("-planted"):
+        opts.setdefault("artifact", data_options.get("artifact", "tag"))
+        if "size" in data_options and model.startswith("cxr"):
+            opts.setdefault("size", data_options["size"])
+    classifier = get_model(model, train_seed=train_seed, **opts)
+    if dataset == "imagefolder":
+        channels, size = classifier.input_shape[0], classifier.input_shape[-1]
+        data_options = {"channels": channels, "size": size, **data_options}
+    return classifier, data_options, model

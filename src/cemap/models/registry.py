@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
-from ..errors import unknown_name
+from ..errors import CemapError, unknown_name
 from .classifier import Classifier
 
 _MODELS: dict[str, Callable[..., Classifier]] = {}
@@ -53,8 +54,18 @@ def model_factory(name: str) -> Callable[..., Classifier]:
     return _MODELS[name]
 
 
-def get_model(name: str, **kwargs) -> Classifier:
-    return model_factory(name)(**kwargs)
+def get_model(name: str, train_seed: int = 0, **kwargs) -> Classifier:
+    """The model ``name`` built with ``kwargs``; ``train_seed`` > 0 trains (and caches) another copy of a model cemap
+    trains, from that seed - a study repeated over trainings; 0 is the model itself."""
+    factory = model_factory(name)
+    if train_seed:
+        if "train_config" not in inspect.signature(factory).parameters:
+            raise CemapError(
+                f"model {name} is not trained by cemap, so it has no training seed",
+                "drop --train-seed, or use a built-in model (cemap models)",
+            )
+        kwargs["train_config"] = {**(kwargs.get("train_config") or {}), "seed": train_seed}
+    return factory(**kwargs)
 
 
 def builtin_models() -> dict[str, str]:

@@ -10,7 +10,6 @@ it wants to ``ctx.figure(spec)`` (drawn by the context's ``draw``, which the CLI
 from __future__ import annotations
 
 import hashlib
-import inspect
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,9 +19,7 @@ import torch
 from ..causal import FittedAutoencoder, fit_autoencoder
 from ..data import get_dataset
 from ..data.base import ImageDataset, stack_images
-from ..errors import CemapError
 from ..models import Classifier, default_model_for, get_model
-from ..models.registry import model_factory
 from .figures import Draw, Figure
 
 
@@ -60,14 +57,7 @@ class StudyContext:
 
     @cached_property
     def classifier(self) -> Classifier:
-        if not self.train_seed:
-            return get_model(self.model).to(self.device)
-        if "train_config" not in inspect.signature(model_factory(self.model)).parameters:
-            raise CemapError(
-                f"model {self.model} is not trained by cemap, so it has no training seed",
-                "drop --train-seed, or use a built-in model (cemap models)",
-            )
-        return get_model(self.model, train_config={"seed": self.train_seed}).to(self.device)
+        return get_model(self.model, train_seed=self.train_seed).to(self.device)
 
     @cached_property
     def train(self) -> ImageDataset:
