@@ -148,6 +148,44 @@ def ce_maps(device: str, batch: int) -> dict:
     return out
 
 
+def run_command(
+    images: int, device: str, precision: str, shard_size: int, workers: int, out_dir: Path, compiled: bool = False
+) -> list[str]:
+    """The ``cemap run`` arguments (script first) that cemap_run and profile_run both time: one place, one workload."""
+    return [
+        str(Path(__file__).with_name("gpu_check_run.py")),
+        "run",
+        "--dataset",
+        "synthcxr",
+        "--data-opt",
+        "size=224",
+        "--data-opt",
+        f"n_test={images}",
+        "--data-opt",
+        "n_train=512",
+        "--model",
+        "densenet121-1ch-random",
+        "--ae-images",
+        "512",
+        "--batch-size",
+        "64",
+        "--shard-size",
+        str(shard_size),
+        "--limit",
+        str(images),
+        "--device",
+        device,
+        "--workers",
+        str(workers),
+        "--precision",
+        precision,
+        "--out",
+        str(out_dir),
+        "--quiet",
+        *(["--compile"] if compiled else []),
+    ]
+
+
 def cemap_run(
     device: str, images: int, precision: str, workdir: Path, processes: int = 1, compiled: bool = False
 ) -> dict:
@@ -158,36 +196,7 @@ def cemap_run(
         out_dir = workdir / f"run-{precision}-{processes}p-{rank}{'-compiled' if compiled else ''}"
         cmd = [
             sys.executable,
-            str(Path(__file__).with_name("gpu_check_run.py")),
-            "run",
-            "--dataset",
-            "synthcxr",
-            "--data-opt",
-            "size=224",
-            "--data-opt",
-            f"n_test={images}",
-            "--data-opt",
-            "n_train=512",
-            "--model",
-            "densenet121-1ch-random",
-            "--ae-images",
-            "512",
-            "--batch-size",
-            "64",
-            "--shard-size",
-            str(max(64, images // 4)),
-            "--limit",
-            str(images),
-            "--device",
-            device,
-            "--workers",
-            str(max(2, 8 // processes)),
-            "--precision",
-            precision,
-            "--out",
-            str(out_dir),
-            "--quiet",
-            *(["--compile"] if compiled else []),
+            *run_command(images, device, precision, max(64, images // 4), max(2, 8 // processes), out_dir, compiled),
         ]
         procs.append(
             subprocess.Popen(
@@ -387,35 +396,7 @@ def profile_run(device: str, images: int, workdir: Path, out_dir: Path, timeout:
         "cProfile",
         "-o",
         str(stats_file),
-        str(Path(__file__).with_name("gpu_check_run.py")),
-        "run",
-        "--dataset",
-        "synthcxr",
-        "--data-opt",
-        "size=224",
-        "--data-opt",
-        f"n_test={images}",
-        "--data-opt",
-        "n_train=512",
-        "--model",
-        "densenet121-1ch-random",
-        "--ae-images",
-        "512",
-        "--batch-size",
-        "64",
-        "--shard-size",
-        str(images),
-        "--limit",
-        str(images),
-        "--device",
-        device,
-        "--workers",
-        "8",
-        "--precision",
-        "fp32",
-        "--out",
-        str(workdir / "run-profiled"),
-        "--quiet",
+        *run_command(images, device, "fp32", images, 8, workdir / "run-profiled"),
     ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "CEMAP_QUIET": "1"})

@@ -7,18 +7,25 @@ from pathlib import Path
 import typer
 
 from .common import DEVICE, QUIET, SEED, THREADS, check_device, on_device, setup, track_output, warn, warn_fidelity
-from .model_options import CLASS_NAMES, MEAN, MODEL_OPT, NORMALIZE, SIZE, STD, load, model_inputs
+from .model_options import (
+    CLASS_NAMES,
+    FILE_MODEL,
+    IMAGE_FILES,
+    MEAN,
+    MODEL_OPT,
+    NORMALIZE,
+    SIZE,
+    STD,
+    WEIGHTS,
+    load,
+    model_inputs,
+)
 
 
 def explain(
-    inputs: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) or folders of them."),
-    model: str = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Model name (see cemap models), e.g. cxr-cnn, densenet121, chexnet; default: the weights' sidecar's.",
-    ),
-    weights: Path = typer.Option(None, "--weights", "-w", help="State-dict file for the model (loaded weights-only)."),
+    inputs: list[Path] = IMAGE_FILES,
+    model: str = FILE_MODEL,
+    weights: Path = WEIGHTS,
     model_opt: list[str] = MODEL_OPT,
     size: int = SIZE,
     mean: str = MEAN,

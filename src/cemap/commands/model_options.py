@@ -1,4 +1,5 @@
-"""The options every command that loads a model shares: its input size, normalisation and class names.
+"""The options every command that loads a model shares: the model and its weights, input size, normalisation and class
+names.
 
 A checkpoint is right only on inputs like those it was trained on, so these options (or the
 checkpoint's sidecar from ``cemap export``) set them; the command then prints what it applied.
@@ -12,6 +13,14 @@ import typer
 
 from ..errors import CemapError
 
+IMAGE_FILES = typer.Argument(..., help="Image files (PNG, JPEG, BMP, TIFF, DICOM) or folders of them.")
+FILE_MODEL = typer.Option(
+    None,
+    "--model",
+    "-m",
+    help="Model name (see cemap models), e.g. cxr-cnn, densenet121, chexnet; default: the weights' sidecar's.",
+)
+WEIGHTS = typer.Option(None, "--weights", "-w", help="State-dict file for the model (loaded weights-only).")
 MODEL_OPT = typer.Option(
     [], "--model-opt", help="Model option KEY=VALUE (repeatable; cemap models lists the models), e.g. size=64."
 )

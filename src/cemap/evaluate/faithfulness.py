@@ -60,12 +60,7 @@ def deletion_auc(
     chunk_size: int | None = None,
 ) -> torch.Tensor:
     """B deletion AUCs (lower = more faithful)."""
-    _check_maps(maps, images)
-    return curve_auc(
-        ranked_curves(
-            classifier, images, pixel_ranks(maps), targets, images, fill_images(images, fill), steps, output, chunk_size
-        )
-    )
+    return _ranked_auc(classifier, images, maps, targets, steps, fill, output, chunk_size, insertion=False)
 
 
 def insertion_auc(
@@ -79,11 +74,16 @@ def insertion_auc(
     chunk_size: int | None = None,
 ) -> torch.Tensor:
     """B insertion AUCs (higher = more faithful)."""
+    return _ranked_auc(classifier, images, maps, targets, steps, fill, output, chunk_size, insertion=True)
+
+
+def _ranked_auc(classifier, images, maps, targets, steps, fill, output, chunk_size, insertion: bool) -> torch.Tensor:
+    """Deletion walks from the images to the fill, insertion from the fill to the images: one curve, two directions."""
     _check_maps(maps, images)
+    filled = fill_images(images, fill)
+    start, end = (filled, images) if insertion else (images, filled)
     return curve_auc(
-        ranked_curves(
-            classifier, images, pixel_ranks(maps), targets, fill_images(images, fill), images, steps, output, chunk_size
-        )
+        ranked_curves(classifier, images, pixel_ranks(maps), targets, start, end, steps, output, chunk_size)
     )
 
 

@@ -46,26 +46,7 @@ def default_cam_layer(classifier: Classifier) -> str:
     """
     if getattr(classifier, "cam_layer", None):
         return classifier.cam_layer
-    finished: list[tuple[str, bool]] = []
-    handles = [
-        m.register_forward_hook(
-            lambda _m, _i, out, name=name: finished.append(
-                (name, torch.is_tensor(out) and out.dim() == 4 and max(out.shape[2:]) > 1)
-            )
-        )
-        for name, m in classifier.model.named_modules()
-        if name
-    ]
-    try:
-        with torch.no_grad():
-            classifier(torch.zeros(1, *classifier.input_shape))
-    finally:
-        for h in handles:
-            h.remove()
-    calls: dict[str, int] = {}
-    for name, _ in finished:
-        calls[name] = calls.get(name, 0) + 1
-    spatial = [name for name, is_map in finished if is_map and calls[name] == 1]
+    spatial = [name for name, _ in spatial_layers(classifier)]
     if not spatial:
         raise CemapError(
             f"model {classifier.name or 'classifier'} has no layer with a spatial output for class-activation maps",

@@ -84,6 +84,12 @@ def cxr_cnn(weights: str | None = None, train_config: dict | None = None, size: 
         multilabel=True,
         weights=weights,
     )
+    return cxr_classifier(net, size, "cxr-cnn")
+
+
+def cxr_classifier(net: CxrCNN, size: int, name: str) -> Classifier:
+    """A trained CxrCNN as the Classifier every cxr-cnn variant is (built-in, planted, permuted labels), so they
+    differ only in their weights."""
     fold_batchnorm(net.features)  # frozen from here on: each batch-norm becomes part of its convolution
     return Classifier(
         net,
@@ -93,5 +99,5 @@ def cxr_cnn(weights: str | None = None, train_config: dict | None = None, size: 
         layers=layer_names(net),
         default_layer=DEFAULT_LAYER,
         cam_layer=CAM_LAYER,
-        name="cxr-cnn",
+        name=name,
     )

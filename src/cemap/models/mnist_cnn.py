@@ -49,6 +49,11 @@ def mnist_cnn(weights: str | None = None, train_config: dict | None = None) -> C
     net = builtin_weights(
         "mnist-cnn", MnistCNN, config, lambda: get_dataset("mnist5k", split="train"), multilabel=False, weights=weights
     )
+    return mnist_classifier(net, "mnist-cnn")
+
+
+def mnist_classifier(net: MnistCNN, name: str) -> Classifier:
+    """A trained MnistCNN as the Classifier every mnist-cnn variant is (built-in, planted)."""
     return Classifier(
         net,
         class_names=[str(d) for d in range(10)],
@@ -56,5 +61,5 @@ def mnist_cnn(weights: str | None = None, train_config: dict | None = None) -> C
         input_shape=(1, 28, 28),
         layers=["conv1", "relu1", "conv2", "relu2", "pool", "fc1", "relu3"],
         default_layer="relu1",
-        name="mnist-cnn",
+        name=name,
     )

@@ -12,9 +12,8 @@ from __future__ import annotations
 from ..data.planted import synthcxr_planted, mnist5k_planted
 from ..data.synthcxr import FINDINGS, GENERATOR_VERSION
 from .classifier import Classifier
-from .cxr_cnn import CAM_LAYER, DEFAULT_LAYER, CxrCNN, layer_names
-from .folding import fold_batchnorm
-from .mnist_cnn import MnistCNN
+from .cxr_cnn import CxrCNN, cxr_classifier
+from .mnist_cnn import MnistCNN, mnist_classifier
 from .registry import register_model
 from .training import builtin_weights
 
@@ -62,17 +61,7 @@ def cxr_cnn_planted(
         multilabel=True,
         weights=weights,
     )
-    fold_batchnorm(net.features)
-    return Classifier(
-        net,
-        class_names=FINDINGS,
-        head="sigmoid",
-        input_shape=(1, size, size),
-        layers=layer_names(net),
-        default_layer=DEFAULT_LAYER,
-        cam_layer=CAM_LAYER,
-        name=f"cxr-cnn-planted-{artifact}-{mode}-{seed}",
-    )
+    return cxr_classifier(net, size, f"cxr-cnn-planted-{artifact}-{mode}-{seed}")
 
 
 @register_model("mnist-cnn-planted")
@@ -101,12 +90,4 @@ def mnist_cnn_planted(
         multilabel=False,
         weights=weights,
     )
-    return Classifier(
-        net,
-        class_names=[str(d) for d in range(10)],
-        head="softmax",
-        input_shape=(1, 28, 28),
-        layers=["conv1", "relu1", "conv2", "relu2", "pool", "fc1", "relu3"],
-        default_layer="relu1",
-        name=f"mnist-cnn-planted-{artifact}-{mode}-{seed}",
-    )
+    return mnist_classifier(net, f"mnist-cnn-planted-{artifact}-{mode}-{seed}")

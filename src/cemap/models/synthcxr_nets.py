@@ -22,6 +22,7 @@ from ..data.registry import get_dataset
 from ..data.synthcxr import FINDINGS, GENERATOR_VERSION
 from .classifier import Classifier
 from .registry import register_model
+from .torchvision_models import DENSENET_LAYERS
 from .training import builtin_weights
 
 TRAIN_CONFIG = {"arch": "resnet18-1ch", "epochs": 4, "lr": 2e-3, "batch_size": 32, "max_shift": 3, "seed": 0}
@@ -45,18 +46,6 @@ def resnet18_cxr(weights: str | None = None, train_config: dict | None = None, s
 
 
 DENSENET_CONFIG = {"arch": "densenet121-1ch", "epochs": 8, "lr": 2e-3, "batch_size": 32, "max_shift": 3, "seed": 0}
-DENSENET_LAYERS = [
-    "features.conv0",
-    "features.pool0",
-    "features.denseblock1",
-    "features.transition1",
-    "features.denseblock2",
-    "features.transition2",
-    "features.denseblock3",
-    "features.transition3",
-    "features.denseblock4",
-    "features.norm5",
-]
 
 
 def densenet121_1ch(classes: int) -> nn.Module:

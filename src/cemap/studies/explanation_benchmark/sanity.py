@@ -164,9 +164,7 @@ def permuted_label_model(size: int, train_seed: int = 0):
     way."""
     from ...data import get_dataset
     from ...data.synthcxr import FINDINGS, GENERATOR_VERSION
-    from ...models.classifier import Classifier
-    from ...models.cxr_cnn import CAM_LAYER, DEFAULT_LAYER, TRAIN_CONFIG, CxrCNN, layer_names
-    from ...models.folding import fold_batchnorm
+    from ...models.cxr_cnn import TRAIN_CONFIG, CxrCNN, cxr_classifier
     from ...models.training import builtin_weights
 
     config = {
@@ -183,14 +181,4 @@ def permuted_label_model(size: int, train_seed: int = 0):
         lambda: PermutedLabels(get_dataset("synthcxr", split="train", size=size)),
         multilabel=True,
     )
-    fold_batchnorm(net.features)
-    return Classifier(
-        net,
-        class_names=FINDINGS,
-        head="sigmoid",
-        input_shape=(1, size, size),
-        layers=layer_names(net),
-        default_layer=DEFAULT_LAYER,
-        cam_layer=CAM_LAYER,
-        name="cxr-cnn-permuted-labels",
-    )
+    return cxr_classifier(net, size, "cxr-cnn-permuted-labels")
