@@ -83,7 +83,7 @@ def test_counterfactual_fill_changes_nothing_where_the_counterfactual_equals_the
     outside[4:12, 4:12] = False
     assert (m[:, outside] == 0).all() and (m[:, ~outside] != 0).any()
     same = get_explainer("ce", clf, fill=CounterfactualFill(x, x)).attribute(x, 0)
-    assert (same == 0).all()
+    assert same.abs().max() < 1e-4  # float noise of batched passes only (log-odds magnify it; no real effect)
     with pytest.raises(ValueError, match="no fill"):
         get_explainer("ce", clf, fill=CounterfactualFill(x[:1], x[:1])).attribute(x, 0)
 

@@ -28,7 +28,7 @@ from ..causal.explainer import Explainer
 from .registry import register_explainer
 
 CHOSEN = {
-    "effect_scale": "probability",
+    "effect_scale": "log_odds",
     "fill": "blur",
 }  # chosen on synthcxr validation images (docs/results/evaluation_benchmark_v3.json)
 PRESETS = ("paper",)
