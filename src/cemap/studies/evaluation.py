@@ -203,7 +203,7 @@ CE_CELLS = (16, 12)  # each with a half-cell stride
 def tune_ce(
     classifier: Classifier,
     train: ImageDataset,
-    n_images: int = 60,
+    n_images: int,
     seed: int = 0,
     cfg: EvalConfig | None = None,
 ) -> tuple[dict, list[dict]]:
