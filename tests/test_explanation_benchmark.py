@@ -144,6 +144,24 @@ def test_benchmark_cli_needs_synthcxr(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--benchmark", "--model-opt", "size=64"], "--benchmark ignores --model-opt"),
+        (["--benchmark", "--methods", "ce,gradcam"], "--benchmark ignores --methods"),
+        (["--sizes", "64"], "--sizes only apply to --benchmark"),
+    ],
+)
+def test_evaluate_refuses_options_its_form_would_ignore(tmp_path, capsys, extra, named):
+    from cemap.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--dataset", "synthcxr", *extra, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and named in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
     ("device", "seed", "expected"),
     [
         ("cpu", 0, {}),

@@ -23,7 +23,38 @@ def _options(ce_cell: int | None, ce_stride: int | None, ce_fill: str | None, ig
     return options
 
 
+# Options of one form only: given to the other, they would be ignored, so they are refused instead.
+_BENCHMARK_ONLY = ("models", "sizes", "heldout_seed", "n_faithful", "n_sanity")
+_STUDY_ONLY = (
+    "model", "model_opt", "data_opt", "methods", "n_robust", "ce_cell", "ce_stride", "ce_fill", "ig_steps", "tune_ce",
+    "shortcut",
+)  # fmt: skip
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)  # typer may carry its own copy of click's ParameterSource: compare names
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _refuse_ignored(ctx: typer.Context, benchmark: bool) -> None:
+    """One line naming the options the chosen form would ignore (``--benchmark`` or the plain evaluation)."""
+    from ..errors import CemapError
+
+    names = _STUDY_ONLY if benchmark else _BENCHMARK_ONLY
+    given = [n for n in names if _given(ctx, n)]
+    if not given:
+        return
+    flags = ", ".join("--" + n.replace("_", "-") for n in given)
+    if benchmark:
+        raise CemapError(
+            f"--benchmark ignores {flags} (it runs its own methods, tuned by one rule, on built-in synthcxr models)",
+            "drop those options, or drop --benchmark to evaluate your model and methods",
+        )
+    raise CemapError(f"{flags} only apply to --benchmark", "add --benchmark, or drop those options")
+
+
 def evaluate(
+    ctx: typer.Context,
     dataset: str = typer.Option(
         ...,
         "--dataset",
@@ -78,7 +109,10 @@ def evaluate(
         "the slowest metric; default 100).",
     ),
     tune_images: int = typer.Option(
-        50, "--tune-images", help="--benchmark: seed-0 validation images every method's settings are chosen on."
+        None,
+        "--tune-images",
+        help="Images CE's settings (--tune-ce), or with --benchmark every method's settings, are chosen on "
+        "(default 60 train images; --benchmark: 50 seed-0 validation images).",
     ),
     n_sanity: int = typer.Option(
         30, "--n-sanity", help="--benchmark: pairs per seed for the randomisation tests (3 seeds)."
@@ -86,7 +120,7 @@ def evaluate(
     train_seed: int = typer.Option(
         0,
         "--train-seed",
-        help="--benchmark: training seed of the built-in models (another seed trains, "
+        help="Training seed of the built-in models (another seed trains, "
         "and caches, another model: run several for a spread over trainings).",
     ),
     device: str = DEVICE,
@@ -102,6 +136,7 @@ def evaluate(
     Example: cemap evaluate --dataset synthcxr --methods ce,gradcam,random --n-images 100 --out out/eval
     """
     check_device(device)
+    _refuse_ignored(ctx, benchmark)
     setup(seed, threads, quiet)
     if benchmark:
         _benchmark(
@@ -112,7 +147,7 @@ def evaluate(
             n_images,
             n_faithful,
             n_sanity,
-            tune_images,
+            50 if tune_images is None else tune_images,
             steps,
             seed,
             device,
@@ -134,10 +169,19 @@ def evaluate(
         method_options=_options(ce_cell, ce_stride, ce_fill, ig_steps),
         methods=chosen,
         tune=tune_ce,
+        **({} if tune_images is None else {"tune_images": tune_images}),
     )
-    clf, data_options, name = study_model(dataset, model, model_opt, [*data_opt, *(["shortcut=true"] * shortcut)])
+    data_options = [*data_opt, *(["shortcut=true"] * shortcut)]
+    clf, data_options, name = study_model(dataset, model, model_opt, data_options, train_seed)
     ctx = StudyContext(
-        dataset, out_dir(out), seed=seed, model=name, dataset_options=data_options, device=device, draw=draw
+        dataset,
+        out_dir(out),
+        seed=seed,
+        model=name,
+        dataset_options=data_options,
+        device=device,
+        draw=draw,
+        train_seed=train_seed,
     )
     ctx.classifier = clf.to(device)
     result = run_evaluation(ctx, cfg)

@@ -317,6 +317,7 @@ def run_evaluation(ctx: StudyContext, config: EvalConfig = EvalConfig()) -> Eval
         ce_tuning=tuning,
         rows=rows,
         seconds=time.perf_counter() - t0,
+        train_seed=ctx.train_seed,
     )
     ctx.out.mkdir(parents=True, exist_ok=True)
     result.figures = _shown_pairs(ctx, pairs, shown, figure_maps)

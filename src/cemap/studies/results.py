@@ -158,6 +158,7 @@ class EvaluationResult(StudyResult):
     rows: list[dict]
     seconds: float
     figures: dict = json_field(default_factory=dict)
+    train_seed: int = 0  # the built-in model's training seed (another seed, another model)
 
     def headline(self) -> list[Claim]:
         """Which method localises best, by how much, where CE ranks and what the floors score (from the rows)."""
