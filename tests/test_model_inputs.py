@@ -96,6 +96,18 @@ def test_a_size_conflict_is_named(weights, images, tmp_path, capsys):
     assert code == 0 and err.strip().splitlines() == [f"warning: --size 32 overrides the 64 px in {weights}.cemap.json"]
 
 
+def test_run_warns_where_an_option_overrides_the_sidecar(weights, capsys):
+    from cemap.commands.run import _warn_sidecar_overrides
+
+    run_cli(["export", "-m", "resnet18", "-w", weights, "--size", "64"], capsys)
+    _warn_sidecar_overrides("resnet18", {"weights": str(weights)}, ModelInputs(size=32))
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"warning: --size 32 overrides the 64 px in {weights}.cemap.json"
+    ]
+    _warn_sidecar_overrides("resnet18", {"weights": str(weights)}, ModelInputs(size=64))  # agrees: no warning
+    assert capsys.readouterr().err == ""
+
+
 def test_run_data_follow_the_model_and_a_given_mismatch_is_named(weights, tmp_path, capsys):
     from cemap.commands.model_options import data_follow_model
 

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import CemapError
 from .parsing import builtin_model, checked_options, names, options, scalar
-from .common import QUIET, SEED, THREADS, setup, track_output, warn_fidelity
+from .common import QUIET, SEED, THREADS, setup, track_output, warn, warn_fidelity
 from .model_options import CLASS_NAMES, MEAN, NORMALIZE, SIZE, STD, data_follow_model, model_inputs
 
 
@@ -100,6 +100,8 @@ def run(
     model = model or builtin_model(dataset)
     model_options = checked_options("model", model, model_factory(model), options(model_opt, "--model-opt"))
     data_options = data_follow_model(dataset, data_options, model, model_options, inputs)
+    if "weights" in model_options and int(os.environ.get("RANK", 0)) == 0:
+        _warn_sidecar_overrides(model, model_options, inputs)
     track_output(out)
     config = RunConfig(
         dataset=dataset,
@@ -137,3 +139,12 @@ def run(
     )
     typer.echo(f"results in {Path(out).resolve()}")
     warn_fidelity(summary.get("fidelity"))
+
+
+def _warn_sidecar_overrides(model: str, model_options: dict, inputs) -> None:
+    """A warning line for each option that overrides the weights' sidecar, as predict and explain print; loading the
+    checkpoint once here also refuses one the run could not use before its folder is prepared."""
+    from ..models import load_model
+
+    for note in load_model(model, model_options, inputs).notes:
+        warn(note)
