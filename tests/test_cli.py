@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,6 +180,21 @@ def test_explain_writes_overlays_json_and_report(digits, tmp_path, mnist_clf, ca
         and html.count('alt="colour scale"') == 1
     )
     assert html.count("<img ") == 4 + 3 + 1 and "digit0.png" in html and "report:" in stdout
+
+
+def test_explain_fits_on_the_readable_images_and_names_the_rest(digits, tmp_path, mnist_clf, capsys):
+    import shutil
+
+    fit = tmp_path / "fit"
+    shutil.copytree(digits, fit)
+    (fit / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out = tmp_path / "explained"
+    args = ["explain", str(digits / "digit0.png"), "--model", "mnist-cnn", "--fit-on", str(fit), "--methods", "ce"]
+    code, _, err = run_cli([*args, "--out", str(out), "--quiet"], capsys)
+    autoencoder = json.loads((out / "explain.json").read_text())["autoencoder"]
+    assert code == 0 and autoencoder["fit_images"] == 3
+    assert [Path(r["file"]).name for r in autoencoder["fit_skipped"]] == ["broken.png"]
+    assert f"not fitted on {fit / 'broken.png'}" in err
 
 
 def test_explain_without_fit_on_skips_the_latent_profile(digits, tmp_path, mnist_clf, capsys):

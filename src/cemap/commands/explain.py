@@ -89,6 +89,8 @@ def explain(
     summary = run_explain(clf, files, out, config, draw=draw, preprocessing=loaded.preprocessing)
     for row in summary.skipped:
         warn(f"skipped {row['file']}: {row['error']}")
+    for row in (summary.autoencoder or {}).get("fit_skipped", []):
+        warn(f"not fitted on {row['file']}: {row['error']}")
     write_report(out)
     for row in summary.images:
         typer.echo(f"{row['file']}: {row['target']} p={row['probability']:.3f} -> {row['overlay']}")

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..causal import Fidelity, FittedAutoencoder, fidelity, fit_autoencoder, sized_config
-from ..data.images import IMAGE_SUFFIXES, is_image_file, load_image, read_image, resize
+from ..data.images import IMAGE_SUFFIXES, is_image_file, load_image, resize
 from ..errors import CemapError
 from ..jsonio import write_json
 from ..models import Classifier
@@ -54,21 +54,6 @@ def list_image_files(inputs: Sequence[str | Path]) -> list[Path]:
         else:
             raise CemapError(f"no such file or folder: {item}", "pass image files or a folder of images")
     return files
-
-
-def load_images(files: Sequence[Path], classifier: Classifier) -> torch.Tensor:
-    """N x C x H x W in [0, 1], each file resized to the classifier's input; bad pixels are a CemapError naming the
-    file."""
-    c, h, w = classifier.input_shape
-    images = []
-    for path in files:
-        image = read_image(path, channels=c, size=(h, w))
-        if not torch.isfinite(image).all():
-            raise CemapError(
-                f"{path} contains NaN or infinite pixel values", "clean or drop the image before explaining it"
-            )
-        images.append(image)
-    return torch.stack(images)
 
 
 @dataclass
@@ -120,12 +105,17 @@ def folder_key(files: Sequence[Path], shape: tuple[int, ...]) -> str:
     return f"files-{h.hexdigest()[:16]}"
 
 
-def fit_on_files(classifier: Classifier, fit_on: str | Path, layer: str | None = None) -> tuple[FittedAutoencoder, int]:
-    """The autoencoder at ``layer`` trained on the images under ``fit_on`` (cached per model, layer and files)."""
-    files = list_image_files([fit_on])
-    images = load_images(files, classifier)
-    key = folder_key(files, classifier.input_shape)
-    return fit_autoencoder(classifier, images, layer=layer, config=sized_config(len(images)), data_key=key), len(files)
+def fit_on_files(
+    classifier: Classifier, fit_on: str | Path, layer: str | None = None
+) -> tuple[FittedAutoencoder, int, list[dict]]:
+    """The autoencoder at ``layer`` trained on the readable images under ``fit_on`` (cached per model, layer and
+    files), how many it was fitted on, and the files skipped as unreadable (each with its reason)."""
+    read = read_files(list_image_files([fit_on]), classifier)
+    if read.images is None:
+        raise none_read(read.skipped)
+    key = folder_key(read.files, classifier.input_shape)
+    fitted = fit_autoencoder(classifier, read.images, layer=layer, config=sized_config(len(read.files)), data_key=key)
+    return fitted, len(read.files), read.skipped
 
 
 def resolve_target(classifier: Classifier, target: str | None) -> int | None:
@@ -216,7 +206,9 @@ def run_explain(
     recorded (default: what the classifier applies)."""
     out, timings, t = Path(out), {}, time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    fitted, n_fit = fit_on_files(classifier, config.fit_on, config.layer) if config.fit_on is not None else (None, 0)
+    fitted, n_fit, fit_skipped = (
+        fit_on_files(classifier, config.fit_on, config.layer) if config.fit_on is not None else (None, 0, [])
+    )
     timings["autoencoder"] = time.perf_counter() - t
     pipeline = ImagePipeline(classifier, fitted, methods=config.methods)
     wanted = resolve_target(classifier, config.target)
@@ -251,6 +243,7 @@ def run_explain(
         summary.autoencoder = {
             "fit_on": str(config.fit_on),
             "fit_images": n_fit,
+            "fit_skipped": fit_skipped,
             "code_channels": fitted.autoencoder.code_channels,
             "fidelity": Fidelity(
                 agreement=running.agree / n, mean_kl=running.kl / n, n=n, problems=tuple(running.problems)

@@ -386,7 +386,7 @@ class ExplainResult(StudyResult):
     timings_s: dict = field(default_factory=dict)
     autoencoder: dict | None = json_field(
         None, omit_none=True
-    )  # fit_on, fit_images, code_channels, fidelity (with --fit-on)
+    )  # fit_on, fit_images, fit_skipped, code_channels, fidelity (with --fit-on)
     preprocessing: dict = field(default_factory=dict)  # input shape, resize, normalisation and where each came from
     skipped: list = field(default_factory=list)  # files that could not be read: file, error
 
