@@ -62,13 +62,13 @@ def test_ce_is_the_map_chosen_on_validation_images(clf, x):
     expected = cemap.CEMap(clf, cells=default_cells(32), **CHOSEN).attribute(x, 1)
     assert torch.equal(e.attribute(x, 1), expected)
     bench = Path(__file__).resolve().parents[1] / "docs" / "results" / "evaluation_benchmark_v3.json"
-    if bench.exists():  # the defaults are what the committed benchmark chose for cxr-cnn at 64 px (training seed 0)
-        runs = [
-            r
+    if bench.exists():  # the defaults are the choice most trainings of cxr-cnn at 64 px made in the committed benchmark
+        chosen = [
+            tuple(sorted(r["chosen"]["ce"].items()))
             for r in json.loads(bench.read_text())["runs"]
-            if r["model"] == "cxr-cnn" and r["size"] == 64 and r["train_seed"] == 0
+            if r["model"] == "cxr-cnn" and r["size"] == 64
         ]
-        assert runs and runs[0]["chosen"]["ce"] == CHOSEN
+        assert chosen and max(set(chosen), key=chosen.count) == tuple(sorted(CHOSEN.items()))
 
 
 def test_default_cells_at_64_and_128_px():

@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from cemap.jsonio import write_json
 from cemap.studies.explanation_benchmark import RULE, load_values, markdown_summary, merged_claims, merged_verdicts
 
 
@@ -142,7 +143,7 @@ def main(out: str, sources: list[str]) -> None:
             for r in runs
         ],
     }
-    Path(out).write_text(json.dumps(doc, indent=1))
+    write_json(out, doc, indent=1)
     for g in merged:
         for claim in g["headline"]:
             print("*", claim["claim"])

@@ -30,7 +30,7 @@ from .registry import register_explainer
 CHOSEN = {
     "effect_scale": "log_odds",
     "fill": "blur",
-}  # chosen on synthcxr validation images (docs/results/evaluation_benchmark_v3.json)
+}  # chosen on synthcxr validation images by most trainings (docs/results/evaluation_benchmark_v3.json)
 PRESETS = ("paper",)
 
 
