@@ -92,6 +92,17 @@ def test_intact_entry_is_used(own_cache):
     assert len(calls) == 1
 
 
+def test_weights_of_another_training_recipe_are_not_reused(own_cache, monkeypatch):
+    import cemap.models.training as training
+
+    calls = []
+    _cached(calls)
+    monkeypatch.setattr(training, "TRAINING_RECIPE", training.TRAINING_RECIPE + 1)
+    _cached(calls)  # what an earlier version trained is another entry: trained again
+    _cached(calls)
+    assert len(calls) == 2 and len(list((own_cache / "models").glob("tiny-*.pt"))) == 2
+
+
 def test_load_weights_names_a_damaged_file(tmp_path):
     from cemap.cache import load_weights
 

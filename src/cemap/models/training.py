@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 # instruction set, say AVX-512 instead of AVX2, may still round differently).
 TRAIN_THREADS = 2
 
+# Part of every trained model's cache key: raise it whenever the training code changes the weights it produces (the
+# fixed thread count above did), so weights trained by an earlier version are never loaded as if this one had made
+# them - a silent reuse made a benchmark run report a different model than a fresh clone trains.
+TRAINING_RECIPE = 2
+
 
 @contextlib.contextmanager
 def training_threads(device: str | torch.device = "cpu") -> Iterator[None]:
@@ -117,8 +122,9 @@ def optimiser_step(opt: torch.optim.Optimizer, sched, loss: torch.Tensor, bar) -
 def cached_weights(
     name: str, config: dict[str, Any], net: nn.Module, train_fn: Callable[[nn.Module], nn.Module]
 ) -> nn.Module:
-    """Load ``net``'s weights from the cache for ``config``, training and storing them on a miss."""
-    path = cache_path("models", name, config)
+    """Load ``net``'s weights from the cache for ``config`` and this :data:`TRAINING_RECIPE`, training and storing them
+    on a miss."""
+    path = cache_path("models", name, {**config, "recipe": TRAINING_RECIPE})
     entry = load_cached(path)  # None on a miss, or when the entry was damaged (moved aside, never used)
     if entry is not None:
         try:
