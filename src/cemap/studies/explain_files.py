@@ -193,6 +193,22 @@ class _Running:
         self.profiles.append(profiles)
 
 
+def _autoencoder_summary(
+    config: "ExplainConfig", fitted: FittedAutoencoder, n_fit: int, fit_skipped: list[dict], running: "_Running"
+) -> dict:
+    """explain.json's autoencoder entry: what it was fitted on (and skipped), and its fidelity on the explained
+    images."""
+    n = len(running.rows)
+    fid = Fidelity(agreement=running.agree / n, mean_kl=running.kl / n, n=n, problems=tuple(running.problems))
+    return {
+        "fit_on": str(config.fit_on),
+        "fit_images": n_fit,
+        "fit_skipped": fit_skipped,
+        "code_channels": fitted.autoencoder.code_channels,
+        "fidelity": fid.as_dict(),
+    }
+
+
 def run_explain(
     classifier: Classifier,
     files: Sequence[Path],
@@ -239,16 +255,7 @@ def run_explain(
         skipped=skipped,
     )
     if fitted is not None:
-        n = len(running.rows)
-        summary.autoencoder = {
-            "fit_on": str(config.fit_on),
-            "fit_images": n_fit,
-            "fit_skipped": fit_skipped,
-            "code_channels": fitted.autoencoder.code_channels,
-            "fidelity": Fidelity(
-                agreement=running.agree / n, mean_kl=running.kl / n, n=n, problems=tuple(running.problems)
-            ).as_dict(),
-        }
+        summary.autoencoder = _autoencoder_summary(config, fitted, n_fit, fit_skipped, running)
         bars = ProfileBars("latent_profiles.png", {"explained images": torch.cat(running.profiles)})
         if draw is not None:
             summary.figures["latent_profiles"] = draw(bars, out).name
