@@ -60,3 +60,20 @@ def test_training_gives_the_same_weights_for_one_and_two_caller_threads():
     assert TRAIN_THREADS == 2
     for name in one:
         assert torch.equal(one[name], two[name]), name
+
+
+def test_training_progress_is_plain_lines_in_a_log_and_nothing_when_quiet(capsys, monkeypatch):
+    from cemap import progress
+
+    monkeypatch.delenv("CEMAP_QUIET", raising=False)
+    monkeypatch.setattr(progress, "_ENABLED", None)  # stderr under pytest is not a terminal
+    monkeypatch.setattr(progress, "FIRST_LINE_S", 0.0)
+    capsys.readouterr()
+    with torch.random.fork_rng():
+        fit_classifier(_net(), _Noise(), multilabel=False, epochs=1, batch_size=32, seed=3, desc="tiny")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == "tiny: 3 steps" and "loss" in lines[1] and lines[-1].startswith("tiny: 3/3 steps in")
+    progress.set_progress(False)
+    with torch.random.fork_rng():
+        fit_classifier(_net(), _Noise(), multilabel=False, epochs=1, batch_size=32, seed=3, desc="tiny")
+    assert capsys.readouterr().err == ""

@@ -21,10 +21,9 @@ import logging
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data.synthcxr import GENERATOR_VERSION
-from ..progress import progress_enabled
+from ..progress import progress_bar
 from .training import cached_weights, optimiser_step, seeded_init
 
 log = logging.getLogger(__name__)
@@ -146,9 +145,7 @@ def fit_inpainter(net: InpaintNet, images: torch.Tensor, config: dict) -> Inpain
     size, side = images.shape[-1], crop_side(images.shape[-1])
     opt = torch.optim.Adam(net.parameters(), lr=config["lr"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config["lr"], total_steps=config["steps"])
-    bar = tqdm(
-        total=config["steps"], desc="training the synthcxr inpainter", disable=not progress_enabled(), leave=False
-    )
+    bar = progress_bar(config["steps"], "training the synthcxr inpainter", unit="step", leave=False)
     net.train()
     for _ in range(config["steps"]):
         b = config["batch_size"]

@@ -13,11 +13,10 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..cache import cache_path, load_cached, move_aside, save_atomic
 from ..data.base import ImageDataset
-from ..progress import progress_enabled
+from ..progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ def _fit(net, train, multilabel, epochs, lr, batch_size, seed, max_shift, prepro
     )
     loader = train.loader(batch_size=batch_size, shuffle=True, seed=seed)
     net.train()
-    bar = tqdm(total=epochs * len(loader), desc=desc, disable=not progress_enabled(), leave=False)
+    bar = progress_bar(epochs * len(loader), desc, unit="step", leave=False)
     for _ in range(epochs):
         for batch in loader:
             x = preprocess(random_shift(batch.images, max_shift, gen).to(device))
@@ -115,8 +114,8 @@ def optimiser_step(opt: torch.optim.Optimizer, sched, loss: torch.Tensor, bar) -
     loss.backward()
     opt.step()
     sched.step()
+    bar.set_postfix(loss=f"{loss.item():.4f}")  # before update, so a log line shows this step's loss
     bar.update()
-    bar.set_postfix(loss=f"{loss.item():.4f}")
 
 
 def cached_weights(

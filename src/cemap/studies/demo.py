@@ -21,13 +21,12 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, replace
 
-from tqdm.auto import tqdm
 
 from ..causal.autoencoder import model_fingerprint
 from ..errors import CemapError
 from ..explain import get_explainer
 from ..cache import save_json_atomic
-from ..progress import progress_enabled
+from ..progress import progress_bar
 from .audit import AuditConfig, run_audit
 from .context import StudyContext
 from .detection import DetectionConfig, run_detection
@@ -155,10 +154,10 @@ def run_demo(ctx: StudyContext, plan: StudyPlan, reuse: bool = True) -> DemoResu
     timings: dict[str, float] = {}
     provenance: dict[str, dict] = {}
     t0 = time.perf_counter()
-    bar = tqdm(total=6, desc="study", disable=not progress_enabled(), leave=False)
+    bar = progress_bar(6, "demo", unit="stage", leave=False)
 
     def stage(name: str, fn, key: dict | None = None):
-        bar.set_postfix_str(name)
+        bar.set_postfix(stage=name)
         t = time.perf_counter()
         value = fn() if key is None else run_cached(name, key, ctx.out, fn, reuse)
         if key is not None:

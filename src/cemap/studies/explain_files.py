@@ -13,10 +13,9 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ..causal import Fidelity, FittedAutoencoder, fidelity, fit_autoencoder, sized_config
 from ..data.images import IMAGE_SUFFIXES, is_image_file, load_image, resize
@@ -25,7 +24,7 @@ from ..jsonio import write_json
 from ..models import Classifier
 from ..models.preprocessing import describe
 from ..pipeline import BatchResult, ImagePipeline
-from ..progress import progress_enabled
+from ..progress import progress_bar
 from .explorer import MAX_ITEMS, ExplorerItem, relative_names, save_explorer_items
 from .figures import Draw, OverlayGrid, ProfileBars
 from .results import ExplainResult
@@ -123,11 +122,20 @@ def resolve_target(classifier: Classifier, target: str | None) -> int | None:
     return None if target is None else classifier.class_index(target)
 
 
+def _batch_starts(files: Sequence[Path], desc: str) -> Iterator[int]:
+    """The first index of each BATCH of ``files``, with progress: a bar on a terminal, lines in a log."""
+    bar = progress_bar(len(files), desc, unit="image", leave=False)
+    for start in range(0, len(files), BATCH):
+        yield start
+        bar.update(min(BATCH, len(files) - start))
+    bar.close()
+
+
 def predict_files(classifier: Classifier, files: Sequence[Path], top: int = 3) -> tuple[list[dict], list[dict]]:
     """One row per readable file (the ``top`` most probable classes with their probabilities, and the file's native
     size), and the files skipped as unreadable; not one readable file is a CemapError."""
     rows, skipped = [], []
-    for start in tqdm(range(0, len(files), BATCH), desc="predict", disable=not progress_enabled(), leave=False):
+    for start in _batch_starts(files, "predict"):
         batch = read_files(files[start : start + BATCH], classifier)
         skipped += batch.skipped
         if batch.images is None:
@@ -230,7 +238,7 @@ def run_explain(
     wanted = resolve_target(classifier, config.target)
     running, names, skipped = _Running(), relative_names(files), []
     t = time.perf_counter()
-    for start in tqdm(range(0, len(files), BATCH), desc="explain", disable=not progress_enabled(), leave=False):
+    for start in _batch_starts(files, "explain"):
         batch = read_files(files[start : start + BATCH], classifier)
         skipped += batch.skipped
         if batch.images is None:
