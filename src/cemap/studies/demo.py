@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, replace
 
-
 from ..causal.autoencoder import model_fingerprint
 from ..errors import CemapError
 from ..explain import get_explainer

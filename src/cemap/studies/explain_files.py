@@ -125,10 +125,12 @@ def resolve_target(classifier: Classifier, target: str | None) -> int | None:
 def _batch_starts(files: Sequence[Path], desc: str) -> Iterator[int]:
     """The first index of each BATCH of ``files``, with progress: a bar on a terminal, lines in a log."""
     bar = progress_bar(len(files), desc, unit="image", leave=False)
-    for start in range(0, len(files), BATCH):
-        yield start
-        bar.update(min(BATCH, len(files) - start))
-    bar.close()
+    try:
+        for start in range(0, len(files), BATCH):
+            yield start
+            bar.update(min(BATCH, len(files) - start))
+    finally:  # a caller that stops early (an error in a batch) still closes the bar
+        bar.close()
 
 
 def predict_files(classifier: Classifier, files: Sequence[Path], top: int = 3) -> tuple[list[dict], list[dict]]:
